@@ -1,0 +1,137 @@
+"""Canonical JSON exactly as the reference SDK's JavaScript canonicaliser writes it.
+
+RFC 8785 (the ``rfc8785`` package) does the serializing. Around it we handle the two places
+where Python's view of a JSON document differs from JavaScript's:
+
+* every JSON number is a double in JavaScript, so an integer literal beyond ±(2**53 - 1),
+  which Python parses as an exact ``int``, is canonicalised as the double JavaScript reads;
+* ``JSON.stringify`` escapes lone UTF-16 surrogates (``\\ud800``) where RFC 8785 refuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+import rfc8785
+
+__all__ = [
+    "CanonicalJSONError",
+    "JSONValue",
+    "canonical_json",
+    "dumps_compact",
+    "parse_json",
+    "sha256_hex",
+]
+
+JSONValue = Any
+_MAX_SAFE_INT = 2**53 - 1
+
+
+class CanonicalJSONError(ValueError):
+    """The value cannot be written as canonical JSON (NaN, Infinity, non-JSON types)."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise CanonicalJSONError(f"{name} is not valid JSON")
+
+
+def parse_json(data: str | bytes) -> JSONValue:
+    """Parse JSON text the way the wire sees it, refusing NaN/Infinity.
+
+    Numbers stay as Python parsed them (``int`` or ``float``) so that a message can be hashed
+    exactly as received; :func:`canonical_json` applies JavaScript's number semantics.
+    """
+    return json.loads(data, parse_constant=_refuse_constant)
+
+
+def _is_lone_surrogate(ch: str) -> bool:
+    return 0xD800 <= ord(ch) <= 0xDFFF
+
+
+def _js_view(value: JSONValue) -> tuple[JSONValue, bool]:
+    """Return ``value`` as JavaScript would hold it, and whether it has lone surrogates."""
+    if isinstance(value, bool) or value is None:
+        return value, False
+    if isinstance(value, int):
+        return (float(value) if abs(value) > _MAX_SAFE_INT else value), False
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CanonicalJSONError(f"{value} is not valid JSON")
+        return value, False
+    if isinstance(value, str):
+        return value, any(_is_lone_surrogate(c) for c in value)
+    if isinstance(value, list | tuple):
+        items = [_js_view(v) for v in value]
+        return [v for v, _ in items], any(s for _, s in items)
+    if isinstance(value, dict):
+        out: dict[str, JSONValue] = {}
+        surrogates = False
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalJSONError("object keys must be strings")
+            out[key], inner = _js_view(item)
+            surrogates = surrogates or inner or any(_is_lone_surrogate(c) for c in key)
+        return out, surrogates
+    raise CanonicalJSONError(f"unsupported type in JSON value: {type(value).__name__}")
+
+
+def _utf16_units(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _string_with_surrogates(text: str) -> bytes:
+    parts: list[bytes] = []
+    run: list[str] = []
+    for ch in text:
+        if _is_lone_surrogate(ch):
+            if run:
+                parts.append(rfc8785.dumps("".join(run))[1:-1])
+                run = []
+            parts.append(f"\\u{ord(ch):04x}".encode("ascii"))
+        else:
+            run.append(ch)
+    if run:
+        parts.append(rfc8785.dumps("".join(run))[1:-1])
+    return b'"' + b"".join(parts) + b'"'
+
+
+def _dump_with_surrogates(value: JSONValue) -> bytes:
+    # Only reached for input holding lone surrogates, which RFC 8785 refuses but
+    # JSON.stringify writes as lowercase escapes; scalars still go through rfc8785.
+    if isinstance(value, str):
+        return _string_with_surrogates(value)
+    if isinstance(value, list):
+        return b"[" + b",".join(_dump_with_surrogates(v) for v in value) + b"]"
+    if isinstance(value, dict):
+        members = sorted(value.items(), key=lambda kv: _utf16_units(kv[0]))
+        return (
+            b"{"
+            + b",".join(
+                _string_with_surrogates(k) + b":" + _dump_with_surrogates(v) for k, v in members
+            )
+            + b"}"
+        )
+    return bytes(rfc8785.dumps(value))
+
+
+def canonical_json(value: JSONValue) -> bytes:
+    """UTF-8 bytes of ``value`` as the reference SDK canonicalises it."""
+    js_value, has_surrogates = _js_view(value)
+    if has_surrogates:
+        return _dump_with_surrogates(js_value)
+    try:
+        return bytes(rfc8785.dumps(js_value))
+    except rfc8785.CanonicalizationError as exc:
+        raise CanonicalJSONError(str(exc)) from exc
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def dumps_compact(value: JSONValue) -> str:
+    """Plain compact JSON for transport (not for hashing)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

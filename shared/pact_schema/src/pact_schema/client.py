@@ -1,0 +1,264 @@
+"""Async buyer client: signs messages, verifies every reply, binds ACCEPTs to the quote."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel
+
+from pact_schema.envelope import (
+    EnvelopeError,
+    VerifiedEnvelope,
+    now_ms,
+    sign_message,
+    verify_envelope,
+)
+from pact_schema.keys import Keypair
+from pact_schema.messages import (
+    PROTOCOL_VERSION,
+    Accept,
+    Ask,
+    Bid,
+    Constraints,
+    Intent,
+    MessageValidationError,
+    Reject,
+    SettlementMode,
+)
+from pact_schema.quote import BUYER_KEY_FIELD, QUOTE_FIELD
+
+__all__ = ["NegotiationResult", "Outcome", "PactClient", "PactClientError", "ProviderHTTPError"]
+
+Outcome = Literal["QUOTED", "ACCEPTED", "REJECTED", "FAILED_IDENTITY"]
+
+
+class PactClientError(Exception):
+    """The negotiation could not be carried out (transport, bad reply, identity)."""
+
+
+class ProviderHTTPError(PactClientError):
+    """The provider answered with an HTTP error (usually an RFC 9457 problem document)."""
+
+    def __init__(self, status_code: int, problem: dict[str, Any] | None, text: str) -> None:
+        detail = (problem or {}).get("detail") or (problem or {}).get("title") or text[:200]
+        super().__init__(f"provider answered HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.problem = problem
+
+
+@dataclass
+class NegotiationResult:
+    intent_id: str
+    outcome: Outcome
+    price: Decimal | None = None
+    reject_code: str | None = None
+    reason: str | None = None
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    accept_reply: dict[str, Any] | None = None
+
+    @property
+    def settlement(self) -> dict[str, Any] | None:
+        """The settlement summary the provider attached to its ACCEPT acknowledgement."""
+        if self.accept_reply is None:
+            return None
+        value = self.accept_reply["message"].get("settlement")
+        return value if isinstance(value, dict) else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "intent_id": self.intent_id,
+            "outcome": self.outcome,
+            "price": None if self.price is None else str(self.price),
+            "reject_code": self.reject_code,
+            "reason": self.reason,
+            "transcript": self.transcript,
+            "accept_reply": self.accept_reply,
+        }
+
+
+class PactClient:
+    """Talks to one provider's ``POST /pact`` as a buyer agent.
+
+    ``provider_key`` pins the provider's public key; without it the key that signs the first
+    ASK is pinned for the rest of the negotiation.
+    """
+
+    def __init__(
+        self,
+        provider_url: str,
+        keypair: Keypair,
+        *,
+        provider_key: str | None = None,
+        http: httpx.AsyncClient | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.provider_url = provider_url.rstrip("/")
+        self.keypair = keypair
+        self.provider_key = provider_key
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=timeout_s)
+
+    async def __aenter__(self) -> PactClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def send(
+        self, message: BaseModel | dict[str, Any]
+    ) -> tuple[dict[str, Any], VerifiedEnvelope]:
+        """Sign and POST one message; return the sent envelope and the verified reply."""
+        envelope = sign_message(message, self.keypair)
+        try:
+            response = await self._http.post(f"{self.provider_url}/pact", json=envelope)
+        except httpx.HTTPError as exc:
+            raise PactClientError(f"cannot reach provider at {self.provider_url}: {exc}") from exc
+        if response.status_code != 200:
+            problem = None
+            if response.headers.get("content-type", "").startswith("application/problem+json"):
+                problem = response.json()
+            raise ProviderHTTPError(response.status_code, problem, response.text)
+        try:
+            reply = verify_envelope(response.json())
+        except (EnvelopeError, ValueError) as exc:
+            raise PactClientError(f"provider reply does not verify: {exc}") from exc
+        if self.provider_key is None:
+            self.provider_key = reply.signer
+        elif reply.signer != self.provider_key:
+            raise PactClientError("provider reply is signed by an unexpected key")
+        if reply.message_raw.get("intent_id") != envelope["message"]["intent_id"]:
+            raise PactClientError("provider reply is for a different intent_id")
+        return envelope, reply
+
+    async def negotiate(
+        self,
+        *,
+        intent: str,
+        scope: str | dict[str, Any],
+        max_price: Decimal,
+        latency_ms: int = 500,
+        freshness_sec: int = 60,
+        settlement_mode: SettlementMode = "hash_reveal",
+        urgent: bool | None = None,
+        intent_ttl_ms: int = 60_000,
+        bids: Sequence[Decimal] = (),
+        accept: bool = False,
+        challenge_window_ms: int = 5_000,
+        delivery_window_ms: int = 30_000,
+        intent_id: str | None = None,
+    ) -> NegotiationResult:
+        """INTENT → ASK, optional BID rounds, and (with ``accept``) ACCEPT bound to the quote."""
+        intent_id = intent_id or f"intent-{uuid.uuid4()}"
+        result = NegotiationResult(intent_id=intent_id, outcome="REJECTED")
+        sent = now_ms()
+        intent_msg = Intent(
+            protocol_version=PROTOCOL_VERSION,
+            type="INTENT",
+            intent_id=intent_id,
+            intent=intent,
+            scope=scope,
+            constraints=Constraints(latency_ms=latency_ms, freshness_sec=freshness_sec),
+            max_price=max_price,
+            settlement_mode=settlement_mode,
+            urgent=urgent,
+            sent_at_ms=sent,
+            expires_at_ms=sent + intent_ttl_ms,
+        )
+        quote = await self._exchange(result, intent_msg)
+        if quote is None:
+            return result
+        for bid_price in bids:
+            if quote[1].price <= bid_price:
+                break
+            sent = now_ms()
+            bid = Bid(
+                protocol_version=PROTOCOL_VERSION,
+                type="BID",
+                intent_id=intent_id,
+                price=bid_price,
+                unit=quote[1].unit,
+                latency_ms=quote[1].latency_ms,
+                valid_for_ms=quote[1].valid_for_ms,
+                bond_required=quote[1].bond_required,
+                sent_at_ms=sent,
+                expires_at_ms=sent + quote[1].valid_for_ms,
+                **{QUOTE_FIELD: quote[0]},
+            )
+            quote = await self._exchange(result, bid)
+            if quote is None:
+                return result
+        ask_envelope, ask = quote
+        if ask.price > max_price:
+            result.reason = f"quoted price {ask.price} exceeds max_price {max_price}"
+            return result
+        result.price = ask.price
+        if not accept:
+            result.outcome = "QUOTED"
+            return result
+        sent = now_ms()
+        accept_msg = Accept(
+            protocol_version=PROTOCOL_VERSION,
+            type="ACCEPT",
+            intent_id=intent_id,
+            agreed_price=ask.price,
+            settlement_mode=settlement_mode,
+            proof_type=settlement_mode,
+            challenge_window_ms=challenge_window_ms,
+            delivery_deadline_ms=sent + delivery_window_ms,
+            sent_at_ms=sent,
+            expires_at_ms=min(ask.expires_at_ms, sent + intent_ttl_ms),
+            **{QUOTE_FIELD: ask_envelope},
+        )
+        if accept_msg.expires_at_ms <= sent:
+            result.reason = "the quote expired before it could be accepted"
+            return result
+        _, reply = await self._send_logged(result, accept_msg)
+        parsed = self._parse_reply(reply)
+        if isinstance(parsed, Accept):
+            result.outcome = "ACCEPTED"
+            result.accept_reply = reply.raw
+        elif isinstance(parsed, Reject):
+            result.reject_code, result.reason = parsed.code, parsed.reason
+        else:
+            raise PactClientError(f"unexpected reply to ACCEPT: {parsed.type}")
+        return result
+
+    async def _send_logged(
+        self, result: NegotiationResult, message: BaseModel
+    ) -> tuple[dict[str, Any], VerifiedEnvelope]:
+        envelope, reply = await self.send(message)
+        result.transcript.extend([envelope, reply.raw])
+        return envelope, reply
+
+    @staticmethod
+    def _parse_reply(reply: VerifiedEnvelope) -> Any:
+        try:
+            return reply.parse()
+        except MessageValidationError as exc:
+            raise PactClientError(f"provider reply is not a valid pact/1.0 message: {exc}") from exc
+
+    async def _exchange(
+        self, result: NegotiationResult, message: Intent | Bid
+    ) -> tuple[dict[str, Any], Ask] | None:
+        """Send an INTENT or BID; return the verified ASK, or record the REJECT and return None."""
+        _, reply = await self._send_logged(result, message)
+        parsed = self._parse_reply(reply)
+        if isinstance(parsed, Reject):
+            result.reject_code, result.reason = parsed.code, parsed.reason
+            return None
+        if not isinstance(parsed, Ask):
+            raise PactClientError(f"expected ASK or REJECT, got {parsed.type}")
+        if parsed.extras.get(BUYER_KEY_FIELD) not in (None, self.keypair.public_key_b58):
+            result.outcome = "FAILED_IDENTITY"
+            result.reason = "the ASK was made for a different buyer key"
+            return None
+        return reply.raw, parsed

@@ -1,0 +1,61 @@
+"""Failure codes carried in REJECT messages (the reference SDK's set, plus ours)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FailureCode(StrEnum):
+    # Reference SDK codes (pact/1.0).
+    MISSING_EXPIRES_AT = "MISSING_EXPIRES_AT"
+    INTENT_EXPIRED = "INTENT_EXPIRED"
+    VALID_FOR_TOO_SHORT = "VALID_FOR_TOO_SHORT"
+    VALID_FOR_TOO_LONG = "VALID_FOR_TOO_LONG"
+    CLOCK_SKEW_TOO_LARGE = "CLOCK_SKEW_TOO_LARGE"
+    INTENT_NOT_ALLOWED = "INTENT_NOT_ALLOWED"
+    SESSION_SPEND_CAP_EXCEEDED = "SESSION_SPEND_CAP_EXCEEDED"
+    UNTRUSTED_ISSUER = "UNTRUSTED_ISSUER"
+    ONE_OF_ADMISSION_FAILED = "ONE_OF_ADMISSION_FAILED"
+    ROUND_EXCEEDED = "ROUND_EXCEEDED"
+    DURATION_EXCEEDED = "DURATION_EXCEEDED"
+    FIRM_QUOTE_MISSING_VALID_FOR = "FIRM_QUOTE_MISSING_VALID_FOR"
+    FIRM_QUOTE_OUT_OF_RANGE = "FIRM_QUOTE_OUT_OF_RANGE"
+    NEW_AGENT_EXCLUDED = "NEW_AGENT_EXCLUDED"
+    REGION_NOT_ALLOWED = "REGION_NOT_ALLOWED"
+    FAILURE_RATE_TOO_HIGH = "FAILURE_RATE_TOO_HIGH"
+    TIMEOUT_RATE_TOO_HIGH = "TIMEOUT_RATE_TOO_HIGH"
+    MISSING_REQUIRED_CREDENTIALS = "MISSING_REQUIRED_CREDENTIALS"
+    QUOTE_OUT_OF_BAND = "QUOTE_OUT_OF_BAND"
+    FAILED_REFERENCE_BAND = "FAILED_REFERENCE_BAND"
+    SETTLEMENT_MODE_NOT_ALLOWED = "SETTLEMENT_MODE_NOT_ALLOWED"
+    PRE_SETTLEMENT_LOCK_REQUIRED = "PRE_SETTLEMENT_LOCK_REQUIRED"
+    BOND_INSUFFICIENT = "BOND_INSUFFICIENT"
+    SETTLEMENT_FAILED = "SETTLEMENT_FAILED"
+    SCHEMA_VALIDATION_FAILED = "SCHEMA_VALIDATION_FAILED"
+    STREAMING_SPEND_CAP_EXCEEDED = "STREAMING_SPEND_CAP_EXCEEDED"
+    LATENCY_BREACH = "LATENCY_BREACH"
+    FRESHNESS_BREACH = "FRESHNESS_BREACH"
+    TRANSCRIPT_STORAGE_FORBIDDEN = "TRANSCRIPT_STORAGE_FORBIDDEN"
+    INVALID_POLICY = "INVALID_POLICY"
+
+    # Negotiation outcomes of the spec, used as codes where a REJECT reports them.
+    FAILED_IDENTITY = "FAILED_IDENTITY"
+    FAILED_ESCROW = "FAILED_ESCROW"
+    FAILED_PROOF = "FAILED_PROOF"
+    INSUFFICIENT_ESCROW = "INSUFFICIENT_ESCROW"
+
+    # Ours, where no reference code fits (documented in the README).
+    QUOTE_MISSING = "QUOTE_MISSING"
+    """An ACCEPT or BID did not carry the provider-signed ASK it answers."""
+    QUOTE_INVALID = "QUOTE_INVALID"
+    """The carried quote is not this provider's, is for another intent/buyer, or was altered."""
+    QUOTE_EXPIRED = "QUOTE_EXPIRED"
+    """The carried quote's validity window has passed."""
+    PRICE_MISMATCH = "PRICE_MISMATCH"
+    """ACCEPT's agreed_price differs from the quoted price."""
+    PRICE_ABOVE_MAX = "PRICE_ABOVE_MAX"
+    """The provider's price for the intent exceeds the buyer's max_price."""
+    UNEXPECTED_MESSAGE = "UNEXPECTED_MESSAGE"
+    """A message type the receiving endpoint does not handle."""
+    AMOUNT_BELOW_RAIL_MINIMUM = "AMOUNT_BELOW_RAIL_MINIMUM"
+    """The amount cannot be charged on the chosen rail (e.g. below Stripe's minimum)."""

@@ -1,0 +1,172 @@
+"""Stateless quote binding (DESIGN.md decision 1).
+
+A provider's ASK carries, as extra signed fields, everything needed to honour it later: the
+buyer's key it was made for, the negotiation round, the intent type and settlement mode, and
+the opening list price. A BID or ACCEPT must carry that ASK envelope back in its ``quote``
+field; any provider replica (and the settlement service) checks it without shared memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pact_schema.codes import FailureCode
+from pact_schema.envelope import EnvelopeError, VerifiedEnvelope, verify_envelope
+from pact_schema.messages import Accept, Ask, MessageValidationError, parse_message
+from pact_schema.money import WireMoneyError, decimal_from_wire, decimal_to_wire
+
+__all__ = [
+    "QUOTE_FIELD",
+    "QuoteError",
+    "QuoteTerms",
+    "check_accept",
+    "quote_binding_fields",
+    "verify_carried_quote",
+]
+
+QUOTE_FIELD = "quote"
+BUYER_KEY_FIELD = "buyer_public_key_b58"
+ROUND_FIELD = "round"
+INTENT_TYPE_FIELD = "intent"
+SETTLEMENT_MODE_FIELD = "settlement_mode"
+LIST_PRICE_FIELD = "list_price"
+
+
+class QuoteError(ValueError):
+    """The carried quote cannot be honoured; ``code`` is the REJECT failure code."""
+
+    def __init__(self, code: FailureCode, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteTerms:
+    """What a verified provider ASK binds."""
+
+    envelope: dict[str, Any]
+    ask: Ask
+    provider_key: str
+    buyer_key: str
+    round: int
+    intent_type: str
+    settlement_mode: str
+    list_price: Decimal
+
+    @property
+    def intent_id(self) -> str:
+        return self.ask.intent_id
+
+    @property
+    def price(self) -> Decimal:
+        return self.ask.price
+
+    @property
+    def bond(self) -> Decimal:
+        return self.ask.bond_required
+
+
+def quote_binding_fields(
+    *,
+    buyer_key: str,
+    round_number: int,
+    intent_type: str,
+    settlement_mode: str,
+    list_price: Decimal,
+) -> dict[str, Any]:
+    """Extra fields a provider puts into an ASK so it can be honoured statelessly."""
+
+    return {
+        BUYER_KEY_FIELD: buyer_key,
+        ROUND_FIELD: round_number,
+        INTENT_TYPE_FIELD: intent_type,
+        SETTLEMENT_MODE_FIELD: settlement_mode,
+        LIST_PRICE_FIELD: decimal_to_wire(list_price),
+    }
+
+
+def _bound_str(ask: Ask, name: str) -> str:
+    value = ask.extras.get(name)
+    if not isinstance(value, str) or not value:
+        raise QuoteError(FailureCode.QUOTE_INVALID, f"quote lacks the {name!r} binding")
+    return value
+
+
+def verify_carried_quote(
+    carrier: VerifiedEnvelope,
+    *,
+    trusted_provider_keys: Collection[str],
+    now_ms: int,
+    grace_ms: int = 0,
+) -> QuoteTerms:
+    """Verify the provider-signed ASK carried in ``carrier.message['quote']``.
+
+    Checks: present; a valid envelope; signed by a trusted provider key; an ASK for the same
+    intent id; made for the carrier's signer; not expired at ``now_ms`` (the receiver's clock,
+    allowing ``grace_ms`` for clock differences between replicas). The carrier's own
+    ``sent_at_ms`` is deliberately not used, so backdating a message cannot extend a quote.
+    """
+    raw_quote = carrier.message_raw.get(QUOTE_FIELD)
+    if raw_quote is None:
+        raise QuoteError(
+            FailureCode.QUOTE_MISSING,
+            "the message must carry the provider-signed ASK envelope in its 'quote' field",
+        )
+    try:
+        verified = verify_envelope(raw_quote)
+    except EnvelopeError as exc:
+        raise QuoteError(FailureCode.QUOTE_INVALID, f"quote envelope: {exc}") from exc
+    if verified.signer not in trusted_provider_keys:
+        raise QuoteError(FailureCode.UNTRUSTED_ISSUER, "quote is not signed by a trusted provider")
+    try:
+        ask = parse_message(verified.message_raw)
+    except MessageValidationError as exc:
+        raise QuoteError(FailureCode.QUOTE_INVALID, f"quote message: {exc.detail}") from exc
+    if not isinstance(ask, Ask):
+        raise QuoteError(FailureCode.QUOTE_INVALID, f"quote must be an ASK, got {ask.type}")
+    if ask.intent_id != carrier.message_raw.get("intent_id"):
+        raise QuoteError(FailureCode.QUOTE_INVALID, "quote is for a different intent_id")
+    buyer_key = _bound_str(ask, BUYER_KEY_FIELD)
+    if buyer_key != carrier.signer:
+        raise QuoteError(FailureCode.FAILED_IDENTITY, "quote was made for a different buyer key")
+    round_number = ask.extras.get(ROUND_FIELD)
+    if isinstance(round_number, bool) or not isinstance(round_number, int) or round_number < 1:
+        raise QuoteError(FailureCode.QUOTE_INVALID, "quote lacks a valid 'round'")
+    try:
+        list_price = decimal_from_wire(ask.extras.get(LIST_PRICE_FIELD))
+    except WireMoneyError as exc:
+        raise QuoteError(FailureCode.QUOTE_INVALID, f"quote list_price: {exc}") from exc
+    if now_ms > ask.expires_at_ms + grace_ms:
+        raise QuoteError(
+            FailureCode.QUOTE_EXPIRED,
+            f"quote expired at {ask.expires_at_ms} (now {now_ms})",
+        )
+    return QuoteTerms(
+        envelope=verified.raw,
+        ask=ask,
+        provider_key=verified.signer,
+        buyer_key=buyer_key,
+        round=round_number,
+        intent_type=_bound_str(ask, INTENT_TYPE_FIELD),
+        settlement_mode=_bound_str(ask, SETTLEMENT_MODE_FIELD),
+        list_price=list_price,
+    )
+
+
+def check_accept(accept: Accept, terms: QuoteTerms) -> None:
+    """An ACCEPT must take the quote exactly as offered."""
+    if accept.agreed_price != terms.price:
+        raise QuoteError(
+            FailureCode.PRICE_MISMATCH,
+            f"agreed_price {accept.agreed_price} differs from the quoted price {terms.price}",
+        )
+    if accept.settlement_mode != terms.settlement_mode:
+        raise QuoteError(
+            FailureCode.SETTLEMENT_MODE_NOT_ALLOWED,
+            f"settlement_mode {accept.settlement_mode!r} differs from the quote's "
+            f"{terms.settlement_mode!r}",
+        )
