@@ -137,6 +137,7 @@ const T0 = 1735689600000; // 2025-01-01T00:00:00Z
 const intentStringScope = {
   protocol_version: "pact/1.0",
   type: "INTENT",
+  intent_id: "intent-7f3c2a9e-ünïcode-🗽",
   intent: "weather.data",
   scope: "NYC 🗽 Zürich",
   constraints: { latency_ms: 50, freshness_sec: 10 },
@@ -149,6 +150,7 @@ const intentStringScope = {
 const intentObjectScope = {
   protocol_version: "pact/1.0",
   type: "INTENT",
+  intent_id: "intent-object-scope-1",
   intent: "weather.data",
   scope: {
     city: "Zürich",
@@ -168,6 +170,7 @@ const askSentAt = T0 + 150;
 const ask = {
   protocol_version: "pact/1.0",
   type: "ASK",
+  intent_id: "intent-7f3c2a9e-ünïcode-🗽",
   price: 0.00008,
   unit: "request",
   latency_ms: 40,
@@ -207,6 +210,7 @@ addEnvelope(
   {
     protocol_version: "pact/1.0",
     type: "ACCEPT",
+    intent_id: "intent-7f3c2a9e-ünïcode-🗽",
     agreed_price: 0.00008,
     settlement_mode: "hash_reveal",
     proof_type: "hash_reveal",
