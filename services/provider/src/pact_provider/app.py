@@ -1,0 +1,183 @@
+"""The FastAPI application: ``create_app(settings)``. Nothing is made at import time.
+
+Configuration, the signing key, the price book, metrics and the logger are made once per app in
+:func:`create_app`; the settlement HTTP client and the negotiator in the lifespan. All of it
+lives on ``app.state.provider`` and nothing on module level, so any number of replicas (or app
+instances in one process) with the same settings and key behave identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TextIO
+
+import httpx
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pact_schema import Keypair, now_ms
+
+from pact_provider import __version__
+from pact_provider.config import ProviderSettings
+from pact_provider.discovery.endpoints import build_router as discovery_router
+from pact_provider.discovery.service import well_known_document
+from pact_provider.errors import install_error_handlers
+from pact_provider.identity import load_identity
+from pact_provider.jsonio import json_bytes
+from pact_provider.negotiation.endpoints import build_router as negotiation_router
+from pact_provider.negotiation.examples import build_examples
+from pact_provider.negotiation.pricing import build_price_book
+from pact_provider.negotiation.schemas import Envelope, Problem
+from pact_provider.negotiation.service import (
+    AfterSettlement,
+    Clock,
+    Negotiator,
+    Policy,
+    no_fulfilment,
+)
+from pact_provider.observability import Metrics, RequestContextMiddleware, make_logger
+from pact_provider.runtime import ProviderRuntime
+from pact_provider.settlement_client import HttpSettlementClient, SettlementGateway
+
+__all__ = ["app_from_env", "create_app"]
+
+DESCRIPTION = """\
+A stateless Pact (pact/1.0) provider. Buyers negotiate with signed envelopes at
+`POST /pact`:
+
+1. **INTENT** → signed **ASK**. The ASK carries, as signed extra fields, the buyer's key, the
+   round number, the intent type, the settlement mode and the list price.
+2. Optionally up to two **BID**s, each carrying the latest ASK in its `quote` field → a new
+   ASK one round later (meet halfway, never below the floor). A third BID is refused with
+   `ROUND_EXCEEDED`.
+3. **ACCEPT** carrying the ASK in `quote` with `agreed_price` equal to its price → forwarded to
+   the settlement service → signed **ACCEPT** acknowledgement with the settlement's id and state.
+
+No replica remembers anything between messages: everything it needs travels inside the signed
+quote. Protocol refusals are signed **REJECT** envelopes with a failure code; transport problems
+are `application/problem+json`. The provider's identity and prices are at
+`/.well-known/pact-provider`.
+"""
+
+ROUTES = ("/pact", "/.well-known/pact-provider", "/healthz", "/readyz", "/metrics")
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Envelope, Problem):
+            components[model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(
+    settings: ProviderSettings | None = None,
+    *,
+    keypair: Keypair | None = None,
+    clock: Clock = now_ms,
+    settlement_transport: httpx.AsyncBaseTransport | None = None,
+    after_settlement: AfterSettlement = no_fulfilment,
+    log_stream: TextIO | None = None,
+) -> FastAPI:
+    """Build one provider app. Raises ``ConfigError`` when the key or price book is unusable.
+
+    ``keypair``, ``clock``, ``settlement_transport`` and ``log_stream`` exist for tests and
+    embedding; ``after_settlement`` is the fulfilment hook run after settlement took an ACCEPT.
+    """
+    settings = settings if settings is not None else ProviderSettings()
+    log = make_logger(settings.log_level, log_stream)
+    identity = load_identity(settings, keypair)
+    if identity.ephemeral:
+        log.warning(
+            "pact.key.ephemeral",
+            public_key=identity.public_key_b58,
+            message="NO SIGNING KEY CONFIGURED: using a throwaway key for this process only. "
+            "Its quotes die with it and other replicas cannot honour them. Set "
+            "PACT_PROVIDER_SIGNING_KEY_FILE or PACT_PROVIDER_SIGNING_KEY (required in "
+            "production).",
+        )
+    price_book = build_price_book(settings)
+    policy = Policy.from_settings(settings)
+    metrics = Metrics()
+    well_known = json_bytes(well_known_document(settings, identity, price_book))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settlement: SettlementGateway | None = None
+        if settings.settlement_url is not None:
+            settlement = HttpSettlementClient(
+                settings.settlement_url,
+                settings.settlement_token_value,
+                total_timeout_s=settings.settlement_timeout_s,
+                connect_timeout_s=settings.settlement_connect_timeout_s,
+                attempts=settings.settlement_attempts,
+                backoff_s=settings.settlement_backoff_s,
+                retry_after_s=settings.settlement_retry_after_s,
+                max_connections=settings.settlement_max_connections,
+                transport=settlement_transport,
+                observe=metrics.settlement_attempt,
+            )
+        negotiator = Negotiator(
+            identity=identity,
+            price_book=price_book,
+            policy=policy,
+            clock=clock,
+            settlement=settlement,
+            log=log,
+            after_settlement=after_settlement,
+        )
+        app.state.provider = ProviderRuntime(
+            settings=settings,
+            identity=identity,
+            negotiator=negotiator,
+            settlement=settlement,
+            metrics=metrics,
+            log=log,
+            well_known=well_known,
+        )
+        log.info(
+            "pact.provider.started",
+            env=settings.env,
+            public_key=identity.public_key_b58,
+            settlement_url=settings.settlement_url,
+            lenient_accept=settings.lenient_accept,
+        )
+        try:
+            yield
+        finally:
+            if settlement is not None:
+                await settlement.aclose()
+            log.info("pact.provider.stopped")
+
+    app = FastAPI(
+        title="Pact provider",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "negotiation", "description": "The pact/1.0 message exchange."},
+            {"name": "identity", "description": "Who this provider is and what it sells."},
+            {"name": "operations", "description": "Health, readiness and metrics."},
+        ],
+    )
+    install_error_handlers(app)
+    app.include_router(negotiation_router(build_examples()))
+    app.include_router(discovery_router())
+    app.add_middleware(RequestContextMiddleware, log=log, metrics=metrics, routes=ROUTES)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn (``pact_provider.app:app_from_env``): settings from the environment."""
+    return create_app()

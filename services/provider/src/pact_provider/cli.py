@@ -1,0 +1,102 @@
+"""``pact-provider serve``: run the provider with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from pact_provider.app import create_app
+from pact_provider.config import ConfigError, ProviderSettings
+
+__all__ = ["build_parser", "main"]
+
+EXIT_CONFIG = 2
+
+
+def uvicorn_log_config(level: str) -> dict[str, Any]:
+    """uvicorn's own log lines as JSON too (our access log replaces uvicorn's)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "pact_provider.observability.JsonLogFormatter"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stdout"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pact-provider",
+        description="Stateless Pact provider. Configuration: PACT_PROVIDER_* environment "
+        "variables (see the README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the provider API over HTTP")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default 1; >1 needs a key)"
+    )
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"pact-provider: configuration error: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        settings = ProviderSettings()
+    except ValidationError as exc:
+        return _fail(str(exc))
+    if args.workers < 1:
+        return _fail("--workers must be at least 1")
+    has_key = settings.signing_key_file is not None or settings.signing_key is not None
+    if args.workers > 1 and not has_key:
+        return _fail(
+            "--workers > 1 needs PACT_PROVIDER_SIGNING_KEY_FILE or PACT_PROVIDER_SIGNING_KEY: "
+            "every worker must sign with the same key"
+        )
+    try:
+        app = create_app(settings)  # validates the key file and the price book up front
+    except ConfigError as exc:
+        return _fail(str(exc))
+    common: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": False,
+        "server_header": False,
+        "log_config": uvicorn_log_config(settings.log_level),
+        "timeout_graceful_shutdown": 10,
+    }
+    if args.workers == 1:
+        uvicorn.run(app, **common)
+    else:
+        uvicorn.run("pact_provider.app:app_from_env", factory=True, workers=args.workers, **common)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return EXIT_CONFIG  # pragma: no cover - argparse enforces the command
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

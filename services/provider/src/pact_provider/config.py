@@ -1,0 +1,233 @@
+"""Provider settings: one pydantic-settings class, env prefix ``PACT_PROVIDER_``.
+
+Every field is documented here and in the README's settings table. ``production`` mode refuses
+to start without a signing key, a settlement URL and a settlement token; ``development`` (the
+default, so the README's bare run command works) makes an ephemeral key with a loud warning.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["DEFAULT_PRICES", "ConfigError", "Environment", "ProviderSettings"]
+
+Environment = Literal["development", "production"]
+SettlementMode = Literal["hash_reveal", "streaming"]
+
+DEFAULT_PRICES: dict[str, Decimal] = {
+    "weather.data": Decimal("0.00008"),
+    "compute.inference": Decimal("0.00012"),
+    "data.query": Decimal("0.00005"),
+}
+
+# The reference SDK's firm-quote range.
+MIN_QUOTE_VALID_FOR_MS = 20_000
+MAX_QUOTE_VALID_FOR_MS = 200_000
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used (a key file cannot be read, a price book is invalid)."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ProviderSettings(BaseSettings):
+    """Settings of one provider replica. All replicas of one provider share them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PACT_PROVIDER_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    env: Environment = Field(
+        default="development",
+        description="`development` or `production`. Production refuses to start without "
+        "SIGNING_KEY_FILE/SIGNING_KEY, SETTLEMENT_URL and SETTLEMENT_TOKEN.",
+    )
+
+    # --- identity -----------------------------------------------------------------------------
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Path of the provider's Ed25519 key file (as written by `pact keygen`).",
+    )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="The provider's Ed25519 secret as base58 (32-byte seed or 64-byte secret "
+        "key), for secret stores. Used when SIGNING_KEY_FILE is unset.",
+    )
+    previous_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated base58 public keys of earlier provider keys whose quotes "
+        "are still honoured (key rotation).",
+    )
+
+    # --- settlement ---------------------------------------------------------------------------
+    settlement_url: str | None = Field(
+        default=None,
+        description="Base URL of the settlement service, e.g. http://settlement:8001. Unset: "
+        "ACCEPTs are refused with SETTLEMENT_FAILED (development only).",
+    )
+    settlement_token: SecretStr | None = Field(
+        default=None, description="Bearer token the provider presents to the settlement service."
+    )
+    settlement_timeout_s: float = Field(
+        default=8.0,
+        gt=0,
+        le=120,
+        description="Total time budget for forwarding one ACCEPT, retries included (seconds).",
+    )
+    settlement_connect_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="Connect timeout of one settlement attempt."
+    )
+    settlement_attempts: int = Field(
+        default=3, ge=1, le=10, description="Attempts per ACCEPT on 5xx/429/timeouts."
+    )
+    settlement_backoff_s: float = Field(
+        default=0.2,
+        ge=0,
+        le=10,
+        description="Backoff before the 2nd attempt; doubles for each further attempt.",
+    )
+    settlement_retry_after_s: int = Field(
+        default=2,
+        ge=1,
+        le=3600,
+        description="Retry-After (seconds) of the 503 sent when settlement is unavailable.",
+    )
+    settlement_max_connections: int = Field(
+        default=100, ge=1, le=10_000, description="Connection pool size towards settlement."
+    )
+
+    # --- pricing ------------------------------------------------------------------------------
+    prices: dict[str, Decimal] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description='Price book as JSON, e.g. {"weather.data": "0.00008"}.',
+    )
+    default_price: Decimal = Field(
+        default=Decimal("0.0001"), gt=0, description="List price of intent types not in the book."
+    )
+    price_book_file: Path | None = Field(
+        default=None,
+        description="TOML or JSON file with `prices` (table) and optional `default_price`; "
+        "replaces PRICES (and DEFAULT_PRICE when given).",
+    )
+    restrict_intents: bool = Field(
+        default=False,
+        description="Refuse (INTENT_NOT_ALLOWED) intent types that are not in the price book.",
+    )
+    settlement_modes: Annotated[list[SettlementMode], NoDecode] = Field(
+        default_factory=lambda: list[SettlementMode](["hash_reveal", "streaming"]),
+        description="Comma-separated settlement modes offered.",
+    )
+    price_floor_ratio: Decimal = Field(
+        default=Decimal("0.8"),
+        gt=0,
+        le=1,
+        description="Lowest price a BID can win, as a fraction of the opening list price.",
+    )
+    max_rounds: int = Field(
+        default=3, ge=1, le=3, description="ASK rounds per negotiation (protocol maximum 3)."
+    )
+
+    # --- policy -------------------------------------------------------------------------------
+    quote_valid_for_ms: int = Field(
+        default=20_000,
+        ge=MIN_QUOTE_VALID_FOR_MS,
+        le=MAX_QUOTE_VALID_FOR_MS,
+        description="How long an ASK is firm (ms), within the reference's 20 000 to 200 000.",
+    )
+    max_clock_skew_ms: int = Field(
+        default=5_000,
+        ge=0,
+        le=600_000,
+        description="Largest allowed |sent_at_ms - provider clock| of an incoming message.",
+    )
+    quote_grace_ms: int = Field(
+        default=1_000,
+        ge=0,
+        le=60_000,
+        description="How long after its expires_at_ms a quote is still honoured, for clock "
+        "differences between replicas (never more than MAX_CLOCK_SKEW_MS).",
+    )
+    reply_ttl_ms: int = Field(
+        default=60_000,
+        gt=0,
+        le=3_600_000,
+        description="expires_at_ms - sent_at_ms of the REJECTs and ACCEPT acks the provider signs.",
+    )
+    lenient_accept: bool = Field(
+        default=False,
+        description="Accept a bare ACCEPT (no `quote`) when agreed_price is at least the highest "
+        "price any intent can cost. Off: such ACCEPTs get QUOTE_MISSING.",
+    )
+    max_body_bytes: int = Field(
+        default=65_536, ge=1_024, le=16 * 1024 * 1024, description="Largest accepted POST body."
+    )
+
+    # --- operations ---------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest log level written (JSON lines on stdout)."
+    )
+
+    @field_validator("previous_keys", "settlement_modes", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("settlement_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("settlement_url must start with http:// or https://")
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _positive_prices(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for name, price in value.items():
+            if not name or not price.is_finite() or price <= 0:
+                raise ValueError(f"price of {name!r} must be a positive number")
+        return value
+
+    @field_validator("settlement_modes")
+    @classmethod
+    def _some_mode(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one settlement mode must be offered")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> ProviderSettings:
+        if self.quote_grace_ms > self.max_clock_skew_ms:
+            raise ValueError("quote_grace_ms must not exceed max_clock_skew_ms")
+        if self.env != "production":
+            return self
+        missing = []
+        if self.signing_key_file is None and not _secret(self.signing_key):
+            missing.append("PACT_PROVIDER_SIGNING_KEY_FILE or PACT_PROVIDER_SIGNING_KEY")
+        if self.settlement_url is None:
+            missing.append("PACT_PROVIDER_SETTLEMENT_URL")
+        if not _secret(self.settlement_token):
+            missing.append("PACT_PROVIDER_SETTLEMENT_TOKEN")
+        if missing:
+            raise ValueError("production mode requires " + ", ".join(missing))
+        return self
+
+    @property
+    def settlement_token_value(self) -> str | None:
+        return _secret(self.settlement_token) or None
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value().strip() if value is not None else ""

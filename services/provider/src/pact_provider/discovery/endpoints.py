@@ -1,0 +1,82 @@
+"""Identity and operations: ``/.well-known/pact-provider``, health, readiness, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import Response
+
+from pact_provider.jsonio import json_bytes
+from pact_provider.runtime import RuntimeDep
+
+__all__ = ["build_router"]
+
+_JSON = "application/json"
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+    router.add_api_route(
+        "/.well-known/pact-provider",
+        well_known,
+        methods=["GET"],
+        tags=["identity"],
+        summary="Who this provider is: public key, intents and prices, policy, protocol versions",
+        response_class=Response,
+        responses={200: {"description": "Provider discovery document.", "content": {_JSON: {}}}},
+    )
+    router.add_api_route(
+        "/healthz",
+        healthz,
+        methods=["GET"],
+        tags=["operations"],
+        summary="Liveness: the process is up",
+        response_class=Response,
+    )
+    router.add_api_route(
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        tags=["operations"],
+        summary="Readiness: configuration loaded, signing key present, settlement reachable",
+        response_class=Response,
+        responses={503: {"description": "Not ready; `checks` says what is missing."}},
+    )
+    router.add_api_route(
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}},
+    )
+    return router
+
+
+async def well_known(runtime: RuntimeDep) -> Response:
+    return Response(runtime.well_known, media_type=_JSON)
+
+
+async def healthz() -> Response:
+    return Response(b'{"status":"ok"}', media_type=_JSON)
+
+
+async def readyz(runtime: RuntimeDep) -> Response:
+    checks: dict[str, Any] = {
+        "config": "ok",
+        "signing_key": "ephemeral" if runtime.identity.ephemeral else "ok",
+    }
+    if runtime.settlement is None:
+        checks["settlement"] = "not configured"
+    else:
+        checks["settlement"] = "ok" if await runtime.settlement.ping() else "unreachable"
+    ready = checks["settlement"] == "ok"
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return Response(json_bytes(body), status_code=200 if ready else 503, media_type=_JSON)
+
+
+async def metrics(runtime: RuntimeDep) -> Response:
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)

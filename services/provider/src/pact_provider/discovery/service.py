@@ -1,0 +1,66 @@
+"""The provider's discovery document (``/.well-known/pact-provider``), rendered once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pact_schema import ENVELOPE_VERSION, PROTOCOL_VERSION
+
+from pact_provider.config import ProviderSettings
+from pact_provider.identity import ProviderIdentity
+from pact_provider.negotiation import pricing
+from pact_provider.negotiation.pricing import PriceBook
+
+__all__ = ["well_known_document"]
+
+
+def _amount(value: Any) -> str:
+    return format(value, "f")
+
+
+def well_known_document(
+    settings: ProviderSettings, identity: ProviderIdentity, book: PriceBook
+) -> dict[str, Any]:
+    """Public key, intents and prices, policy limits, protocol versions. Amounts are strings."""
+    return {
+        "public_key_b58": identity.public_key_b58,
+        "previous_keys_b58": sorted(identity.trusted_keys - {identity.public_key_b58}),
+        "protocol_versions": [PROTOCOL_VERSION],
+        "envelope_versions": [ENVELOPE_VERSION],
+        "endpoint": "/pact",
+        "accepts": ["INTENT", "BID", "ACCEPT", "REJECT"],
+        "intents": {name: _amount(price) for name, price in sorted(book.prices.items())},
+        "default_price": None if book.restricted else _amount(book.default_price),
+        "restrict_intents": book.restricted,
+        "pricing": {
+            "unit": "request",
+            "multipliers": [
+                {
+                    "when": f"constraints.latency_ms < {pricing.LATENCY_THRESHOLD_MS}",
+                    "factor": _amount(pricing.LATENCY_FACTOR),
+                },
+                {
+                    "when": f"constraints.freshness_sec < {pricing.FRESHNESS_THRESHOLD_SEC}",
+                    "factor": _amount(pricing.FRESHNESS_FACTOR),
+                },
+                {"when": "urgent", "factor": _amount(pricing.URGENT_FACTOR)},
+            ],
+            "bond_required": f"max({_amount(pricing.MIN_BOND)}, 2 * price)",
+            "decimal_places": pricing.PRICE_DECIMALS,
+            "rounding": "half-up",
+        },
+        "negotiation": {
+            "max_rounds": settings.max_rounds,
+            "strategy": "meet-halfway",
+            "price_floor_ratio": _amount(settings.price_floor_ratio),
+            "quote_field": "quote",
+        },
+        "policy": {
+            "quote_valid_for_ms": settings.quote_valid_for_ms,
+            "max_clock_skew_ms": settings.max_clock_skew_ms,
+            "quote_grace_ms": settings.quote_grace_ms,
+            "settlement_modes": list(settings.settlement_modes),
+            "lenient_accept": settings.lenient_accept,
+            "max_body_bytes": settings.max_body_bytes,
+        },
+    }

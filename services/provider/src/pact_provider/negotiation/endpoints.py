@@ -1,0 +1,145 @@
+"""``POST /pact``: read the raw body, let the negotiator decide, return the signed reply."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from pact_provider.errors import (
+    PROBLEM_MEDIA_TYPE,
+    PayloadTooLarge,
+    ProviderError,
+    SettlementUnavailable,
+    UnsupportedMediaType,
+)
+from pact_provider.jsonio import json_bytes
+from pact_provider.negotiation.examples import OpenAPIExamples
+from pact_provider.negotiation.schemas import Envelope
+from pact_provider.runtime import RuntimeDep
+
+__all__ = ["build_router", "read_body"]
+
+JSON_MEDIA_TYPE = "application/json"
+
+PACT_DESCRIPTION = """\
+Send one signed `pact-envelope/1.0` as the body (the body *is* the envelope). The envelope's
+hash and Ed25519 signature are verified before anything else. The answer is a provider-signed
+envelope (HTTP 200), or a problem document when no signed answer is possible.
+
+* **INTENT** → signed **ASK** (price from the price book, bound to the INTENT's signer, round 1),
+  or a signed **REJECT** with a failure code (expired, clock skew, not offered, over `max_price`,
+  schema errors).
+* **BID** (carrying the ASK it answers in `quote`) → a new **ASK** one round later (meet halfway,
+  never below the floor), or **REJECT** `ROUND_EXCEEDED` against a round-3 quote.
+* **ACCEPT** (carrying the ASK in `quote`, `agreed_price` equal to its price) → forwarded to
+  settlement → signed **ACCEPT** acknowledgement with `settlement: {id, state, rail, amount,
+  bond}`, or a signed **REJECT** (e.g. `QUOTE_EXPIRED`, `PRICE_MISMATCH`, `INSUFFICIENT_ESCROW`),
+  or **503** with `Retry-After` when settlement is unavailable (resend the same ACCEPT).
+* **REJECT** → signed REJECT acknowledgement.
+"""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing non-JSON media types (415) and bodies over ``limit`` bytes (413)."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media != JSON_MEDIA_TYPE and not media.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"the body must be a JSON envelope (Content-Type: {JSON_MEDIA_TYPE}), "
+                f"not {media or 'empty'}"
+            )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _problem_response(description: str, examples: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            PROBLEM_MEDIA_TYPE: {
+                "schema": {"$ref": "#/components/schemas/Problem"},
+                "examples": examples,
+            }
+        },
+    }
+
+
+def build_router(examples: OpenAPIExamples) -> APIRouter:
+    router = APIRouter(tags=["negotiation"])
+    problems = examples.problems
+
+    @router.post(
+        "/pact",
+        summary="Negotiate: send one signed envelope, get one signed envelope back",
+        description=PACT_DESCRIPTION,
+        response_class=Response,
+        responses={
+            200: {
+                "description": "A provider-signed envelope: ASK, REJECT or ACCEPT acknowledgement.",
+                "model": Envelope,
+                "content": {JSON_MEDIA_TYPE: {"examples": dict(examples.replies)}},
+            },
+            400: _problem_response(
+                "Not JSON, not an envelope, or the envelope does not verify "
+                "(ENVELOPE_MALFORMED, ENVELOPE_BAD_VERSION, ENVELOPE_BAD_HASH, "
+                "ENVELOPE_HASH_MISMATCH, ENVELOPE_BAD_KEY, ENVELOPE_BAD_SIGNATURE).",
+                {"hash_mismatch": problems["400"]},
+            ),
+            413: _problem_response(
+                "The body is larger than MAX_BODY_BYTES.", {"too_large": problems["413"]}
+            ),
+            415: _problem_response("The body is not JSON.", {"not_json": problems["415"]}),
+            503: {
+                **_problem_response(
+                    "Settlement is unavailable; resend the same ACCEPT after Retry-After seconds.",
+                    {"unavailable": problems["503"]},
+                ),
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds to wait before resending the same ACCEPT.",
+                        "schema": {"type": "integer"},
+                    }
+                },
+            },
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "A buyer-signed pact-envelope/1.0.",
+                "content": {
+                    JSON_MEDIA_TYPE: {
+                        "schema": {"$ref": "#/components/schemas/Envelope"},
+                        "examples": dict(examples.requests),
+                    }
+                },
+            }
+        },
+    )
+    async def pact(request: Request, runtime: RuntimeDep) -> Response:
+        started = time.perf_counter()
+        try:
+            body = await read_body(request, runtime.settings.max_body_bytes)
+            decision = await runtime.negotiator.handle(body)
+        except ProviderError as exc:
+            kind = "ACCEPT" if isinstance(exc, SettlementUnavailable) else "UNVERIFIED"
+            runtime.metrics.message(kind, "PROBLEM", exc.code, time.perf_counter() - started)
+            raise
+        runtime.metrics.message(
+            decision.message_type, decision.outcome, decision.code, time.perf_counter() - started
+        )
+        return Response(json_bytes(decision.envelope), media_type=JSON_MEDIA_TYPE)
+
+    return router

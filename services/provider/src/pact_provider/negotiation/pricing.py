@@ -1,0 +1,168 @@
+"""Prices: the price book, the seed's multipliers, the BID concession strategy. ``Decimal`` only.
+
+Rounding: every price the provider quotes is rounded half-up to 12 decimal places
+(``PRICE_QUANTUM``) and to at most 15 significant digits, so that it travels as a JSON number
+(a double) without loss. A concession floor is rounded *up*, so no quote is ever below it.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, ROUND_UP, Context, Decimal, localcontext
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pact_schema import Intent
+from pact_schema.money import WireMoneyError, decimal_from_wire, parse_decimal_text
+
+from pact_provider.config import DEFAULT_PRICES, ConfigError, ProviderSettings
+
+__all__ = [
+    "DEFAULT_BOOK",
+    "MAX_MULTIPLIER",
+    "MIN_BOND",
+    "PRICE_QUANTUM",
+    "PriceBook",
+    "bond_for",
+    "build_price_book",
+    "concede",
+    "quantize_price",
+]
+
+PRICE_DECIMALS = 12
+PRICE_QUANTUM = Decimal(1).scaleb(-PRICE_DECIMALS)
+MAX_SIGNIFICANT_DIGITS = 15  # every decimal with ≤ 15 significant digits survives a double
+MAX_LIST_PRICE = Decimal("1e9")
+MIN_BOND = Decimal("0.00001")
+
+# The seed's multipliers: (condition, factor).
+LATENCY_THRESHOLD_MS = 50
+LATENCY_FACTOR = Decimal("1.2")
+FRESHNESS_THRESHOLD_SEC = 10
+FRESHNESS_FACTOR = Decimal("1.1")
+URGENT_FACTOR = Decimal("1.15")
+MAX_MULTIPLIER = LATENCY_FACTOR * FRESHNESS_FACTOR * URGENT_FACTOR
+
+_WIDE = Context(prec=60)
+_SIGNIFICANT = Context(prec=MAX_SIGNIFICANT_DIGITS, rounding=ROUND_HALF_UP)
+
+
+def quantize_price(value: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
+    """``value`` rounded to the price grid (12 dp, ≤ 15 significant digits), normalised."""
+    with localcontext(_WIDE):
+        rounded = value.quantize(PRICE_QUANTUM, rounding=rounding)
+    if len(rounded.as_tuple().digits) > MAX_SIGNIFICANT_DIGITS:
+        rounded = _SIGNIFICANT.create_decimal(rounded)
+    return rounded.normalize(_WIDE)
+
+
+def bond_for(price: Decimal) -> Decimal:
+    """Bond the seller requires: max(0.00001, 2 * price)."""
+    return quantize_price(max(MIN_BOND, 2 * price))
+
+
+def concede(
+    *, previous_ask: Decimal, bid: Decimal, list_price: Decimal, floor_ratio: Decimal
+) -> Decimal:
+    """Next ask after a BID: meet halfway between the previous ask and the bid, bounded.
+
+    ``floor = ceil(floor_ratio * list_price)``; a bid below the floor counts as the floor (so a
+    lowball gains nothing over bidding the floor); the result is never below the floor and
+    never above the previous ask. Deterministic, so every replica answers alike.
+    """
+    floor = max(PRICE_QUANTUM, quantize_price(list_price * floor_ratio, rounding=ROUND_UP))
+    target = max(bid, floor)
+    halfway = quantize_price((previous_ask + target) / 2)
+    return min(previous_ask, max(floor, halfway))
+
+
+@dataclass(frozen=True, slots=True)
+class PriceBook:
+    prices: Mapping[str, Decimal]
+    default_price: Decimal
+    restricted: bool
+    """When set, intent types not in ``prices`` are not offered."""
+
+    def list_price(self, intent_type: str) -> Decimal | None:
+        """Base price of an intent type; None when the type is not offered."""
+        price = self.prices.get(intent_type)
+        if price is None and not self.restricted:
+            return self.default_price
+        return price
+
+    def price_for(self, intent: Intent, base: Decimal) -> Decimal:
+        """The seed's pricing: base * 1.2 (latency < 50 ms) * 1.1 (freshness < 10 s) * 1.15
+        (urgent), rounded to the price grid."""
+        price = base
+        if intent.constraints.latency_ms < LATENCY_THRESHOLD_MS:
+            price *= LATENCY_FACTOR
+        if intent.constraints.freshness_sec < FRESHNESS_THRESHOLD_SEC:
+            price *= FRESHNESS_FACTOR
+        if intent.urgent:
+            price *= URGENT_FACTOR
+        return quantize_price(price)
+
+    @property
+    def highest_price(self) -> Decimal:
+        """The most any intent can cost here (every multiplier applied)."""
+        return quantize_price(max([self.default_price, *self.prices.values()]) * MAX_MULTIPLIER)
+
+
+DEFAULT_BOOK = PriceBook(
+    prices=MappingProxyType(dict(DEFAULT_PRICES)),
+    default_price=Decimal("0.0001"),
+    restricted=False,
+)
+"""The seed's price book (the settings' defaults)."""
+
+
+def _as_decimal(name: str, value: Any) -> Decimal:
+    try:
+        amount = parse_decimal_text(value) if isinstance(value, str) else decimal_from_wire(value)
+    except WireMoneyError as exc:
+        raise ConfigError(f"price book: {name}: {exc}") from exc
+    if amount <= 0 or amount > MAX_LIST_PRICE:
+        raise ConfigError(f"price book: {name} must be > 0 and ≤ {MAX_LIST_PRICE}")
+    if quantize_price(amount) != amount:
+        raise ConfigError(f"price book: {name} has more than 12 decimal places")
+    return amount
+
+
+def _read_document(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read price book {path}: {exc.strerror}") from exc
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(text, parse_float=Decimal)
+        if suffix == ".json":
+            return json.loads(text, parse_float=Decimal)
+    except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise ConfigError(f"price book {path} is not valid {suffix[1:]}: {exc}") from exc
+    raise ConfigError(f"price book {path}: use a .toml or .json file")
+
+
+def build_price_book(settings: ProviderSettings) -> PriceBook:
+    """The effective price book: PRICE_BOOK_FILE if set, else PRICES; DEFAULT_PRICE for the rest."""
+    prices: Mapping[str, Any] = settings.prices
+    default: Any = settings.default_price
+    if settings.price_book_file is not None:
+        doc = _read_document(settings.price_book_file)
+        if not isinstance(doc, dict) or not isinstance(doc.get("prices"), dict):
+            raise ConfigError(
+                f"price book {settings.price_book_file} must have a `prices` table/mapping"
+            )
+        prices = doc["prices"]
+        default = doc.get("default_price", default)
+    book = {str(name): _as_decimal(str(name), value) for name, value in prices.items()}
+    return PriceBook(
+        prices=MappingProxyType(book),
+        default_price=_as_decimal("default_price", default),
+        restricted=settings.restrict_intents,
+    )

@@ -1,0 +1,566 @@
+"""Negotiation decisions: verify, check policy, price, and sign the reply. No HTTP, no memory.
+
+:class:`Negotiator` takes the provider identity, the price book, the policy, a settlement gateway
+and a clock, so every branch is unit-testable without a server. Each call returns a
+:class:`Decision`: the signed reply envelope plus the transcript facts to log. What cannot be
+answered with a signed message raises a :class:`~pact_provider.errors.ProviderError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from pact_schema import (
+    PROTOCOL_VERSION,
+    Accept,
+    Ask,
+    Bid,
+    EnvelopeError,
+    FailureCode,
+    Intent,
+    MessageValidationError,
+    Reject,
+    VerifiedEnvelope,
+    parse_json,
+    parse_message,
+    sign_message,
+    verify_envelope,
+)
+from pact_schema.quote import (
+    QUOTE_FIELD,
+    QuoteError,
+    QuoteTerms,
+    check_accept,
+    quote_binding_fields,
+    verify_carried_quote,
+)
+
+from pact_provider.config import ProviderSettings
+from pact_provider.errors import BadEnvelope, SettlementUnavailable
+from pact_provider.identity import ProviderIdentity
+from pact_provider.negotiation.pricing import PriceBook, bond_for, concede
+from pact_provider.observability import Logger
+from pact_provider.settlement_client import SettlementGateway, SettlementRecord, SettlementRefused
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "AfterSettlement",
+    "Clock",
+    "Decision",
+    "Negotiator",
+    "Policy",
+    "SettledAgreement",
+    "parse_envelope",
+]
+
+Clock = Callable[[], int]
+"""Returns the provider's current time in Unix milliseconds."""
+
+MESSAGE_TYPES = frozenset(
+    {"INTENT", "ASK", "BID", "ACCEPT", "REJECT", "COMMIT", "REVEAL", "RECEIPT"}
+)
+UNKNOWN_INTENT_ID = "unknown"
+LENIENT_INTENT_TYPE = "unspecified"
+MAX_REASON = 4096
+UNIT = "request"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    quote_valid_for_ms: int = 20_000
+    max_clock_skew_ms: int = 5_000
+    quote_grace_ms: int = 1_000
+    reply_ttl_ms: int = 60_000
+    max_rounds: int = 3
+    price_floor_ratio: Decimal = Decimal("0.8")
+    settlement_modes: frozenset[str] = frozenset({"hash_reveal", "streaming"})
+    lenient_accept: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> Policy:
+        return cls(
+            quote_valid_for_ms=settings.quote_valid_for_ms,
+            max_clock_skew_ms=settings.max_clock_skew_ms,
+            quote_grace_ms=settings.quote_grace_ms,
+            reply_ttl_ms=settings.reply_ttl_ms,
+            max_rounds=settings.max_rounds,
+            price_floor_ratio=settings.price_floor_ratio,
+            settlement_modes=frozenset(settings.settlement_modes),
+            lenient_accept=settings.lenient_accept,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A signed reply and what the transcript records about it."""
+
+    envelope: dict[str, Any]
+    event: str
+    message_type: str
+    """Type of the incoming message (``INVALID`` when it was not a known type)."""
+    outcome: str
+    """Type of the reply: ASK, REJECT or ACCEPT."""
+    intent_id: str
+    code: str | None = None
+    price: Decimal | None = None
+    round: int | None = None
+    buyer: str | None = None
+    settlement_id: str | None = None
+
+    def transcript(self) -> dict[str, Any]:
+        fields = {
+            "intent_id": self.intent_id,
+            "message_type": self.message_type,
+            "outcome": self.outcome,
+            "code": self.code,
+            "price": None if self.price is None else format(self.price, "f"),
+            "round": self.round,
+            "buyer": self.buyer,
+            "settlement_id": self.settlement_id,
+            "reply_hash": self.envelope["message_hash_hex"],
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class SettledAgreement:
+    """An ACCEPT that settlement has taken (funds locked or pending)."""
+
+    accept: Accept
+    accept_envelope: dict[str, Any]
+    terms: QuoteTerms | None
+    """The carried quote; None for a bare ACCEPT taken in lenient mode."""
+    settlement: SettlementRecord
+
+
+class AfterSettlement(Protocol):
+    """Hook run after settlement took an ACCEPT; returns extra fields for the ACCEPT ack.
+
+    This is the seam for per-intent fulfilment (commit/reveal of the payload).
+    """
+
+    def __call__(self, agreement: SettledAgreement) -> Awaitable[Mapping[str, Any]]: ...
+
+
+async def no_fulfilment(agreement: SettledAgreement) -> Mapping[str, Any]:
+    return {}
+
+
+class _Refusal(Exception):
+    """Control flow: the message is refused with a signed REJECT."""
+
+    def __init__(
+        self, code: str, reason: str, *, price: Decimal | None = None, round: int | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.price = price
+        self.round = round
+
+
+def parse_envelope(body: bytes) -> VerifiedEnvelope:
+    """Parse the raw body (numbers as received) and verify hash and signature.
+
+    Raises :class:`BadEnvelope` (HTTP 400) with ``ENVELOPE_<failure>`` as its code.
+    """
+    try:
+        raw = parse_json(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadEnvelope(f"body is not JSON: {exc}"[:MAX_REASON]) from exc
+    try:
+        return verify_envelope(raw)
+    except EnvelopeError as exc:
+        raise BadEnvelope(exc.detail[:MAX_REASON], code=f"ENVELOPE_{exc.failure.name}") from exc
+    except RecursionError as exc:
+        raise BadEnvelope("message is nested too deeply") from exc
+
+
+def _intent_id_of(message: Mapping[str, Any]) -> str:
+    value = message.get("intent_id")
+    if isinstance(value, str) and 0 < len(value) <= 256:
+        return value
+    return UNKNOWN_INTENT_ID
+
+
+def _type_of(message: Mapping[str, Any]) -> str:
+    value = message.get("type")
+    return value if isinstance(value, str) and value in MESSAGE_TYPES else "INVALID"
+
+
+class Negotiator:
+    """The provider's decisions for one message at a time, with no state between messages."""
+
+    def __init__(
+        self,
+        *,
+        identity: ProviderIdentity,
+        price_book: PriceBook,
+        policy: Policy,
+        clock: Clock,
+        settlement: SettlementGateway | None,
+        log: Logger,
+        after_settlement: AfterSettlement = no_fulfilment,
+    ) -> None:
+        self.identity = identity
+        self.price_book = price_book
+        self.policy = policy
+        self.clock = clock
+        self.settlement = settlement
+        self.after_settlement = after_settlement
+        self.log = log
+        self._keypair = identity.keypair
+
+    async def handle(self, body: bytes) -> Decision:
+        """Answer one raw ``POST /pact`` body; log the decision as a transcript event."""
+        try:
+            verified = parse_envelope(body)
+        except BadEnvelope as exc:
+            self.log.info("pact.envelope.refused", code=exc.code, detail=exc.detail)
+            raise
+        decision = await self.handle_verified(verified)
+        self.log.info(decision.event, **decision.transcript())
+        return decision
+
+    async def handle_verified(self, verified: VerifiedEnvelope) -> Decision:
+        """The decision for a verified envelope (not logged)."""
+        raw = verified.message_raw
+        message_type = _type_of(raw)
+        try:
+            message = parse_message(raw)
+        except MessageValidationError as exc:
+            return self._reject(
+                message_type,
+                _intent_id_of(raw),
+                _Refusal(exc.code.value, exc.detail),
+                event="pact.message.invalid",
+                buyer=verified.signer,
+            )
+        try:
+            if isinstance(message, Intent):
+                return self._on_intent(verified, message)
+            if isinstance(message, Bid):
+                return self._on_bid(verified, message)
+            if isinstance(message, Accept):
+                return await self._on_accept(verified, message)
+            if isinstance(message, Reject):
+                return self._on_reject(verified, message)
+            raise _Refusal(
+                FailureCode.UNEXPECTED_MESSAGE.value,
+                f"a provider does not take {message.type} messages at /pact",
+            )
+        except _Refusal as refusal:
+            return self._reject(
+                message.type,
+                message.intent_id,
+                refusal,
+                event=f"pact.{message.type.lower()}.rejected",
+                buyer=verified.signer,
+            )
+
+    # --- message handlers -----------------------------------------------------------------
+
+    def _on_intent(self, verified: VerifiedEnvelope, intent: Intent) -> Decision:
+        now = self.clock()
+        self._check_clock(intent, now)
+        if intent.settlement_mode not in self.policy.settlement_modes:
+            raise _Refusal(
+                FailureCode.SETTLEMENT_MODE_NOT_ALLOWED.value,
+                f"settlement_mode {intent.settlement_mode!r} is not offered",
+            )
+        base = self.price_book.list_price(intent.intent)
+        if base is None:
+            raise _Refusal(
+                FailureCode.INTENT_NOT_ALLOWED.value,
+                f"intent type {intent.intent!r} is not offered by this provider",
+            )
+        price = self.price_book.price_for(intent, base)
+        if price > intent.max_price:
+            raise _Refusal(
+                FailureCode.PRICE_ABOVE_MAX.value,
+                f"the price {price:f} exceeds max_price {intent.max_price:f}",
+                price=price,
+            )
+        envelope = self._sign_ask(
+            intent_id=intent.intent_id,
+            price=price,
+            latency_ms=intent.constraints.latency_ms,
+            now=now,
+            binding=quote_binding_fields(
+                buyer_key=verified.signer,
+                round_number=1,
+                intent_type=intent.intent,
+                settlement_mode=intent.settlement_mode,
+                list_price=price,
+            ),
+        )
+        return Decision(
+            envelope=envelope,
+            event="pact.intent.quoted",
+            message_type="INTENT",
+            outcome="ASK",
+            intent_id=intent.intent_id,
+            price=price,
+            round=1,
+            buyer=verified.signer,
+        )
+
+    def _on_bid(self, verified: VerifiedEnvelope, bid: Bid) -> Decision:
+        now = self.clock()
+        self._check_clock(bid, now)
+        terms = self._carried_quote(verified, now)
+        if terms.round >= self.policy.max_rounds:
+            raise _Refusal(
+                FailureCode.ROUND_EXCEEDED.value,
+                f"at most {self.policy.max_rounds} rounds; the carried quote is round "
+                f"{terms.round} and can still be accepted as it is",
+                price=terms.price,
+                round=terms.round + 1,
+            )
+        price = concede(
+            previous_ask=terms.price,
+            bid=bid.price,
+            list_price=terms.list_price,
+            floor_ratio=self.policy.price_floor_ratio,
+        )
+        envelope = self._sign_ask(
+            intent_id=bid.intent_id,
+            price=price,
+            latency_ms=terms.ask.latency_ms,
+            now=now,
+            binding=quote_binding_fields(
+                buyer_key=terms.buyer_key,
+                round_number=terms.round + 1,
+                intent_type=terms.intent_type,
+                settlement_mode=terms.settlement_mode,
+                list_price=terms.list_price,
+            ),
+        )
+        return Decision(
+            envelope=envelope,
+            event="pact.bid.countered",
+            message_type="BID",
+            outcome="ASK",
+            intent_id=bid.intent_id,
+            price=price,
+            round=terms.round + 1,
+            buyer=verified.signer,
+        )
+
+    async def _on_accept(self, verified: VerifiedEnvelope, accept: Accept) -> Decision:
+        now = self.clock()
+        self._check_clock(accept, now)
+        terms: QuoteTerms | None = None
+        provider_quote: dict[str, Any] | None = None
+        if verified.message_raw.get(QUOTE_FIELD) is None and self.policy.lenient_accept:
+            provider_quote = self._lenient_quote(verified, accept, now)
+        else:
+            terms = self._carried_quote(verified, now)
+            try:
+                check_accept(accept, terms)
+            except QuoteError as exc:
+                raise _Refusal(exc.code.value, exc.detail, price=accept.agreed_price) from exc
+        if self.settlement is None:
+            raise _Refusal(
+                FailureCode.SETTLEMENT_FAILED.value,
+                "no settlement service is configured for this provider",
+                price=accept.agreed_price,
+            )
+        accept_hash = verified.envelope.message_hash_hex.lower()
+        idempotency_key = f"accept-{accept_hash}"
+        self.log.info(
+            "pact.accept.forwarded",
+            intent_id=accept.intent_id,
+            idempotency_key=idempotency_key,
+            price=format(accept.agreed_price, "f"),
+            lenient=terms is None,
+        )
+        try:
+            record = await self.settlement.settle(
+                verified.raw, idempotency_key=idempotency_key, provider_quote=provider_quote
+            )
+        except SettlementRefused as exc:
+            raise _Refusal(exc.code, exc.detail, price=accept.agreed_price) from exc
+        except SettlementUnavailable as exc:
+            self.log.warning(
+                "pact.accept.unavailable",
+                intent_id=accept.intent_id,
+                idempotency_key=idempotency_key,
+                code=exc.code,
+                detail=exc.detail,
+            )
+            raise
+        agreement = SettledAgreement(
+            accept=accept, accept_envelope=verified.raw, terms=terms, settlement=record
+        )
+        extra = dict(await self.after_settlement(agreement))
+        sent = self.clock()
+        ack = {
+            "protocol_version": PROTOCOL_VERSION,
+            "type": "ACCEPT",
+            "intent_id": accept.intent_id,
+            "agreed_price": verified.message_raw["agreed_price"],
+            "settlement_mode": accept.settlement_mode,
+            "proof_type": accept.proof_type,
+            "challenge_window_ms": accept.challenge_window_ms,
+            "delivery_deadline_ms": accept.delivery_deadline_ms,
+            "sent_at_ms": sent,
+            "expires_at_ms": sent + self.policy.reply_ttl_ms,
+            "accept_hash_hex": accept_hash,
+            "settlement": record.summary(),
+            **extra,
+        }
+        return Decision(
+            envelope=sign_message(ack, self._keypair, signed_at_ms=sent),
+            event="pact.accept.settled",
+            message_type="ACCEPT",
+            outcome="ACCEPT",
+            intent_id=accept.intent_id,
+            price=accept.agreed_price,
+            round=None if terms is None else terms.round,
+            buyer=verified.signer,
+            settlement_id=record.id,
+        )
+
+    def _on_reject(self, verified: VerifiedEnvelope, reject: Reject) -> Decision:
+        now = self.clock()
+        message: dict[str, Any] = {
+            "protocol_version": PROTOCOL_VERSION,
+            "type": "REJECT",
+            "intent_id": reject.intent_id,
+            "reason": f"acknowledged: {reject.reason}"[:MAX_REASON],
+            "sent_at_ms": now,
+            "expires_at_ms": now + self.policy.reply_ttl_ms,
+            "acknowledges": verified.envelope.message_hash_hex.lower(),
+        }
+        if reject.code is not None:
+            message["code"] = reject.code
+        return Decision(
+            envelope=sign_message(message, self._keypair, signed_at_ms=now),
+            event="pact.reject.acknowledged",
+            message_type="REJECT",
+            outcome="REJECT",
+            intent_id=reject.intent_id,
+            buyer=verified.signer,
+        )
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _check_clock(self, message: Intent | Bid | Accept, now: int) -> None:
+        if message.expires_at_ms <= now:
+            raise _Refusal(
+                FailureCode.INTENT_EXPIRED.value,
+                f"the {message.type} expired at {message.expires_at_ms} (provider clock {now})",
+            )
+        skew = message.sent_at_ms - now
+        if abs(skew) > self.policy.max_clock_skew_ms:
+            raise _Refusal(
+                FailureCode.CLOCK_SKEW_TOO_LARGE.value,
+                f"sent_at_ms is {skew:+d} ms from the provider clock "
+                f"(allowed ±{self.policy.max_clock_skew_ms} ms)",
+            )
+
+    def _carried_quote(self, verified: VerifiedEnvelope, now: int) -> QuoteTerms:
+        try:
+            return verify_carried_quote(
+                verified,
+                trusted_provider_keys=self.identity.trusted_keys,
+                now_ms=now,
+                grace_ms=self.policy.quote_grace_ms,
+            )
+        except QuoteError as exc:
+            raise _Refusal(exc.code.value, exc.detail) from exc
+
+    def _lenient_quote(
+        self, verified: VerifiedEnvelope, accept: Accept, now: int
+    ) -> dict[str, Any]:
+        """Lenient mode: a bare ACCEPT is taken only at or above the highest possible price.
+
+        The provider then signs the ASK the buyer did not carry, so settlement can still
+        check a provider-signed quote bound to this buyer, intent id and price.
+        """
+        floor = self.price_book.highest_price
+        if accept.agreed_price < floor:
+            raise _Refusal(
+                FailureCode.QUOTE_MISSING.value,
+                f"a bare ACCEPT (no quote) is taken only at agreed_price ≥ {floor:f}; "
+                "send an INTENT and carry the signed ASK in the ACCEPT's 'quote' field",
+                price=accept.agreed_price,
+            )
+        if accept.settlement_mode not in self.policy.settlement_modes:
+            raise _Refusal(
+                FailureCode.SETTLEMENT_MODE_NOT_ALLOWED.value,
+                f"settlement_mode {accept.settlement_mode!r} is not offered",
+            )
+        return self._sign_ask(
+            intent_id=accept.intent_id,
+            price=accept.agreed_price,
+            latency_ms=0,
+            now=now,
+            binding=quote_binding_fields(
+                buyer_key=verified.signer,
+                round_number=1,
+                intent_type=LENIENT_INTENT_TYPE,
+                settlement_mode=accept.settlement_mode,
+                list_price=accept.agreed_price,
+            ),
+        )
+
+    def _sign_ask(
+        self,
+        *,
+        intent_id: str,
+        price: Decimal,
+        latency_ms: int,
+        now: int,
+        binding: dict[str, Any],
+    ) -> dict[str, Any]:
+        valid_for = self.policy.quote_valid_for_ms
+        ask = Ask(
+            protocol_version=PROTOCOL_VERSION,
+            type="ASK",
+            intent_id=intent_id,
+            price=price,
+            unit=UNIT,
+            latency_ms=latency_ms,
+            valid_for_ms=valid_for,
+            bond_required=bond_for(price),
+            sent_at_ms=now,
+            expires_at_ms=now + valid_for,
+            **binding,
+        )
+        return sign_message(ask, self._keypair, signed_at_ms=now)
+
+    def _reject(
+        self,
+        message_type: str,
+        intent_id: str,
+        refusal: _Refusal,
+        *,
+        event: str,
+        buyer: str | None,
+    ) -> Decision:
+        now = self.clock()
+        message = {
+            "protocol_version": PROTOCOL_VERSION,
+            "type": "REJECT",
+            "intent_id": intent_id,
+            "reason": refusal.reason[:MAX_REASON],
+            "code": refusal.code,
+            "sent_at_ms": now,
+            "expires_at_ms": now + self.policy.reply_ttl_ms,
+        }
+        return Decision(
+            envelope=sign_message(message, self._keypair, signed_at_ms=now),
+            event=event,
+            message_type=message_type,
+            outcome="REJECT",
+            intent_id=intent_id,
+            code=refusal.code,
+            price=refusal.price,
+            round=refusal.round,
+            buyer=buyer,
+        )

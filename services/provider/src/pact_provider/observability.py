@@ -1,0 +1,187 @@
+"""Logs (structlog JSON lines with a request id) and Prometheus metrics, per app instance.
+
+Nothing here is global: each app gets its own logger and its own ``CollectorRegistry``, so two
+app instances in one process (tests, or several apps in one server) never collide.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Collection
+from typing import Any, TextIO
+
+import orjson
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "JsonLogFormatter",
+    "Logger",
+    "Metrics",
+    "RequestContextMiddleware",
+    "make_logger",
+]
+
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+Logger = Any  # structlog's filtering bound logger (its class is made at runtime)
+
+
+def _dumps(value: Any, **_: Any) -> str:
+    try:
+        return str(orjson.dumps(value, default=str), "utf-8")
+    except TypeError:  # lone surrogates or huge ints from a buyer's message
+        return json.dumps(value, default=str, ensure_ascii=True)
+
+
+def make_logger(level: str = "INFO", stream: TextIO | None = None) -> Logger:
+    """A JSON-lines logger writing to ``stream`` (stdout by default), with the request id."""
+    return structlog.wrap_logger(
+        structlog.PrintLogger(stream if stream is not None else sys.stdout),
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
+        context_class=dict,
+    )
+
+
+class JsonLogFormatter(logging.Formatter):
+    """stdlib records (uvicorn's own) as JSON lines like the structlog ones."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "event": record.getMessage(),
+            "logger": record.name,
+            "level": record.levelname.lower(),
+            "timestamp": self.formatTime(record),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return _dumps(doc)
+
+
+class Metrics:
+    """The provider's Prometheus metrics in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.messages = Counter(
+            "pact_provider_messages",
+            "Protocol messages answered at /pact, by incoming type, reply outcome and code.",
+            ["message_type", "outcome", "code"],
+            registry=self.registry,
+        )
+        self.message_seconds = Histogram(
+            "pact_provider_message_duration_seconds",
+            "Time to answer one /pact message, by incoming type.",
+            ["message_type"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "pact_provider_http_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "pact_provider_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.settlement_attempts = Counter(
+            "pact_provider_settlement_attempts",
+            "Calls to the settlement service by outcome (settled, refused, error, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.settlement_seconds = Histogram(
+            "pact_provider_settlement_attempt_duration_seconds",
+            "Duration of one settlement call.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def message(self, message_type: str, outcome: str, code: str | None, seconds: float) -> None:
+        self.messages.labels(message_type, outcome, code or "").inc()
+        self.message_seconds.labels(message_type).observe(seconds)
+
+    def settlement_attempt(self, outcome: str, seconds: float) -> None:
+        self.settlement_attempts.labels(outcome).inc()
+        self.settlement_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if _REQUEST_ID.match(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware: request id (from ``X-Request-ID`` or new), echoed in the response,
+    bound to every log line of the request; one access log line and HTTP metrics per request."""
+
+    def __init__(
+        self, app: ASGIApp, *, log: Logger, metrics: Metrics, routes: Collection[str]
+    ) -> None:
+        self.app = app
+        self.log = log
+        self.metrics = metrics
+        self.routes = frozenset(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        header = (b"x-request-id", request_id.encode("ascii"))
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            path = scope["path"]
+            route = path if path in self.routes else "other"
+            self.metrics.http_requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.http_seconds.labels(route).observe(seconds)
+            self.log.info(
+                "http.request",
+                method=scope["method"],
+                path=path[:256],
+                status=status,
+                duration_ms=round(seconds * 1000, 3),
+            )
+            structlog.contextvars.reset_contextvars(**tokens)

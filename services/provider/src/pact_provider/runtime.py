@@ -1,0 +1,36 @@
+"""What one app instance holds, made once at start-up and read by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from pact_provider.config import ProviderSettings
+from pact_provider.identity import ProviderIdentity
+from pact_provider.negotiation.service import Negotiator
+from pact_provider.observability import Logger, Metrics
+from pact_provider.settlement_client import SettlementGateway
+
+__all__ = ["ProviderRuntime", "RuntimeDep", "get_runtime"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRuntime:
+    settings: ProviderSettings
+    identity: ProviderIdentity
+    negotiator: Negotiator
+    settlement: SettlementGateway | None
+    metrics: Metrics
+    log: Logger
+    well_known: bytes
+    """The pre-rendered `/.well-known/pact-provider` document."""
+
+
+def get_runtime(request: Request) -> ProviderRuntime:
+    runtime: ProviderRuntime = request.app.state.provider
+    return runtime
+
+
+RuntimeDep = Annotated[ProviderRuntime, Depends(get_runtime)]

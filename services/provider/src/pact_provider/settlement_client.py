@@ -1,0 +1,236 @@
+"""HTTP client of the settlement service (``POST /v1/settlements``, ``GET /healthz``).
+
+One pooled ``httpx.AsyncClient`` per app, made in the lifespan. Every forward has a total time
+budget; 5xx, 429, 408, timeouts and connection errors are retried with the *same*
+``Idempotency-Key`` (settlement is idempotent), then reported as :class:`SettlementUnavailable`
+(HTTP 503 with ``Retry-After``). A refusal (4xx problem) becomes :class:`SettlementRefused`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import orjson
+from pact_schema import FailureCode
+
+from pact_provider.errors import SettlementUnavailable
+from pact_provider.jsonio import json_bytes
+
+__all__ = [
+    "HttpSettlementClient",
+    "SettlementGateway",
+    "SettlementRecord",
+    "SettlementRefused",
+    "SettlementUnavailable",
+]
+
+SETTLEMENTS_PATH = "/v1/settlements"
+HEALTH_PATH = "/healthz"
+_RETRYABLE = frozenset({408, 425, 429})
+_KNOWN_CODES = frozenset(code.value for code in FailureCode)
+_MAX_DETAIL = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRecord:
+    """What settlement answered for an ACCEPT (the fields the ACCEPT ack carries)."""
+
+    id: str
+    state: str
+    rail: str | None
+    amount: str | None
+    bond: str | None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "rail": self.rail,
+            "amount": self.amount,
+            "bond": self.bond,
+        }
+
+
+class SettlementRefused(Exception):
+    """Settlement refused the ACCEPT; ``code`` is the REJECT failure code to use."""
+
+    def __init__(self, code: str, detail: str, status: int) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+
+class SettlementGateway(Protocol):
+    async def settle(
+        self,
+        accept_envelope: dict[str, Any],
+        *,
+        idempotency_key: str,
+        provider_quote: dict[str, Any] | None = None,
+    ) -> SettlementRecord: ...
+
+    async def ping(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+AttemptObserver = Callable[[str, float], None]
+"""Called with (outcome, seconds) after each attempt: settled, refused, retry, failed."""
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _record(response: httpx.Response) -> SettlementRecord | None:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    sid, state = body.get("id"), body.get("state")
+    if not isinstance(sid, str) or not sid or not isinstance(state, str) or not state:
+        return None
+    return SettlementRecord(
+        id=sid,
+        state=state,
+        rail=_text(body.get("rail")),
+        amount=_text(body.get("amount")),
+        bond=_text(body.get("bond")),
+    )
+
+
+def _refusal(response: httpx.Response) -> SettlementRefused:
+    body: Any = None
+    with contextlib.suppress(orjson.JSONDecodeError):
+        body = orjson.loads(response.content)
+    code, detail = FailureCode.SETTLEMENT_FAILED.value, None
+    if isinstance(body, dict):
+        if response.status_code != 409 and body.get("code") in _KNOWN_CODES:
+            code = str(body["code"])
+        detail = body.get("detail") or body.get("title")
+    if not isinstance(detail, str) or not detail:
+        detail = f"settlement answered HTTP {response.status_code}"
+    return SettlementRefused(code, detail[:_MAX_DETAIL], response.status_code)
+
+
+def _retry_after(response: httpx.Response, default: int) -> int:
+    value = response.headers.get("retry-after", "")
+    return int(value) if value.isdigit() and 0 < int(value) <= 3600 else default
+
+
+class HttpSettlementClient:
+    """:class:`SettlementGateway` over HTTP."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        total_timeout_s: float,
+        connect_timeout_s: float,
+        attempts: int,
+        backoff_s: float,
+        retry_after_s: int,
+        max_connections: int,
+        transport: httpx.AsyncBaseTransport | None = None,
+        observe: AttemptObserver | None = None,
+    ) -> None:
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(total_timeout_s, connect=connect_timeout_s),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+        )
+        self._total = total_timeout_s
+        self._attempts = attempts
+        self._backoff = backoff_s
+        self._retry_after = retry_after_s
+        self._observe = observe or (lambda outcome, seconds: None)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            response = await self._http.get(HEALTH_PATH, timeout=min(self._total, 2.0))
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def settle(
+        self,
+        accept_envelope: dict[str, Any],
+        *,
+        idempotency_key: str,
+        provider_quote: dict[str, Any] | None = None,
+    ) -> SettlementRecord:
+        body: dict[str, Any] = {"accept": accept_envelope, "rail": None}
+        if provider_quote is not None:
+            body["provider_quote"] = provider_quote
+        content = json_bytes(body)
+        headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
+        deadline = time.monotonic() + self._total
+        retry_after, last = self._retry_after, "no attempt was made"
+        for attempt in range(1, self._attempts + 1):
+            started = time.monotonic()
+            remaining = deadline - started
+            if remaining <= 0:
+                break
+            try:
+                async with asyncio.timeout(remaining):
+                    response = await self._http.post(
+                        SETTLEMENTS_PATH, content=content, headers=headers
+                    )
+            except (TimeoutError, httpx.TimeoutException):
+                last = "settlement did not answer in time"
+            except httpx.TransportError as exc:
+                last = f"settlement is unreachable ({type(exc).__name__})"
+            else:
+                status = response.status_code
+                if status in (200, 201):
+                    record = _record(response)
+                    if record is None:
+                        self._observe("failed", time.monotonic() - started)
+                        raise SettlementUnavailable(
+                            "settlement answered without a settlement id and state",
+                            retry_after_s=self._retry_after,
+                        )
+                    self._observe("settled", time.monotonic() - started)
+                    return record
+                if status in (401, 403):
+                    self._observe("failed", time.monotonic() - started)
+                    raise SettlementUnavailable(
+                        "settlement refused the provider's credentials",
+                        retry_after_s=self._retry_after,
+                    )
+                if 400 <= status < 500 and status not in _RETRYABLE:
+                    self._observe("refused", time.monotonic() - started)
+                    raise _refusal(response)
+                last = f"settlement answered HTTP {status}"
+                retry_after = _retry_after(response, self._retry_after)
+            self._observe("retry", time.monotonic() - started)
+            if attempt < self._attempts:
+                delay = self._backoff * 2 ** (attempt - 1)
+                if time.monotonic() + delay >= deadline:
+                    break
+                await asyncio.sleep(delay)
+        raise SettlementUnavailable(
+            f"{last}; the same ACCEPT may be sent again", retry_after_s=retry_after
+        )
