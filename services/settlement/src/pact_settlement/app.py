@@ -1,0 +1,93 @@
+"""The FastAPI application. ``create_app(settings)``; the engine is made in ``lifespan``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from pact_schema import now_ms
+
+from pact_settlement.accounts.endpoints import router as accounts_router
+from pact_settlement.config import SettlementSettings
+from pact_settlement.db import migrate
+from pact_settlement.db.engine import create_engine, create_sessionmaker
+from pact_settlement.health.endpoints import router as health_router
+from pact_settlement.kit.errors import install_error_handlers
+from pact_settlement.kit.observability import Metrics, RequestContextMiddleware
+from pact_settlement.settlements.endpoints import router as settlements_router
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger(__name__)
+
+DESCRIPTION = """
+The stateful half of the Pact suite: it re-verifies signed ACCEPTs (buyer signature, the
+provider-signed ASK carried in `quote`, prices and validity windows), records each settlement
+in its own database and holds the money on a rail.
+
+* Authentication: `Authorization: Bearer <token>`; the provider token creates settlements, the
+  admin token makes deposits; both can read.
+* Money is always a decimal string (`"0.00008"`), never a JSON number.
+* Errors are `application/problem+json` (RFC 9457) with a machine-readable `code`.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: SettlementSettings = app.state.settings
+    engine = create_engine(settings)
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    if settings.should_auto_migrate:
+        await migrate.upgrade(engine)
+        log.info("settlement.migrated", revision=migrate.head_revision())
+    else:
+        try:
+            at_head = await migrate.is_at_head(engine)
+        except Exception as exc:
+            log.warning("settlement.database.unreachable_at_start", error=type(exc).__name__)
+        else:
+            if not at_head:
+                log.warning(
+                    "settlement.migrations.behind",
+                    detail="run `pact-settlement migrate`; /readyz answers 503 until then",
+                )
+    if not settings.provider_keys:
+        log.warning(
+            "settlement.config.no_provider_keys",
+            detail="PACT_SETTLEMENT_PROVIDER_KEYS is empty: every ACCEPT is refused",
+        )
+    log.info(
+        "settlement.started",
+        env=settings.env.value,
+        database=engine.url.get_backend_name(),
+        rails=settings.enabled_rails,
+    )
+    try:
+        yield
+    finally:
+        await engine.dispose()
+        log.info("settlement.stopped")
+
+
+def create_app(
+    settings: SettlementSettings | None = None, *, clock: Callable[[], int] | None = None
+) -> FastAPI:
+    settings = settings or SettlementSettings()
+    app = FastAPI(
+        title="Pact settlement service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.clock = clock or now_ms
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(settlements_router)
+    app.include_router(accounts_router)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,193 @@
+"""Settings: one pydantic-settings class, env prefix ``PACT_SETTLEMENT_``.
+
+Every field is documented here and in the README's settings table. Outside ``development``
+the class refuses missing tokens, the documented development tokens, and an empty provider
+allow-list, so a production pod can never start with a placeholder secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pact_schema.keys import KeyFormatError, b58decode
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["DEV_ADMIN_TOKEN", "DEV_API_TOKEN", "Environment", "SettlementSettings"]
+
+log = logging.getLogger(__name__)
+
+#: Development-only token defaults (documented in the README). Refused outside development.
+DEV_API_TOKEN = "dev-settlement-api-token"  # noqa: S105 - documented placeholder, refused in prod
+DEV_ADMIN_TOKEN = "dev-settlement-admin-token"  # noqa: S105 - documented placeholder
+_MIN_TOKEN_LENGTH = 24
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class SettlementSettings(BaseSettings):
+    """Configuration of the settlement service (env vars ``PACT_SETTLEMENT_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PACT_SETTLEMENT_",
+        env_file=None,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    env: Environment = Field(
+        default=Environment.DEVELOPMENT,
+        description="development | test | production. Production refuses dev defaults.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy async URL (postgresql+asyncpg://… or sqlite+aiosqlite:///…). "
+            "Unset: an embedded SQLite file at SQLITE_PATH."
+        ),
+    )
+    sqlite_path: Path = Field(
+        default=Path(".dev/settlement.sqlite3"),
+        description="SQLite file used when DATABASE_URL is unset (relative to the working dir).",
+    )
+    auto_migrate: bool | None = Field(
+        default=None,
+        description=(
+            "Run `alembic upgrade head` at startup. Unset: yes for SQLite, no for Postgres "
+            "(run `pact-settlement migrate`, e.g. as a k8s Job, before the pods start)."
+        ),
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the provider (create settlements, read).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of operators (deposits, read). Must differ from API_TOKEN.",
+    )
+    provider_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated base58 Ed25519 keys whose ASKs this service honours.",
+    )
+    default_rail: str = Field(default="ledger", description="Rail used when a request names none.")
+    enabled_rails: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["ledger"],
+        description="Comma-separated rails a request may name.",
+    )
+    max_clock_skew_ms: int = Field(
+        default=5_000,
+        ge=0,
+        le=600_000,
+        description="Grace for clock differences when checking quote/ACCEPT validity windows.",
+    )
+    require_seller_bond: bool = Field(
+        default=False,
+        description="Also lock the quote's bond_required from the seller's account.",
+    )
+    max_delivery_window_ms: int = Field(
+        default=86_400_000,
+        gt=0,
+        description="Refuse ACCEPTs whose delivery_deadline_ms is further away than this.",
+    )
+    max_challenge_window_ms: int = Field(
+        default=86_400_000,
+        ge=0,
+        description="Refuse ACCEPTs whose challenge_window_ms is longer than this.",
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="Postgres connection pool size.")
+    db_max_overflow: int = Field(default=10, ge=0, description="Extra Postgres connections.")
+    db_pool_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a pooled connection before 503."
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=15_000, ge=0, description="How long a SQLite writer waits for the write lock."
+    )
+    log_level: str = Field(default="INFO", description="Python log level name.")
+    log_json: bool = Field(default=True, description="JSON log lines (false: console format).")
+    page_size_max: int = Field(default=100, ge=1, le=1000, description="Largest list page.")
+
+    @field_validator("provider_keys", "enabled_rails", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("provider_keys")
+    @classmethod
+    def _valid_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            try:
+                raw = b58decode(key)
+            except KeyFormatError as exc:
+                raise ValueError(f"provider key {key!r} is not base58") from exc
+            if len(raw) != 32:
+                raise ValueError(f"provider key {key!r} is not a 32-byte Ed25519 key")
+        return keys
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> Self:
+        if self.default_rail not in self.enabled_rails:
+            raise ValueError(f"DEFAULT_RAIL {self.default_rail!r} is not in ENABLED_RAILS")
+        if self.env is Environment.DEVELOPMENT:
+            defaults = []
+            if self.api_token is None:
+                self.api_token = SecretStr(DEV_API_TOKEN)
+                defaults.append("PACT_SETTLEMENT_API_TOKEN")
+            if self.admin_token is None:
+                self.admin_token = SecretStr(DEV_ADMIN_TOKEN)
+                defaults.append("PACT_SETTLEMENT_ADMIN_TOKEN")
+            if defaults:
+                log.warning(
+                    "settlement.config.dev_tokens: %s unset; using the documented development "
+                    "defaults (refused outside development)",
+                    ", ".join(defaults),
+                )
+        else:
+            for name, secret, placeholder in (
+                ("API_TOKEN", self.api_token, DEV_API_TOKEN),
+                ("ADMIN_TOKEN", self.admin_token, DEV_ADMIN_TOKEN),
+            ):
+                if secret is None:
+                    raise ValueError(f"PACT_SETTLEMENT_{name} is required in {self.env}")
+                value = secret.get_secret_value()
+                if value in (DEV_API_TOKEN, DEV_ADMIN_TOKEN) or value == placeholder:
+                    raise ValueError(
+                        f"PACT_SETTLEMENT_{name} is a development default; set a real secret"
+                    )
+                if self.env is Environment.PRODUCTION and len(value) < _MIN_TOKEN_LENGTH:
+                    raise ValueError(
+                        f"PACT_SETTLEMENT_{name} must be at least {_MIN_TOKEN_LENGTH} characters"
+                    )
+            if self.env is Environment.PRODUCTION and not self.provider_keys:
+                raise ValueError("PACT_SETTLEMENT_PROVIDER_KEYS is required in production")
+        assert self.api_token is not None
+        assert self.admin_token is not None
+        if self.api_token.get_secret_value() == self.admin_token.get_secret_value():
+            raise ValueError("PACT_SETTLEMENT_API_TOKEN and ADMIN_TOKEN must differ")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.sqlite_path}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate

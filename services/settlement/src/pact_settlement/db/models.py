@@ -1,0 +1,20 @@
+"""Every model, imported once so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from pact_settlement.db.base import Base
+from pact_settlement.idempotency.models import IdempotencyKey
+from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
+from pact_settlement.rails.models import RailOperation
+from pact_settlement.settlements.models import Settlement, SettlementEvent
+from pact_settlement.transcripts.models import Transcript
+
+__all__ = [
+    "Base",
+    "IdempotencyKey",
+    "JournalLeg",
+    "JournalTransaction",
+    "LedgerAccount",
+    "RailOperation",
+    "Settlement",
+    "SettlementEvent",
+    "Transcript",
+]

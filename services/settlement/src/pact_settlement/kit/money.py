@@ -1,0 +1,95 @@
+"""Money: ``Decimal`` in Python, ``NUMERIC(38, 18)`` in SQL, decimal strings on the API.
+
+SQLite has no exact decimal type (its NUMERIC affinity keeps 15 significant digits), so on
+SQLite money is stored as fixed-scale text (``"0.000080000000000000"``): exact, and its sign
+is checkable in SQL (the migrations' CHECK constraints test the leading ``-``). Floats are
+refused at the boundary, as django-hordak does.
+"""
+
+from __future__ import annotations
+
+import decimal
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Numeric, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = [
+    "MONEY_PRECISION",
+    "MONEY_SCALE",
+    "Money",
+    "MoneyError",
+    "decimal_text",
+    "to_money",
+]
+
+MONEY_PRECISION = 38
+MONEY_SCALE = 18
+_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+_LIMIT = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE)
+_CONTEXT = decimal.Context(
+    prec=MONEY_PRECISION + 2, traps=[decimal.Inexact, decimal.InvalidOperation]
+)
+
+
+class MoneyError(ValueError):
+    """An amount cannot be stored exactly (float, too precise, too large, not finite)."""
+
+
+def to_money(value: Decimal) -> Decimal:
+    """``value`` at the ledger's fixed scale; refuses anything that would be rounded."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise MoneyError(f"money must be Decimal, got {type(value).__name__}")
+    value = Decimal(value)
+    if not value.is_finite():
+        raise MoneyError("money must be finite")
+    try:
+        quantized = value.quantize(_QUANTUM, context=_CONTEXT)
+    except (decimal.Inexact, decimal.InvalidOperation) as exc:
+        raise MoneyError(f"{value} has more than {MONEY_SCALE} decimal places") from exc
+    if abs(quantized) >= _LIMIT:
+        raise MoneyError(f"{value} exceeds NUMERIC({MONEY_PRECISION}, {MONEY_SCALE})")
+    if quantized == 0:
+        quantized = Decimal(0).quantize(_QUANTUM)  # never "-0"
+    return quantized
+
+
+def decimal_text(value: Decimal) -> str:
+    """Shortest plain decimal text: ``Decimal("0.000080000")`` → ``"0.00008"``, never exponents."""
+    if value == 0:
+        return "0"
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact money column: NUMERIC(38, 18); fixed-scale text on SQLite."""
+
+    impl = Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(48))
+        return dialect.type_descriptor(Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        quantized = to_money(value)
+        return format(quantized, "f") if dialect.name == "sqlite" else quantized
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if isinstance(value, float):  # pragma: no cover - would be a schema bug
+            raise MoneyError("money column returned a float")
+        return Decimal(value) if not isinstance(value, Decimal) else value
+
+    @property
+    def python_type(self) -> type[Decimal]:
+        return Decimal

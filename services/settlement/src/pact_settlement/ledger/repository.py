@@ -1,0 +1,103 @@
+"""Ledger queries: accounts (row-locked for balance changes), journal transactions, legs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pact_settlement.kit.ids import new_id
+from pact_settlement.kit.repository import RepositoryBase
+from pact_settlement.kit.time import utcnow
+from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
+
+__all__ = ["JournalRepository", "LedgerAccountRepository"]
+
+_ZERO = Decimal(0)
+
+
+class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
+    model = LedgerAccount
+
+    async def get_by_owner(self, owner: str) -> LedgerAccount | None:
+        return await self.get_one_or_none(select(LedgerAccount).where(LedgerAccount.owner == owner))
+
+    async def ensure(self, owner: str, *, kind: str, allow_negative: bool = False) -> None:
+        """Create the account if it does not exist (race-safe: INSERT … ON CONFLICT DO NOTHING)."""
+        values = {
+            "id": new_id("acct"),
+            "owner": owner,
+            "kind": kind,
+            "allow_negative": allow_negative,
+            "available": _ZERO,
+            "locked": _ZERO,
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+        }
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = (
+            insert(LedgerAccount).values(**values).on_conflict_do_nothing(index_elements=["owner"])
+        )
+        await self.session.execute(stmt)
+
+    async def lock_by_owners(self, owners: Iterable[str]) -> dict[str, LedgerAccount]:
+        """``SELECT … FOR UPDATE`` in a fixed order (by owner) so two movements never deadlock."""
+        stmt = (
+            select(LedgerAccount)
+            .where(LedgerAccount.owner.in_(sorted(set(owners))))
+            .order_by(LedgerAccount.owner)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {account.owner: account for account in await self.get_all(stmt)}
+
+    async def set_balances(
+        self, account: LedgerAccount, available: Decimal, locked: Decimal
+    ) -> None:
+        now = utcnow()
+        await self.session.execute(
+            update(LedgerAccount)
+            .where(LedgerAccount.id == account.id)
+            .values(available=available, locked=locked, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        account.available, account.locked, account.updated_at = available, locked, now
+
+    async def all_accounts(self) -> list[LedgerAccount]:
+        return await self.get_all(select(LedgerAccount).order_by(LedgerAccount.owner))
+
+
+class JournalRepository(RepositoryBase[JournalTransaction]):
+    model = JournalTransaction
+
+    async def get_by_key(self, idempotency_key: str) -> JournalTransaction | None:
+        return await self.get_one_or_none(
+            select(JournalTransaction).where(JournalTransaction.idempotency_key == idempotency_key)
+        )
+
+    async def legs_of(self, transaction_id: str) -> list[JournalLeg]:
+        result = await self.session.execute(
+            select(JournalLeg)
+            .where(JournalLeg.transaction_id == transaction_id)
+            .order_by(JournalLeg.id)
+        )
+        return list(result.scalars().all())
+
+    async def all_legs(self) -> list[JournalLeg]:
+        result = await self.session.execute(select(JournalLeg).order_by(JournalLeg.id))
+        return list(result.scalars().all())
+
+    async def for_settlement(self, settlement_id: str) -> list[JournalTransaction]:
+        return await self.get_all(
+            select(JournalTransaction)
+            .where(JournalTransaction.settlement_id == settlement_id)
+            .order_by(JournalTransaction.created_at, JournalTransaction.id)
+        )
+
+    async def insert(self, transaction: JournalTransaction, legs: list[JournalLeg]) -> None:
+        self.session.add(transaction)
+        await self.session.flush()
+        self.session.add_all(legs)
+        await self.session.flush()

@@ -1,0 +1,174 @@
+"""Double-entry postings with balance checks under row locks.
+
+A posting is one journal transaction: legs on (account, bucket) that sum to zero. The
+service checks the sum, locks every touched account row (``SELECT … FOR UPDATE``, fixed
+order), refuses to take an agent balance below zero, then writes the transaction, its legs
+and the new balances in the caller's transaction. The same ``idempotency_key`` never posts
+twice (unique in the database).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pact_settlement.kit.ids import new_id
+from pact_settlement.kit.money import to_money
+from pact_settlement.kit.time import utcnow
+from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
+from pact_settlement.ledger.repository import JournalRepository, LedgerAccountRepository
+
+__all__ = [
+    "EXTERNAL_ACCOUNT",
+    "Bucket",
+    "InsufficientFunds",
+    "LedgerError",
+    "LedgerService",
+    "Posting",
+]
+
+#: The system account deposits come from (its balance is minus everything deposited).
+EXTERNAL_ACCOUNT = "system:external"
+_ZERO = Decimal(0)
+
+
+class Bucket(StrEnum):
+    AVAILABLE = "available"
+    LOCKED = "locked"
+
+
+class LedgerError(ValueError):
+    """A posting breaks a ledger invariant (unbalanced, zero leg, …): a programming error."""
+
+
+class InsufficientFunds(Exception):
+    def __init__(self, owner: str, bucket: Bucket, needed: Decimal, has: Decimal) -> None:
+        super().__init__(f"{owner} has {has} {bucket}, needs {needed}")
+        self.owner = owner
+        self.bucket = bucket
+        self.needed = needed
+        self.has = has
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    owner: str
+    bucket: Bucket
+    amount: Decimal
+
+
+class LedgerService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.accounts = LedgerAccountRepository.from_session(session)
+        self.journal = JournalRepository.from_session(session)
+
+    async def post(
+        self,
+        *,
+        kind: str,
+        idempotency_key: str,
+        postings: list[Posting],
+        settlement_id: str | None = None,
+        memo: str | None = None,
+    ) -> tuple[JournalTransaction, bool]:
+        """Post once; return the journal transaction and whether it was created now."""
+        existing = await self.journal.get_by_key(idempotency_key)
+        if existing is not None:
+            return existing, False
+        postings = [Posting(p.owner, p.bucket, to_money(p.amount)) for p in postings]
+        if len(postings) < 2:
+            raise LedgerError("a journal transaction needs at least two legs")
+        if any(p.amount == 0 for p in postings):
+            raise LedgerError("journal legs must be non-zero")
+        if sum((p.amount for p in postings), _ZERO) != 0:
+            raise LedgerError("journal legs must sum to zero")
+
+        owners = {p.owner for p in postings}
+        for owner in owners:
+            if owner.startswith("system:"):
+                await self.accounts.ensure(owner, kind="system", allow_negative=True)
+            else:
+                await self.accounts.ensure(owner, kind="agent")
+        locked = await self.accounts.lock_by_owners(owners)
+
+        delta: dict[str, dict[Bucket, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+        for p in postings:
+            delta[p.owner][p.bucket] += p.amount
+        new_balances: dict[str, tuple[Decimal, Decimal]] = {}
+        for owner in sorted(delta):
+            account = locked[owner]
+            available = account.available + delta[owner][Bucket.AVAILABLE]
+            held = account.locked + delta[owner][Bucket.LOCKED]
+            if not account.allow_negative:
+                if available < 0:
+                    raise InsufficientFunds(
+                        owner, Bucket.AVAILABLE, -delta[owner][Bucket.AVAILABLE], account.available
+                    )
+                if held < 0:
+                    raise InsufficientFunds(
+                        owner, Bucket.LOCKED, -delta[owner][Bucket.LOCKED], account.locked
+                    )
+            new_balances[owner] = (available, held)
+
+        transaction = JournalTransaction(
+            id=new_id("jtx"),
+            kind=kind,
+            idempotency_key=idempotency_key,
+            settlement_id=settlement_id,
+            memo=memo,
+            created_at=utcnow(),
+        )
+        legs = [
+            JournalLeg(
+                transaction_id=transaction.id,
+                account_id=locked[p.owner].id,
+                bucket=p.bucket.value,
+                amount=p.amount,
+            )
+            for p in postings
+        ]
+        await self.journal.insert(transaction, legs)
+        for owner, (available, held) in new_balances.items():
+            await self.accounts.set_balances(locked[owner], available, held)
+        return transaction, True
+
+    async def deposit(
+        self, owner: str, amount: Decimal, *, idempotency_key: str
+    ) -> JournalTransaction:
+        transaction, _ = await self.post(
+            kind="deposit",
+            idempotency_key=idempotency_key,
+            postings=[
+                Posting(EXTERNAL_ACCOUNT, Bucket.AVAILABLE, -amount),
+                Posting(owner, Bucket.AVAILABLE, amount),
+            ],
+            memo=f"deposit to {owner}",
+        )
+        return transaction
+
+    async def account(self, owner: str) -> LedgerAccount | None:
+        return await self.accounts.get_by_owner(owner)
+
+    async def integrity_report(self) -> list[str]:
+        """Problems found by recomputing every balance from the legs (empty = consistent)."""
+        problems: list[str] = []
+        accounts = {a.id: a for a in await self.accounts.all_accounts()}
+        sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        per_tx: dict[str, Decimal] = defaultdict(Decimal)
+        for leg in await self.journal.all_legs():
+            sums[(leg.account_id, leg.bucket)] += leg.amount
+            per_tx[leg.transaction_id] += leg.amount
+        for tx_id, total in per_tx.items():
+            if total != 0:
+                problems.append(f"journal transaction {tx_id} sums to {total}")
+        for account in accounts.values():
+            for bucket, balance in (("available", account.available), ("locked", account.locked)):
+                from_legs = sums[(account.id, bucket)]
+                if from_legs != balance:
+                    problems.append(f"{account.owner} {bucket} is {balance}, legs say {from_legs}")
+        return problems

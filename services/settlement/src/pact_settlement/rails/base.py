@@ -1,0 +1,106 @@
+"""The rail interface: how money is actually held and moved for a settlement.
+
+A rail receives a :class:`RailSettlement` (the amounts and parties, never an ORM object) and
+an idempotency key derived from our own ids (``settlement-{id}-{step}``) that it must pass to
+the underlying system, so a repeated call after a crash cannot move money twice. Each call
+returns a :class:`RailResult` or raises :class:`RailError`.
+
+``transactional`` rails (the mock ledger) write in the caller's database transaction: the
+pending record, the movement and the state transition commit together. Non-transactional
+rails (Stripe, EVM) are called with the ``rail_operations`` row already committed as
+``pending``; the reconciler resolves it from ``status()`` after a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from pact_schema import FailureCode
+
+__all__ = [
+    "Rail",
+    "RailError",
+    "RailInsufficientFunds",
+    "RailOpStatus",
+    "RailResult",
+    "RailSettlement",
+    "RailStep",
+]
+
+
+class RailStep(StrEnum):
+    LOCK = "lock"
+    RELEASE = "release"
+    REFUND = "refund"
+    SLASH = "slash"
+
+
+class RailOpStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class RailSettlement:
+    """What a rail needs to know about a settlement."""
+
+    id: str
+    intent_id: str
+    buyer: str
+    seller: str
+    amount: Decimal
+    bond: Decimal  # the seller bond held for this settlement (0 when none was required)
+
+
+@dataclass(frozen=True, slots=True)
+class RailResult:
+    step: RailStep
+    status: RailOpStatus
+    reference: str | None = None  # journal transaction id, PaymentIntent id, tx hash, …
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class RailError(Exception):
+    """A rail refused or failed a call. ``retryable`` failures leave the operation pending."""
+
+    def __init__(self, code: str, detail: str, *, retryable: bool = False) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.retryable = retryable
+
+
+class RailInsufficientFunds(RailError):
+    def __init__(self, detail: str, *, code: str = FailureCode.INSUFFICIENT_ESCROW) -> None:
+        super().__init__(code, detail)
+
+
+@runtime_checkable
+class Rail(Protocol):
+    name: str
+    transactional: bool
+
+    async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        """Hold the buyer's amount (and the seller's bond, when non-zero)."""
+        ...
+
+    async def release(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        """Pay the held amount to the seller and return the seller's bond."""
+        ...
+
+    async def refund(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        """Return the held amount to the buyer and the bond to the seller."""
+        ...
+
+    async def slash(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        """Return the held amount to the buyer and pay the seller's bond to the buyer."""
+        ...
+
+    async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        """What the rail's own records say about the call made with ``idempotency_key``."""
+        ...

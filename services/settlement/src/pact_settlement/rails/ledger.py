@@ -1,0 +1,93 @@
+"""The mock ledger rail: real double-entry bookkeeping in the service's own database."""
+
+from __future__ import annotations
+
+from pact_schema import FailureCode
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pact_settlement.ledger.service import Bucket, InsufficientFunds, LedgerService, Posting
+from pact_settlement.rails.base import (
+    RailInsufficientFunds,
+    RailOpStatus,
+    RailResult,
+    RailSettlement,
+    RailStep,
+)
+
+__all__ = ["LedgerRail"]
+
+A, L = Bucket.AVAILABLE, Bucket.LOCKED
+
+
+class LedgerRail:
+    """Lock = available → locked on the same account; release/refund/slash unwind it."""
+
+    name = "ledger"
+    transactional = True
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.ledger = LedgerService(session)
+
+    async def _post(
+        self, step: RailStep, s: RailSettlement, key: str, postings: list[Posting]
+    ) -> RailResult:
+        transaction, created = await self.ledger.post(
+            kind=step.value,
+            idempotency_key=key,
+            postings=postings,
+            settlement_id=s.id,
+            memo=f"{step.value} {s.intent_id}",
+        )
+        return RailResult(
+            step=step,
+            status=RailOpStatus.SUCCEEDED,
+            reference=transaction.id,
+            detail={"replayed": not created},
+        )
+
+    async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        s = settlement
+        postings = [Posting(s.buyer, A, -s.amount), Posting(s.buyer, L, s.amount)]
+        if s.bond > 0:
+            postings += [Posting(s.seller, A, -s.bond), Posting(s.seller, L, s.bond)]
+        try:
+            return await self._post(RailStep.LOCK, s, idempotency_key, postings)
+        except InsufficientFunds as exc:
+            if exc.owner == s.buyer:
+                raise RailInsufficientFunds(
+                    f"buyer {s.buyer} has {exc.has} available, {s.amount} is needed"
+                ) from exc
+            raise RailInsufficientFunds(
+                f"seller {s.seller} has {exc.has} available, a bond of {s.bond} is needed",
+                code=FailureCode.BOND_INSUFFICIENT,
+            ) from exc
+
+    def _bond_back_to(self, s: RailSettlement, owner: str) -> list[Posting]:
+        if s.bond <= 0:
+            return []
+        return [Posting(s.seller, L, -s.bond), Posting(owner, A, s.bond)]
+
+    async def release(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        s = settlement
+        postings = [Posting(s.buyer, L, -s.amount), Posting(s.seller, A, s.amount)]
+        postings += self._bond_back_to(s, s.seller)
+        return await self._post(RailStep.RELEASE, s, idempotency_key, postings)
+
+    async def refund(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        s = settlement
+        postings = [Posting(s.buyer, L, -s.amount), Posting(s.buyer, A, s.amount)]
+        postings += self._bond_back_to(s, s.seller)
+        return await self._post(RailStep.REFUND, s, idempotency_key, postings)
+
+    async def slash(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        s = settlement
+        postings = [Posting(s.buyer, L, -s.amount), Posting(s.buyer, A, s.amount)]
+        postings += self._bond_back_to(s, s.buyer)
+        return await self._post(RailStep.SLASH, s, idempotency_key, postings)
+
+    async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        transaction = await self.ledger.journal.get_by_key(idempotency_key)
+        step = RailStep(idempotency_key.rsplit("-", 1)[-1])
+        if transaction is None:
+            return RailResult(step=step, status=RailOpStatus.NOT_FOUND)
+        return RailResult(step=step, status=RailOpStatus.SUCCEEDED, reference=transaction.id)

@@ -1,0 +1,37 @@
+"""Rail operations: every rail call is recorded ``pending`` before it is made (DESIGN.md #3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pact_settlement.db.base import Base
+from pact_settlement.kit.money import Money
+from pact_settlement.kit.time import UTCDateTime, utcnow
+
+__all__ = ["RailOperation"]
+
+
+class RailOperation(Base):
+    __tablename__ = "rail_operations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    settlement_id: Mapped[str] = mapped_column(ForeignKey("settlements.id"), index=True)
+    rail: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(16))  # lock | release | refund | slash
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | succeeded | failed
+    amount: Mapped[Decimal] = mapped_column(Money())
+    bond: Mapped[Decimal] = mapped_column(Money())
+    external_ref: Mapped[str | None] = mapped_column(String(200))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("settlement_id", "step"),)

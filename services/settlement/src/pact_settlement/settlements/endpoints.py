@@ -1,0 +1,112 @@
+"""Settlements API (thin routes: parse, call one service method, return a schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+
+from pact_settlement.db.session import DBSession
+from pact_settlement.kit.auth import AnyPrincipal, ProviderPrincipal
+from pact_settlement.kit.deps import AppMetrics, Clock, RequestId, Settings
+from pact_settlement.kit.openapi import AUTH_ERRORS, problem_doc
+from pact_settlement.settlements.schemas import SettlementCreate, SettlementPage, SettlementRead
+from pact_settlement.settlements.service import SettlementService
+from pact_settlement.settlements.state_machine import SettlementState
+
+router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
+
+
+async def get_service(
+    session: DBSession, settings: Settings, metrics: AppMetrics, clock: Clock
+) -> SettlementService:
+    return SettlementService(session, settings=settings, metrics=metrics, now_ms=clock)
+
+
+Service = Annotated[SettlementService, Depends(get_service)]
+
+
+@router.post(
+    "",
+    response_model=SettlementRead,
+    status_code=201,
+    summary="Verify a signed ACCEPT and lock the buyer's funds",
+    responses={
+        200: {"description": "Identical replay: the existing settlement", "model": SettlementRead},
+        400: problem_doc("Missing Idempotency-Key", "BAD_REQUEST"),
+        402: problem_doc(
+            "Funds could not be locked; the settlement is recorded as failed",
+            "INSUFFICIENT_ESCROW",
+        ),
+        409: problem_doc(
+            "Different request for an existing intent_id, or a reused Idempotency-Key",
+            "DUPLICATE_INTENT",
+        ),
+        422: problem_doc("Bad envelope, signature, quote or request body", "PRICE_MISMATCH"),
+        **AUTH_ERRORS,
+    },
+)
+async def create_settlement(
+    body: SettlementCreate,
+    response: Response,
+    principal: ProviderPrincipal,
+    service: Service,
+    request_id: RequestId,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Required. e.g. accept-<sha256 hex of the ACCEPT message>; same key + "
+            "same body → same answer",
+            max_length=255,
+        ),
+    ] = None,
+) -> SettlementRead:
+    result = await service.create(
+        accept=body.accept,
+        rail=body.rail,
+        idempotency_key=idempotency_key or "",
+        actor=principal.actor,
+        request_id=request_id,
+    )
+    response.status_code = 201 if result.created else 200
+    return result.settlement
+
+
+@router.get(
+    "",
+    response_model=SettlementPage,
+    summary="List settlements, newest first (cursor pagination)",
+    responses={400: problem_doc("Bad cursor", "BAD_REQUEST"), **AUTH_ERRORS},
+)
+async def list_settlements(
+    principal: AnyPrincipal,
+    service: Service,
+    settings: Settings,
+    state: SettlementState | None = None,
+    buyer: Annotated[str | None, Query(max_length=64)] = None,
+    seller: Annotated[str | None, Query(max_length=64)] = None,
+    rail: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> SettlementPage:
+    return await service.list(
+        state=state,
+        buyer=buyer,
+        seller=seller,
+        rail=rail,
+        limit=min(limit, settings.page_size_max),
+        cursor=cursor,
+    )
+
+
+@router.get(
+    "/{intent_id}",
+    response_model=SettlementRead,
+    summary="One settlement with its event trail",
+    responses={404: problem_doc("Unknown intent_id", "NOT_FOUND"), **AUTH_ERRORS},
+)
+async def get_settlement(
+    intent_id: str, principal: AnyPrincipal, service: Service
+) -> SettlementRead:
+    return await service.get(intent_id)

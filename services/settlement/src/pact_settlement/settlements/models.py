@@ -1,0 +1,83 @@
+"""Settlements and their append-only event trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pact_settlement.db.base import Base
+from pact_settlement.kit.money import Money
+from pact_settlement.kit.time import UTCDateTime, utcnow
+
+__all__ = ["Settlement", "SettlementEvent"]
+
+
+class Settlement(Base):
+    """One agreement's money record. ``state`` changes only through ``state_machine``."""
+
+    __tablename__ = "settlements"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    intent_id: Mapped[str] = mapped_column(String(256), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    rail: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    bond: Mapped[Decimal] = mapped_column(Money())
+    bond_locked: Mapped[Decimal] = mapped_column(Money())
+    buyer: Mapped[str] = mapped_column(String(64), index=True)
+    seller: Mapped[str] = mapped_column(String(64), index=True)
+    settlement_mode: Mapped[str] = mapped_column(String(16))
+    proof_type: Mapped[str] = mapped_column(String(16))
+    challenge_window_ms: Mapped[int] = mapped_column(BigInteger)
+    delivery_deadline_ms: Mapped[int] = mapped_column(BigInteger)
+    delivery_deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    quote_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    accept_hash: Mapped[str] = mapped_column(String(64))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_detail: Mapped[str | None] = mapped_column(Text)
+    # Filled by the delivery flow (next issue); here so the sweeper's queries need no rework.
+    commit_hash_hex: Mapped[str | None] = mapped_column(String(64))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    challenge_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    events: Mapped[list[SettlementEvent]] = relationship(
+        back_populates="settlement",
+        order_by="SettlementEvent.seq",
+        lazy="raise",
+    )
+
+    __table_args__ = (
+        Index("ix_settlements_state_deadline", "state", "delivery_deadline_at"),
+        Index("ix_settlements_state_challenge", "state", "challenge_ends_at"),
+        Index("ix_settlements_created", "created_at", "id"),
+    )
+
+
+class SettlementEvent(Base):
+    """One row per transition, written in the transition's transaction. Append-only."""
+
+    __tablename__ = "settlement_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    settlement_id: Mapped[str] = mapped_column(ForeignKey("settlements.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(64))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    settlement: Mapped[Settlement] = relationship(back_populates="events", lazy="raise")
+
+    __table_args__ = (UniqueConstraint("settlement_id", "seq"),)

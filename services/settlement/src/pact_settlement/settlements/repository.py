@@ -1,0 +1,119 @@
+"""Settlement queries. The only UPDATE of ``state`` is :meth:`compare_and_set_state`, used
+exclusively by :mod:`pact_settlement.settlements.state_machine`."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+
+from pact_settlement.kit.repository import RepositoryBase
+from pact_settlement.settlements.models import Settlement, SettlementEvent
+
+__all__ = ["SettlementEventRepository", "SettlementRepository", "decode_cursor", "encode_cursor"]
+
+
+def encode_cursor(created_at: datetime, id_: str) -> str:
+    raw = json.dumps([created_at.isoformat(), id_]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    created, id_ = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    if not isinstance(created, str) or not isinstance(id_, str):
+        raise ValueError("bad cursor")
+    return datetime.fromisoformat(created), id_
+
+
+class SettlementRepository(RepositoryBase[Settlement]):
+    model = Settlement
+
+    async def get_by_intent(self, intent_id: str, *, for_update: bool = False) -> Settlement | None:
+        stmt = select(Settlement).where(Settlement.intent_id == intent_id)
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return await self.get_one_or_none(stmt)
+
+    async def get_by_id(self, id_: str, *, for_update: bool = False) -> Settlement | None:
+        stmt = select(Settlement).where(Settlement.id == id_)
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return await self.get_one_or_none(stmt)
+
+    async def compare_and_set_state(
+        self, settlement_id: str, from_state: str, to_state: str, values: dict[str, Any]
+    ) -> bool:
+        """``UPDATE … WHERE id = :id AND state = :from``; False when another writer won."""
+        result = await self.session.execute(
+            update(Settlement)
+            .where(Settlement.id == settlement_id, Settlement.state == from_state)
+            .values(state=to_state, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def list(
+        self,
+        *,
+        state: str | None,
+        buyer: str | None,
+        seller: str | None,
+        rail: str | None,
+        limit: int,
+        cursor: tuple[datetime, str] | None,
+    ) -> list[Settlement]:
+        stmt = select(Settlement)
+        if state:
+            stmt = stmt.where(Settlement.state == state)
+        if buyer:
+            stmt = stmt.where(Settlement.buyer == buyer)
+        if seller:
+            stmt = stmt.where(Settlement.seller == seller)
+        if rail:
+            stmt = stmt.where(Settlement.rail == rail)
+        if cursor is not None:
+            created, id_ = cursor
+            stmt = stmt.where(
+                or_(
+                    Settlement.created_at < created,
+                    and_(Settlement.created_at == created, Settlement.id < id_),
+                )
+            )
+        stmt = stmt.order_by(Settlement.created_at.desc(), Settlement.id.desc()).limit(limit)
+        return await self.get_all(stmt)
+
+
+class SettlementEventRepository(RepositoryBase[SettlementEvent]):
+    model = SettlementEvent
+
+    async def next_seq(self, settlement_id: str) -> int:
+        result = await self.session.execute(
+            select(func.coalesce(func.max(SettlementEvent.seq), 0)).where(
+                SettlementEvent.settlement_id == settlement_id
+            )
+        )
+        return int(result.scalar_one()) + 1
+
+    async def for_settlement(self, settlement_id: str) -> list[SettlementEvent]:
+        return await self.get_all(
+            select(SettlementEvent)
+            .where(SettlementEvent.settlement_id == settlement_id)
+            .order_by(SettlementEvent.seq)
+        )
+
+    async def for_settlements(self, ids: list[str]) -> dict[str, list[SettlementEvent]]:
+        out: dict[str, list[SettlementEvent]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        rows = await self.get_all(
+            select(SettlementEvent)
+            .where(SettlementEvent.settlement_id.in_(ids))
+            .order_by(SettlementEvent.settlement_id, SettlementEvent.seq)
+        )
+        for row in rows:
+            out[row.settlement_id].append(row)
+        return out

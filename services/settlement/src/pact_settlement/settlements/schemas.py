@@ -1,0 +1,167 @@
+"""API shapes of the settlements domain. Money is a decimal string on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pact_settlement.kit.money import decimal_text
+from pact_settlement.kit.time import to_ms
+from pact_settlement.settlements.models import Settlement, SettlementEvent
+
+__all__ = [
+    "SettlementCreate",
+    "SettlementEventRead",
+    "SettlementPage",
+    "SettlementRead",
+]
+
+_EXAMPLE_ACCEPT: dict[str, Any] = {
+    "envelope_version": "pact-envelope/1.0",
+    "message": {
+        "protocol_version": "pact/1.0",
+        "type": "ACCEPT",
+        "intent_id": "intent-4f0c…",
+        "agreed_price": 0.00008,
+        "settlement_mode": "hash_reveal",
+        "proof_type": "hash_reveal",
+        "challenge_window_ms": 5000,
+        "delivery_deadline_ms": 1764158430000,
+        "sent_at_ms": 1764158400000,
+        "expires_at_ms": 1764158430000,
+        "quote": {"envelope_version": "pact-envelope/1.0", "message": {"type": "ASK", "…": "…"}},
+    },
+    "message_hash_hex": "9b1c…(64 hex)",
+    "signer_public_key_b58": "<buyer key, base58>",
+    "signature_b58": "<Ed25519 signature, base58>",
+    "signed_at_ms": 1764158400000,
+}
+
+
+class SettlementCreate(BaseModel):
+    """Body of ``POST /v1/settlements``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"accept": _EXAMPLE_ACCEPT, "rail": None}]},
+    )
+
+    accept: dict[str, Any] = Field(
+        description=(
+            "The buyer-signed ACCEPT envelope exactly as signed; its message carries the "
+            "provider-signed ASK envelope in `quote`."
+        )
+    )
+    rail: str | None = Field(
+        default=None, description="Rail to settle on (default: the service's DEFAULT_RAIL)."
+    )
+
+
+class SettlementEventRead(BaseModel):
+    seq: int
+    event: str = Field(examples=["settlement.locked"])
+    from_state: str | None
+    to_state: str
+    actor: str
+    reason: str | None
+    data: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: SettlementEvent) -> SettlementEventRead:
+        return cls(
+            seq=row.seq,
+            event=row.event,
+            from_state=row.from_state,
+            to_state=row.to_state,
+            actor=row.actor,
+            reason=row.reason,
+            data=row.data or {},
+            created_at=row.created_at,
+        )
+
+
+class SettlementRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "st_01jdq7x3k9v2m4n6p8r0s2t4v6",
+                    "intent_id": "intent-4f0c…",
+                    "state": "locked",
+                    "rail": "ledger",
+                    "amount": "0.00008",
+                    "bond": "0.00016",
+                    "bond_locked": "0",
+                    "buyer": "<buyer key, base58>",
+                    "seller": "<provider key, base58>",
+                    "settlement_mode": "hash_reveal",
+                    "delivery_deadline_at": "2026-11-26T12:00:30Z",
+                    "delivery_deadline_ms": 1764158430000,
+                    "challenge_window_ms": 5000,
+                    "failure_code": None,
+                    "created_at": "2026-11-26T12:00:00Z",
+                    "updated_at": "2026-11-26T12:00:00Z",
+                    "closed_at": None,
+                    "events": [],
+                }
+            ]
+        }
+    )
+
+    id: str
+    intent_id: str
+    state: str = Field(description="pending|locked|delivered|released|refunded|slashed|failed")
+    rail: str
+    amount: str = Field(description="agreed price, decimal string")
+    bond: str = Field(description="the quote's bond_required, decimal string")
+    bond_locked: str = Field(description="seller bond actually held (0 unless required)")
+    buyer: str = Field(description="buyer agent id: the ACCEPT signer's base58 key")
+    seller: str = Field(description="seller agent id: the ASK signer's base58 key")
+    settlement_mode: str
+    proof_type: str
+    delivery_deadline_at: datetime
+    delivery_deadline_ms: int
+    challenge_window_ms: int
+    quote_expires_at: datetime
+    failure_code: str | None
+    failure_detail: str | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    events: list[SettlementEventRead]
+
+    @classmethod
+    def of(cls, s: Settlement, events: list[SettlementEvent]) -> SettlementRead:
+        return cls(
+            id=s.id,
+            intent_id=s.intent_id,
+            state=s.state,
+            rail=s.rail,
+            amount=decimal_text(s.amount),
+            bond=decimal_text(s.bond),
+            bond_locked=decimal_text(s.bond_locked),
+            buyer=s.buyer,
+            seller=s.seller,
+            settlement_mode=s.settlement_mode,
+            proof_type=s.proof_type,
+            delivery_deadline_at=s.delivery_deadline_at,
+            delivery_deadline_ms=s.delivery_deadline_ms or to_ms(s.delivery_deadline_at),
+            challenge_window_ms=s.challenge_window_ms,
+            quote_expires_at=s.quote_expires_at,
+            failure_code=s.failure_code,
+            failure_detail=s.failure_detail,
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+            closed_at=s.closed_at,
+            events=[SettlementEventRead.of(e) for e in events],
+        )
+
+
+class SettlementPage(BaseModel):
+    items: list[SettlementRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )

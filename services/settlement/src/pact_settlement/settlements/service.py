@@ -1,0 +1,390 @@
+"""Settlement business rules: create (verify → record → lock), read, list.
+
+Create, in one transaction owned by the request:
+
+1. fingerprint the body; take named locks on the Idempotency-Key and the intent id;
+2. an identical earlier request (same key, or same intent id with the same body) → replay it,
+   *before* any time check, so a replay works after the quote expired;
+3. re-verify the ACCEPT and the carried ASK (:mod:`.verification`);
+4. a different request for an existing intent id → 409;
+5. insert the settlement (``pending``) with its first event, the transcripts and the
+   idempotency record; record the rail ``lock`` operation as pending;
+6. call the rail inside a SAVEPOINT: success → ``locked``; refusal → the savepoint is rolled
+   back (no money moved) and the settlement ends ``failed`` with the refusal recorded and
+   committed (the same request replays the same refusal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from pact_schema import FailureCode
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pact_settlement.config import SettlementSettings
+from pact_settlement.db.locks import lock_names
+from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyService, fingerprint
+from pact_settlement.kit.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ProblemCode,
+    SettlementError,
+    Unprocessable,
+)
+from pact_settlement.kit.ids import new_id
+from pact_settlement.kit.money import decimal_text
+from pact_settlement.kit.observability import Metrics
+from pact_settlement.kit.time import from_ms
+from pact_settlement.rails.base import (
+    RailError,
+    RailOpStatus,
+    RailSettlement,
+    RailStep,
+)
+from pact_settlement.rails.registry import UnknownRail, get_rail
+from pact_settlement.rails.repository import RailOperationRepository
+from pact_settlement.settlements import state_machine
+from pact_settlement.settlements.models import Settlement
+from pact_settlement.settlements.repository import (
+    SettlementEventRepository,
+    SettlementRepository,
+    decode_cursor,
+    encode_cursor,
+)
+from pact_settlement.settlements.schemas import SettlementPage, SettlementRead
+from pact_settlement.settlements.state_machine import SettlementEventType, SettlementState
+from pact_settlement.settlements.verification import (
+    AcceptRefused,
+    VerifiedAccept,
+    VerifyPolicy,
+    verify_accept,
+)
+from pact_settlement.transcripts.repository import TranscriptRepository
+
+__all__ = ["CreateResult", "EscrowRefused", "RailFailed", "SettlementService"]
+
+CREATE_SCOPE = "settlements.create"
+log = structlog.get_logger(__name__)
+
+
+class EscrowRefused(SettlementError):
+    """The rail could not hold the funds (402). The settlement is recorded as ``failed``."""
+
+    status = 402
+    title = "Escrow could not be locked"
+    default_code = FailureCode.INSUFFICIENT_ESCROW
+
+
+class RailFailed(SettlementError):
+    status = 502
+    title = "Rail failed"
+    default_code = FailureCode.FAILED_ESCROW
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    settlement: SettlementRead
+    created: bool
+
+
+def rail_view(s: Settlement) -> RailSettlement:
+    return RailSettlement(
+        id=s.id,
+        intent_id=s.intent_id,
+        buyer=s.buyer,
+        seller=s.seller,
+        amount=s.amount,
+        bond=s.bond_locked,
+    )
+
+
+class SettlementService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        settings: SettlementSettings,
+        metrics: Metrics,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.metrics = metrics
+        self.now_ms = now_ms
+        self.settlements = SettlementRepository.from_session(session)
+        self.events = SettlementEventRepository.from_session(session)
+        self.transcripts = TranscriptRepository.from_session(session)
+        self.rail_ops = RailOperationRepository.from_session(session)
+        self.idempotency = IdempotencyService(session)
+
+    # ------------------------------------------------------------------ reads
+
+    async def read(self, settlement: Settlement) -> SettlementRead:
+        return SettlementRead.of(settlement, await self.events.for_settlement(settlement.id))
+
+    async def get(self, intent_id: str) -> SettlementRead:
+        settlement = await self.settlements.get_by_intent(intent_id)
+        if settlement is None:
+            raise NotFound(f"no settlement for intent_id {intent_id!r}")
+        return await self.read(settlement)
+
+    async def list(
+        self,
+        *,
+        state: SettlementState | None,
+        buyer: str | None,
+        seller: str | None,
+        rail: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> SettlementPage:
+        position = None
+        if cursor:
+            try:
+                position = decode_cursor(cursor)
+            except (ValueError, TypeError) as exc:
+                raise BadRequest("cursor is not valid", code=ProblemCode.BAD_REQUEST) from exc
+        rows = await self.settlements.list(
+            state=state.value if state else None,
+            buyer=buyer,
+            seller=seller,
+            rail=rail,
+            limit=limit + 1,
+            cursor=position,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        events = await self.events.for_settlements([r.id for r in rows])
+        items = [SettlementRead.of(r, events[r.id]) for r in rows]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+        return SettlementPage(items=items, next_cursor=next_cursor)
+
+    # ----------------------------------------------------------------- create
+
+    def _policy(self) -> VerifyPolicy:
+        s = self.settings
+        return VerifyPolicy(
+            trusted_provider_keys=frozenset(s.provider_keys),
+            grace_ms=s.max_clock_skew_ms,
+            max_delivery_window_ms=s.max_delivery_window_ms,
+            max_challenge_window_ms=s.max_challenge_window_ms,
+        )
+
+    async def create(
+        self,
+        *,
+        accept: dict[str, Any],
+        rail: str | None,
+        idempotency_key: str,
+        actor: str,
+        request_id: str | None = None,
+    ) -> CreateResult:
+        if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
+            raise BadRequest(
+                f"an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters is required"
+            )
+        request_fp = fingerprint({"accept": accept, "rail": rail})
+        message = accept.get("message")
+        raw_intent = message.get("intent_id") if isinstance(message, dict) else None
+        intent_hint = raw_intent if isinstance(raw_intent, str) else None
+
+        await lock_names(
+            self.session,
+            f"idem:{CREATE_SCOPE}:{idempotency_key}",
+            *([f"intent:{intent_hint}"] if intent_hint else []),
+        )
+        replay = await self._replay(idempotency_key, request_fp, intent_hint)
+        if replay is not None:
+            self.metrics.settlements.labels("replayed", replay.rail).inc()
+            return CreateResult(await self.read(replay), created=False)
+
+        rail_name = rail or self.settings.default_rail
+        try:
+            verified = verify_accept(accept, policy=self._policy(), now_ms=self.now_ms())
+        except AcceptRefused as exc:
+            self.metrics.settlements.labels("refused", rail_name).inc()
+            log.info("settlement.refused", code=exc.code, detail=exc.detail, intent_id=intent_hint)
+            raise Unprocessable(exc.detail, code=exc.code) from exc
+        try:
+            rail_impl = get_rail(rail_name, settings=self.settings, session=self.session)
+        except UnknownRail as exc:
+            raise Unprocessable(
+                f"rail {rail_name!r} is not available (enabled: "
+                f"{', '.join(self.settings.enabled_rails)})",
+                code=ProblemCode.RAIL_NOT_AVAILABLE,
+            ) from exc
+
+        existing = await self.settlements.get_by_intent(verified.accept.intent_id)
+        if existing is not None:
+            raise Conflict(
+                f"a settlement for intent_id {existing.intent_id!r} already exists with a "
+                "different request",
+                code=ProblemCode.DUPLICATE_INTENT,
+                extra={"settlement_id": existing.id},
+            )
+
+        settlement = await self._record(verified, rail_name, request_fp, actor, request_id)
+        idem_row = await self.idempotency.record(
+            CREATE_SCOPE, idempotency_key, request_fp, settlement.id
+        )
+        op = await self.rail_ops.begin(
+            settlement_id=settlement.id,
+            rail=rail_name,
+            step=RailStep.LOCK,
+            amount=settlement.amount,
+            bond=settlement.bond_locked,
+        )
+        try:
+            async with self.session.begin_nested():
+                result = await rail_impl.lock(
+                    rail_view(settlement), idempotency_key=op.idempotency_key
+                )
+        except RailError as exc:
+            await self.rail_ops.resolve(
+                op, RailOpStatus.FAILED, error_code=exc.code, error_detail=exc.detail
+            )
+            await state_machine.transition(
+                self.session,
+                settlement,
+                SettlementEventType.LOCK_FAILED,
+                actor=actor,
+                reason=exc.detail,
+                data={"code": exc.code},
+                values={"failure_code": exc.code, "failure_detail": exc.detail},
+                request_id=request_id,
+            )
+            self.metrics.rail_operations.labels(rail_name, "lock", "failed").inc()
+            self.metrics.transitions.labels(SettlementEventType.LOCK_FAILED.value, "failed").inc()
+            self.metrics.settlements.labels("failed", rail_name).inc()
+            error = self._failure_error(settlement, persist=True)
+            await self.idempotency.complete(idem_row, error.status, error.to_problem())
+            log.warning(
+                "settlement.lock_failed",
+                intent_id=settlement.intent_id,
+                rail=rail_name,
+                amount=decimal_text(settlement.amount),
+                code=exc.code,
+            )
+            raise error from exc
+
+        await self.rail_ops.resolve(op, RailOpStatus.SUCCEEDED, reference=result.reference)
+        await state_machine.transition(
+            self.session,
+            settlement,
+            SettlementEventType.LOCKED,
+            actor=actor,
+            data={"rail_reference": result.reference},
+            request_id=request_id,
+        )
+        self.metrics.rail_operations.labels(rail_name, "lock", "succeeded").inc()
+        self.metrics.transitions.labels(SettlementEventType.LOCKED.value, "locked").inc()
+        self.metrics.settlements.labels("created", rail_name).inc()
+        view = await self.read(settlement)
+        await self.idempotency.complete(idem_row, 201, view.model_dump(mode="json"))
+        log.info(
+            "settlement.locked",
+            intent_id=settlement.intent_id,
+            settlement_id=settlement.id,
+            rail=rail_name,
+            amount=decimal_text(settlement.amount),
+            bond_locked=decimal_text(settlement.bond_locked),
+        )
+        return CreateResult(view, created=True)
+
+    async def _replay(
+        self, idempotency_key: str, request_fp: str, intent_id: str | None
+    ) -> Settlement | None:
+        row = await self.idempotency.lookup(CREATE_SCOPE, idempotency_key, request_fp)
+        settlement: Settlement | None = None
+        if row is not None and row.resource_id is not None:
+            settlement = await self.settlements.get_by_id(row.resource_id)
+        elif intent_id is not None:
+            candidate = await self.settlements.get_by_intent(intent_id)
+            if candidate is not None and candidate.request_fingerprint == request_fp:
+                settlement = candidate
+        if settlement is None:
+            return None
+        if settlement.state == SettlementState.FAILED:
+            raise self._failure_error(settlement, persist=False)
+        return settlement
+
+    def _failure_error(self, settlement: Settlement, *, persist: bool) -> SettlementError:
+        code = settlement.failure_code or FailureCode.FAILED_ESCROW
+        detail = settlement.failure_detail or "the escrow lock failed"
+        extra = {
+            "settlement_id": settlement.id,
+            "intent_id": settlement.intent_id,
+            "state": "failed",
+        }
+        if code in (FailureCode.INSUFFICIENT_ESCROW, FailureCode.BOND_INSUFFICIENT):
+            return EscrowRefused(detail, code=code, extra=extra, persist=persist)
+        return RailFailed(detail, code=code, extra=extra, persist=persist)
+
+    async def _record(
+        self,
+        verified: VerifiedAccept,
+        rail_name: str,
+        request_fp: str,
+        actor: str,
+        request_id: str | None,
+    ) -> Settlement:
+        accept = verified.accept
+        bond_locked = verified.bond if self.settings.require_seller_bond else Decimal(0)
+        settlement = Settlement(
+            id=new_id("st"),
+            intent_id=accept.intent_id,
+            rail=rail_name,
+            amount=verified.amount,
+            bond=verified.bond,
+            bond_locked=bond_locked,
+            buyer=verified.buyer,
+            seller=verified.seller,
+            settlement_mode=accept.settlement_mode,
+            proof_type=accept.proof_type,
+            challenge_window_ms=accept.challenge_window_ms,
+            delivery_deadline_ms=accept.delivery_deadline_ms,
+            delivery_deadline_at=from_ms(accept.delivery_deadline_ms),
+            quote_expires_at=from_ms(verified.terms.ask.expires_at_ms),
+            accept_hash=verified.envelope.envelope.message_hash_hex.lower(),
+            request_fingerprint=request_fp,
+        )
+        try:
+            async with self.session.begin_nested():
+                await state_machine.start(
+                    self.session,
+                    settlement,
+                    actor=actor,
+                    request_id=request_id,
+                    data={
+                        "amount": decimal_text(verified.amount),
+                        "bond": decimal_text(verified.bond),
+                        "rail": rail_name,
+                    },
+                )
+        except IntegrityError as exc:  # a concurrent writer won despite the named lock
+            raise Conflict(
+                f"a settlement for intent_id {accept.intent_id!r} already exists",
+                code=ProblemCode.DUPLICATE_INTENT,
+            ) from exc
+        await self.transcripts.store(
+            settlement_id=settlement.id,
+            kind="ACCEPT",
+            envelope=verified.envelope.raw,
+            message_hash_hex=verified.envelope.envelope.message_hash_hex,
+            signer=verified.buyer,
+        )
+        await self.transcripts.store(
+            settlement_id=settlement.id,
+            kind="ASK",
+            envelope=verified.terms.envelope,
+            message_hash_hex=str(verified.terms.envelope["message_hash_hex"]),
+            signer=verified.seller,
+        )
+        await self.session.flush()
+        return settlement

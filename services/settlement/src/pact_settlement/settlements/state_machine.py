@@ -1,0 +1,182 @@
+"""The settlement state machine: the ONLY code that changes ``settlements.state``.
+
+One table of allowed transitions and one :func:`transition`, which issues
+``UPDATE settlements SET state = :to … WHERE id = :id AND state = :from`` and appends a
+``settlement_events`` row in the same transaction. "No row changed" means another writer moved
+the settlement first: :class:`TransitionConflict` (HTTP 409). An event that the table does not
+allow from the current state raises :class:`InvalidTransition` (409) and changes nothing.
+
+::
+
+    pending ──lock succeeded──▶ locked ──proof accepted──▶ delivered ──window closed──▶ released
+       │                          │                          │
+       └──lock failed──▶ failed   ├──refund──▶ refunded ◀────┤ (challenge upheld, no fault)
+                                  └──slash───▶ slashed  ◀────┘ (missed deadline / bad proof)
+
+Terminal: released, refunded, slashed, failed. Every settlement ends in exactly one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+
+from pact_settlement.kit.errors import Conflict, ProblemCode
+from pact_settlement.kit.time import utcnow
+from pact_settlement.settlements.models import Settlement, SettlementEvent
+from pact_settlement.settlements.repository import (
+    SettlementEventRepository,
+    SettlementRepository,
+)
+
+__all__ = [
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "InvalidTransition",
+    "SettlementEventType",
+    "SettlementState",
+    "TransitionConflict",
+    "allowed_events",
+    "start",
+    "transition",
+]
+
+
+class SettlementState(StrEnum):
+    PENDING = "pending"  # recorded; the rail lock is being made
+    LOCKED = "locked"  # buyer funds (and seller bond) held
+    DELIVERED = "delivered"  # valid proof received; challenge window running
+    RELEASED = "released"  # paid to the seller; bond returned
+    REFUNDED = "refunded"  # returned to the buyer; bond returned to the seller
+    SLASHED = "slashed"  # returned to the buyer; seller bond paid to the buyer
+    FAILED = "failed"  # the lock never happened (insufficient escrow, rail refusal)
+
+
+class SettlementEventType(StrEnum):
+    CREATED = "settlement.created"
+    LOCKED = "settlement.locked"
+    LOCK_FAILED = "settlement.lock_failed"
+    DELIVERED = "settlement.delivered"
+    RELEASED = "settlement.released"
+    REFUNDED = "settlement.refunded"
+    SLASHED = "settlement.slashed"
+
+
+S, E = SettlementState, SettlementEventType
+
+TRANSITIONS: Mapping[tuple[SettlementState, SettlementEventType], SettlementState] = {
+    (S.PENDING, E.LOCKED): S.LOCKED,
+    (S.PENDING, E.LOCK_FAILED): S.FAILED,
+    (S.LOCKED, E.DELIVERED): S.DELIVERED,
+    (S.LOCKED, E.REFUNDED): S.REFUNDED,
+    (S.LOCKED, E.SLASHED): S.SLASHED,
+    (S.DELIVERED, E.RELEASED): S.RELEASED,
+    (S.DELIVERED, E.REFUNDED): S.REFUNDED,
+    (S.DELIVERED, E.SLASHED): S.SLASHED,
+}
+
+TERMINAL_STATES = frozenset({S.RELEASED, S.REFUNDED, S.SLASHED, S.FAILED})
+
+#: Columns a transition may set together with the state (everything else is immutable here).
+_TRANSITION_COLUMNS = frozenset(
+    {"failure_code", "failure_detail", "commit_hash_hex", "delivered_at", "challenge_ends_at"}
+)
+
+
+class InvalidTransition(Conflict):
+    default_code = ProblemCode.STATE_CONFLICT
+
+
+class TransitionConflict(Conflict):
+    """Another transaction changed the settlement's state first (a lost race)."""
+
+    default_code = ProblemCode.STATE_CONFLICT
+
+
+def allowed_events(state: SettlementState) -> list[SettlementEventType]:
+    return [event for (origin, event) in TRANSITIONS if origin is state]
+
+
+async def start(
+    session: AsyncSession,
+    settlement: Settlement,
+    *,
+    actor: str,
+    request_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> SettlementEvent:
+    """Insert a new settlement in its initial state, with its first event."""
+    now = utcnow()
+    settlement.state = S.PENDING.value
+    settlement.created_at = now
+    settlement.updated_at = now
+    await SettlementRepository.from_session(session).add(settlement)
+    event = SettlementEvent(
+        settlement_id=settlement.id,
+        seq=1,
+        event=E.CREATED.value,
+        from_state=None,
+        to_state=S.PENDING.value,
+        actor=actor,
+        data=data or {},
+        request_id=request_id,
+        created_at=now,
+    )
+    return await SettlementEventRepository.from_session(session).add(event)
+
+
+async def transition(
+    session: AsyncSession,
+    settlement: Settlement,
+    event: SettlementEventType,
+    *,
+    actor: str,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> SettlementEvent:
+    """Move ``settlement`` along ``event`` atomically, or raise a typed 409."""
+    current = SettlementState(settlement.state)
+    target = TRANSITIONS.get((current, event))
+    if target is None:
+        raise InvalidTransition(
+            f"settlement {settlement.intent_id} is {current}; {event} is not allowed "
+            f"(allowed: {', '.join(allowed_events(current)) or 'none, it is final'})",
+            extra={"state": current.value},
+        )
+    values = dict(values or {})
+    unknown = set(values) - _TRANSITION_COLUMNS
+    if unknown:
+        raise ValueError(f"a transition cannot set {sorted(unknown)}")
+    now = utcnow()
+    values["updated_at"] = now
+    if target in TERMINAL_STATES:
+        values["closed_at"] = now
+    repo = SettlementRepository.from_session(session)
+    if not await repo.compare_and_set_state(settlement.id, current.value, target.value, values):
+        raise TransitionConflict(
+            f"settlement {settlement.intent_id} changed state concurrently; re-read and retry",
+            extra={"state": current.value},
+        )
+    set_committed_value(settlement, "state", target.value)
+    for key, value in values.items():
+        set_committed_value(settlement, key, value)
+    events = SettlementEventRepository.from_session(session)
+    row = SettlementEvent(
+        settlement_id=settlement.id,
+        seq=await events.next_seq(settlement.id),
+        event=event.value,
+        from_state=current.value,
+        to_state=target.value,
+        actor=actor,
+        reason=reason,
+        data=data or {},
+        request_id=request_id,
+        created_at=now,
+    )
+    return await events.add(row)

@@ -1,0 +1,156 @@
+"""Re-verify what the service is asked to settle (DESIGN.md decision 2).
+
+Pure functions over the request: the buyer's signature on the ACCEPT, the provider's
+signature on the carried ASK (an allow-listed key), that both are for the same intent and
+buyer, that the ACCEPT takes the quote's price and mode, and that the validity windows hold
+at this service's clock (allowing ``grace_ms`` of clock skew).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pact_schema import (
+    Accept,
+    EnvelopeError,
+    EnvelopeFailure,
+    FailureCode,
+    MessageValidationError,
+    VerifiedEnvelope,
+    verify_envelope,
+)
+from pact_schema.quote import QuoteError, QuoteTerms, check_accept, verify_carried_quote
+
+from pact_settlement.kit.money import MoneyError, to_money
+
+__all__ = ["AcceptRefused", "VerifiedAccept", "VerifyPolicy", "verify_accept"]
+
+
+class AcceptRefused(ValueError):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyPolicy:
+    trusted_provider_keys: frozenset[str]
+    grace_ms: int
+    max_delivery_window_ms: int
+    max_challenge_window_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedAccept:
+    envelope: VerifiedEnvelope
+    accept: Accept
+    terms: QuoteTerms
+    amount: Decimal
+    bond: Decimal
+
+    @property
+    def buyer(self) -> str:
+        return self.envelope.signer
+
+    @property
+    def seller(self) -> str:
+        return self.terms.provider_key
+
+
+_IDENTITY_FAILURES = {
+    EnvelopeFailure.BAD_HASH,
+    EnvelopeFailure.HASH_MISMATCH,
+    EnvelopeFailure.BAD_KEY,
+    EnvelopeFailure.BAD_SIGNATURE,
+}
+
+
+def _money(value: Decimal, what: str) -> Decimal:
+    try:
+        return to_money(value)
+    except MoneyError as exc:
+        raise AcceptRefused(
+            FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, f"{what} cannot be held exactly: {exc}"
+        ) from exc
+
+
+def verify_accept(raw: Any, *, policy: VerifyPolicy, now_ms: int) -> VerifiedAccept:
+    """Raise :class:`AcceptRefused` (with a FailureCode) on the first fault."""
+    try:
+        envelope = verify_envelope(raw)
+    except EnvelopeError as exc:
+        code = (
+            FailureCode.FAILED_IDENTITY
+            if exc.failure in _IDENTITY_FAILURES
+            else FailureCode.SCHEMA_VALIDATION_FAILED
+        )
+        raise AcceptRefused(code, f"accept envelope: {exc}") from exc
+    try:
+        message = envelope.parse()
+    except MessageValidationError as exc:
+        raise AcceptRefused(exc.code, f"accept message: {exc.detail}") from exc
+    if not isinstance(message, Accept):
+        raise AcceptRefused(
+            FailureCode.UNEXPECTED_MESSAGE, f"expected an ACCEPT message, got {message.type}"
+        )
+    try:
+        terms = verify_carried_quote(
+            envelope,
+            trusted_provider_keys=policy.trusted_provider_keys,
+            now_ms=now_ms,
+            grace_ms=policy.grace_ms,
+        )
+        check_accept(message, terms)
+    except QuoteError as exc:
+        raise AcceptRefused(exc.code, exc.detail) from exc
+
+    grace = policy.grace_ms
+    ask = terms.ask
+    if message.proof_type != message.settlement_mode:
+        raise AcceptRefused(
+            FailureCode.SETTLEMENT_MODE_NOT_ALLOWED,
+            f"proof_type {message.proof_type!r} differs from settlement_mode "
+            f"{message.settlement_mode!r}",
+        )
+    if message.sent_at_ms > now_ms + grace:
+        raise AcceptRefused(
+            FailureCode.CLOCK_SKEW_TOO_LARGE,
+            f"ACCEPT sent_at_ms {message.sent_at_ms} is ahead of this service's clock {now_ms}",
+        )
+    if now_ms > message.expires_at_ms + grace:
+        raise AcceptRefused(
+            FailureCode.INTENT_EXPIRED,
+            f"the ACCEPT expired at {message.expires_at_ms} (now {now_ms})",
+        )
+    if message.sent_at_ms + grace < ask.sent_at_ms:
+        raise AcceptRefused(
+            FailureCode.QUOTE_INVALID, "the ACCEPT is dated before the quote it accepts"
+        )
+    if message.sent_at_ms > ask.expires_at_ms + grace:
+        raise AcceptRefused(
+            FailureCode.QUOTE_EXPIRED,
+            f"the ACCEPT was sent at {message.sent_at_ms}, after the quote expired at "
+            f"{ask.expires_at_ms}",
+        )
+    if message.delivery_deadline_ms <= now_ms:
+        raise AcceptRefused(
+            FailureCode.SCHEMA_VALIDATION_FAILED,
+            f"delivery_deadline_ms {message.delivery_deadline_ms} has already passed (now "
+            f"{now_ms}); it is an absolute Unix time in ms",
+        )
+    if message.delivery_deadline_ms > now_ms + policy.max_delivery_window_ms:
+        raise AcceptRefused(
+            FailureCode.DURATION_EXCEEDED,
+            f"delivery_deadline_ms is more than {policy.max_delivery_window_ms} ms away",
+        )
+    if message.challenge_window_ms > policy.max_challenge_window_ms:
+        raise AcceptRefused(
+            FailureCode.DURATION_EXCEEDED,
+            f"challenge_window_ms exceeds {policy.max_challenge_window_ms}",
+        )
+    amount = _money(message.agreed_price, "agreed_price")
+    bond = _money(terms.bond, "bond_required")
+    return VerifiedAccept(envelope=envelope, accept=message, terms=terms, amount=amount, bond=bond)
