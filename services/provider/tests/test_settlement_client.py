@@ -8,8 +8,7 @@ import httpx
 import pytest
 from pact_provider.settlement_client import HttpSettlementClient
 from pact_schema import message_hash_hex
-
-from .helpers import (
+from provider_testkit import (
     BUYER,
     SETTLEMENT_TOKEN,
     FakeClock,

@@ -9,8 +9,7 @@ from decimal import Decimal
 import pytest
 from pact_schema import Keypair, sign_message, verify_envelope
 from pact_schema.client import PactClient
-
-from ..helpers import (
+from provider_testkit import (
     BUYER,
     PROVIDER,
     FakeClock,

@@ -12,8 +12,14 @@ from typing import Any
 
 import pytest
 from pact_schema import Keypair, verify_envelope
-
-from ..helpers import PROVIDER, FakeClock, FakeSettlement, reply_of, running_provider, settings
+from provider_testkit import (
+    PROVIDER,
+    FakeClock,
+    FakeSettlement,
+    reply_of,
+    running_provider,
+    settings,
+)
 
 HERE = Path(__file__).resolve().parent.parent / "vectors"
 SCHEMA_VECTORS = Path(__file__).resolve().parents[4] / "shared/pact_schema/tests/vectors"

@@ -22,8 +22,7 @@ from pact_provider.observability import make_logger
 from pact_provider.settlement_client import SettlementRecord, SettlementRefused
 from pact_schema import Keypair, message_hash_hex, parse_message, sign_message, verify_envelope
 from pact_schema.quote import verify_carried_quote
-
-from ..helpers import (
+from provider_testkit import (
     BUYER,
     NOW,
     OTHER_BUYER,

@@ -1,0 +1,59 @@
+"""The OpenAPI document integrators use: flow, examples for every message, problem schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pact_schema import verify_envelope
+from provider_testkit import running_provider
+
+
+@pytest.fixture
+async def openapi() -> dict[str, Any]:
+    async with running_provider() as provider:
+        response = await provider.http.get("/openapi.json")
+        docs = await provider.http.get("/docs")
+    assert docs.status_code == 200
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def test_pact_documents_request_examples_for_every_buyer_message(openapi: dict) -> None:
+    request = openapi["paths"]["/pact"]["post"]["requestBody"]["content"]["application/json"]
+    assert request["schema"] == {"$ref": "#/components/schemas/Envelope"}
+    assert set(request["examples"]) == {"INTENT", "BID", "ACCEPT", "REJECT"}
+    for name, example in request["examples"].items():
+        verified = verify_envelope(example["value"])
+        assert verified.message_raw["type"] == name
+
+
+def test_pact_documents_reply_examples_and_problems(openapi: dict) -> None:
+    responses = openapi["paths"]["/pact"]["post"]["responses"]
+    replies = responses["200"]["content"]["application/json"]["examples"]
+    types = {verify_envelope(e["value"]).message_raw["type"] for e in replies.values()}
+    assert types == {"ASK", "REJECT", "ACCEPT"}
+    ack = replies["ACCEPT"]["value"]["message"]
+    assert ack["settlement"]["state"] == "locked"
+    for status in ("400", "413", "415", "503"):
+        problem = responses[status]["content"]["application/problem+json"]
+        assert problem["schema"] == {"$ref": "#/components/schemas/Problem"}
+        (example,) = problem["examples"].values()
+        assert example["value"]["status"] == int(status)
+    assert "Retry-After" in responses["503"]["headers"]
+
+
+def test_components_hold_the_envelope_and_problem_schemas(openapi: dict) -> None:
+    schemas = openapi["components"]["schemas"]
+    assert set(schemas["Problem"]["required"]) == {"type", "title", "status", "detail", "code"}
+    assert "message_hash_hex" in schemas["Envelope"]["properties"]
+
+
+def test_description_explains_the_flow(openapi: dict) -> None:
+    description = openapi["info"]["description"]
+    for word in ("INTENT", "ASK", "BID", "ACCEPT", "REJECT", "ROUND_EXCEEDED", "quote"):
+        assert word in description
+    assert {"/.well-known/pact-provider", "/healthz", "/readyz", "/metrics"} <= set(
+        openapi["paths"]
+    )
