@@ -66,8 +66,7 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.workers < 1:
         return _fail("--workers must be at least 1")
-    has_key = settings.signing_key_file is not None or settings.signing_key is not None
-    if args.workers > 1 and not has_key:
+    if args.workers > 1 and not settings.has_signing_key:
         return _fail(
             "--workers > 1 needs PACT_PROVIDER_SIGNING_KEY_FILE or PACT_PROVIDER_SIGNING_KEY: "
             "every worker must sign with the same key"

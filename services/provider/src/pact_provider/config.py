@@ -14,11 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_PRICES", "ConfigError", "Environment", "ProviderSettings"]
+__all__ = ["DEFAULT_PRICE", "DEFAULT_PRICES", "ConfigError", "Environment", "ProviderSettings"]
 
 Environment = Literal["development", "production"]
 SettlementMode = Literal["hash_reveal", "streaming"]
 
+DEFAULT_PRICE = Decimal("0.0001")
 DEFAULT_PRICES: dict[str, Decimal] = {
     "weather.data": Decimal("0.00008"),
     "compute.inference": Decimal("0.00012"),
@@ -112,7 +113,7 @@ class ProviderSettings(BaseSettings):
         description='Price book as JSON, e.g. {"weather.data": "0.00008"}.',
     )
     default_price: Decimal = Field(
-        default=Decimal("0.0001"), gt=0, description="List price of intent types not in the book."
+        default=DEFAULT_PRICE, gt=0, description="List price of intent types not in the book."
     )
     price_book_file: Path | None = Field(
         default=None,
@@ -214,7 +215,7 @@ class ProviderSettings(BaseSettings):
         if self.env != "production":
             return self
         missing = []
-        if self.signing_key_file is None and not _secret(self.signing_key):
+        if not self.has_signing_key:
             missing.append("PACT_PROVIDER_SIGNING_KEY_FILE or PACT_PROVIDER_SIGNING_KEY")
         if self.settlement_url is None:
             missing.append("PACT_PROVIDER_SETTLEMENT_URL")
@@ -223,6 +224,11 @@ class ProviderSettings(BaseSettings):
         if missing:
             raise ValueError("production mode requires " + ", ".join(missing))
         return self
+
+    @property
+    def has_signing_key(self) -> bool:
+        """True when SIGNING_KEY_FILE or a non-blank SIGNING_KEY is configured."""
+        return self.signing_key_file is not None or bool(_secret(self.signing_key))
 
     @property
     def settlement_token_value(self) -> str | None:

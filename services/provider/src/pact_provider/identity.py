@@ -26,14 +26,15 @@ class ProviderIdentity:
 
 
 def _configured_keypair(settings: ProviderSettings) -> Keypair | None:
+    if not settings.has_signing_key:
+        return None
     try:
         if settings.signing_key_file is not None:
             return Keypair.load(settings.signing_key_file)
-        if settings.signing_key is not None and settings.signing_key.get_secret_value().strip():
-            return Keypair.from_secret_b58(settings.signing_key.get_secret_value())
+        assert settings.signing_key is not None
+        return Keypair.from_secret_b58(settings.signing_key.get_secret_value())
     except KeyFormatError as exc:
         raise ConfigError(f"cannot load the provider signing key: {exc}") from exc
-    return None
 
 
 def _checked_public_key(text: str) -> str:

@@ -82,7 +82,7 @@ class SettlementGateway(Protocol):
 
 
 AttemptObserver = Callable[[str, float], None]
-"""Called with (outcome, seconds) after each attempt: settled, refused, retry, failed."""
+"""Called with (outcome, seconds) after each attempt: settled, refused, error, failed."""
 
 
 def _text(value: Any) -> str | None:
@@ -225,7 +225,7 @@ class HttpSettlementClient:
                     raise _refusal(response)
                 last = f"settlement answered HTTP {status}"
                 retry_after = _retry_after(response, self._retry_after)
-            self._observe("retry", time.monotonic() - started)
+            self._observe("error", time.monotonic() - started)
             if attempt < self._attempts:
                 delay = self._backoff * 2 ** (attempt - 1)
                 if time.monotonic() + delay >= deadline:

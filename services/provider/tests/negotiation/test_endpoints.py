@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any
 
+import httpx
 import pytest
-from pact_schema import Keypair, sign_message, verify_envelope
+from pact_schema import Keypair, now_ms, sign_message, verify_envelope
 from pact_schema.client import PactClient
+from pact_schema.keys import b58encode
 from provider_testkit import (
     BUYER,
     PROVIDER,
@@ -24,7 +27,7 @@ from provider_testkit import (
 )
 
 
-def _problem(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
+def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     doc = response.json()
@@ -47,7 +50,7 @@ async def test_pact_client_negotiates_bids_and_accepts_end_to_end(
     clock: FakeClock, settlement: FakeSettlement
 ) -> None:
     async with running_provider(settings(), clock=clock, settlement=settlement) as provider:
-        clock.now = __import__("pact_schema").now_ms()  # the client stamps real time
+        clock.now = now_ms()  # the client stamps real time
         client = PactClient("http://provider", BUYER, http=provider.http)
         result = await client.negotiate(
             intent="weather.data",
@@ -215,7 +218,7 @@ async def test_every_decision_is_a_transcript_event(
 
 
 async def test_reply_signed_with_key_from_env_secret(clock: FakeClock) -> None:
-    secret = __import__("pact_schema.keys", fromlist=["b58encode"]).b58encode(PROVIDER.seed)
+    secret = b58encode(PROVIDER.seed)
     async with running_provider(
         settings(signing_key=secret), keypair=None, clock=clock
     ) as provider:

@@ -19,7 +19,7 @@ from typing import Any
 from pact_schema import Intent
 from pact_schema.money import WireMoneyError, decimal_from_wire, parse_decimal_text
 
-from pact_provider.config import DEFAULT_PRICES, ConfigError, ProviderSettings
+from pact_provider.config import DEFAULT_PRICE, DEFAULT_PRICES, ConfigError, ProviderSettings
 
 __all__ = [
     "DEFAULT_BOOK",
@@ -114,7 +114,7 @@ class PriceBook:
 
 DEFAULT_BOOK = PriceBook(
     prices=MappingProxyType(dict(DEFAULT_PRICES)),
-    default_price=Decimal("0.0001"),
+    default_price=DEFAULT_PRICE,
     restricted=False,
 )
 """The seed's price book (the settings' defaults)."""

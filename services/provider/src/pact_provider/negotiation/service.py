@@ -426,20 +426,13 @@ class Negotiator:
         )
 
     def _on_reject(self, verified: VerifiedEnvelope, reject: Reject) -> Decision:
-        now = self.clock()
-        message: dict[str, Any] = {
-            "protocol_version": PROTOCOL_VERSION,
-            "type": "REJECT",
-            "intent_id": reject.intent_id,
-            "reason": f"acknowledged: {reject.reason}"[:MAX_REASON],
-            "sent_at_ms": now,
-            "expires_at_ms": now + self.policy.reply_ttl_ms,
-            "acknowledges": verified.envelope.message_hash_hex.lower(),
-        }
-        if reject.code is not None:
-            message["code"] = reject.code
         return Decision(
-            envelope=sign_message(message, self._keypair, signed_at_ms=now),
+            envelope=self._sign_reject(
+                reject.intent_id,
+                f"acknowledged: {reject.reason}",
+                reject.code,
+                acknowledges=verified.envelope.message_hash_hex.lower(),
+            ),
             event="pact.reject.acknowledged",
             message_type="REJECT",
             outcome="REJECT",
@@ -534,6 +527,23 @@ class Negotiator:
         )
         return sign_message(ask, self._keypair, signed_at_ms=now)
 
+    def _sign_reject(
+        self, intent_id: str, reason: str, code: str | None, **extra: Any
+    ) -> dict[str, Any]:
+        now = self.clock()
+        message: dict[str, Any] = {
+            "protocol_version": PROTOCOL_VERSION,
+            "type": "REJECT",
+            "intent_id": intent_id,
+            "reason": reason[:MAX_REASON],
+            "sent_at_ms": now,
+            "expires_at_ms": now + self.policy.reply_ttl_ms,
+            **extra,
+        }
+        if code is not None:
+            message["code"] = code
+        return sign_message(message, self._keypair, signed_at_ms=now)
+
     def _reject(
         self,
         message_type: str,
@@ -543,18 +553,8 @@ class Negotiator:
         event: str,
         buyer: str | None,
     ) -> Decision:
-        now = self.clock()
-        message = {
-            "protocol_version": PROTOCOL_VERSION,
-            "type": "REJECT",
-            "intent_id": intent_id,
-            "reason": refusal.reason[:MAX_REASON],
-            "code": refusal.code,
-            "sent_at_ms": now,
-            "expires_at_ms": now + self.policy.reply_ttl_ms,
-        }
         return Decision(
-            envelope=sign_message(message, self._keypair, signed_at_ms=now),
+            envelope=self._sign_reject(intent_id, refusal.reason, refusal.code),
             event=event,
             message_type=message_type,
             outcome="REJECT",
