@@ -34,8 +34,15 @@ run: install ## start provider (:8000) and settlement (:8001) in the foreground
 demo: ## run a buyer against `make run`'s stack and print the whole lifecycle
 	$(UV) run --frozen python scripts/dev_stack.py demo
 
-test: install ## run every test (SQLite and Postgres, JS vectors, rails)
+test: install check-deploy ## run every test (SQLite and Postgres, JS vectors, rails)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+check-deploy: $(UV) ## validate Dockerfiles, compose and k8s manifests statically (no engine)
+	UV="$(UV)" bash deploy/check.sh
+
+.PHONY: compose-env
+compose-env: $(UV) ## write .env.compose (fresh secrets) for docker compose; FORCE=1 replaces it
+	$(UV) run --frozen python deploy/compose/gen_env.py $(if $(FORCE),--force)
 
 lint: install ## ruff (lint + format check) and mypy
 	$(UV) run --frozen ruff check .
