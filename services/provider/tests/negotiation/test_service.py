@@ -76,7 +76,7 @@ def make(
             PROVIDER, trusted or frozenset({PROVIDER.public_key_b58}), ephemeral=False
         ),
         price_book=book,
-        policy=Policy(**policy),
+        policy=Policy.defaults(**policy),
         clock=clock,
         settlement=None if no_settlement else (gateway or Gateway()),
         log=make_logger("DEBUG", io.StringIO()),
@@ -384,7 +384,7 @@ async def test_bid_signed_by_previous_provider_key_is_honoured_after_rotation(
             ephemeral=False,
         ),
         price_book=DEFAULT_BOOK,
-        policy=Policy(),
+        policy=Policy.defaults(),
         clock=clock,
         settlement=Gateway(),
         log=make_logger("DEBUG", io.StringIO()),

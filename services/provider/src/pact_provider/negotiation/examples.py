@@ -84,7 +84,7 @@ def build_examples() -> OpenAPIExamples:
     negotiator = Negotiator(
         identity=ProviderIdentity(_PROVIDER, frozenset({_PROVIDER.public_key_b58}), False),
         price_book=DEFAULT_BOOK,
-        policy=Policy(),
+        policy=Policy.defaults(),
         clock=lambda: EXAMPLE_NOW,
         settlement=_DocSettlement(),
         log=make_logger("ERROR", io.StringIO()),

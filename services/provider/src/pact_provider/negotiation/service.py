@@ -9,7 +9,7 @@ answered with a signed message raises a :class:`~pact_provider.errors.ProviderEr
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -70,14 +70,21 @@ UNIT = "request"
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    quote_valid_for_ms: int = 20_000
-    max_clock_skew_ms: int = 5_000
-    quote_grace_ms: int = 1_000
-    reply_ttl_ms: int = 60_000
-    max_rounds: int = 3
-    price_floor_ratio: Decimal = Decimal("0.8")
-    settlement_modes: frozenset[str] = frozenset({"hash_reveal", "streaming"})
-    lenient_accept: bool = False
+    """The negotiation limits of :class:`ProviderSettings` (defaults live there only)."""
+
+    quote_valid_for_ms: int
+    max_clock_skew_ms: int
+    quote_grace_ms: int
+    reply_ttl_ms: int
+    max_rounds: int
+    price_floor_ratio: Decimal
+    settlement_modes: frozenset[str]
+    lenient_accept: bool
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> Policy:
+        """The documented default policy (environment not read), with ``overrides``."""
+        return replace(cls.from_settings(ProviderSettings.model_construct()), **overrides)
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> Policy:
