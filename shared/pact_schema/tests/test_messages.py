@@ -5,8 +5,7 @@ from decimal import Decimal
 import pytest
 from pact_schema.codes import FailureCode
 from pact_schema.messages import Ask, Intent, MessageValidationError, message_to_wire, parse_message
-
-from .factories import NOW, intent_dict
+from pact_schema_testkit import NOW, intent_dict
 
 
 def test_intent_money_is_decimal_from_the_shortest_wire_text() -> None:
