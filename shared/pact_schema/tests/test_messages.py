@@ -142,3 +142,9 @@ def test_commit_hash_must_be_64_hex_chars() -> None:
     }
     with pytest.raises(MessageValidationError):
         parse_message(raw)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "true"])
+def test_urgent_must_be_a_real_boolean_as_in_the_js_schema(value: object) -> None:
+    with pytest.raises(MessageValidationError):
+        parse_message(intent_dict(urgent=value))

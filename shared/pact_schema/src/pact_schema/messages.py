@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -107,7 +108,7 @@ class Intent(_Timed):
     constraints: Constraints
     max_price: PositiveAmount
     settlement_mode: SettlementMode
-    urgent: bool | None = None
+    urgent: StrictBool | None = None
 
 
 class _Quote(_Timed):
@@ -164,7 +165,7 @@ class Receipt(_Base):
     buyer_agent_id: Annotated[str, Field(min_length=1)]
     seller_agent_id: Annotated[str, Field(min_length=1)]
     agreed_price: PositiveAmount
-    fulfilled: bool
+    fulfilled: StrictBool
     latency_ms: NonNegativeInt | None = None
     failure_code: str | None = None
     timestamp_ms: NonNegativeInt
