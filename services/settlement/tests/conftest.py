@@ -26,13 +26,12 @@ import httpx
 import pytest
 from pact_schema import PROTOCOL_VERSION, Keypair, now_ms, sign_message
 from pact_schema.quote import quote_binding_fields
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
 from pact_settlement.app import create_app
 from pact_settlement.config import Environment, SettlementSettings
 from pact_settlement.db import migrate
 from pact_settlement.db.engine import create_sessionmaker, make_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 API_TOKEN = "test-provider-token-0123456789abcdef"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -169,6 +168,22 @@ async def database_url(
     url: str = request.getfixturevalue("postgres_database")
     await _pg_exec(url, f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     yield url
+
+
+@pytest.fixture
+def fresh_database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """An empty database on ``backend`` with no migrations applied."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.sqlite3'}"
+        return
+    base: str = request.getfixturevalue("postgres_base_url")
+    url = new_postgres_database(base)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(base, url)
 
 
 @pytest.fixture
@@ -371,7 +386,9 @@ class Api:
     def idem_key(envelope: dict[str, Any]) -> str:
         return idem_key(envelope)
 
-    async def deposit(self, agent_id: str, amount: str, *, key: str | None = None) -> httpx.Response:
+    async def deposit(
+        self, agent_id: str, amount: str, *, key: str | None = None
+    ) -> httpx.Response:
         headers = dict(ADMIN_AUTH)
         if key:
             headers["Idempotency-Key"] = key

@@ -6,8 +6,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +20,7 @@ __all__ = [
     "upgrade",
 ]
 
+VERSION_TABLE = "alembic_version"
 FILE_TEMPLATE = "%%(year)d_%%(month).2d_%%(day).2d_%%(hour).2d%%(minute).2d-%%(rev)s_%%(slug)s"
 
 
@@ -56,10 +57,14 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
+    """The database's Alembic revision (None when never migrated)."""
     async with engine.connect() as conn:
 
         def _current(sync_conn: Connection) -> str | None:
-            return MigrationContext.configure(sync_conn).get_current_revision()
+            if not inspect(sync_conn).has_table(VERSION_TABLE):
+                return None
+            rows = sync_conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()  # noqa: S608
+            return str(rows[0][0]) if len(rows) == 1 else None
 
         return await conn.run_sync(_current)
 

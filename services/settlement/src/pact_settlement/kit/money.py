@@ -9,6 +9,7 @@ refused at the boundary, as django-hordak does.
 from __future__ import annotations
 
 import decimal
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -21,8 +22,11 @@ __all__ = [
     "MONEY_SCALE",
     "Money",
     "MoneyError",
+    "add",
     "decimal_text",
+    "neg",
     "to_money",
+    "total",
 ]
 
 MONEY_PRECISION = 38
@@ -32,6 +36,28 @@ _LIMIT = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE)
 _CONTEXT = decimal.Context(
     prec=MONEY_PRECISION + 2, traps=[decimal.Inexact, decimal.InvalidOperation]
 )
+
+
+#: Arithmetic on money never rounds silently: Python's default context keeps only 28 digits,
+#: fewer than NUMERIC(38, 18) holds, so every sum goes through this context, which traps.
+_ARITH = decimal.Context(
+    prec=80, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow]
+)
+
+
+def add(a: Decimal, b: Decimal) -> Decimal:
+    return _ARITH.add(a, b)
+
+
+def neg(a: Decimal) -> Decimal:
+    return a.copy_negate()
+
+
+def total(values: Iterable[Decimal]) -> Decimal:
+    result = Decimal(0)
+    for value in values:
+        result = _ARITH.add(result, value)
+    return result
 
 
 class MoneyError(ValueError):
@@ -49,7 +75,7 @@ def to_money(value: Decimal) -> Decimal:
         quantized = value.quantize(_QUANTUM, context=_CONTEXT)
     except (decimal.Inexact, decimal.InvalidOperation) as exc:
         raise MoneyError(f"{value} has more than {MONEY_SCALE} decimal places") from exc
-    if abs(quantized) >= _LIMIT:
+    if quantized.copy_abs() >= _LIMIT:
         raise MoneyError(f"{value} exceeds NUMERIC({MONEY_PRECISION}, {MONEY_SCALE})")
     if quantized == 0:
         quantized = Decimal(0).quantize(_QUANTUM)  # never "-0"

@@ -17,7 +17,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.kit.ids import new_id
-from pact_settlement.kit.money import to_money
+from pact_settlement.kit.money import add, neg, to_money, total
 from pact_settlement.kit.time import utcnow
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
 from pact_settlement.ledger.repository import JournalRepository, LedgerAccountRepository
@@ -85,7 +85,7 @@ class LedgerService:
             raise LedgerError("a journal transaction needs at least two legs")
         if any(p.amount == 0 for p in postings):
             raise LedgerError("journal legs must be non-zero")
-        if sum((p.amount for p in postings), _ZERO) != 0:
+        if total(p.amount for p in postings) != 0:
             raise LedgerError("journal legs must sum to zero")
 
         owners = {p.owner for p in postings}
@@ -98,20 +98,23 @@ class LedgerService:
 
         delta: dict[str, dict[Bucket, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
         for p in postings:
-            delta[p.owner][p.bucket] += p.amount
+            delta[p.owner][p.bucket] = add(delta[p.owner][p.bucket], p.amount)
         new_balances: dict[str, tuple[Decimal, Decimal]] = {}
         for owner in sorted(delta):
             account = locked[owner]
-            available = account.available + delta[owner][Bucket.AVAILABLE]
-            held = account.locked + delta[owner][Bucket.LOCKED]
+            available = add(account.available, delta[owner][Bucket.AVAILABLE])
+            held = add(account.locked, delta[owner][Bucket.LOCKED])
             if not account.allow_negative:
                 if available < 0:
                     raise InsufficientFunds(
-                        owner, Bucket.AVAILABLE, -delta[owner][Bucket.AVAILABLE], account.available
+                        owner,
+                        Bucket.AVAILABLE,
+                        neg(delta[owner][Bucket.AVAILABLE]),
+                        account.available,
                     )
                 if held < 0:
                     raise InsufficientFunds(
-                        owner, Bucket.LOCKED, -delta[owner][Bucket.LOCKED], account.locked
+                        owner, Bucket.LOCKED, neg(delta[owner][Bucket.LOCKED]), account.locked
                     )
             new_balances[owner] = (available, held)
 
@@ -144,7 +147,7 @@ class LedgerService:
             kind="deposit",
             idempotency_key=idempotency_key,
             postings=[
-                Posting(EXTERNAL_ACCOUNT, Bucket.AVAILABLE, -amount),
+                Posting(EXTERNAL_ACCOUNT, Bucket.AVAILABLE, neg(amount)),
                 Posting(owner, Bucket.AVAILABLE, amount),
             ],
             memo=f"deposit to {owner}",
@@ -161,11 +164,12 @@ class LedgerService:
         sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         per_tx: dict[str, Decimal] = defaultdict(Decimal)
         for leg in await self.journal.all_legs():
-            sums[(leg.account_id, leg.bucket)] += leg.amount
-            per_tx[leg.transaction_id] += leg.amount
-        for tx_id, total in per_tx.items():
-            if total != 0:
-                problems.append(f"journal transaction {tx_id} sums to {total}")
+            key = (leg.account_id, leg.bucket)
+            sums[key] = add(sums[key], leg.amount)
+            per_tx[leg.transaction_id] = add(per_tx[leg.transaction_id], leg.amount)
+        for tx_id, tx_sum in per_tx.items():
+            if tx_sum != 0:
+                problems.append(f"journal transaction {tx_id} sums to {tx_sum}")
         for account in accounts.values():
             for bucket, balance in (("available", account.available), ("locked", account.locked)):
                 from_legs = sums[(account.id, bucket)]

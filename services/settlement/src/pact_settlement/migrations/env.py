@@ -57,8 +57,10 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     url = config.get_main_option("sqlalchemy.url")
-    if not url:
-        raise RuntimeError("no database: pass a connection or set sqlalchemy.url")
+    if not url:  # plain `alembic -c services/settlement/alembic.ini …`: the service's settings
+        from pact_settlement.config import SettlementSettings
+
+        url = SettlementSettings().resolved_database_url
     asyncio.run(_run_with_url(url))
 
 

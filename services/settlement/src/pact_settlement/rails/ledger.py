@@ -5,6 +5,7 @@ from __future__ import annotations
 from pact_schema import FailureCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pact_settlement.kit.money import neg
 from pact_settlement.ledger.service import Bucket, InsufficientFunds, LedgerService, Posting
 from pact_settlement.rails.base import (
     RailInsufficientFunds,
@@ -47,9 +48,9 @@ class LedgerRail:
 
     async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         s = settlement
-        postings = [Posting(s.buyer, A, -s.amount), Posting(s.buyer, L, s.amount)]
+        postings = [Posting(s.buyer, A, neg(s.amount)), Posting(s.buyer, L, s.amount)]
         if s.bond > 0:
-            postings += [Posting(s.seller, A, -s.bond), Posting(s.seller, L, s.bond)]
+            postings += [Posting(s.seller, A, neg(s.bond)), Posting(s.seller, L, s.bond)]
         try:
             return await self._post(RailStep.LOCK, s, idempotency_key, postings)
         except InsufficientFunds as exc:
@@ -65,23 +66,23 @@ class LedgerRail:
     def _bond_back_to(self, s: RailSettlement, owner: str) -> list[Posting]:
         if s.bond <= 0:
             return []
-        return [Posting(s.seller, L, -s.bond), Posting(owner, A, s.bond)]
+        return [Posting(s.seller, L, neg(s.bond)), Posting(owner, A, s.bond)]
 
     async def release(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         s = settlement
-        postings = [Posting(s.buyer, L, -s.amount), Posting(s.seller, A, s.amount)]
+        postings = [Posting(s.buyer, L, neg(s.amount)), Posting(s.seller, A, s.amount)]
         postings += self._bond_back_to(s, s.seller)
         return await self._post(RailStep.RELEASE, s, idempotency_key, postings)
 
     async def refund(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         s = settlement
-        postings = [Posting(s.buyer, L, -s.amount), Posting(s.buyer, A, s.amount)]
+        postings = [Posting(s.buyer, L, neg(s.amount)), Posting(s.buyer, A, s.amount)]
         postings += self._bond_back_to(s, s.seller)
         return await self._post(RailStep.REFUND, s, idempotency_key, postings)
 
     async def slash(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         s = settlement
-        postings = [Posting(s.buyer, L, -s.amount), Posting(s.buyer, A, s.amount)]
+        postings = [Posting(s.buyer, L, neg(s.amount)), Posting(s.buyer, A, s.amount)]
         postings += self._bond_back_to(s, s.buyer)
         return await self._post(RailStep.SLASH, s, idempotency_key, postings)
 

@@ -149,7 +149,7 @@ def upgrade() -> None:
         sa.Column("created_at", _ts(), nullable=False),
         sa.Column("completed_at", _ts(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
-        sa.UniqueConstraint("scope", "key", name=op.f("uq_idempotency_keys_scope")),
+        sa.UniqueConstraint("scope", "key", name=op.f("uq_idempotency_keys_scope_key")),
     )
 
     op.create_table(
@@ -274,7 +274,9 @@ def upgrade() -> None:
             name=op.f("fk_rail_operations_settlement_id_settlements"),
         ),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_rail_operations_idempotency_key")),
-        sa.UniqueConstraint("settlement_id", "step", name=op.f("uq_rail_operations_settlement_id")),
+        sa.UniqueConstraint(
+            "settlement_id", "step", name=op.f("uq_rail_operations_settlement_id_step")
+        ),
         sa.CheckConstraint(
             "step IN ('lock', 'release', 'refund', 'slash')", name=op.f("ck_rail_operations_step")
         ),

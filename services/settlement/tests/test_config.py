@@ -1,0 +1,84 @@
+"""Settings refuse development defaults outside development."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pact_settlement.config import DEV_ADMIN_TOKEN, DEV_API_TOKEN, SettlementSettings
+from pydantic import ValidationError
+
+KEY = "4vJ9JU1bJJE96FWSJKvHsmmFADCg4gpZQff4P3bkLKi"  # 32 bytes, base58
+STRONG_A = "p" * 32
+STRONG_B = "q" * 32
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("PACT_SETTLEMENT_"):
+            monkeypatch.delenv(name)
+
+
+def test_development_uses_documented_dev_tokens_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        settings = SettlementSettings()
+    assert settings.api_token is not None
+    assert settings.api_token.get_secret_value() == DEV_API_TOKEN
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == DEV_ADMIN_TOKEN
+    assert "dev_tokens" in caplog.text
+    assert settings.resolved_database_url == "sqlite+aiosqlite:///.dev/settlement.sqlite3"
+    assert settings.should_auto_migrate is True
+    assert settings.max_clock_skew_ms == 5000
+    assert settings.require_seller_bond is False
+
+
+def test_env_vars_are_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACT_SETTLEMENT_PROVIDER_KEYS", f" {KEY} ,")
+    monkeypatch.setenv("PACT_SETTLEMENT_DATABASE_URL", "postgresql+asyncpg://u@h/db")
+    monkeypatch.setenv("PACT_SETTLEMENT_REQUIRE_SELLER_BOND", "true")
+    settings = SettlementSettings()
+    assert settings.provider_keys == [KEY]
+    assert settings.require_seller_bond is True
+    assert settings.should_auto_migrate is False
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"api_token": STRONG_A},
+        {"api_token": DEV_API_TOKEN, "admin_token": STRONG_B},
+        {"api_token": STRONG_A, "admin_token": "short"},
+        {"api_token": STRONG_A, "admin_token": STRONG_A},
+        {"api_token": STRONG_A, "admin_token": STRONG_B, "provider_keys": []},
+    ],
+)
+def test_production_refuses_missing_or_placeholder_secrets(overrides: dict[str, object]) -> None:
+    values: dict[str, object] = {"env": "production", "provider_keys": [KEY], **overrides}
+    with pytest.raises(ValidationError):
+        SettlementSettings(**values)  # type: ignore[arg-type]
+
+
+def test_production_accepts_real_secrets() -> None:
+    settings = SettlementSettings(
+        env="production",  # type: ignore[arg-type]
+        api_token=STRONG_A,  # type: ignore[arg-type]
+        admin_token=STRONG_B,  # type: ignore[arg-type]
+        provider_keys=[KEY],
+    )
+    assert settings.env == "production"
+
+
+def test_bad_provider_keys_and_rails_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        SettlementSettings(provider_keys=["not-base58-0OIl"])
+    with pytest.raises(ValidationError):
+        SettlementSettings(provider_keys=["abc"])
+    with pytest.raises(ValidationError):
+        SettlementSettings(default_rail="stripe")
