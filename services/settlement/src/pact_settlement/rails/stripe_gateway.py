@@ -1,0 +1,730 @@
+"""Thin async adapter over the official ``stripe`` SDK for the Stripe rail.
+
+The gateway knows nothing about our database; the Stripe :class:`Rail` wraps it. One
+settlement maps to one PaymentIntent with manual capture:
+
+========  =================================  ===============================  ==================
+step      Stripe call                        idempotency key                  result status
+========  =================================  ===============================  ==================
+lock      create PaymentIntent, ``confirm``  ``settlement-{id}-lock``         ``AUTHORIZED``
+release   capture                            ``settlement-{id}-capture``      ``CAPTURED``
+refund    cancel (before capture)            ``settlement-{id}-cancel``       ``CANCELED``
+refund    refund (after capture)             ``settlement-{id}-refund``       refund ``succeeded``
+status    retrieve / find_by_settlement      (reads)                          --
+========  =================================  ===============================  ==================
+
+Idempotency: every POST carries a key derived from the settlement id and the step, so a step
+retried by us (or by the SDK's own network retries, which reuse the key) is executed by Stripe
+at most once; Stripe replays the first response for 24 hours and answers a *different* request
+under the same key with an ``idempotency_error`` (:class:`StripeIdempotencyConflictError`).
+``capture``/``cancel``/``refund_captured`` also *converge*: if Stripe says the PaymentIntent is
+already in the state the step wants (a replay after the 24 h key window, or a step done through
+the dashboard), they return that state instead of failing.
+
+Reconciliation after a crash (the step is recorded ``pending`` before the call):
+
+- lock: re-run :meth:`StripeGateway.authorize` with the same arguments within 24 h (Stripe
+  returns the original PaymentIntent; if the first request never reached Stripe it is made now),
+  or look it up with :meth:`StripeGateway.find_by_settlement` (Search API by
+  ``metadata['settlement_id']``; falls back to listing when the server has no Search API, as
+  localstripe has none). Search is eventually consistent (about a minute), so "not found" right
+  after a crash is not proof that the lock never happened: prefer the replay.
+- capture / cancel / refund: :meth:`StripeGateway.retrieve` the PaymentIntent and read
+  ``status`` (``CAPTURED`` / ``CANCELED``) or re-run the step (converges, see above).
+
+Webhooks: :meth:`StripeGateway.verify_webhook` checks ``Stripe-Signature`` (HMAC-SHA256 with the
+endpoint secret, 300 s tolerance) and returns the event. Events arrive duplicated and out of
+order, so treat one as a hint: :meth:`StripeGateway.retrieve` the PaymentIntent it names and
+apply its *current* status through the state machine (which ignores transitions already made).
+
+Card authorisations lapse (about 7 days for online card payments):
+:attr:`StripePaymentState.authorization_expires_at` is Stripe's ``capture_before`` when the API
+reports it and ``created + 7 days`` otherwise; the sweeper must capture or cancel before it.
+
+Amounts are Decimal; :func:`~pact_settlement.rails.minor_units.to_stripe_amount` converts them
+with explicit rounding and refuses amounts below Stripe's minimum *before* any request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Final, Self, cast
+
+import stripe
+from pact_schema.codes import FailureCode
+
+from pact_settlement.rails.minor_units import (
+    from_stripe_amount,
+    stripe_minimum_minor_units,
+    to_stripe_amount,
+)
+
+__all__ = [
+    "AUTHORIZATION_VALIDITY",
+    "PaymentStatus",
+    "StripeConfigurationError",
+    "StripeDeclinedError",
+    "StripeGateway",
+    "StripeGatewayError",
+    "StripeIdempotencyConflictError",
+    "StripePaymentState",
+    "StripeRefundState",
+    "StripeRequestError",
+    "StripeTransientError",
+    "StripeUnexpectedStateError",
+    "StripeWebhookError",
+    "idempotency_key",
+]
+
+AUTHORIZATION_VALIDITY: Final = timedelta(days=7)
+"""How long Stripe keeps an uncaptured online card authorisation, when it does not say."""
+
+_STEPS: Final = frozenset({"lock", "capture", "cancel", "refund"})
+_EXPAND: Final = ["latest_charge"]
+_SEARCH_QUOTE_RE: Final = re.compile(r"(['\\])")
+
+
+def idempotency_key(settlement_id: str, step: str) -> str:
+    """``settlement-{id}-{step}``: the outgoing Stripe idempotency key for one step."""
+    if step not in _STEPS:
+        raise ValueError(f"unknown Stripe step {step!r}; expected one of {sorted(_STEPS)}")
+    if not settlement_id or not isinstance(settlement_id, str):
+        raise ValueError("settlement_id must be a non-empty string")
+    return f"settlement-{settlement_id}-{step}"
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+class PaymentStatus(StrEnum):
+    """Our reading of a PaymentIntent's ``status``."""
+
+    AUTHORIZED = "authorized"  # requires_capture: funds held, the lock holds
+    CAPTURED = "captured"  # succeeded: the seller is paid (release done)
+    CANCELED = "canceled"  # canceled: authorisation voided (refund before capture)
+    FAILED = "failed"  # requires_payment_method: declined / authentication failed
+    REQUIRES_ACTION = "requires_action"  # 3-D Secure etc.: impossible off-session
+    REQUIRES_CONFIRMATION = "requires_confirmation"  # created but never confirmed
+    PROCESSING = "processing"  # asynchronous payment methods; wait for the webhook
+
+    @classmethod
+    def from_stripe(cls, status: str) -> PaymentStatus:
+        try:
+            return _STATUS_MAP[status]
+        except KeyError:
+            raise StripeRequestError(f"unknown PaymentIntent status {status!r}") from None
+
+
+_STATUS_MAP: Final[Mapping[str, PaymentStatus]] = {
+    "requires_capture": PaymentStatus.AUTHORIZED,
+    "succeeded": PaymentStatus.CAPTURED,
+    "canceled": PaymentStatus.CANCELED,
+    "requires_payment_method": PaymentStatus.FAILED,
+    "requires_action": PaymentStatus.REQUIRES_ACTION,
+    "requires_confirmation": PaymentStatus.REQUIRES_CONFIRMATION,
+    "processing": PaymentStatus.PROCESSING,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StripePaymentState:
+    """What Stripe says about one PaymentIntent (parsed from the API or a webhook)."""
+
+    payment_intent_id: str
+    status: PaymentStatus
+    stripe_status: str
+    amount_minor: int
+    amount: Decimal
+    currency: str
+    settlement_id: str | None
+    intent_id: str | None
+    customer: str | None
+    payment_method: str | None
+    latest_charge_id: str | None
+    created: datetime
+    authorization_expires_at: datetime | None
+    last_error_code: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_stripe(cls, obj: Any) -> StripePaymentState:
+        data = _as_dict(obj)
+        stripe_status = str(data["status"])
+        currency = str(data["currency"]).lower()
+        amount_minor = int(data["amount"])
+        metadata = {str(k): str(v) for k, v in (data.get("metadata") or {}).items()}
+        created = datetime.fromtimestamp(int(data["created"]), UTC)
+        charge = data.get("latest_charge")
+        charge_id: str | None
+        capture_before: int | None = None
+        if isinstance(charge, Mapping):
+            charge_id = str(charge.get("id")) if charge.get("id") else None
+            card = ((charge.get("payment_method_details") or {}).get("card")) or {}
+            if card.get("capture_before"):
+                capture_before = int(card["capture_before"])
+        else:
+            charge_id = str(charge) if charge else None
+        status = PaymentStatus.from_stripe(stripe_status)
+        expires: datetime | None = None
+        if status is PaymentStatus.AUTHORIZED:
+            expires = (
+                datetime.fromtimestamp(capture_before, UTC)
+                if capture_before
+                else created + AUTHORIZATION_VALIDITY
+            )
+        error = data.get("last_payment_error") or {}
+        payment_method = data.get("payment_method")
+        if isinstance(payment_method, Mapping):
+            payment_method = payment_method.get("id")
+        customer = data.get("customer")
+        if isinstance(customer, Mapping):
+            customer = customer.get("id")
+        return cls(
+            payment_intent_id=str(data["id"]),
+            status=status,
+            stripe_status=stripe_status,
+            amount_minor=amount_minor,
+            amount=from_stripe_amount(amount_minor, currency),
+            currency=currency,
+            settlement_id=metadata.get("settlement_id"),
+            intent_id=metadata.get("intent_id"),
+            customer=str(customer) if customer else None,
+            payment_method=str(payment_method) if payment_method else None,
+            latest_charge_id=charge_id,
+            created=created,
+            authorization_expires_at=expires,
+            last_error_code=(error.get("decline_code") or error.get("code")) or None,
+            metadata=metadata,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StripeRefundState:
+    refund_id: str
+    status: str  # succeeded | pending | requires_action | failed | canceled
+    amount_minor: int
+    currency: str
+    payment_intent_id: str | None
+    charge_id: str | None
+
+    @classmethod
+    def from_stripe(cls, obj: Any) -> StripeRefundState:
+        data = _as_dict(obj)
+        return cls(
+            refund_id=str(data["id"]),
+            status=str(data.get("status") or ""),
+            amount_minor=int(data["amount"]),
+            currency=str(data["currency"]).lower(),
+            payment_intent_id=_id_of(data.get("payment_intent")),
+            charge_id=_id_of(data.get("charge")),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+class StripeGatewayError(Exception):
+    """Base of every error the gateway raises.
+
+    ``retryable``: the same call (same idempotency key) may succeed later.
+    ``outcome_unknown``: the request may have reached Stripe; keep the step pending and
+    reconcile (retry with the same key, or retrieve) rather than assuming it failed.
+    """
+
+    failure_code: FailureCode = FailureCode.SETTLEMENT_FAILED
+    retryable: bool = False
+    outcome_unknown: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stripe_code: str | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.stripe_code = stripe_code
+        self.http_status = http_status
+        self.request_id = request_id
+
+
+class StripeDeclinedError(StripeGatewayError):
+    """The card was declined (or needs authentication the buyer cannot give off-session)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        decline_code: str | None,
+        payment_intent_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.decline_code = decline_code
+        self.payment_intent_id = payment_intent_id
+        self.failure_code = (
+            FailureCode.INSUFFICIENT_ESCROW
+            if decline_code == "insufficient_funds"
+            else FailureCode.FAILED_ESCROW
+        )
+
+
+class StripeTransientError(StripeGatewayError):
+    """Network failure, timeout, rate limit or Stripe 5xx: retry the same step later."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, outcome_unknown: bool, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.outcome_unknown = outcome_unknown
+
+
+class StripeConfigurationError(StripeGatewayError):
+    """Bad or under-privileged API key: an operator has to fix the configuration."""
+
+
+class StripeIdempotencyConflictError(StripeGatewayError):
+    """The same idempotency key was used earlier with different parameters."""
+
+
+class StripeRequestError(StripeGatewayError):
+    """Stripe refused the request as invalid (unknown object, bad parameter, ...)."""
+
+
+class StripeUnexpectedStateError(StripeRequestError):
+    """The PaymentIntent is in a state that does not allow the step (e.g. capture after cancel)."""
+
+    def __init__(self, message: str, *, state: StripePaymentState, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.state = state
+
+
+class StripeWebhookError(StripeGatewayError):
+    """Missing, malformed, forged or stale webhook: answer 400 and change nothing."""
+
+    failure_code = FailureCode.FAILED_IDENTITY
+
+
+def _translate(exc: stripe.StripeError, *, mutating: bool) -> StripeGatewayError:
+    common: dict[str, Any] = {
+        "stripe_code": exc.code,
+        "http_status": exc.http_status,
+        "request_id": exc.request_id,
+    }
+    message = exc.user_message or str(exc) or type(exc).__name__
+    if isinstance(exc, stripe.CardError):
+        body: Mapping[str, Any] = exc.json_body if isinstance(exc.json_body, Mapping) else {}
+        err: Mapping[str, Any] = body.get("error") or {}
+        return StripeDeclinedError(
+            message,
+            decline_code=err.get("decline_code") or exc.code,
+            payment_intent_id=_id_of(err.get("payment_intent")),
+            **common,
+        )
+    if isinstance(exc, stripe.RateLimitError):
+        # 429: Stripe did not process the request.
+        return StripeTransientError(message, outcome_unknown=False, **common)
+    if isinstance(exc, stripe.APIConnectionError):
+        return StripeTransientError(message, outcome_unknown=mutating, **common)
+    if isinstance(exc, stripe.IdempotencyError):
+        return StripeIdempotencyConflictError(message, **common)
+    if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+        return StripeConfigurationError(message, **common)
+    if isinstance(exc, stripe.InvalidRequestError):
+        return StripeRequestError(message, **common)
+    if isinstance(exc, stripe.APIError) or (exc.http_status or 0) >= 500:
+        return StripeTransientError(message, outcome_unknown=mutating, **common)
+    return StripeGatewayError(message, **common)
+
+
+# --------------------------------------------------------------------------------------------
+# The gateway
+# --------------------------------------------------------------------------------------------
+
+
+class StripeGateway:
+    """Async PaymentIntent operations for one Stripe account (its own client, no globals).
+
+    ``api_base`` points the SDK elsewhere (localstripe in tests). ``rounding`` is used to turn
+    Decimal prices into Stripe's integer amounts (default half-up).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str | None = None,
+        currency: str = "usd",
+        max_network_retries: int = 2,
+        timeout_s: float = 10,
+        *,
+        rounding: str = ROUND_HALF_UP,
+        search_max_scan: int = 1000,
+    ) -> None:
+        if not api_key:
+            raise StripeConfigurationError("a Stripe API key is required")
+        stripe_minimum_minor_units(currency)  # refuses currencies we cannot check
+        self.currency = currency.lower()
+        self.rounding = rounding
+        self.search_max_scan = search_max_scan
+        self._http = stripe.HTTPXClient(timeout=timeout_s)
+        base_addresses: dict[str, str | None] = {}
+        if api_base:
+            base_addresses = {"api": api_base.rstrip("/")}
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses=cast(Any, base_addresses),
+            max_network_retries=max_network_retries,
+            http_client=self._http,
+        )
+        self._search_supported: bool | None = None
+
+    async def aclose(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- lock / release / refund -------------------------------------------------------------
+
+    async def authorize(
+        self,
+        settlement_id: str,
+        amount: Decimal,
+        customer: str,
+        payment_method: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        intent_id: str | None = None,
+        currency: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> StripePaymentState:
+        """Lock: a manual-capture PaymentIntent confirmed off-session with a saved card.
+
+        Returns the state (normally ``AUTHORIZED``; ``PROCESSING`` for asynchronous methods).
+        Raises :class:`StripeDeclinedError` on a decline and when the card needs
+        authentication (``REQUIRES_ACTION``), which an off-session charge cannot obtain;
+        :class:`~pact_settlement.rails.minor_units.AmountBelowRailMinimumError` before any
+        request when the amount is below Stripe's minimum.
+        """
+        code = (currency or self.currency).lower()
+        amount_minor = to_stripe_amount(amount, code, self.rounding)
+        md = _metadata(settlement_id, intent_id, metadata)
+        params: dict[str, Any] = {
+            "amount": amount_minor,
+            "currency": code,
+            "customer": customer,
+            "payment_method": payment_method,
+            # card only: automatic payment methods would require a return_url when confirming
+            "payment_method_types": ["card"],
+            "capture_method": "manual",
+            "confirm": True,
+            "off_session": True,
+            "metadata": md,
+            "expand": _EXPAND,
+        }
+        key = idempotency_key or _key(settlement_id, "lock")
+        try:
+            pi = await self._client.v1.payment_intents.create_async(
+                cast(Any, params), {"idempotency_key": key}
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, mutating=True) from exc
+        state = StripePaymentState.from_stripe(pi)
+        if state.status is PaymentStatus.REQUIRES_ACTION:
+            raise StripeDeclinedError(
+                "the card requires authentication, which an off-session payment cannot get",
+                decline_code="authentication_required",
+                payment_intent_id=state.payment_intent_id,
+            )
+        if state.status is PaymentStatus.FAILED:
+            raise StripeDeclinedError(
+                "the payment method was declined",
+                decline_code=state.last_error_code,
+                payment_intent_id=state.payment_intent_id,
+            )
+        return state
+
+    async def capture(
+        self, settlement_id: str, payment_intent_id: str, *, idempotency_key: str | None = None
+    ) -> StripePaymentState:
+        """Release: capture the full authorised amount. Converges if already captured."""
+        return await self._transition(
+            "capture",
+            settlement_id,
+            payment_intent_id,
+            PaymentStatus.CAPTURED,
+            idempotency_key,
+        )
+
+    async def cancel(
+        self, settlement_id: str, payment_intent_id: str, *, idempotency_key: str | None = None
+    ) -> StripePaymentState:
+        """Refund before capture: void the authorisation. Converges if already canceled."""
+        return await self._transition(
+            "cancel",
+            settlement_id,
+            payment_intent_id,
+            PaymentStatus.CANCELED,
+            idempotency_key,
+        )
+
+    async def refund_captured(
+        self, settlement_id: str, payment_intent_id: str, *, idempotency_key: str | None = None
+    ) -> StripeRefundState:
+        """Refund after capture: refund the whole captured amount. Converges if refunded.
+
+        Existing refunds are checked first, so a second refund of the same PaymentIntent is
+        never created even after the idempotency key expired.
+        """
+        key = idempotency_key or _key(settlement_id, "refund")
+        existing = await self._existing_full_refund(payment_intent_id)
+        if existing is not None:
+            return existing
+        params = {"payment_intent": payment_intent_id, "metadata": {"settlement_id": settlement_id}}
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                cast(Any, params), {"idempotency_key": key}
+            )
+        except stripe.InvalidRequestError as exc:
+            existing = await self._existing_full_refund(payment_intent_id)
+            if existing is not None:
+                return existing
+            raise _translate(exc, mutating=True) from exc
+        except stripe.StripeError as exc:
+            raise _translate(exc, mutating=True) from exc
+        return StripeRefundState.from_stripe(refund)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def retrieve(self, payment_intent_id: str) -> StripePaymentState:
+        try:
+            pi = await self._client.v1.payment_intents.retrieve_async(
+                payment_intent_id, cast(Any, {"expand": _EXPAND})
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, mutating=False) from exc
+        return StripePaymentState.from_stripe(pi)
+
+    async def find_by_settlement(self, settlement_id: str) -> list[StripePaymentState]:
+        """PaymentIntents whose ``metadata.settlement_id`` is ``settlement_id``, oldest first.
+
+        Uses the Search API; when the server has none (HTTP 404 on the search route, as with
+        localstripe) it lists PaymentIntents instead, scanning at most ``search_max_scan``.
+        """
+        found: list[StripePaymentState] = []
+        if self._search_supported is not False:
+            try:
+                found = await self._search(settlement_id)
+                self._search_supported = True
+            except stripe.InvalidRequestError as exc:
+                if exc.http_status != 404:
+                    raise _translate(exc, mutating=False) from exc
+                self._search_supported = False
+            except stripe.StripeError as exc:
+                raise _translate(exc, mutating=False) from exc
+        if self._search_supported is False:
+            found = await self._scan(settlement_id)
+        return sorted(found, key=lambda s: (s.created, s.payment_intent_id))
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    @staticmethod
+    def verify_webhook(
+        payload: bytes, sig_header: str | None, secret: str, *, tolerance_s: int = 300
+    ) -> dict[str, Any]:
+        """Verify ``Stripe-Signature`` over the raw body and return the event as a dict.
+
+        Raises :class:`StripeWebhookError` for a missing/malformed header, a signature made
+        with another secret or over another body, a timestamp older than ``tolerance_s``, or a
+        body that is not a Stripe event.
+        """
+        if not secret:
+            raise StripeConfigurationError("no webhook endpoint secret configured")
+        try:
+            stripe.WebhookSignature.verify_header(payload, sig_header, secret, tolerance_s)
+        except stripe.SignatureVerificationError as exc:
+            raise StripeWebhookError(f"webhook signature rejected: {exc}") from exc
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise StripeWebhookError(f"webhook body is not valid UTF-8 text: {exc}") from exc
+        try:
+            event = json.loads(payload)
+        except ValueError as exc:
+            raise StripeWebhookError(f"webhook body is not JSON: {exc}") from exc
+        if (
+            not isinstance(event, dict)
+            or not isinstance(event.get("id"), str)
+            or not isinstance(event.get("type"), str)
+            or not isinstance((event.get("data") or {}).get("object"), dict)
+        ):
+            raise StripeWebhookError("webhook body is not a Stripe event")
+        return event
+
+    @staticmethod
+    def payment_state_from_event(event: Mapping[str, Any]) -> StripePaymentState | None:
+        """The PaymentIntent snapshot carried by a ``payment_intent.*`` event, else ``None``.
+
+        A snapshot can be stale (events arrive out of order); use it to find the PaymentIntent
+        and :meth:`retrieve` the current state before acting.
+        """
+        if not str(event.get("type", "")).startswith("payment_intent."):
+            return None
+        obj = (event.get("data") or {}).get("object")
+        if not isinstance(obj, Mapping) or obj.get("object") != "payment_intent":
+            return None
+        return StripePaymentState.from_stripe(obj)
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _transition(
+        self,
+        step: str,
+        settlement_id: str,
+        payment_intent_id: str,
+        target: PaymentStatus,
+        idempotency_key: str | None,
+    ) -> StripePaymentState:
+        key = idempotency_key or _key(settlement_id, step)
+        service = self._client.v1.payment_intents
+        call = service.capture_async if step == "capture" else service.cancel_async
+        try:
+            pi = await call(
+                payment_intent_id, cast(Any, {"expand": _EXPAND}), {"idempotency_key": key}
+            )
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                raise _translate(exc, mutating=True) from exc
+            # Most likely "payment_intent_unexpected_state": converge if already there.
+            current = await self.retrieve(payment_intent_id)
+            if current.status is target:
+                return current
+            raise StripeUnexpectedStateError(
+                f"cannot {step} PaymentIntent {payment_intent_id} in status "
+                f"{current.stripe_status!r}",
+                state=current,
+                stripe_code=exc.code,
+                http_status=exc.http_status,
+                request_id=exc.request_id,
+            ) from exc
+        except stripe.StripeError as exc:
+            raise _translate(exc, mutating=True) from exc
+        state = StripePaymentState.from_stripe(pi)
+        accepted = {target, PaymentStatus.PROCESSING} if step == "capture" else {target}
+        if state.status not in accepted:
+            # Real Stripe answers 400 here; servers that answer 200 (localstripe captures a
+            # canceled PaymentIntent's charge) must not make us report success.
+            raise StripeUnexpectedStateError(
+                f"{step} of PaymentIntent {payment_intent_id} left it in status "
+                f"{state.stripe_status!r}",
+                state=state,
+            )
+        return state
+
+    async def _existing_full_refund(self, payment_intent_id: str) -> StripeRefundState | None:
+        try:
+            current = await self.retrieve(payment_intent_id)
+            refunds = await self._client.v1.refunds.list_async(
+                cast(Any, {"payment_intent": payment_intent_id, "limit": 100})
+            )
+        except (stripe.StripeError, StripeGatewayError):
+            return None
+        states = [StripeRefundState.from_stripe(r) for r in _as_dict(refunds).get("data", [])]
+        live = [r for r in states if r.status in ("succeeded", "pending")]
+        if live and sum(r.amount_minor for r in live) >= current.amount_minor:
+            return live[0]
+        return None
+
+    async def _search(self, settlement_id: str) -> list[StripePaymentState]:
+        escaped = _SEARCH_QUOTE_RE.sub(r"\\\1", settlement_id)
+        params: dict[str, Any] = {
+            "query": f"metadata['settlement_id']:'{escaped}'",
+            "limit": 100,
+            "expand": ["data.latest_charge"],
+        }
+        found: list[StripePaymentState] = []
+        while True:
+            page = _as_dict(await self._client.v1.payment_intents.search_async(cast(Any, params)))
+            found.extend(StripePaymentState.from_stripe(pi) for pi in page.get("data", []))
+            if not page.get("has_more") or not page.get("next_page"):
+                return found
+            params["page"] = page["next_page"]
+
+    async def _scan(self, settlement_id: str) -> list[StripePaymentState]:
+        params: dict[str, Any] = {"limit": 100}
+        found: list[StripePaymentState] = []
+        scanned = 0
+        try:
+            while scanned < self.search_max_scan:
+                page = _as_dict(await self._client.v1.payment_intents.list_async(cast(Any, params)))
+                data = page.get("data", [])
+                scanned += len(data)
+                found.extend(
+                    StripePaymentState.from_stripe(pi)
+                    for pi in data
+                    if (pi.get("metadata") or {}).get("settlement_id") == settlement_id
+                )
+                if not page.get("has_more") or not data:
+                    break
+                params["starting_after"] = data[-1]["id"]
+        except stripe.StripeError as exc:
+            raise _translate(exc, mutating=False) from exc
+        return found
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _key(settlement_id: str, step: str) -> str:
+    return idempotency_key(settlement_id, step)
+
+
+def _metadata(
+    settlement_id: str, intent_id: str | None, extra: Mapping[str, str] | None
+) -> dict[str, str]:
+    md: dict[str, str] = {}
+    for k, v in (extra or {}).items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ValueError("Stripe metadata keys and values must be strings")
+        md[k] = v
+    md["settlement_id"] = settlement_id
+    if intent_id is not None:
+        md["intent_id"] = intent_id
+    if len(md) > 50 or any(len(k) > 40 or len(v) > 500 for k, v in md.items()):
+        raise ValueError("Stripe metadata allows 50 keys, keys up to 40 and values up to 500 chars")
+    return md
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return cast(dict[str, Any], to_dict())
+    return dict(obj)
+
+
+def _id_of(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return str(value) if value else None
