@@ -333,7 +333,9 @@ class Pact:
         delivery_in_ms: int = 30_000,
         challenge_window_ms: int = 5_000,
         extra: dict[str, Any] | None = None,
+        bare: bool = False,
     ) -> dict[str, Any]:
+        """A buyer-signed ACCEPT carrying the ASK in ``quote`` (``bare``: without it)."""
         buyer = buyer or self.buyer
         intent_id = intent_id or self.intent_id()
         if ask is None:
@@ -361,6 +363,8 @@ class Pact:
             "quote": ask,
             **(extra or {}),
         }
+        if bare:
+            del message["quote"]
         return sign_message(message, buyer)
 
 

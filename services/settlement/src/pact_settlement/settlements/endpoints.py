@@ -65,6 +65,7 @@ async def create_settlement(
     result = await service.create(
         accept=body.accept,
         rail=body.rail,
+        provider_quote=body.provider_quote,
         idempotency_key=idempotency_key or "",
         actor=principal.actor,
         request_id=request_id,

@@ -57,6 +57,14 @@ class SettlementCreate(BaseModel):
     rail: str | None = Field(
         default=None, description="Rail to settle on (default: the service's DEFAULT_RAIL)."
     )
+    provider_quote: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Only for a bare ACCEPT that carries no `quote` (a reference-SDK buyer): the "
+            "provider-signed ASK for this buyer, intent and price, supplied by the provider. "
+            "Verified like a carried quote; not part of the request fingerprint."
+        ),
+    )
 
 
 class SettlementEventRead(BaseModel):

@@ -184,6 +184,7 @@ class SettlementService:
         idempotency_key: str,
         actor: str,
         request_id: str | None = None,
+        provider_quote: dict[str, Any] | None = None,
     ) -> CreateResult:
         if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
             raise BadRequest(
@@ -206,7 +207,12 @@ class SettlementService:
 
         rail_name = rail or self.settings.default_rail
         try:
-            verified = verify_accept(accept, policy=self._policy(), now_ms=self.now_ms())
+            verified = verify_accept(
+                accept,
+                policy=self._policy(),
+                now_ms=self.now_ms(),
+                provider_quote=provider_quote,
+            )
         except AcceptRefused as exc:
             self.metrics.settlements.labels("refused", rail_name).inc()
             log.info("settlement.refused", code=exc.code, detail=exc.detail, intent_id=intent_hint)

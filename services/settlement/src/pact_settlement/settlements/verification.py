@@ -21,7 +21,13 @@ from pact_schema import (
     VerifiedEnvelope,
     verify_envelope,
 )
-from pact_schema.quote import QuoteError, QuoteTerms, check_accept, verify_carried_quote
+from pact_schema.quote import (
+    QUOTE_FIELD,
+    QuoteError,
+    QuoteTerms,
+    check_accept,
+    verify_carried_quote,
+)
 
 from pact_settlement.kit.money import MoneyError, to_money
 
@@ -77,7 +83,32 @@ def _money(value: Decimal, what: str) -> Decimal:
         ) from exc
 
 
-def verify_accept(raw: Any, *, policy: VerifyPolicy, now_ms: int) -> VerifiedAccept:
+def _with_provider_quote(envelope: VerifiedEnvelope, provider_quote: Any) -> VerifiedEnvelope:
+    """The ACCEPT as the quote check sees it when the provider supplied the quote separately.
+
+    A reference-SDK buyer may send a bare ACCEPT (no ``quote``); the provider then signs the
+    ASK it would have carried and forwards it as ``provider_quote``. The buyer's signature has
+    already been verified over the message exactly as signed; only the quote lookup changes.
+    """
+    carried = envelope.message_raw.get(QUOTE_FIELD)
+    if provider_quote is None:
+        return envelope
+    if carried is not None:
+        if carried != provider_quote:
+            raise AcceptRefused(
+                FailureCode.SCHEMA_VALIDATION_FAILED,
+                "provider_quote must be omitted when the ACCEPT carries its own quote",
+            )
+        return envelope
+    message = {**envelope.message_raw, QUOTE_FIELD: provider_quote}
+    return VerifiedEnvelope(
+        envelope=envelope.envelope.model_copy(update={"message": message}), raw=envelope.raw
+    )
+
+
+def verify_accept(
+    raw: Any, *, policy: VerifyPolicy, now_ms: int, provider_quote: Any = None
+) -> VerifiedAccept:
     """Raise :class:`AcceptRefused` (with a FailureCode) on the first fault."""
     try:
         envelope = verify_envelope(raw)
@@ -96,9 +127,11 @@ def verify_accept(raw: Any, *, policy: VerifyPolicy, now_ms: int) -> VerifiedAcc
         raise AcceptRefused(
             FailureCode.UNEXPECTED_MESSAGE, f"expected an ACCEPT message, got {message.type}"
         )
+    minted_after_accept = provider_quote is not None and QUOTE_FIELD not in envelope.message_raw
+    quoted = _with_provider_quote(envelope, provider_quote)
     try:
         terms = verify_carried_quote(
-            envelope,
+            quoted,
             trusted_provider_keys=policy.trusted_provider_keys,
             now_ms=now_ms,
             grace_ms=policy.grace_ms,
@@ -125,7 +158,7 @@ def verify_accept(raw: Any, *, policy: VerifyPolicy, now_ms: int) -> VerifiedAcc
             FailureCode.INTENT_EXPIRED,
             f"the ACCEPT expired at {message.expires_at_ms} (now {now_ms})",
         )
-    if message.sent_at_ms + grace < ask.sent_at_ms:
+    if message.sent_at_ms + grace < ask.sent_at_ms and not minted_after_accept:
         raise AcceptRefused(
             FailureCode.QUOTE_INVALID, "the ACCEPT is dated before the quote it accepts"
         )
