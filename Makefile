@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Tests use the local PostgreSQL unless told otherwise (CI sets it explicitly).
 export TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-NPM_DIRS := shared/pact_schema/tests/vectors services/settlement/contracts
+NPM_DIRS := shared/pact_schema/tests/vectors services/settlement/contracts services/settlement/tests/rails/gateways/node
 PYTEST_ARGS ?=
 
 .PHONY: help install run demo test lint fmt bench check-deploy clean
