@@ -1,0 +1,134 @@
+"""The whole path as real processes: `pact negotiate --accept` → provider → settlement → locked.
+
+The provider runs as its own process (settlement never imports it); the buyer is the `pact`
+CLI. Afterwards the buyer's funds are locked on the ledger and the CLI printed the state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+from pact_schema import Keypair
+from pact_schema.keys import b58encode
+
+TOKEN, ADMIN = "e2e-provider-token-0123456789abcdef", "e2e-admin-token-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _clean_env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PACT_SETTLEMENT_", "PACT_PROVIDER_"))
+    }
+
+
+@contextmanager
+def _process(module: str, port: int, env: dict[str, str], cwd: Path) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "serve", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"{module} exited: {proc.communicate()[0]}")
+            try:
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def test_negotiate_accept_ends_with_funds_locked(fresh_database_url: str, tmp_path: Path) -> None:
+    provider = Keypair.generate()
+    buyer = Keypair.generate()
+    buyer.save(tmp_path / "buyer.json")
+
+    settlement_env = _clean_env() | {
+        "PACT_SETTLEMENT_ENV": "test",
+        "PACT_SETTLEMENT_DATABASE_URL": fresh_database_url,
+        "PACT_SETTLEMENT_AUTO_MIGRATE": "true",
+        "PACT_SETTLEMENT_API_TOKEN": TOKEN,
+        "PACT_SETTLEMENT_ADMIN_TOKEN": ADMIN,
+        "PACT_SETTLEMENT_PROVIDER_KEYS": provider.public_key_b58,
+    }
+    with _process("pact_settlement.cli", _free_port(), settlement_env, tmp_path) as settlement_url:
+        deposit = httpx.post(
+            f"{settlement_url}/v1/accounts/{buyer.public_key_b58}/deposits",
+            json={"amount": "1"},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=10,
+        )
+        assert deposit.status_code == 201, deposit.text
+        provider_env = _clean_env() | {
+            "PACT_PROVIDER_SIGNING_KEY": b58encode(provider.seed),
+            "PACT_PROVIDER_SETTLEMENT_URL": settlement_url,
+            "PACT_PROVIDER_SETTLEMENT_TOKEN": TOKEN,
+        }
+        with _process("pact_provider.cli", _free_port(), provider_env, tmp_path) as provider_url:
+            args = [sys.executable, "-m", "pact_schema.cli", "negotiate", provider_url]
+            args += ["--intent", "weather.data", "--scope", "NYC", "--max-price", "1"]
+            args += ["--accept", "--key-file", str(tmp_path / "buyer.json")]
+            human = subprocess.run(
+                args, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+            )
+            assert human.returncode == 0, human.stdout + human.stderr
+            assert "state=locked" in human.stdout, human.stdout
+            as_json = subprocess.run(
+                [*args, "--json"], capture_output=True, text=True, timeout=60, check=False
+            )
+            assert as_json.returncode == 0, as_json.stdout + as_json.stderr
+        result = json.loads(as_json.stdout)
+        assert result["outcome"] == "ACCEPTED"
+        summary = result["accept_reply"]["message"]["settlement"]
+        assert summary["state"] == "locked"
+        price = Decimal(result["price"])
+
+        record = httpx.get(
+            f"{settlement_url}/v1/settlements/{result['intent_id']}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        ).json()
+        assert record["state"] == "locked"
+        assert record["buyer"] == buyer.public_key_b58
+        assert record["seller"] == provider.public_key_b58
+        assert Decimal(record["amount"]) == price
+        account = httpx.get(
+            f"{settlement_url}/v1/accounts/{buyer.public_key_b58}",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=10,
+        ).json()
+        assert Decimal(account["locked"]) == 2 * price  # two negotiations, both locked
+        assert Decimal(account["available"]) == 1 - 2 * price
