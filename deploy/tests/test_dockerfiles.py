@@ -11,12 +11,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
+import time
 import tomllib
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -329,20 +335,47 @@ def _copy_context(
             shutil.copy2(path, dest)
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("service", SERVICES)
-def test_builder_stage_produces_a_self_contained_virtualenv(service: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The virtualenv each image would contain (built once per service), source tree removed."""
     if shutil.which("uv") is None:
         pytest.skip("uv is not on PATH")
-    venv = _replay_builder(service, tmp_path / "rootfs")
+    built: dict[str, Path] = {}
+
+    def build(service: str) -> Path:
+        if service not in built:
+            rootfs = tmp_path_factory.mktemp(f"image-{service}") / "rootfs"
+            built[service] = _replay_builder(service, rootfs)
+            # The runtime stage has the virtualenv only: no source tree, no dev tools.
+            shutil.rmtree(rootfs / "app" / "services")
+            shutil.rmtree(rootfs / "app" / "shared")
+        return built[service]
+
+    return build
+
+
+def _runtime_env(venv: Path, home: Path, **settings: str) -> dict[str, str]:
+    """Roughly the runtime stage's environment: its PATH and ENV, plus the given settings."""
+    return {
+        "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **settings,
+    }
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("service", SERVICES)
+def test_builder_stage_produces_a_self_contained_virtualenv(
+    service: str, image_venv: Callable[[str], Path], tmp_path: Path
+) -> None:
+    venv = image_venv(service)
     python = venv / "bin" / "python"
     script = venv / "bin" / f"pact-{service}"
     assert script.is_file(), f"the image's CMD needs {script.name}"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    # The runtime stage has the virtualenv only: no source tree, no dev tools.
-    shutil.rmtree(tmp_path / "rootfs" / "app" / "services")
-    shutil.rmtree(tmp_path / "rootfs" / "app" / "shared")
     probe = (
         "import importlib.util as u, pathlib, sys\n"
         f"import pact_{service}, pact_schema\n"
@@ -351,7 +384,7 @@ def test_builder_stage_produces_a_self_contained_virtualenv(service: str, tmp_pa
         "assert u.find_spec('pact_provider' if 'settlement' in sys.argv[1] else"
         " 'pact_settlement') is None, 'the other service in the image'\n"
     )
-    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(elsewhere)}
+    env = _runtime_env(venv, elsewhere)
     run = subprocess.run(
         [str(python), "-c", probe, service],
         cwd=elsewhere,
@@ -375,12 +408,114 @@ def test_builder_stage_produces_a_self_contained_virtualenv(service: str, tmp_pa
         package = next((venv / "lib").glob("python3.*/site-packages/pact_settlement"))
         assert (package / "migrations" / "env.py").is_file(), "migrations missing from the wheel"
         assert list((package / "rails" / "evm_artifact").glob("*.json")), "EVM artifact missing"
-        migrate = subprocess.run(
-            [str(script), "migrate", "--help"],
-            cwd=elsewhere,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _healthcheck(service: str, port: int) -> list[str]:
+    """The image's HEALTHCHECK command, aimed at ``port``."""
+    runtime = stages(parse_dockerfile(dockerfile(service)))["runtime"]
+    (health,) = [i.args for i in runtime if i.keyword == "HEALTHCHECK"]
+    command = json.loads(health[health.index("CMD") + 3 :])
+    return [part.replace(f":{SERVICES[service]}/", f":{port}/") for part in command]
+
+
+def _serve(
+    service: str, venv: Path, env: dict[str, str], cwd: Path, log: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the image's CMD (on loopback and a free port) and wait for its HEALTHCHECK."""
+    port = _free_port()
+    runtime = stages(parse_dockerfile(dockerfile(service)))["runtime"]
+    (cmd,) = [i.args for i in runtime if i.keyword == "CMD"]
+    argv = json.loads(cmd)
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    argv[argv.index("--port") + 1] = str(port)
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    check = _healthcheck(service, port)
+    check[0] = str(venv / "bin" / check[0])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{service} exited {process.returncode}:\n{log.read_text()[-3000:]}")
+        probe = subprocess.run(check, env=env, capture_output=True, check=False, timeout=10)
+        if probe.returncode == 0:
+            return process, port
+        time.sleep(0.5)
+    process.kill()
+    pytest.fail(f"{service}: HEALTHCHECK never passed:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM (the images' STOPSIGNAL), as `docker stop` and Kubernetes send it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail(f"no graceful exit within 25 s of SIGTERM:\n{log.read_text()[-2000:]}")
+    # uvicorn finishes its shutdown, then re-raises the signal: exit by SIGTERM (143) is clean.
+    output = log.read_text()
+    assert process.returncode in (0, -signal.SIGTERM), f"exit {process.returncode}:\n{output}"
+    assert "Application shutdown complete" in output, output[-2000:]
+
+
+@pytest.mark.timeout(900)
+def test_images_migrate_serve_and_stop_gracefully_without_the_source_tree(
+    image_venv: Callable[[str], Path], generated_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The compose start order, with each image's own commands and HEALTHCHECK, on loopback.
+
+    Settlement runs on SQLite here (no database server needed); the working directory stays
+    empty, as the read-only root filesystem requires.
+    """
+    workdir = tmp_path / "app"
+    workdir.mkdir()
+    home = tmp_path / "nonexistent"
+    settlement_venv, provider_venv = image_venv("settlement"), image_venv("provider")
+    settlement_env = _runtime_env(
+        settlement_venv,
+        home,
+        PACT_SETTLEMENT_ENV="production",
+        PACT_SETTLEMENT_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'settlement.sqlite3'}",
+        PACT_SETTLEMENT_AUTO_MIGRATE="false",
+        PACT_SETTLEMENT_API_TOKEN=generated_env["PACT_SETTLEMENT_API_TOKEN"],
+        PACT_SETTLEMENT_ADMIN_TOKEN=generated_env["PACT_SETTLEMENT_ADMIN_TOKEN"],
+        PACT_SETTLEMENT_PROVIDER_KEYS=generated_env["PACT_SETTLEMENT_PROVIDER_KEYS"],
+    )
+    for command in (["pact-settlement", "migrate"], ["pact-settlement", "check-migrations"]):
+        run = subprocess.run(
+            command, cwd=workdir, env=settlement_env, capture_output=True, text=True, check=False
         )
-        assert migrate.returncode == 0, f"pact-settlement migrate --help:\n{migrate.stderr}"
+        assert run.returncode == 0, f"{' '.join(command)}:\n{run.stdout}{run.stderr}"
+    settlement, settlement_port = _serve(
+        "settlement", settlement_venv, settlement_env, workdir, tmp_path / "settlement.log"
+    )
+    provider = None
+    try:
+        provider_env = _runtime_env(
+            provider_venv,
+            home,
+            PACT_PROVIDER_ENV="production",
+            PACT_PROVIDER_SIGNING_KEY=generated_env["PACT_PROVIDER_SIGNING_KEY"],
+            PACT_PROVIDER_SETTLEMENT_URL=f"http://127.0.0.1:{settlement_port}",
+            PACT_PROVIDER_SETTLEMENT_TOKEN=generated_env["PACT_SETTLEMENT_API_TOKEN"],
+            PACT_PROVIDER_PRICE_BOOK_FILE=str(ROOT / "deploy" / "k8s" / "base" / "price-book.toml"),
+        )
+        provider, provider_port = _serve(
+            "provider", provider_venv, provider_env, workdir, tmp_path / "provider.log"
+        )
+        for port in (settlement_port, provider_port):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+                assert resp.status == 200, port
+    finally:
+        if provider is not None:
+            _stop(provider, tmp_path / "provider.log")
+        _stop(settlement, tmp_path / "settlement.log")
+    assert not list(workdir.iterdir()), "the services wrote into their working directory"
+    assert not home.exists(), "the services wrote into HOME"
