@@ -114,3 +114,39 @@ async def test_readyz_is_503_until_migrated(fresh_database_url: str) -> None:
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["migrations"]["current"] is None
+
+
+async def test_oversized_bodies_are_413(api: Any, client: Any) -> None:
+    big = {"accept": {"padding": "x" * 300_000}}
+    response = await client.post(
+        "/v1/settlements", json=big, headers={**api.provider_auth, "Idempotency-Key": "k"}
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "PAYLOAD_TOO_LARGE"
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b"x" * 10_000
+
+    streamed = await client.post(
+        "/v1/settlements",
+        content=chunks(),
+        headers={**api.provider_auth, "Idempotency-Key": "k", "content-type": "application/json"},
+    )
+    assert streamed.status_code == 413
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_sessions_carry_lock_and_statement_timeouts(settings: Any) -> None:
+    from pact_settlement.db.engine import create_engine
+    from sqlalchemy import text
+
+    service_engine = create_engine(settings)
+    try:
+        async with service_engine.connect() as conn:
+            lock = (await conn.execute(text("SHOW lock_timeout"))).scalar_one()
+            statement = (await conn.execute(text("SHOW statement_timeout"))).scalar_one()
+    finally:
+        await service_engine.dispose()
+    assert (lock, statement) == ("10s", "30s")

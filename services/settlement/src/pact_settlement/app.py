@@ -15,6 +15,7 @@ from pact_settlement.db import migrate
 from pact_settlement.db.engine import create_engine, create_sessionmaker
 from pact_settlement.health.endpoints import router as health_router
 from pact_settlement.kit.errors import install_error_handlers
+from pact_settlement.kit.limits import BodySizeLimitMiddleware
 from pact_settlement.kit.observability import Metrics, RequestContextMiddleware
 from pact_settlement.settlements.endpoints import router as settlements_router
 
@@ -89,5 +90,6 @@ def create_app(
     app.include_router(health_router)
     app.include_router(settlements_router)
     app.include_router(accounts_router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app

@@ -48,7 +48,7 @@ async def _migrate(settings: SettlementSettings, revision: str) -> str | None:
     from pact_settlement.db import migrate
     from pact_settlement.db.engine import create_engine
 
-    engine = create_engine(settings)
+    engine = create_engine(settings, for_migrations=True)
     try:
         if revision.startswith("-") or revision == "base":
             await migrate.downgrade(engine, revision)

@@ -112,6 +112,19 @@ class SettlementSettings(BaseSettings):
     db_pool_timeout_s: float = Field(
         default=10.0, gt=0, description="Seconds to wait for a pooled connection before 503."
     )
+    db_lock_timeout_ms: int = Field(
+        default=10_000,
+        ge=0,
+        description="Postgres lock_timeout for requests (0: none); a longer wait answers 503.",
+    )
+    db_statement_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="Postgres statement_timeout for requests (0: none). Not applied to migrate.",
+    )
+    max_body_bytes: int = Field(
+        default=262_144, ge=1024, description="Largest request body accepted (413 above)."
+    )
     sqlite_busy_timeout_ms: int = Field(
         default=15_000, ge=0, description="How long a SQLite writer waits for the write lock."
     )

@@ -32,6 +32,8 @@ def make_engine(
     max_overflow: int = 10,
     pool_timeout_s: float = 10.0,
     sqlite_busy_timeout_ms: int = 15_000,
+    lock_timeout_ms: int | None = None,
+    statement_timeout_ms: int | None = None,
     echo: bool = False,
 ) -> AsyncEngine:
     parsed = make_url(url)
@@ -53,6 +55,13 @@ def make_engine(
         "pool_timeout": pool_timeout_s,
         "pool_pre_ping": True,
     }
+    server_settings = {"application_name": "pact-settlement"}
+    if lock_timeout_ms:
+        server_settings["lock_timeout"] = str(int(lock_timeout_ms))
+    if statement_timeout_ms:
+        server_settings["statement_timeout"] = str(int(statement_timeout_ms))
+    if parsed.get_driver_name() == "asyncpg":
+        kwargs["connect_args"] = {"server_settings": server_settings}
     return create_async_engine(url, echo=echo, **kwargs)
 
 
@@ -73,13 +82,16 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(settings: SettlementSettings) -> AsyncEngine:
+def create_engine(settings: SettlementSettings, *, for_migrations: bool = False) -> AsyncEngine:
+    """The service's engine. Migrations run without the request-path timeouts."""
     return make_engine(
         settings.resolved_database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout_s=settings.db_pool_timeout_s,
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        lock_timeout_ms=None if for_migrations else settings.db_lock_timeout_ms,
+        statement_timeout_ms=None if for_migrations else settings.db_statement_timeout_ms,
     )
 
 
