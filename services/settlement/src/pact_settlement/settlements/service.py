@@ -206,6 +206,7 @@ class SettlementService:
             return CreateResult(await self.read(replay), created=False)
 
         rail_name = rail or self.settings.default_rail
+        rail_label = rail_name if rail_name in self.settings.enabled_rails else "other"
         try:
             verified = verify_accept(
                 accept,
@@ -214,7 +215,7 @@ class SettlementService:
                 provider_quote=provider_quote,
             )
         except AcceptRefused as exc:
-            self.metrics.settlements.labels("refused", rail_name).inc()
+            self.metrics.settlements.labels("refused", rail_label).inc()
             log.info("settlement.refused", code=exc.code, detail=exc.detail, intent_id=intent_hint)
             raise Unprocessable(exc.detail, code=exc.code) from exc
         try:
@@ -225,6 +226,13 @@ class SettlementService:
                 f"{', '.join(self.settings.enabled_rails)})",
                 code=ProblemCode.RAIL_NOT_AVAILABLE,
             ) from exc
+        if not rail_impl.transactional:
+            # External rails (Stripe, EVM) must not be called inside this transaction: their
+            # lock is recorded pending and committed first, then made and resolved (next issue).
+            raise Unprocessable(
+                f"rail {rail_name!r} needs the two-phase lock flow, which is not wired yet",
+                code=ProblemCode.RAIL_NOT_AVAILABLE,
+            )
 
         existing = await self.settlements.get_by_intent(verified.accept.intent_id)
         if existing is not None:
