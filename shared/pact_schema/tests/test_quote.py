@@ -104,3 +104,14 @@ def test_quote_without_binding_fields_is_refused() -> None:
     assert _code(accept_envelope(BUYER, sign_message(message, PROVIDER))) == (
         FailureCode.QUOTE_INVALID
     )
+
+
+def test_the_intent_scope_travels_inside_the_signed_quote() -> None:
+    scope = {"city": "Zürich", "fields": ["temp_c"]}
+    quote = ask_envelope(PROVIDER, BUYER, scope=scope)
+    assert _verify(accept_envelope(BUYER, quote)).scope == scope
+
+
+def test_a_quote_whose_scope_is_not_text_or_object_is_refused() -> None:
+    quote = ask_envelope(PROVIDER, BUYER, scope=[1, 2])
+    assert _code(accept_envelope(BUYER, quote)) == FailureCode.QUOTE_INVALID

@@ -33,6 +33,7 @@ ROUND_FIELD = "round"
 INTENT_TYPE_FIELD = "intent"
 SETTLEMENT_MODE_FIELD = "settlement_mode"
 LIST_PRICE_FIELD = "list_price"
+SCOPE_FIELD = "scope"
 
 
 class QuoteError(ValueError):
@@ -56,6 +57,7 @@ class QuoteTerms:
     intent_type: str
     settlement_mode: str
     list_price: Decimal
+    scope: str | dict[str, Any] | None = None
 
     @property
     def intent_id(self) -> str:
@@ -77,16 +79,22 @@ def quote_binding_fields(
     intent_type: str,
     settlement_mode: str,
     list_price: Decimal,
+    scope: str | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Extra fields a provider puts into an ASK so it can be honoured statelessly."""
+    """Extra fields a provider puts into an ASK so it can be honoured statelessly.
 
-    return {
+    ``scope`` (the INTENT's) lets the provider fulfil an ACCEPT without remembering the INTENT.
+    """
+    fields: dict[str, Any] = {
         BUYER_KEY_FIELD: buyer_key,
         ROUND_FIELD: round_number,
         INTENT_TYPE_FIELD: intent_type,
         SETTLEMENT_MODE_FIELD: settlement_mode,
         LIST_PRICE_FIELD: decimal_to_wire(list_price),
     }
+    if scope is not None:
+        fields[SCOPE_FIELD] = scope
+    return fields
 
 
 def _bound_str(ask: Ask, name: str) -> str:
@@ -154,7 +162,15 @@ def verify_carried_quote(
         intent_type=_bound_str(ask, INTENT_TYPE_FIELD),
         settlement_mode=_bound_str(ask, SETTLEMENT_MODE_FIELD),
         list_price=list_price,
+        scope=_bound_scope(ask),
     )
+
+
+def _bound_scope(ask: Ask) -> str | dict[str, Any] | None:
+    scope = ask.extras.get(SCOPE_FIELD)
+    if scope is None or isinstance(scope, str | dict):
+        return scope
+    raise QuoteError(FailureCode.QUOTE_INVALID, "quote scope must be a string or an object")
 
 
 def check_accept(accept: Accept, terms: QuoteTerms) -> None:
