@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import tomllib
 from typing import Any
 
 from .support import ROOT
@@ -88,3 +90,22 @@ def test_only_the_provider_is_published_beyond_localhost(compose: dict[str, Any]
         for port in service.get("ports") or []:
             if name != "provider":
                 assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port}"
+
+
+def test_local_rail_backends_match_the_versions_the_tests_pin(compose: dict[str, Any]) -> None:
+    """localstripe and ganache in compose are the versions the rails' own tests run against."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
+    versions = {p["name"]: p["version"] for p in lock["package"]}
+    dockerfile = (ROOT / "docker" / "localstripe.Dockerfile").read_text(encoding="utf-8")
+    pinned = re.search(r"^ARG LOCALSTRIPE_VERSION=(\S+)$", dockerfile, re.MULTILINE)
+    assert pinned, "docker/localstripe.Dockerfile pins LOCALSTRIPE_VERSION"
+    if "localstripe" in versions:
+        assert pinned[1] == versions["localstripe"], "localstripe differs from uv.lock"
+    image = compose["services"]["chain"]["image"]
+    assert image.startswith("trufflesuite/ganache:v")
+    for package_json in (ROOT / "services").rglob("package.json"):
+        if "node_modules" in package_json.parts:
+            continue
+        deps = json.loads(package_json.read_text(encoding="utf-8")).get("dependencies", {})
+        if "ganache" in deps:
+            assert image == f"trufflesuite/ganache:v{deps['ganache']}", package_json
