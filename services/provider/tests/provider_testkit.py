@@ -51,6 +51,8 @@ def settings(**overrides: Any) -> ProviderSettings:
         "settlement_token": SETTLEMENT_TOKEN,
         "settlement_backoff_s": 0.0,
         "settlement_timeout_s": 2.0,
+        # Both modes, so the mode checks of every message type are exercised.
+        "settlement_modes": ["hash_reveal", "streaming"],
     }
     values.update(overrides)
     return ProviderSettings(**values)

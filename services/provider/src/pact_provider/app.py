@@ -22,6 +22,8 @@ from pact_provider.config import ProviderSettings
 from pact_provider.discovery.endpoints import build_router as discovery_router
 from pact_provider.discovery.service import well_known_document
 from pact_provider.errors import install_error_handlers
+from pact_provider.fulfilment.handlers import fulfilment_handlers
+from pact_provider.fulfilment.service import Fulfiller
 from pact_provider.identity import load_identity
 from pact_provider.jsonio import json_bytes
 from pact_provider.negotiation.endpoints import build_router as negotiation_router
@@ -86,13 +88,14 @@ def create_app(
     keypair: Keypair | None = None,
     clock: Clock = now_ms,
     settlement_transport: httpx.AsyncBaseTransport | None = None,
-    after_settlement: AfterSettlement = no_fulfilment,
+    after_settlement: AfterSettlement | None = None,
     log_stream: TextIO | None = None,
 ) -> FastAPI:
     """Build one provider app. Raises ``ConfigError`` when the key or price book is unusable.
 
     ``keypair``, ``clock``, ``settlement_transport`` and ``log_stream`` exist for tests and
-    embedding; ``after_settlement`` is the fulfilment hook run after settlement took an ACCEPT.
+    embedding; ``after_settlement`` is the fulfilment hook run after settlement took an ACCEPT
+    (default: from the FULFILMENT settings).
     """
     settings = settings if settings is not None else ProviderSettings()
     log = make_logger(settings.log_level, log_stream)
@@ -108,6 +111,7 @@ def create_app(
         )
     price_book = build_price_book(settings)
     policy = Policy.from_settings(settings)
+    handler_book = fulfilment_handlers(settings)
     metrics = Metrics()
     well_known = json_bytes(well_known_document(settings, identity, price_book))
 
@@ -127,6 +131,19 @@ def create_app(
                 transport=settlement_transport,
                 observe=metrics.settlement_attempt,
             )
+        hook = after_settlement
+        if hook is None:
+            hook = (
+                Fulfiller(
+                    keypair=identity.keypair,
+                    settlement=settlement,
+                    handlers=handler_book,
+                    log=log,
+                    message_ttl_ms=settings.reply_ttl_ms,
+                )
+                if settlement is not None and handler_book is not None
+                else no_fulfilment
+            )
         negotiator = Negotiator(
             identity=identity,
             price_book=price_book,
@@ -134,7 +151,7 @@ def create_app(
             clock=clock,
             settlement=settlement,
             log=log,
-            after_settlement=after_settlement,
+            after_settlement=hook,
         )
         app.state.provider = ProviderRuntime(
             settings=settings,

@@ -125,8 +125,10 @@ class ProviderSettings(BaseSettings):
         description="Refuse (INTENT_NOT_ALLOWED) intent types that are not in the price book.",
     )
     settlement_modes: Annotated[list[SettlementMode], NoDecode] = Field(
-        default_factory=lambda: list[SettlementMode](["hash_reveal", "streaming"]),
-        description="Comma-separated settlement modes offered.",
+        default_factory=lambda: list[SettlementMode](["hash_reveal"]),
+        description="Comma-separated settlement modes offered. The settlement service settles "
+        "hash_reveal only (streaming is refused there with SETTLEMENT_MODE_NOT_ALLOWED), so "
+        "offer streaming only with a settlement backend that supports it.",
     )
     price_floor_ratio: Decimal = Field(
         default=Decimal("0.8"),
@@ -171,6 +173,19 @@ class ProviderSettings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=65_536, ge=1_024, le=16 * 1024 * 1024, description="Largest accepted POST body."
+    )
+
+    # --- fulfilment ---------------------------------------------------------------------------
+    fulfilment: Literal["demo", "none"] = Field(
+        default="demo",
+        description="After settlement locks the funds: `demo` delivers with the built-in "
+        "deterministic handlers (commit + reveal through settlement); `none` leaves delivery "
+        "to another process using the settlement API.",
+    )
+    fulfilment_module: str | None = Field(
+        default=None,
+        description="Python module with `HANDLERS` (intent type -> async handler) and optional "
+        "`DEFAULT_HANDLER`; replaces the demo handlers.",
     )
 
     # --- operations ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""HTTP client of the settlement service (``POST /v1/settlements``, ``GET /healthz``).
+"""HTTP client of the settlement service (settlements, commit, reveal, ``GET /healthz``).
 
 One pooled ``httpx.AsyncClient`` per app, made in the lifespan. Every forward has a total time
 budget; 5xx, 429, 408, timeouts and connection errors are retried with the *same*
@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -74,6 +75,14 @@ class SettlementGateway(Protocol):
         *,
         idempotency_key: str,
         provider_quote: dict[str, Any] | None = None,
+    ) -> SettlementRecord: ...
+
+    async def commit(
+        self, intent_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
+    ) -> SettlementRecord: ...
+
+    async def reveal(
+        self, intent_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord: ...
 
     async def ping(self) -> bool: ...
@@ -184,6 +193,24 @@ class HttpSettlementClient:
         body: dict[str, Any] = {"accept": accept_envelope, "rail": None}
         if provider_quote is not None:
             body["provider_quote"] = provider_quote
+        return await self._post(SETTLEMENTS_PATH, body, idempotency_key)
+
+    async def commit(
+        self, intent_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
+    ) -> SettlementRecord:
+        path = f"{SETTLEMENTS_PATH}/{quote(intent_id, safe='')}/commit"
+        return await self._post(path, {"commit": commit_envelope}, idempotency_key)
+
+    async def reveal(
+        self, intent_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
+    ) -> SettlementRecord:
+        path = f"{SETTLEMENTS_PATH}/{quote(intent_id, safe='')}/reveal"
+        return await self._post(path, {"reveal": reveal_envelope}, idempotency_key)
+
+    async def _post(
+        self, path: str, body: dict[str, Any], idempotency_key: str
+    ) -> SettlementRecord:
+        """POST with bounded retries under one idempotency key; a settlement record or raise."""
         content = json_bytes(body)
         headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
         deadline = time.monotonic() + self._total
@@ -195,9 +222,7 @@ class HttpSettlementClient:
                 break
             try:
                 async with asyncio.timeout(remaining):
-                    response = await self._http.post(
-                        SETTLEMENTS_PATH, content=content, headers=headers
-                    )
+                    response = await self._http.post(path, content=content, headers=headers)
             except (TimeoutError, httpx.TimeoutException):
                 last = "settlement did not answer in time"
             except httpx.TransportError as exc:

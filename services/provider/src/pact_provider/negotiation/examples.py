@@ -47,6 +47,16 @@ class _DocSettlement:
             bond=format(bond_for(amount), "f"),
         )
 
+    async def commit(
+        self, intent_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
+    ) -> SettlementRecord:
+        raise NotImplementedError("the OpenAPI examples do not deliver")
+
+    async def reveal(
+        self, intent_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
+    ) -> SettlementRecord:
+        raise NotImplementedError("the OpenAPI examples do not deliver")
+
     async def ping(self) -> bool:
         return True
 

@@ -1,0 +1,1 @@
+"""Fulfilment: what the provider delivers after settlement locked the buyer's funds."""
