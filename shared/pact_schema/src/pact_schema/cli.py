@@ -15,6 +15,7 @@ from pact_schema.envelope import EnvelopeError, verify_envelope
 from pact_schema.keys import KeyFormatError, Keypair
 from pact_schema.messages import MessageValidationError
 from pact_schema.money import WireMoneyError, parse_decimal_text
+from pact_schema.transcript import verify_transcript
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # verification failed, or the provider refused
@@ -68,6 +69,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verify_transcript(args: argparse.Namespace) -> int:
+    document = _read_json(args.file)
+    try:
+        check = verify_transcript(document, settlement_key=args.settlement_key)
+    except ValueError as exc:
+        raise CLIError(f"{args.file}: {exc}") from exc
+    for good, text in check.lines:
+        print(f"{'ok  ' if good else 'FAIL'} {text}")
+    print("transcript verifies" if check.ok else "transcript does NOT verify")
+    return EXIT_OK if check.ok else EXIT_REFUSED
+
+
 def _load_or_make_key(path: str | None) -> Keypair:
     if path is None:
         return Keypair.generate()
@@ -116,6 +129,17 @@ def _print_human(result: NegotiationResult) -> None:
             f"settlement: {settlement.get('id')} state={settlement.get('state')} "
             f"rail={settlement.get('rail')}"
         )
+    delivery = result.delivery
+    if delivery is not None:
+        status = delivery.get("status")
+        if result.delivery_verified is None:
+            print(f"delivery: {status}")
+        else:
+            proof = "verified" if result.delivery_verified else "DOES NOT MATCH the commitment"
+            print(f"delivery: {status}; sha256(payload || nonce) {proof}")
+        if result.payload is not None:
+            preview = result.payload[:200].decode("utf-8", "replace")
+            print(f"payload ({len(result.payload)} bytes): {preview}")
     if result.reason and result.outcome != "ACCEPTED":
         print(
             f"reason: {result.reason}" + (f" ({result.reject_code})" if result.reject_code else "")
@@ -150,6 +174,8 @@ async def _negotiate(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     else:
         _print_human(result)
+    if result.delivery_verified is False:
+        return EXIT_REFUSED
     return EXIT_OK if result.outcome in ("QUOTED", "ACCEPTED") else EXIT_REFUSED
 
 
@@ -189,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check an envelope file's hash and signature")
     verify.add_argument("file", help="envelope JSON file, or - for stdin")
     verify.set_defaults(func=cmd_verify)
+
+    transcript = sub.add_parser(
+        "verify-transcript", help="check every envelope of a settlement transcript"
+    )
+    transcript.add_argument("file", help="transcript JSON (GET /v1/settlements/ID/transcript)")
+    transcript.add_argument(
+        "--settlement-key", help="pin the settlement's public key (base58) that signs RECEIPTs"
+    )
+    transcript.set_defaults(func=cmd_verify_transcript)
     return parser
 
 

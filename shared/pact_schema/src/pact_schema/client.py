@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,6 +63,17 @@ class NegotiationResult:
     reason: str | None = None
     transcript: list[dict[str, Any]] = field(default_factory=list)
     accept_reply: dict[str, Any] | None = None
+    payload: bytes | None = None
+    """The delivered payload, when the provider delivered with hash_reveal."""
+    delivery_verified: bool | None = None
+    """True when sha256(payload || nonce) equals the provider's commitment; None: no delivery."""
+
+    @property
+    def delivery(self) -> dict[str, Any] | None:
+        if self.accept_reply is None:
+            return None
+        value = self.accept_reply["message"].get("delivery")
+        return value if isinstance(value, dict) else None
 
     @property
     def settlement(self) -> dict[str, Any] | None:
@@ -78,6 +92,10 @@ class NegotiationResult:
             "reason": self.reason,
             "transcript": self.transcript,
             "accept_reply": self.accept_reply,
+            "delivery_verified": self.delivery_verified,
+            "payload_b64": None
+            if self.payload is None
+            else base64.b64encode(self.payload).decode(),
         }
 
 
@@ -226,11 +244,27 @@ class PactClient:
         if isinstance(parsed, Accept):
             result.outcome = "ACCEPTED"
             result.accept_reply = reply.raw
+            self._check_delivery(result)
         elif isinstance(parsed, Reject):
             result.reject_code, result.reason = parsed.code, parsed.reason
         else:
             raise PactClientError(f"unexpected reply to ACCEPT: {parsed.type}")
         return result
+
+    @staticmethod
+    def _check_delivery(result: NegotiationResult) -> None:
+        delivery = result.delivery
+        if delivery is None or "payload_b64" not in delivery:
+            return
+        try:
+            payload = base64.b64decode(str(delivery["payload_b64"]), validate=True)
+            nonce = base64.b64decode(str(delivery["nonce_b64"]), validate=True)
+        except (KeyError, binascii.Error):
+            result.delivery_verified = False
+            return
+        commitment = str(delivery.get("commit_hash_hex", "")).lower()
+        result.payload = payload
+        result.delivery_verified = hashlib.sha256(payload + nonce).hexdigest() == commitment
 
     async def _send_logged(
         self, result: NegotiationResult, message: BaseModel
