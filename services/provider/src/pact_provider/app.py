@@ -8,6 +8,7 @@ instances in one process) with the same settings and key behave identically.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TextIO
@@ -26,6 +27,7 @@ from pact_provider.fulfilment.handlers import fulfilment_handlers
 from pact_provider.fulfilment.service import Fulfiller
 from pact_provider.identity import load_identity
 from pact_provider.jsonio import json_bytes
+from pact_provider.negotiation.endpoints import PactFastPath
 from pact_provider.negotiation.endpoints import build_router as negotiation_router
 from pact_provider.negotiation.examples import build_examples
 from pact_provider.negotiation.pricing import build_price_book
@@ -41,7 +43,7 @@ from pact_provider.observability import Metrics, RequestContextMiddleware, make_
 from pact_provider.runtime import ProviderRuntime
 from pact_provider.settlement_client import HttpSettlementClient, SettlementGateway
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["app_from_env", "create_app", "freeze_startup_objects"]
 
 DESCRIPTION = """\
 A stateless Pact (pact/1.0) provider. Buyers negotiate with signed envelopes at
@@ -190,11 +192,27 @@ def create_app(
     install_error_handlers(app)
     app.include_router(negotiation_router(build_examples()))
     app.include_router(discovery_router())
+    app.add_middleware(PactFastPath)  # inside RequestContextMiddleware (added last = outermost)
     app.add_middleware(RequestContextMiddleware, log=log, metrics=metrics, routes=ROUTES)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
+def freeze_startup_objects() -> None:
+    """Move everything made so far (modules, the app, its routes, models and OpenAPI
+    examples: ~60 000 tracked objects) into the garbage collector's permanent generation.
+
+    They live as long as the process anyway, and a full collection that walks them takes
+    10-20 ms, during which every request in flight waits: that pause is the provider's p99.
+    Called by the server entry points only (``pact-provider serve`` and the uvicorn factory),
+    never by ``create_app``, so tests and embedders keep the default behaviour.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def app_from_env() -> FastAPI:
     """Factory for uvicorn (``pact_provider.app:app_from_env``): settings from the environment."""
-    return create_app()
+    app = create_app()
+    freeze_startup_objects()
+    return app

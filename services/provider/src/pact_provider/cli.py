@@ -9,7 +9,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from pact_provider.app import create_app
+from pact_provider.app import create_app, freeze_startup_objects
 from pact_provider.config import ConfigError, ProviderSettings
 
 __all__ = ["build_parser", "main"]
@@ -84,6 +84,7 @@ def serve(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": 10,
     }
     if args.workers == 1:
+        freeze_startup_objects()
         uvicorn.run(app, **common)
     else:
         uvicorn.run("pact_provider.app:app_from_env", factory=True, workers=args.workers, **common)

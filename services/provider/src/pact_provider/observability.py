@@ -6,13 +6,14 @@ app instances in one process (tests, or several apps in one server) never collid
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
-from collections.abc import Collection
+from collections.abc import Collection, MutableMapping
 from typing import Any, TextIO
 
 import orjson
@@ -31,6 +32,7 @@ __all__ = [
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_MAX_CACHED_CHILDREN = 512
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 Logger = Any  # structlog's filtering bound logger (its class is made at runtime)
@@ -43,20 +45,63 @@ def _dumps(value: Any, **_: Any) -> str:
         return json.dumps(value, default=str, ensure_ascii=True)
 
 
+class _LineWriter:
+    """structlog's output step: one ``write`` of the rendered line (newline included) and a
+    flush. (``PrintLogger`` takes a lock and goes through ``print`` for every line.)"""
+
+    __slots__ = ("_flush", "_write")
+
+    def __init__(self, stream: TextIO) -> None:
+        self._write = stream.write
+        self._flush = stream.flush
+
+    def msg(self, message: str) -> None:
+        self._write(message + "\n")
+        self._flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+class _UtcTimeStamper:
+    """``TimeStamper(fmt="iso", utc=True)``'s format (``2024-01-02T03:04:05.123456Z``), with the
+    date and time text made once per second instead of a ``datetime`` per line."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(
+        self, _: Any, __: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        return event_dict
+
+
 def make_logger(level: str = "INFO", stream: TextIO | None = None) -> Logger:
-    """A JSON-lines logger writing to ``stream`` (stdout by default), with the request id."""
+    """A JSON-lines logger writing to ``stream`` (stdout by default), with the request id.
+
+    ``.bind()`` makes the concrete bound logger once: the lazy proxy ``wrap_logger`` returns
+    would otherwise rebuild it (processor chain and all) on every log call.
+    """
     return structlog.wrap_logger(
-        structlog.PrintLogger(stream if stream is not None else sys.stdout),
+        _LineWriter(stream if stream is not None else sys.stdout),
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _UtcTimeStamper(),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
         context_class=dict,
-    )
+    ).bind()
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -75,9 +120,14 @@ class JsonLogFormatter(logging.Formatter):
 
 
 class Metrics:
-    """The provider's Prometheus metrics in a registry of its own."""
+    """The provider's Prometheus metrics in a registry of its own.
+
+    The labelled children of the per-request metrics are looked up once and kept (at most
+    ``_MAX_CACHED_CHILDREN`` of each): ``labels()`` takes a lock and builds a key every time.
+    """
 
     def __init__(self) -> None:
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.messages = Counter(
             "pact_provider_messages",
@@ -118,9 +168,26 @@ class Metrics:
             registry=self.registry,
         )
 
+    def _pair(self, key: tuple[str, ...]) -> tuple[Any, Any]:
+        pair = self._children.get(key)
+        if pair is None:
+            if key[0] == "msg":
+                pair = (self.messages.labels(*key[1:]), self.message_seconds.labels(key[1]))
+            else:
+                pair = (self.http_requests.labels(*key[1:]), self.http_seconds.labels(key[2]))
+            if len(self._children) < _MAX_CACHED_CHILDREN:
+                self._children[key] = pair
+        return pair
+
     def message(self, message_type: str, outcome: str, code: str | None, seconds: float) -> None:
-        self.messages.labels(message_type, outcome, code or "").inc()
-        self.message_seconds.labels(message_type).observe(seconds)
+        count, duration = self._pair(("msg", message_type, outcome, code or ""))
+        count.inc()
+        duration.observe(seconds)
+
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        count, duration = self._pair(("http", method, route, str(status)))
+        count.inc()
+        duration.observe(seconds)
 
     def settlement_attempt(self, outcome: str, seconds: float) -> None:
         self.settlement_attempts.labels(outcome).inc()
@@ -137,7 +204,7 @@ def _request_id(scope: Scope) -> str:
             if _REQUEST_ID.match(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class RequestContextMiddleware:
@@ -175,8 +242,7 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - started
             path = scope["path"]
             route = path if path in self.routes else "other"
-            self.metrics.http_requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.http_seconds.labels(route).observe(seconds)
+            self.metrics.http_request(scope["method"], route, status, seconds)
             self.log.info(
                 "http.request",
                 method=scope["method"],

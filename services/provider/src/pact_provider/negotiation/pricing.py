@@ -12,12 +12,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, ROUND_UP, Context, Decimal, localcontext
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from pact_schema import Intent
-from pact_schema.money import WireMoneyError, decimal_from_wire, parse_decimal_text
+from pact_schema.money import WireMoneyError, decimal_from_wire, decimal_to_wire, parse_decimal_text
 
 from pact_provider.config import DEFAULT_PRICE, DEFAULT_PRICES, ConfigError, ProviderSettings
 
@@ -26,7 +27,9 @@ __all__ = [
     "MAX_MULTIPLIER",
     "MIN_BOND",
     "PRICE_QUANTUM",
+    "AskNumbers",
     "PriceBook",
+    "ask_numbers",
     "bond_for",
     "build_price_book",
     "concede",
@@ -65,6 +68,35 @@ def bond_for(price: Decimal) -> Decimal:
     return quantize_price(max(MIN_BOND, 2 * price))
 
 
+@dataclass(frozen=True, slots=True)
+class AskNumbers:
+    """The money of one ASK: the bond for ``price`` and both as JSON numbers."""
+
+    bond: Decimal
+    wire_price: int | float
+    wire_bond: int | float
+
+
+@lru_cache(maxsize=4096)
+def ask_numbers(price: Decimal) -> AskNumbers:
+    """Bond and wire numbers of a quoted price (memoised: a pure function of ``price``, and an
+    INTENT's price takes one of few values, so the Decimal work runs once per price)."""
+    bond = bond_for(price)
+    return AskNumbers(bond=bond, wire_price=decimal_to_wire(price), wire_bond=decimal_to_wire(bond))
+
+
+@lru_cache(maxsize=4096)
+def _multiplied(base: Decimal, fast: bool, fresh: bool, urgent: bool) -> Decimal:
+    price = base
+    if fast:
+        price *= LATENCY_FACTOR
+    if fresh:
+        price *= FRESHNESS_FACTOR
+    if urgent:
+        price *= URGENT_FACTOR
+    return quantize_price(price)
+
+
 def concede(
     *, previous_ask: Decimal, bid: Decimal, list_price: Decimal, floor_ratio: Decimal
 ) -> Decimal:
@@ -96,15 +128,14 @@ class PriceBook:
 
     def price_for(self, intent: Intent, base: Decimal) -> Decimal:
         """The seed's pricing: base * 1.2 (latency < 50 ms) * 1.1 (freshness < 10 s) * 1.15
-        (urgent), rounded to the price grid."""
-        price = base
-        if intent.constraints.latency_ms < LATENCY_THRESHOLD_MS:
-            price *= LATENCY_FACTOR
-        if intent.constraints.freshness_sec < FRESHNESS_THRESHOLD_SEC:
-            price *= FRESHNESS_FACTOR
-        if intent.urgent:
-            price *= URGENT_FACTOR
-        return quantize_price(price)
+        (urgent), rounded to the price grid. Memoised per (base, multipliers): a pure function
+        of few distinct inputs, so the Decimal arithmetic runs once per combination."""
+        return _multiplied(
+            base,
+            intent.constraints.latency_ms < LATENCY_THRESHOLD_MS,
+            intent.constraints.freshness_sec < FRESHNESS_THRESHOLD_SEC,
+            bool(intent.urgent),
+        )
 
     @property
     def highest_price(self) -> Decimal:

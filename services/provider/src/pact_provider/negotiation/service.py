@@ -16,7 +16,6 @@ from typing import Any, Protocol
 from pact_schema import (
     PROTOCOL_VERSION,
     Accept,
-    Ask,
     Bid,
     EnvelopeError,
     FailureCode,
@@ -26,7 +25,6 @@ from pact_schema import (
     VerifiedEnvelope,
     parse_json,
     parse_message,
-    sign_message,
     verify_envelope,
 )
 from pact_schema.quote import (
@@ -41,9 +39,10 @@ from pact_schema.quote import (
 from pact_provider.config import ProviderSettings
 from pact_provider.errors import BadEnvelope, SettlementUnavailable
 from pact_provider.identity import ProviderIdentity
-from pact_provider.negotiation.pricing import PriceBook, bond_for, concede
+from pact_provider.negotiation.pricing import PriceBook, ask_numbers, concede
 from pact_provider.observability import Logger
 from pact_provider.settlement_client import SettlementGateway, SettlementRecord, SettlementRefused
+from pact_provider.signing import signed_envelope
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -421,7 +420,7 @@ class Negotiator:
             **extra,
         }
         return Decision(
-            envelope=sign_message(ack, self._keypair, signed_at_ms=sent),
+            envelope=signed_envelope(ack, self._keypair, sent),
             event="pact.accept.settled",
             message_type="ACCEPT",
             outcome="ACCEPT",
@@ -519,20 +518,24 @@ class Negotiator:
         binding: dict[str, Any],
     ) -> dict[str, Any]:
         valid_for = self.policy.quote_valid_for_ms
-        ask = Ask(
-            protocol_version=PROTOCOL_VERSION,
-            type="ASK",
-            intent_id=intent_id,
-            price=price,
-            unit=UNIT,
-            latency_ms=latency_ms,
-            valid_for_ms=valid_for,
-            bond_required=bond_for(price),
-            sent_at_ms=now,
-            expires_at_ms=now + valid_for,
+        numbers = ask_numbers(price)
+        # The wire dict is built directly, in the field order ``message_to_wire(Ask(...))``
+        # writes: every value is already checked (or made here), so an ``Ask`` model and its
+        # ``model_dump`` would only cost time on every INTENT and BID.
+        ask: dict[str, Any] = {
+            "protocol_version": PROTOCOL_VERSION,
+            "intent_id": intent_id,
+            "sent_at_ms": now,
+            "expires_at_ms": now + valid_for,
+            "price": numbers.wire_price,
+            "unit": UNIT,
+            "latency_ms": latency_ms,
+            "valid_for_ms": valid_for,
+            "bond_required": numbers.wire_bond,
+            "type": "ASK",
             **binding,
-        )
-        return sign_message(ask, self._keypair, signed_at_ms=now)
+        }
+        return signed_envelope(ask, self._keypair, now)
 
     def _sign_reject(
         self, intent_id: str, reason: str, code: str | None, **extra: Any
@@ -549,7 +552,7 @@ class Negotiator:
         }
         if code is not None:
             message["code"] = code
-        return sign_message(message, self._keypair, signed_at_ms=now)
+        return signed_envelope(message, self._keypair, now)
 
     def _reject(
         self,
