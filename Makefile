@@ -54,7 +54,8 @@ fmt: $(UV) ## format and auto-fix
 	$(UV) run --frozen ruff check --fix .
 
 bench: install ## benchmarks (never part of `make test`); tables in bench/results/
-	$(UV) run --frozen python -m bench
+	$(UV) sync --frozen --all-packages --group bench
+	$(UV) run --frozen --group bench python -m bench
 
 clean: ## remove local state (dev keys, SQLite files, caches)
 	rm -rf .dev .pytest_cache .mypy_cache .ruff_cache
