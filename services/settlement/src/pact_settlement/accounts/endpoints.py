@@ -1,4 +1,4 @@
-"""Accounts API: deposits (admin token) and balances (either token)."""
+"""Accounts API: deposits (admin token), balances (either token), payment profiles."""
 
 from __future__ import annotations
 
@@ -6,8 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 
-from pact_settlement.accounts.schemas import AccountRead, DepositCreate, DepositRead
-from pact_settlement.accounts.service import AccountService
+from pact_settlement.accounts.schemas import (
+    AccountRead,
+    DepositCreate,
+    DepositRead,
+    PaymentProfilePut,
+    PaymentProfileRead,
+)
+from pact_settlement.accounts.service import AccountService, PaymentProfileService
 from pact_settlement.db.session import DBSession
 from pact_settlement.kit.auth import AdminPrincipal, AnyPrincipal
 from pact_settlement.kit.deps import AppMetrics
@@ -21,6 +27,13 @@ async def get_service(session: DBSession, metrics: AppMetrics) -> AccountService
 
 
 Service = Annotated[AccountService, Depends(get_service)]
+
+
+async def get_profile_service(session: DBSession) -> PaymentProfileService:
+    return PaymentProfileService(session)
+
+
+ProfileService = Annotated[PaymentProfileService, Depends(get_profile_service)]
 
 
 @router.post(
@@ -59,3 +72,70 @@ async def deposit(
 )
 async def get_account(agent_id: str, principal: AnyPrincipal, service: Service) -> AccountRead:
     return await service.get(agent_id)
+
+
+@router.put(
+    "/{agent_id}/payment-profiles/{rail}",
+    response_model=PaymentProfileRead,
+    summary="Set how an agent pays / is paid on an external rail (operators only)",
+    description=(
+        "`stripe`: `stripe_customer` (cus_…) and `stripe_payment_method` (pm_…, attached to "
+        "that customer; charged off-session with manual capture when this agent buys). "
+        "`evm`: `evm_address` (returned EIP-55 checksummed): the buyer's refund and "
+        "slashed-bond address, the seller's payee address. Settlements recorded earlier keep "
+        "the profile they were made with."
+    ),
+    responses={
+        201: {"description": "Created", "model": PaymentProfileRead},
+        422: problem_doc("Bad agent id, rail or profile fields", "SCHEMA_VALIDATION_FAILED"),
+        **AUTH_ERRORS,
+    },
+)
+async def put_payment_profile(
+    agent_id: str,
+    rail: str,
+    body: PaymentProfilePut,
+    response: Response,
+    principal: AdminPrincipal,
+    service: ProfileService,
+) -> PaymentProfileRead:
+    result, created = await service.put(agent_id, rail, body)
+    response.status_code = 201 if created else 200
+    return result
+
+
+@router.get(
+    "/{agent_id}/payment-profiles",
+    response_model=list[PaymentProfileRead],
+    summary="An agent's payment profiles",
+    responses={422: problem_doc("Bad agent id", "SCHEMA_VALIDATION_FAILED"), **AUTH_ERRORS},
+)
+async def list_payment_profiles(
+    agent_id: str, principal: AnyPrincipal, service: ProfileService
+) -> list[PaymentProfileRead]:
+    return await service.list(agent_id)
+
+
+@router.get(
+    "/{agent_id}/payment-profiles/{rail}",
+    response_model=PaymentProfileRead,
+    summary="An agent's payment profile on one rail",
+    responses={404: problem_doc("No profile for this rail", "NOT_FOUND"), **AUTH_ERRORS},
+)
+async def get_payment_profile(
+    agent_id: str, rail: str, principal: AnyPrincipal, service: ProfileService
+) -> PaymentProfileRead:
+    return await service.get(agent_id, rail)
+
+
+@router.delete(
+    "/{agent_id}/payment-profiles/{rail}",
+    status_code=204,
+    summary="Remove an agent's payment profile (operators only)",
+    responses={404: problem_doc("No profile for this rail", "NOT_FOUND"), **AUTH_ERRORS},
+)
+async def delete_payment_profile(
+    agent_id: str, rail: str, principal: AdminPrincipal, service: ProfileService
+) -> Response:
+    await service.delete(agent_id, rail)
+    return Response(status_code=204)

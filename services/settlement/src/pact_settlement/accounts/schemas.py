@@ -6,7 +6,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AccountRead", "DepositCreate", "DepositRead"]
+__all__ = [
+    "AccountRead",
+    "DepositCreate",
+    "DepositRead",
+    "PaymentProfilePut",
+    "PaymentProfileRead",
+]
 
 
 class DepositCreate(BaseModel):
@@ -35,3 +41,43 @@ class DepositRead(BaseModel):
     agent_id: str
     amount: str
     account: AccountRead
+
+
+class PaymentProfilePut(BaseModel):
+    """Body of ``PUT /v1/accounts/{agent_id}/payment-profiles/{rail}``: the fields of that rail."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"stripe_customer": "cus_Q1w2e3r4", "stripe_payment_method": "pm_1Nx…"},
+                {"evm_address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"},
+            ]
+        },
+    )
+
+    stripe_customer: str | None = Field(
+        default=None, max_length=255, description="stripe: the buyer's Customer id (cus_…)"
+    )
+    stripe_payment_method: str | None = Field(
+        default=None,
+        max_length=255,
+        description="stripe: a card PaymentMethod attached to that customer (pm_…), charged "
+        "off-session",
+    )
+    evm_address: str | None = Field(
+        default=None,
+        max_length=42,
+        description="evm: the agent's address (0x…, 20 bytes): refunds and slashed bonds go here "
+        "when it buys, payments when it sells",
+    )
+
+
+class PaymentProfileRead(BaseModel):
+    agent_id: str
+    rail: str
+    stripe_customer: str | None = None
+    stripe_payment_method: str | None = None
+    evm_address: str | None = Field(default=None, description="EIP-55 checksummed")
+    created_at: datetime
+    updated_at: datetime

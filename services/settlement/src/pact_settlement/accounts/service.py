@@ -1,8 +1,13 @@
-"""Agent accounts: deposits (admin) and balances. Agent ids are base58 Ed25519 keys."""
+"""Agent accounts: deposits (admin), balances, and payment profiles for the external rails.
+
+Agent ids are base58 Ed25519 keys.
+"""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+from typing import Final
 
 import structlog
 from pact_schema import FailureCode, KeyFormatError
@@ -10,16 +15,30 @@ from pact_schema.keys import b58decode
 from pact_schema.money import WireMoneyError, parse_decimal_text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pact_settlement.accounts.schemas import AccountRead, DepositRead
+from pact_settlement.accounts.models import PaymentProfile
+from pact_settlement.accounts.repository import PaymentProfileRepository
+from pact_settlement.accounts.schemas import (
+    AccountRead,
+    DepositRead,
+    PaymentProfilePut,
+    PaymentProfileRead,
+)
 from pact_settlement.db.locks import lock_names
 from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyService, fingerprint
-from pact_settlement.kit.errors import BadRequest, NotFound, Unprocessable
+from pact_settlement.kit.errors import BadRequest, NotFound, ProblemCode, Unprocessable
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import MoneyError, decimal_text, to_money
 from pact_settlement.kit.observability import Metrics
+from pact_settlement.kit.time import utcnow
 from pact_settlement.ledger.service import LedgerService
 
-__all__ = ["AccountService", "validate_agent_id"]
+__all__ = [
+    "PROFILE_RAILS",
+    "AccountService",
+    "PaymentProfileService",
+    "normalise_profile",
+    "validate_agent_id",
+]
 
 DEPOSIT_SCOPE = "accounts.deposit"
 log = structlog.get_logger(__name__)
@@ -95,3 +114,107 @@ class AccountService:
         self.metrics.deposits.inc()
         log.info("account.deposited", agent_id=agent_id, amount=decimal_text(amount))
         return result, True
+
+
+# --------------------------------------------------------------------------------------------
+# payment profiles
+# --------------------------------------------------------------------------------------------
+
+#: Rails that need a profile, and the fields each one takes.
+PROFILE_RAILS: Final[dict[str, tuple[str, ...]]] = {
+    "stripe": ("stripe_customer", "stripe_payment_method"),
+    "evm": ("evm_address",),
+}
+_STRIPE_CUSTOMER_RE: Final = re.compile(r"cus_[A-Za-z0-9]{1,250}")
+_STRIPE_PAYMENT_METHOD_RE: Final = re.compile(r"(pm|card|src)_[A-Za-z0-9]{1,250}")
+_ZERO_ADDRESS: Final = "0x" + "0" * 40
+
+
+def normalise_profile(rail: str, body: PaymentProfilePut) -> dict[str, str]:
+    """The profile fields for ``rail``, validated (and the EVM address checksummed)."""
+    if rail not in PROFILE_RAILS:
+        raise Unprocessable(
+            f"rail {rail!r} takes no payment profile (profiles: {', '.join(PROFILE_RAILS)})",
+            code=ProblemCode.RAIL_NOT_AVAILABLE,
+        )
+    given = body.model_dump(exclude_none=True)
+    foreign = sorted(set(given) - set(PROFILE_RAILS[rail]))
+    if foreign:
+        raise Unprocessable(f"fields {foreign} do not belong to a {rail} profile")
+    missing = [name for name in PROFILE_RAILS[rail] if not given.get(name)]
+    if missing:
+        raise Unprocessable(f"a {rail} profile needs {', '.join(missing)}")
+    if rail == "stripe":
+        if not _STRIPE_CUSTOMER_RE.fullmatch(given["stripe_customer"]):
+            raise Unprocessable("stripe_customer must be a Stripe Customer id (cus_…)")
+        if not _STRIPE_PAYMENT_METHOD_RE.fullmatch(given["stripe_payment_method"]):
+            raise Unprocessable("stripe_payment_method must be a Stripe PaymentMethod id (pm_…)")
+        return given
+    from eth_utils.address import is_address, is_checksum_address, to_checksum_address
+
+    address = str(given["evm_address"]).strip()
+    digits = address[2:]
+    mixed_case = digits != digits.lower() and digits != digits.upper()
+    if not is_address(address) or (mixed_case and not is_checksum_address(address)):
+        raise Unprocessable(
+            "evm_address must be a 20-byte hex address (a mixed-case address must carry a "
+            "valid EIP-55 checksum)"
+        )
+    if address.lower() == _ZERO_ADDRESS:
+        raise Unprocessable("evm_address must not be the zero address")
+    return {"evm_address": str(to_checksum_address(address))}
+
+
+def profile_read(row: PaymentProfile) -> PaymentProfileRead:
+    return PaymentProfileRead(
+        agent_id=row.agent_id,
+        rail=row.rail,
+        stripe_customer=row.stripe_customer,
+        stripe_payment_method=row.stripe_payment_method,
+        evm_address=row.evm_address,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class PaymentProfileService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.profiles = PaymentProfileRepository.from_session(session)
+
+    async def put(
+        self, agent_id: str, rail: str, body: PaymentProfilePut
+    ) -> tuple[PaymentProfileRead, bool]:
+        validate_agent_id(agent_id)
+        fields = normalise_profile(rail, body)
+        await lock_names(self.session, f"profile:{agent_id}:{rail}")
+        row = await self.profiles.get_for(agent_id, rail)
+        now = utcnow()
+        created = row is None
+        if row is None:
+            row = PaymentProfile(agent_id=agent_id, rail=rail, created_at=now)
+            self.session.add(row)
+        row.stripe_customer = fields.get("stripe_customer")
+        row.stripe_payment_method = fields.get("stripe_payment_method")
+        row.evm_address = fields.get("evm_address")
+        row.updated_at = now
+        await self.session.flush()
+        log.info("account.payment_profile_set", agent_id=agent_id, rail=rail, created=created)
+        return profile_read(row), created
+
+    async def get(self, agent_id: str, rail: str) -> PaymentProfileRead:
+        validate_agent_id(agent_id)
+        row = await self.profiles.get_for(agent_id, rail)
+        if row is None:
+            raise NotFound(f"agent {agent_id} has no {rail} payment profile")
+        return profile_read(row)
+
+    async def list(self, agent_id: str) -> list[PaymentProfileRead]:
+        validate_agent_id(agent_id)
+        return [profile_read(row) for row in await self.profiles.list_for(agent_id)]
+
+    async def delete(self, agent_id: str, rail: str) -> None:
+        validate_agent_id(agent_id)
+        if not await self.profiles.remove(agent_id, rail):
+            raise NotFound(f"agent {agent_id} has no {rail} payment profile")
+        log.info("account.payment_profile_deleted", agent_id=agent_id, rail=rail)
