@@ -9,6 +9,12 @@ returns a :class:`RailResult` or raises :class:`RailError`.
 pending record, the movement and the state transition commit together. Non-transactional
 rails (Stripe, EVM) are called with the ``rail_operations`` row already committed as
 ``pending``; the reconciler resolves it from ``status()`` after a crash.
+
+A rail may also implement :class:`PreparingRail`: ``prepare()`` runs in the transaction that
+records the settlement, before the pending ``lock`` operation is committed and before any
+external call. It refuses what the rail can never do (:class:`RailRefused`: an amount below the
+rail's minimum, a missing payment profile, a bond the rail cannot hold) and snapshots the exact
+arguments every later call will use.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from typing import Any, Protocol, runtime_checkable
 from pact_schema import FailureCode
 
 __all__ = [
+    "PreparingRail",
     "Rail",
     "RailError",
     "RailInsufficientFunds",
     "RailOpStatus",
+    "RailRefused",
     "RailResult",
     "RailSettlement",
     "RailStep",
@@ -75,6 +83,10 @@ class RailError(Exception):
         self.retryable = retryable
 
 
+class RailRefused(RailError):
+    """Refused up front by :meth:`PreparingRail.prepare`: nothing was recorded or sent (422)."""
+
+
 class RailInsufficientFunds(RailError):
     def __init__(self, detail: str, *, code: str = FailureCode.INSUFFICIENT_ESCROW) -> None:
         super().__init__(code, detail)
@@ -103,4 +115,14 @@ class Rail(Protocol):
 
     async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         """What the rail's own records say about the call made with ``idempotency_key``."""
+        ...
+
+
+@runtime_checkable
+class PreparingRail(Protocol):
+    async def prepare(self, settlement: RailSettlement) -> None:
+        """Check and snapshot, in the recording transaction, before the first call.
+
+        Raises :class:`RailRefused` for a settlement this rail can never carry.
+        """
         ...
