@@ -60,3 +60,28 @@ def test_non_json_values_are_refused() -> None:
         canonical_json({"a": object()})
     with pytest.raises(CanonicalJSONError):
         canonical_json({1: "x"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"[" * 100_000, b'{"a":' * 100_000, b"[1e999999," + b"[" * 100_000, b"[" * 600 + b"]" * 600],
+)
+def test_absurd_nesting_is_refused_without_crashing_the_process(text: bytes) -> None:
+    # The stdlib C parser can overflow the C stack on deep nesting when the recursion limit
+    # has been raised (as some libraries do); this must stay a clean error.
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_000_000)
+    try:
+        with pytest.raises(CanonicalJSONError):
+            canonical_json(parse_json(text))
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_json_that_orjson_refuses_but_javascript_reads_still_parses() -> None:
+    assert parse_json(b'[12345678901234567890123, "\\ud800"]') == [
+        12345678901234567890123,
+        "\ud800",
+    ]

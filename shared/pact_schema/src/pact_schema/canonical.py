@@ -15,6 +15,7 @@ import json
 import math
 from typing import Any
 
+import orjson
 import rfc8785
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
 
 JSONValue = Any
 _MAX_SAFE_INT = 2**53 - 1
+MAX_NESTING = 512
+"""Deepest array/object nesting accepted (orjson's own limit is 1024)."""
 
 
 class CanonicalJSONError(ValueError):
@@ -38,21 +41,60 @@ def _refuse_constant(name: str) -> float:
     raise CanonicalJSONError(f"{name} is not valid JSON")
 
 
+def _nesting_depth(text: str | bytes) -> int:
+    """Deepest bracket nesting outside strings (only for input orjson could not take)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_json(data: str | bytes) -> JSONValue:
-    """Parse JSON text the way the wire sees it, refusing NaN/Infinity.
+    """Parse JSON text the way the wire sees it, refusing NaN/Infinity and absurd nesting.
 
     Numbers stay as Python parsed them (``int`` or ``float``) so that a message can be hashed
     exactly as received; :func:`canonical_json` applies JavaScript's number semantics.
+    orjson parses the common case (fast, nesting-limited). What it refuses but JSON allows
+    (integers beyond 64 bits, escaped lone surrogates) goes to the standard library, after a
+    nesting check: deep nesting can overflow the C stack of ``json`` and kill the process.
     """
-    return json.loads(data, parse_constant=_refuse_constant)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "recursion" in str(exc).lower():
+            raise CanonicalJSONError(f"JSON nested deeper than {MAX_NESTING}") from exc
+    if _nesting_depth(data) > MAX_NESTING:
+        raise CanonicalJSONError(f"JSON nested deeper than {MAX_NESTING}")
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise CanonicalJSONError("JSON nested too deeply") from exc
 
 
 def _is_lone_surrogate(ch: str) -> bool:
     return 0xD800 <= ord(ch) <= 0xDFFF
 
 
-def _js_view(value: JSONValue) -> tuple[JSONValue, bool]:
+def _js_view(value: JSONValue, depth: int = 0) -> tuple[JSONValue, bool]:
     """Return ``value`` as JavaScript would hold it, and whether it has lone surrogates."""
+    if depth > MAX_NESTING:
+        raise CanonicalJSONError(f"JSON nested deeper than {MAX_NESTING}")
     if isinstance(value, bool) or value is None:
         return value, False
     if isinstance(value, int):
@@ -64,7 +106,7 @@ def _js_view(value: JSONValue) -> tuple[JSONValue, bool]:
     if isinstance(value, str):
         return value, any(_is_lone_surrogate(c) for c in value)
     if isinstance(value, list | tuple):
-        items = [_js_view(v) for v in value]
+        items = [_js_view(v, depth + 1) for v in value]
         return [v for v, _ in items], any(s for _, s in items)
     if isinstance(value, dict):
         out: dict[str, JSONValue] = {}
@@ -72,7 +114,7 @@ def _js_view(value: JSONValue) -> tuple[JSONValue, bool]:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalJSONError("object keys must be strings")
-            out[key], inner = _js_view(item)
+            out[key], inner = _js_view(item, depth + 1)
             surrogates = surrogates or inner or any(_is_lone_surrogate(c) for c in key)
         return out, surrogates
     raise CanonicalJSONError(f"unsupported type in JSON value: {type(value).__name__}")
@@ -119,13 +161,15 @@ def _dump_with_surrogates(value: JSONValue) -> bytes:
 
 def canonical_json(value: JSONValue) -> bytes:
     """UTF-8 bytes of ``value`` as the reference SDK canonicalises it."""
-    js_value, has_surrogates = _js_view(value)
-    if has_surrogates:
-        return _dump_with_surrogates(js_value)
     try:
+        js_value, has_surrogates = _js_view(value)
+        if has_surrogates:
+            return _dump_with_surrogates(js_value)
         return bytes(rfc8785.dumps(js_value))
     except rfc8785.CanonicalizationError as exc:
         raise CanonicalJSONError(str(exc)) from exc
+    except RecursionError as exc:
+        raise CanonicalJSONError("value nested too deeply to canonicalise") from exc
 
 
 def sha256_hex(data: bytes) -> str:
