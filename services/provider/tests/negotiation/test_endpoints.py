@@ -65,6 +65,10 @@ async def test_pact_client_negotiates_bids_and_accepts_end_to_end(
     assert result.settlement is not None
     assert result.settlement["state"] == "locked"
     assert client.provider_key == PROVIDER.public_key_b58
+    asks = [e["message"] for e in result.transcript if e["message"]["type"] == "ASK"]
+    assert [a["round"] for a in asks] == [1, 2, 3]
+    # Every round's signed quote carries the INTENT's scope, so any replica can fulfil it.
+    assert all(a["scope"] == {"city": "Zürich", "emoji": "🏔️"} for a in asks)
 
 
 @pytest.mark.parametrize(

@@ -301,6 +301,7 @@ class Negotiator:
                 intent_type=intent.intent,
                 settlement_mode=intent.settlement_mode,
                 list_price=price,
+                scope=intent.scope,
             ),
         )
         return Decision(
@@ -343,6 +344,7 @@ class Negotiator:
                 intent_type=terms.intent_type,
                 settlement_mode=terms.settlement_mode,
                 list_price=terms.list_price,
+                scope=terms.scope,
             ),
         )
         return Decision(
