@@ -17,6 +17,7 @@ from pact_settlement.health.endpoints import router as health_router
 from pact_settlement.kit.errors import install_error_handlers
 from pact_settlement.kit.limits import BodySizeLimitMiddleware
 from pact_settlement.kit.observability import Metrics, RequestContextMiddleware
+from pact_settlement.rails.clients import RailClients
 from pact_settlement.settlements.endpoints import router as settlements_router
 
 __all__ = ["create_app"]
@@ -41,6 +42,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(settings)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
+    rail_clients: RailClients = app.state.rail_clients or RailClients(settings)
+    rail_clients.attach(app.state.sessionmaker)  # every session can build the external rails
+    app.state.rail_clients = rail_clients
     if settings.should_auto_migrate:
         await migrate.upgrade(engine)
         log.info("settlement.migrated", revision=migrate.head_revision())
@@ -69,13 +73,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await rail_clients.aclose()
         await engine.dispose()
         log.info("settlement.stopped")
 
 
 def create_app(
-    settings: SettlementSettings | None = None, *, clock: Callable[[], int] | None = None
+    settings: SettlementSettings | None = None,
+    *,
+    clock: Callable[[], int] | None = None,
+    rail_clients: RailClients | None = None,
 ) -> FastAPI:
+    """``rail_clients``: ready-made Stripe/EVM gateways (tests); default: made from settings."""
     settings = settings or SettlementSettings()
     app = FastAPI(
         title="Pact settlement service",
@@ -86,6 +95,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.clock = clock or now_ms
+    app.state.rail_clients = rail_clients
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(settlements_router)

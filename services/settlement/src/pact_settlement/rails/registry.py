@@ -1,4 +1,8 @@
-"""Pick a rail by name (like django-payments' ``provider_factory``)."""
+"""Pick a rail by name (like django-payments' ``provider_factory``).
+
+External rails (stripe, evm) are built over the app's long-lived gateways, which every session
+of the app's sessionmaker carries (:class:`~pact_settlement.rails.clients.RailClients`).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.base import Rail
+from pact_settlement.rails.clients import RailClients
+from pact_settlement.rails.evm import EvmEscrowRail
 from pact_settlement.rails.ledger import LedgerRail
+from pact_settlement.rails.stripe import StripeRail
 
 __all__ = ["RAIL_FACTORIES", "UnknownRail", "available_rails", "get_rail"]
 
 RailFactory = Callable[[SettlementSettings, AsyncSession], Rail]
 
-#: name → factory. Stripe and EVM register here in their own issue.
+#: name → factory.
 RAIL_FACTORIES: dict[str, RailFactory] = {
     "ledger": lambda _settings, session: LedgerRail(session),
+    "stripe": lambda settings, session: StripeRail(
+        session, settings, RailClients.of(session).stripe()
+    ),
+    "evm": lambda settings, session: EvmEscrowRail(
+        session, settings, RailClients.of(session).evm()
+    ),
 }
 
 

@@ -110,8 +110,19 @@ class TestGanacheJsonRpc:
             "ganache-intent-confirm", chain.buyer.address, chain.seller.address,
             chain.beneficiary.address, int(time.time()) + 3600, ONE_ETH,
         )  # fmt: skip
-        task = asyncio.create_task(gw.release(locked.escrow_id))
-        await asyncio.sleep(0.3)
+        sent: list[str] = []
+
+        async def record(tx_hash: str) -> None:
+            sent.append(tx_hash)
+
+        task = asyncio.create_task(gw.release(locked.escrow_id, on_submitted=record))
+        # Wait until ganache has mined the release itself (instamine) — under load that can
+        # take longer than any fixed sleep — then check it waits for a second block.
+        for _ in range(500):
+            if sent and await gw.transaction_status(sent[0]) == "succeeded":
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
         assert not task.done()
         await chain.mine(1)
         result = await asyncio.wait_for(task, timeout=10)

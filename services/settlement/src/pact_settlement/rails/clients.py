@@ -1,0 +1,121 @@
+"""Long-lived clients of the external rails, made once per app (in ``lifespan``).
+
+A rail object is cheap and bound to one database session; what it talks to is not: the
+Stripe gateway keeps an HTTP connection pool, and the EVM gateway owns the operator account's
+nonce lock, which must be shared by every concurrent request, sweep and reconciler pass of the
+process (two gateways on one key would race for nonces). So the gateways live here, one per
+app, created on first use and closed at shutdown.
+
+They reach the rails through the session: the app's sessionmaker puts this object in every
+session's ``info`` (``RailClients.attach``), so the request path, the sweeper and the
+reconciler — anything holding a session of the app — build rails with the same clients,
+without threading them through every constructor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pact_settlement.config import SettlementSettings
+from pact_settlement.rails.evm_gateway import EscrowGateway
+from pact_settlement.rails.stripe_gateway import StripeGateway
+
+__all__ = ["INFO_KEY", "RailClients", "RailNotConfigured"]
+
+INFO_KEY: Final = "pact.rail_clients"
+log = structlog.get_logger(__name__)
+
+
+class RailNotConfigured(RuntimeError):
+    """An external rail was asked for without its clients or settings."""
+
+
+class RailClients:
+    """The Stripe and EVM gateways of one app. Pass ready-made ones in tests."""
+
+    def __init__(
+        self,
+        settings: SettlementSettings,
+        *,
+        stripe: StripeGateway | None = None,
+        evm: EscrowGateway | None = None,
+    ) -> None:
+        self.settings = settings
+        self._stripe = stripe
+        self._evm = evm
+        self._owned: list[Any] = []
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def attach(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """Every session ``sessionmaker`` makes from now on carries these clients."""
+        info = dict(sessionmaker.kw.get("info") or {})
+        info[INFO_KEY] = self
+        sessionmaker.configure(info=info)
+
+    @staticmethod
+    def of(session: AsyncSession) -> RailClients:
+        clients = session.info.get(INFO_KEY)
+        if not isinstance(clients, RailClients):
+            raise RailNotConfigured(
+                "this session carries no rail clients; use a session of the app's "
+                "sessionmaker (RailClients.attach) to build the stripe or evm rail"
+            )
+        return clients
+
+    # -- gateways ------------------------------------------------------------------------
+
+    def stripe(self) -> StripeGateway:
+        if self._stripe is None:
+            s = self.settings
+            if s.stripe_api_key is None:
+                raise RailNotConfigured("PACT_SETTLEMENT_STRIPE_API_KEY is not set")
+            self._stripe = StripeGateway(
+                s.stripe_api_key.get_secret_value(),
+                api_base=s.stripe_api_base,
+                currency=s.stripe_currency,
+                max_network_retries=s.stripe_max_network_retries,
+                timeout_s=s.stripe_timeout_s,
+            )
+            self._owned.append(self._stripe)
+        return self._stripe
+
+    def evm(self) -> EscrowGateway:
+        if self._evm is None:
+            s = self.settings
+            if not (s.evm_rpc_url and s.evm_operator_key and s.evm_contract_address):
+                raise RailNotConfigured(
+                    "the evm rail needs PACT_SETTLEMENT_EVM_RPC_URL, EVM_OPERATOR_KEY and "
+                    "EVM_CONTRACT_ADDRESS"
+                )
+            from eth_account import Account
+            from web3 import AsyncWeb3
+            from web3.providers import AsyncHTTPProvider
+
+            provider = AsyncHTTPProvider(s.evm_rpc_url)
+            self._evm = EscrowGateway(
+                AsyncWeb3(provider),
+                s.evm_contract_address,
+                Account.from_key(s.evm_operator_key.get_secret_value()),
+                confirmations=s.evm_confirmations,
+                receipt_timeout_s=s.evm_receipt_timeout_s,
+                poll_interval_s=s.evm_poll_interval_s,
+                expected_chain_id=s.evm_chain_id,
+            )
+            self._owned.append(provider)
+        return self._evm
+
+    async def aclose(self) -> None:
+        """Close what this object created (injected gateways belong to their maker)."""
+        for item in reversed(self._owned):
+            try:
+                if isinstance(item, StripeGateway):
+                    await item.aclose()
+                else:
+                    await item.disconnect()
+            except Exception as exc:  # closing must not mask the shutdown
+                log.warning("rails.client_close_failed", error=str(exc)[:200])
+        self._owned.clear()

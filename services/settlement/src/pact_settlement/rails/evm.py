@@ -1,0 +1,360 @@
+"""The on-chain escrow rail: ``PactEscrow`` driven by the settlement operator's key (web3).
+
+Custody model (operator custody): the service's operator account locks the buyer's amount
+*for* the buyer with ``lockFor`` — the escrow belongs to the buyer on chain exactly as if the
+buyer had called ``lock`` (refunds go to the buyer's address, which may also release) — and
+the operator collects that amount from the buyer off-chain (e.g. the buyer's balance with the
+operator). The seller's bond, when required, is posted by the operator from the seller's
+balance the same way (``postBond``). The buyer's on-chain guarantee does not depend on the
+operator staying honest or alive: after the on-chain deadline anyone may refund the buyer.
+
+Non-custodial variant, no configuration needed: a buyer may lock the escrow itself
+(``lock(keccak256(intent_id), seller, beneficiary=buyer, deadline)`` from its own address,
+with exactly the amount and at least the deadline the settlement needs) before the settlement
+is created. The lock step then finds that escrow and adopts it instead of sending anything.
+
+======== =====================================================================================
+prepare  refuse sub-wei amounts and agents without an ``evm`` profile; snapshot buyer,
+         seller, beneficiary (= the buyer: PROTOCOL.md pays a slashed bond to the buyer), the
+         on-chain deadline, amount and bond in wei, the escrow id
+lock     adopt a matching buyer-made escrow, else ``lockFor`` with ``value = amount``; then
+         ``postBond`` if a bond is required and not yet posted
+release  ``release`` (seller gets amount + bond)
+refund   ``refund`` (buyer gets amount, seller its bond)
+slash    ``slash`` (buyer gets amount, the beneficiary — the buyer — the bond)
+status   ``getEscrow`` (the contract's own state) — the escrow id is known before anything is sent
+======== =====================================================================================
+
+Amounts: ``amount_wei = amount * EVM_WEI_PER_UNIT`` exactly (10**18: the price unit is one
+ether); an amount that would need a fraction of a wei is refused, never rounded. The on-chain
+deadline is the delivery deadline + the challenge window + ``EVM_DEADLINE_GRACE_S``: the
+contract lets *anyone* refund after it, so it must not fall inside a challenge window that
+may still end in a release.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from decimal import Context, Decimal, InvalidOperation
+from typing import Any
+
+import structlog
+from pact_schema import FailureCode
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pact_settlement.accounts.repository import PaymentProfileRepository
+from pact_settlement.config import SettlementSettings
+from pact_settlement.kit.money import decimal_text
+from pact_settlement.rails._binding_io import BindingIO
+from pact_settlement.rails.base import (
+    RailError,
+    RailOpStatus,
+    RailRefused,
+    RailResult,
+    RailSettlement,
+    RailStep,
+)
+from pact_settlement.rails.bindings import RailBindingRepository
+from pact_settlement.rails.evm_gateway import (
+    EscrowConflictError,
+    EscrowGateway,
+    EscrowGatewayError,
+    EscrowInsufficientFundsError,
+    EscrowState,
+    EscrowStatus,
+    EscrowTxResult,
+)
+from pact_settlement.rails.minor_units import MAX_UINT256, AmountError, to_minor_units
+
+__all__ = ["EvmEscrowRail", "describe_evm", "units_to_wei"]
+
+log = structlog.get_logger(__name__)
+
+_TARGET = {
+    RailStep.RELEASE: EscrowStatus.RELEASED,
+    RailStep.REFUND: EscrowStatus.REFUNDED,
+    RailStep.SLASH: EscrowStatus.SLASHED,
+}
+
+
+def units_to_wei(amount: Decimal, wei_per_unit: int) -> int:
+    """``amount * wei_per_unit`` as an int, exactly; a fraction of a wei raises AmountError."""
+    if isinstance(amount, bool) or not isinstance(amount, (Decimal, int)):
+        raise AmountError(f"amount must be a Decimal, not {type(amount).__name__}")
+    ctx = Context(prec=120, traps=[InvalidOperation])
+    scaled = ctx.multiply(Decimal(amount), Decimal(wei_per_unit))
+    wei = to_minor_units(scaled, 0, rounding=None)
+    if wei > MAX_UINT256:
+        raise AmountError(f"{amount} does not fit in a uint256 of wei")
+    return wei
+
+
+def describe_evm(settings: SettlementSettings) -> dict[str, Any]:
+    per_unit = settings.evm_wei_per_unit
+    unit = "ether" if per_unit == 10**18 else f"{per_unit} wei"
+    return {
+        "transactional": False,
+        "currency": "native (wei)",
+        "unit": f"1 price unit = {unit}",
+        "minimum_amount": decimal_text(Decimal(1) / Decimal(per_unit)),
+        "rounding": "none: amounts needing a fraction of a wei are refused",
+        "supports_bond": True,
+        "confirmations": settings.evm_confirmations,
+        "chain_id": settings.evm_chain_id,
+        "contract_address": settings.evm_contract_address,
+        "deadline_grace_s": settings.evm_deadline_grace_s,
+        "needs_profile": {"buyer": ["evm_address"], "seller": ["evm_address"]},
+    }
+
+
+def _key_step(idempotency_key: str) -> RailStep:
+    return RailStep(idempotency_key.rsplit("-", 1)[-1])
+
+
+def _rail_error(exc: EscrowGatewayError, step: RailStep) -> RailError:
+    if isinstance(exc, EscrowInsufficientFundsError):
+        # The operator account cannot pay value + gas. For a lock: nothing happened, fail it.
+        # For the other steps: they must happen; keep them pending until it is topped up.
+        return RailError(
+            FailureCode.FAILED_ESCROW,
+            f"the operator account cannot pay for the {step.value}: {exc}",
+            retryable=step is not RailStep.LOCK,
+        )
+    if exc.retryable or exc.outcome_unknown:
+        return RailError(FailureCode.SETTLEMENT_FAILED, f"chain unavailable: {exc}", retryable=True)
+    return RailError(exc.failure_code, f"the escrow refused the {step.value}: {exc}")
+
+
+class EvmEscrowRail:
+    name = "evm"
+    transactional = False
+
+    def __init__(
+        self, session: AsyncSession, settings: SettlementSettings, gateway: EscrowGateway
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.gateway = gateway
+        self.bindings = BindingIO(session, self.name)
+
+    # -- prepare (in the recording transaction) --------------------------------------------
+
+    async def prepare(self, settlement: RailSettlement) -> None:
+        from pact_settlement.settlements.models import Settlement
+
+        s = settlement
+        try:
+            amount_wei = units_to_wei(s.amount, self.settings.evm_wei_per_unit)
+            bond_wei = units_to_wei(s.bond, self.settings.evm_wei_per_unit)
+        except AmountError as exc:
+            raise RailRefused(
+                FailureCode.AMOUNT_BELOW_RAIL_MINIMUM,
+                f"{s.amount} (bond {s.bond}) cannot be held in whole wei at "
+                f"{self.settings.evm_wei_per_unit} wei per unit: {exc}",
+            ) from exc
+        if amount_wei <= 0:
+            raise RailRefused(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, "the amount is 0 wei")
+        profiles = PaymentProfileRepository.from_session(self.session)
+        addresses: dict[str, str] = {}
+        for role, agent in (("buyer", s.buyer), ("seller", s.seller)):
+            profile = await profiles.get_for(agent, self.name)
+            if profile is None or not profile.evm_address:
+                raise RailRefused(
+                    FailureCode.MISSING_REQUIRED_CREDENTIALS,
+                    f"the {role} {agent} has no evm payment profile (an operator sets it with "
+                    f"PUT /v1/accounts/{agent}/payment-profiles/evm)",
+                )
+            addresses[role] = profile.evm_address
+        if addresses["buyer"] == addresses["seller"]:
+            raise RailRefused(
+                FailureCode.MISSING_REQUIRED_CREDENTIALS,
+                "buyer and seller have the same evm address",
+            )
+        row = await self.session.get(Settlement, s.id)
+        if row is None:
+            raise RailError(FailureCode.FAILED_ESCROW, f"settlement {s.id} is not recorded")
+        deadline = (
+            row.delivery_deadline_at
+            + timedelta(milliseconds=row.challenge_window_ms)
+            + timedelta(seconds=self.settings.evm_deadline_grace_s)
+        )
+        repo = RailBindingRepository.from_session(self.session)
+        if await repo.get_for(s.id) is not None:
+            return
+        escrow_id = self.gateway.escrow_id(s.intent_id, addresses["buyer"], addresses["seller"])
+        await repo.create(
+            settlement_id=s.id,
+            rail=self.name,
+            external_id=escrow_id,
+            params={
+                "buyer": addresses["buyer"],
+                "seller": addresses["seller"],
+                "beneficiary": addresses["buyer"],
+                "deadline_s": math.ceil(deadline.timestamp()),
+                # strings: JSON numbers above 2**53 do not survive every JSON reader
+                "amount_wei": str(amount_wei),
+                "bond_wei": str(bond_wei),
+                "contract": self.gateway.address,
+                "escrow_id": escrow_id,
+            },
+        )
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        s = settlement
+        p = (await self.bindings.load(s.id)).params
+        amount_wei, bond_wei = int(p["amount_wei"]), int(p["bond_wei"])
+        try:
+            adopted = await self._adopt(p)
+            if adopted is not None:
+                result = adopted
+            else:
+                result = await self.gateway.lock_for(
+                    s.intent_id,
+                    p["buyer"],
+                    p["seller"],
+                    p["beneficiary"],
+                    int(p["deadline_s"]),
+                    amount_wei,
+                )
+            state = result.state
+            if bond_wei > state.bond_wei:
+                if await self.gateway.pending_transaction_count() > 0:
+                    # A bond transaction of ours may be in flight: never post twice.
+                    raise RailError(
+                        FailureCode.SETTLEMENT_FAILED,
+                        "operator transactions are pending; the bond is posted once they are mined",
+                        retryable=True,
+                    )
+                bonded = await self.gateway.post_bond(result.escrow_id, bond_wei - state.bond_wei)
+                state = bonded.state
+        except EscrowConflictError as exc:
+            raise RailError(
+                FailureCode.FAILED_ESCROW,
+                f"escrow {p['escrow_id']} already exists on chain with other terms: {exc}",
+            ) from exc
+        except EscrowGatewayError as exc:
+            raise _rail_error(exc, RailStep.LOCK) from exc
+        log.info(
+            "rail.evm.locked",
+            settlement_id=s.id,
+            escrow_id=result.escrow_id,
+            tx_hash=result.tx_hash,
+            amount_wei=str(amount_wei),
+            bond_wei=str(state.bond_wei),
+            adopted=adopted is not None,
+        )
+        return self._result(RailStep.LOCK, result, state, adopted=adopted is not None)
+
+    async def release(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        return await self._finish(RailStep.RELEASE, settlement)
+
+    async def refund(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        return await self._finish(RailStep.REFUND, settlement)
+
+    async def slash(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        return await self._finish(RailStep.SLASH, settlement)
+
+    async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        step = _key_step(idempotency_key)
+        p = (await self.bindings.load(settlement.id)).params
+        try:
+            state = await self.gateway.get_escrow(p["escrow_id"])
+            if step is RailStep.LOCK:
+                if state.exists and state.bond_wei >= int(p["bond_wei"]):
+                    return self._state_result(step, state)
+                in_flight = await self.gateway.pending_transaction_count() > 0
+                return self._state_result(
+                    step, state, RailOpStatus.PENDING if in_flight else RailOpStatus.NOT_FOUND
+                )
+        except EscrowGatewayError as exc:
+            raise _rail_error(exc, step) from exc
+        if state.status is _TARGET[step]:
+            return self._state_result(step, state)
+        if state.status is EscrowStatus.LOCKED:
+            return self._state_result(step, state, RailOpStatus.NOT_FOUND)
+        detail = (
+            f"escrow {state.escrow_id} is {state.status.name}, not {_TARGET[step].name}"
+            if state.exists
+            else f"escrow {p['escrow_id']} was never locked"
+        )
+        return RailResult(
+            step=step,
+            status=RailOpStatus.FAILED,
+            reference=state.escrow_id,
+            detail={"code": FailureCode.FAILED_ESCROW, "detail": detail},
+        )
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _adopt(self, p: dict[str, Any]) -> EscrowTxResult | None:
+        """A buyer-made escrow with exactly our terms (non-custodial lock), else ``None``."""
+        state = await self.gateway.get_escrow(p["escrow_id"])
+        if state.status is not EscrowStatus.LOCKED:
+            return None
+        if state.beneficiary != p["beneficiary"] or state.amount_wei != int(p["amount_wei"]):
+            return None  # lock_for then reports the conflict
+        if state.delivery_deadline < int(p["deadline_s"]):
+            return None
+        return EscrowTxResult("lock", state.escrow_id, None, None, None, True, state)
+
+    async def _finish(self, step: RailStep, s: RailSettlement) -> RailResult:
+        p = (await self.bindings.load(s.id)).params
+        action = getattr(self.gateway, step.value)
+        try:
+            result: EscrowTxResult = await action(p["escrow_id"])
+        except EscrowConflictError as exc:
+            raise RailError(
+                FailureCode.FAILED_ESCROW,
+                f"cannot {step.value}: escrow {p['escrow_id']} is already {exc.state.status.name}",
+            ) from exc
+        except EscrowGatewayError as exc:
+            raise _rail_error(exc, step) from exc
+        log.info(
+            f"rail.evm.{_TARGET[step].name.lower()}",
+            settlement_id=s.id,
+            escrow_id=result.escrow_id,
+            tx_hash=result.tx_hash,
+            already_done=result.already_done,
+        )
+        return self._result(step, result, result.state)
+
+    @staticmethod
+    def _result(
+        step: RailStep, result: EscrowTxResult, state: EscrowState, *, adopted: bool = False
+    ) -> RailResult:
+        detail: dict[str, Any] = {
+            "escrow_id": result.escrow_id,
+            "tx_hash": result.tx_hash,
+            "block_number": result.block_number,
+            "escrow_status": state.status.name,
+            "amount_wei": str(state.amount_wei),
+            "bond_wei": str(state.bond_wei),
+            "already_done": result.already_done,
+        }
+        if adopted:
+            detail["existing_escrow"] = True  # found locked with our terms: nothing was sent
+        return RailResult(
+            step=step,
+            status=RailOpStatus.SUCCEEDED,
+            reference=result.tx_hash or result.escrow_id,
+            detail=detail,
+        )
+
+    @staticmethod
+    def _state_result(
+        step: RailStep, state: EscrowState, status: RailOpStatus = RailOpStatus.SUCCEEDED
+    ) -> RailResult:
+        return RailResult(
+            step=step,
+            status=status,
+            reference=state.escrow_id,
+            detail={
+                "escrow_id": state.escrow_id,
+                "escrow_status": state.status.name,
+                "amount_wei": str(state.amount_wei),
+                "bond_wei": str(state.bond_wei),
+            },
+        )
