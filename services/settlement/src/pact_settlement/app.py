@@ -18,6 +18,7 @@ from pact_settlement.kit.errors import install_error_handlers
 from pact_settlement.kit.limits import BodySizeLimitMiddleware
 from pact_settlement.kit.observability import Metrics, RequestContextMiddleware
 from pact_settlement.rails.clients import RailClients
+from pact_settlement.rails.endpoints import router as rails_router
 from pact_settlement.settlements.endpoints import router as settlements_router
 
 __all__ = ["create_app"]
@@ -100,6 +101,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(settlements_router)
     app.include_router(accounts_router)
+    app.include_router(rails_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app

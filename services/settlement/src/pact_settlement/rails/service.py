@@ -1,0 +1,56 @@
+"""What the enabled rails are and what they accept (``GET /v1/rails``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from pact_settlement.config import SettlementSettings
+from pact_settlement.rails.evm import describe_evm
+from pact_settlement.rails.registry import available_rails
+from pact_settlement.rails.schemas import RailInfo, RailList
+from pact_settlement.rails.stripe import describe_stripe
+
+__all__ = ["describe_ledger", "list_rails"]
+
+
+def describe_ledger(_: SettlementSettings) -> dict[str, Any]:
+    return {
+        "transactional": True,
+        "currency": "ledger balance",
+        "unit": "1 price unit (the agent's deposited balance)",
+        "minimum_amount": "0.000000000000000001",
+        "rounding": "none: NUMERIC(38, 18), exact",
+        "supports_bond": True,
+    }
+
+
+DESCRIBERS: Final[dict[str, Callable[[SettlementSettings], dict[str, Any]]]] = {
+    "ledger": describe_ledger,
+    "stripe": describe_stripe,
+    "evm": describe_evm,
+}
+
+
+def list_rails(settings: SettlementSettings) -> RailList:
+    rails = []
+    for name in available_rails(settings):
+        describe = DESCRIBERS.get(name)
+        details = (
+            describe(settings)
+            if describe
+            else {
+                "transactional": False,
+                "currency": "unknown",
+                "unit": "unknown",
+                "minimum_amount": "0",
+                "rounding": "unknown",
+                "supports_bond": False,
+            }
+        )
+        rails.append(RailInfo(name=name, default=name == settings.default_rail, **details))
+    return RailList(
+        default_rail=settings.default_rail,
+        require_seller_bond=settings.require_seller_bond,
+        rails=rails,
+    )
