@@ -19,15 +19,22 @@ from typing import Any
 
 import pytest
 from pact_schema import Keypair
+from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.money import add, total
+from pact_settlement.kit.observability import Metrics
 from pact_settlement.ledger.repository import LedgerAccountRepository
 from pact_settlement.ledger.service import EXTERNAL_ACCOUNT, LedgerService
 from pact_settlement.rails.base import RailStep
 from pact_settlement.rails.ledger import LedgerRail
 from pact_settlement.rails.repository import rail_idempotency_key
 from pact_settlement.settlements import state_machine
+from pact_settlement.settlements.rail_steps import (
+    PlannedTransition,
+    RailStepExecutor,
+    StepPlan,
+    StepStatus,
+)
 from pact_settlement.settlements.repository import SettlementRepository
-from pact_settlement.settlements.service import rail_view
 from pact_settlement.settlements.state_machine import SettlementEventType
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -66,29 +73,43 @@ async def _check(maker: async_sessionmaker[AsyncSession], deposited: Decimal) ->
         assert account.available >= 0 or account.owner == EXTERNAL_ACCOUNT
 
 
-async def _finish(maker: async_sessionmaker[AsyncSession], intent_id: str, step: RailStep) -> None:
+async def _finish(
+    maker: async_sessionmaker[AsyncSession],
+    settings: SettlementSettings,
+    intent_id: str,
+    step: RailStep,
+) -> None:
     """What the delivery/sweeper flows will do: one rail movement + one transition, atomically."""
     event = {
-        RailStep.RELEASE: (SettlementEventType.DELIVERED, SettlementEventType.RELEASED),
-        RailStep.REFUND: (None, SettlementEventType.REFUNDED),
-        RailStep.SLASH: (None, SettlementEventType.SLASHED),
+        RailStep.RELEASE: (
+            (SettlementEventType.COMMITTED, SettlementEventType.DELIVERED),
+            SettlementEventType.RELEASED,
+        ),
+        RailStep.REFUND: ((), SettlementEventType.REFUNDED),
+        RailStep.SLASH: ((), SettlementEventType.SLASHED),
     }[step]
     async with maker() as session, session.begin():
         settlement = await SettlementRepository.from_session(session).get_by_intent(
             intent_id, for_update=True
         )
         assert settlement is not None
-        if event[0] is not None:
-            await state_machine.transition(session, settlement, event[0], actor="test")
-        rail = LedgerRail(session)
-        await getattr(rail, step.value)(
-            rail_view(settlement), idempotency_key=rail_idempotency_key(settlement.id, step)
+        for before in event[0]:
+            await state_machine.transition(session, settlement, before, actor="test")
+        executor = RailStepExecutor(
+            session, settings=settings, metrics=Metrics(), rail=LedgerRail(session)
         )
-        await state_machine.transition(session, settlement, event[1], actor="test")
+        outcome = await executor.run(
+            settlement, StepPlan(step=step, on_succeeded=PlannedTransition(event[1]))
+        )
+        assert outcome.status is StepStatus.SUCCEEDED
+        assert outcome.operation.idempotency_key == rail_idempotency_key(settlement.id, step)
 
 
 async def test_money_is_conserved_across_a_randomized_run(
-    api: Any, pact: Any, sessionmaker: async_sessionmaker[AsyncSession]
+    api: Any,
+    pact: Any,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: SettlementSettings,
 ) -> None:
     rng = random.Random(SEED)
     deposited = Decimal(0)
@@ -127,7 +148,7 @@ async def test_money_is_conserved_across_a_randomized_run(
         if (await api.settlement(a["message"]["intent_id"]))["state"] == "locked"
     ]
     for intent_id in locked:
-        await _finish(sessionmaker, intent_id, rng.choice(list(RailStep)[1:]))
+        await _finish(sessionmaker, settings, intent_id, rng.choice(list(RailStep)[1:]))
     await _check(sessionmaker, deposited)
     for intent_id in locked:
         assert (await api.settlement(intent_id))["state"] in ("released", "refunded", "slashed")

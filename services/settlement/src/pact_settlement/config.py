@@ -198,6 +198,66 @@ class SettlementSettings(BaseSettings):
         description="Added to delivery deadline + challenge window for the on-chain deadline "
         "after which anyone may refund the buyer.",
     )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "Key file (pact-keypair/1 JSON or a bare base58 seed) of the settlement service's "
+            "own Ed25519 key, which signs RECEIPTs. Unset in development: generated once into "
+            "`settlement-signing.key` next to the SQLite file and reused (with a warning); in "
+            "test: an ephemeral key; in production the service refuses to start without this "
+            "or SIGNING_KEY (`migrate` does not need it)."
+        ),
+    )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="The RECEIPT signing key as a base58 32-byte seed (instead of a file).",
+    )
+    workers_enabled: bool = Field(
+        default=True,
+        description="Run the deadline sweeper and the reconciler inside the app (asyncio tasks).",
+    )
+    sweep_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="Seconds between sweeps (expired deadlines, closed challenge windows).",
+    )
+    reconcile_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="Seconds between reconciler passes."
+    )
+    reconcile_grace_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "A pending rail operation is left to its caller this long before the reconciler "
+            "takes it; must exceed RAIL_CALL_TIMEOUT_S."
+        ),
+    )
+    rail_call_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for one external rail call; then the operation stays pending.",
+    )
+    rail_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description=(
+            "Attempts per rail operation (first call, reconciler retries, sweeps re-opening a "
+            "failed release/refund/slash) before it is left to an operator."
+        ),
+    )
+    worker_batch_size: int = Field(
+        default=100, ge=1, le=10_000, description="Settlements/operations per worker pass."
+    )
+    transcript_max_envelope_bytes: int = Field(
+        default=65_536,
+        ge=0,
+        description=(
+            "A REVEAL envelope larger than this (canonical JSON) is not kept in the transcript; "
+            "its sha256 and size are, with the payload's."
+        ),
+    )
     log_level: str = Field(default="INFO", description="Python log level name.")
     log_json: bool = Field(default=True, description="JSON log lines (false: console format).")
     page_size_max: int = Field(default=100, ge=1, le=1000, description="Largest list page.")
@@ -299,7 +359,22 @@ class SettlementSettings(BaseSettings):
         if self.api_token.get_secret_value() == self.admin_token.get_secret_value():
             raise ValueError("PACT_SETTLEMENT_API_TOKEN and ADMIN_TOKEN must differ")
         self._check_rails()
+        self._check_workers()
         return self
+
+    def _check_workers(self) -> None:
+        if self.reconcile_grace_s <= self.rail_call_timeout_s:
+            raise ValueError(
+                "PACT_SETTLEMENT_RECONCILE_GRACE_S must exceed RAIL_CALL_TIMEOUT_S (the reconciler "
+                "must not take an operation whose first call may still be running)"
+            )
+        if self.signing_key is not None:
+            try:
+                raw = b58decode(self.signing_key.get_secret_value().strip())
+            except KeyFormatError as exc:
+                raise ValueError("PACT_SETTLEMENT_SIGNING_KEY is not base58") from exc
+            if len(raw) not in (32, 64):
+                raise ValueError("PACT_SETTLEMENT_SIGNING_KEY must be a 32-byte base58 seed")
 
     def _check_rails(self) -> None:
         """An enabled external rail must be able to work; production needs its webhooks too."""

@@ -341,28 +341,3 @@ async def test_concurrent_different_accepts_for_one_intent_lock_once(api: Any, p
     assert statuses.count(201) == 1
     assert statuses.count(409) == 7
     assert await api.balances(pact.buyer.public_key_b58) == (Decimal("0.99992"), Decimal("0.00008"))
-
-
-@pytest.mark.parametrize("settings_overrides", [{"enabled_rails": ["ledger", "external"]}])
-async def test_external_rail_is_never_called_inside_the_request_transaction(
-    api: Any, pact: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pact_settlement.rails import registry
-
-    calls: list[str] = []
-
-    class ExternalRail:
-        name = "external"
-        transactional = False
-
-        async def lock(self, settlement: Any, *, idempotency_key: str) -> Any:
-            calls.append(idempotency_key)
-            raise AssertionError("must not be called in the request transaction")
-
-    monkeypatch.setitem(registry.RAIL_FACTORIES, "external", lambda _s, _db: ExternalRail())
-    await _fund(api, pact)
-    response = await api.create(pact.accept(), rail="external")
-    assert response.status_code == 422
-    assert response.json()["code"] == "RAIL_NOT_AVAILABLE"
-    assert calls == []
-    assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1), Decimal(0))

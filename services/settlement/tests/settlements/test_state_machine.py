@@ -41,16 +41,19 @@ def test_every_state_can_reach_a_terminal_state_and_terminals_are_final() -> Non
                     seen.add(nxt)
                     frontier.append(nxt)
         assert seen & TERMINAL_STATES, f"{state} cannot end"
-    assert set(S) - TERMINAL_STATES == {S.PENDING, S.LOCKED, S.DELIVERED}
+    assert set(S) - TERMINAL_STATES == {S.PENDING, S.LOCKED, S.COMMITTED, S.DELIVERED}
 
 
 def test_transition_table_is_the_documented_one() -> None:
     assert {(o.value, e.value, t.value) for (o, e), t in TRANSITIONS.items()} == {
         ("pending", "settlement.locked", "locked"),
         ("pending", "settlement.lock_failed", "failed"),
-        ("locked", "settlement.delivered", "delivered"),
+        ("locked", "settlement.committed", "committed"),
         ("locked", "settlement.refunded", "refunded"),
         ("locked", "settlement.slashed", "slashed"),
+        ("committed", "settlement.delivered", "delivered"),
+        ("committed", "settlement.refunded", "refunded"),
+        ("committed", "settlement.slashed", "slashed"),
         ("delivered", "settlement.released", "released"),
         ("delivered", "settlement.refunded", "refunded"),
         ("delivered", "settlement.slashed", "slashed"),

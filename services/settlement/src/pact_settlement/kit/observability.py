@@ -94,6 +94,39 @@ class Metrics:
             registry=r,
         )
         self.deposits = Counter("pact_settlement_deposits_total", "Deposits credited.", registry=r)
+        self.worker_runs = Counter(
+            "pact_settlement_worker_runs_total",
+            "Worker passes by worker (sweeper, reconciler) and result (ok, error).",
+            ["worker", "result"],
+            registry=r,
+        )
+        self.sweeps = Counter(
+            "pact_settlement_sweeps_total",
+            "Settlements the sweeper ended, by outcome (released, refunded, slashed, in_flight, "
+            "skipped, error).",
+            ["outcome"],
+            registry=r,
+        )
+        self.reconciles = Counter(
+            "pact_settlement_reconciles_total",
+            "Pending rail operations the reconciler handled, by outcome (succeeded, failed, "
+            "in_flight, error).",
+            ["step", "outcome"],
+            registry=r,
+        )
+        self.receipts = Counter(
+            "pact_settlement_receipts_total",
+            "Signed RECEIPTs issued, by outcome (the terminal state).",
+            ["outcome"],
+            registry=r,
+        )
+        self.challenges = Counter(
+            "pact_settlement_challenges_total",
+            "Buyer challenges by ground and verdict (upheld, rejected).",
+            ["code", "verdict"],
+            registry=r,
+        )
+
         self.ready = Gauge(
             "pact_settlement_ready", "1 when the database is reachable and at head.", registry=r
         )

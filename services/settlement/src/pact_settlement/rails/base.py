@@ -10,6 +10,12 @@ pending record, the movement and the state transition commit together. Non-trans
 rails (Stripe, EVM) are called with the ``rail_operations`` row already committed as
 ``pending``; the reconciler resolves it from ``status()`` after a crash.
 
+Nothing calls a rail directly: every step goes through
+:class:`pact_settlement.settlements.rail_steps.RailStepExecutor` (``run`` for a new step,
+``reconcile`` for a pending one), whose docstring is the contract a rail must honour:
+idempotent on the key, ``status(key)`` from the rail's own records, ``RailError(retryable=
+True)`` (or any other exception / a ``pending`` result) when the outcome is not known yet.
+
 A rail may also implement :class:`PreparingRail`: ``prepare()`` runs in the transaction that
 records the settlement, before the pending ``lock`` operation is committed and before any
 external call. It refuses what the rail can never do (:class:`RailRefused`: an amount below the

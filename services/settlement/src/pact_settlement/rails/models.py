@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pact_settlement.db.base import Base
@@ -30,6 +31,12 @@ class RailOperation(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_detail: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # What resolving the step means for the settlement (``settlements.rail_steps.StepPlan``),
+    # so the reconciler can finish it after a crash with no request context.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Not reconciled before this time: the caller's own call is in flight, or a reconciler
+    # holds the operation.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -37,4 +44,5 @@ class RailOperation(Base):
     __table_args__ = (
         UniqueConstraint("settlement_id", "step"),
         Index("ix_rail_operations_status", "status", "created_at"),
+        Index("ix_rail_operations_lease", "status", "lease_until"),
     )

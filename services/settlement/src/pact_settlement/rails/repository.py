@@ -1,10 +1,12 @@
-"""Rail operation records: pending before the call, resolved after."""
+"""Rail operation records: pending before the call, resolved after (DESIGN.md #3)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.repository import RepositoryBase
@@ -24,7 +26,15 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
     model = RailOperation
 
     async def begin(
-        self, *, settlement_id: str, rail: str, step: RailStep, amount: Decimal, bond: Decimal
+        self,
+        *,
+        settlement_id: str,
+        rail: str,
+        step: RailStep,
+        amount: Decimal,
+        bond: Decimal,
+        plan: dict[str, Any] | None = None,
+        lease_until: datetime | None = None,
     ) -> RailOperation:
         now = utcnow()
         op = RailOperation(
@@ -37,10 +47,26 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
             amount=amount,
             bond=bond,
             attempts=1,
+            plan=plan,
+            lease_until=lease_until,
             created_at=now,
             updated_at=now,
         )
         return await self.add(op)
+
+    async def reopen(
+        self, op: RailOperation, *, plan: dict[str, Any] | None, lease_until: datetime | None
+    ) -> None:
+        """A failed operation is tried again under the SAME idempotency key."""
+        op.status = RailOpStatus.PENDING.value
+        op.attempts = (op.attempts or 0) + 1
+        op.plan = plan
+        op.lease_until = lease_until
+        op.error_code = None
+        op.error_detail = None
+        op.resolved_at = None
+        op.updated_at = utcnow()
+        await self.session.flush()
 
     async def resolve(
         self,
@@ -58,13 +84,37 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
         op.error_detail = error_detail
         op.updated_at = now
         op.resolved_at = now
+        op.lease_until = None
         await self.session.flush()
+
+    async def note_attempt(
+        self,
+        op: RailOperation,
+        *,
+        lease_until: datetime,
+        error_code: str | None = None,
+        error_detail: str | None = None,
+    ) -> None:
+        """The operation stays pending (outcome unknown); not retried before ``lease_until``."""
+        op.lease_until = lease_until
+        op.error_code = error_code
+        op.error_detail = error_detail
+        op.updated_at = utcnow()
+        await self.session.flush()
+
+    async def get_for_update(self, op_id: str) -> RailOperation | None:
+        return await self.get_one_or_none(
+            select(RailOperation)
+            .where(RailOperation.id == op_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
 
     async def for_settlement(self, settlement_id: str) -> list[RailOperation]:
         return await self.get_all(
             select(RailOperation)
             .where(RailOperation.settlement_id == settlement_id)
-            .order_by(RailOperation.created_at)
+            .order_by(RailOperation.created_at, RailOperation.id)
         )
 
     async def pending(self, limit: int = 100) -> list[RailOperation]:
@@ -74,3 +124,30 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
             .order_by(RailOperation.created_at)
             .limit(limit)
         )
+
+    async def claim_due(
+        self, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[RailOperation]:
+        """Pending operations whose lease has run out, leased to the caller until
+        ``lease_until``. ``FOR UPDATE SKIP LOCKED`` on Postgres, so concurrent reconcilers
+        split the work; SQLite serialises writers (``BEGIN IMMEDIATE``), which is as safe.
+        The caller commits the claim before calling any rail."""
+        stmt = (
+            select(RailOperation)
+            .where(
+                RailOperation.status == RailOpStatus.PENDING.value,
+                or_(RailOperation.lease_until.is_(None), RailOperation.lease_until <= now),
+            )
+            .order_by(RailOperation.created_at, RailOperation.id)
+            .limit(limit)
+            .execution_options(populate_existing=True)
+        )
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        ops = await self.get_all(stmt)
+        for op in ops:
+            op.lease_until = lease_until
+            op.attempts = (op.attempts or 0) + 1
+            op.updated_at = now
+        await self.session.flush()
+        return ops

@@ -33,6 +33,11 @@ Service = Annotated[SettlementService, Depends(get_service)]
     summary="Verify a signed ACCEPT and lock the buyer's funds",
     responses={
         200: {"description": "Identical replay: the existing settlement", "model": SettlementRead},
+        202: {
+            "description": "Recorded; an external rail's lock is in flight (state `pending`). "
+            "Poll GET or resend the same request.",
+            "model": SettlementRead,
+        },
         400: problem_doc("Missing Idempotency-Key", "BAD_REQUEST"),
         402: problem_doc(
             "Funds could not be locked; the settlement is recorded as failed",
@@ -70,7 +75,7 @@ async def create_settlement(
         actor=principal.actor,
         request_id=request_id,
     )
-    response.status_code = 201 if result.created else 200
+    response.status_code = 202 if result.in_flight else 201 if result.created else 200
     return result.settlement
 
 

@@ -40,10 +40,15 @@ class Settlement(Base):
     request_fingerprint: Mapped[str] = mapped_column(String(64))
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_detail: Mapped[str | None] = mapped_column(Text)
-    # Filled by the delivery flow (next issue); here so the sweeper's queries need no rework.
+    # Delivery (hash_reveal): the seller's commitment, the digest of what was revealed (the
+    # payload itself is not kept), and the clocks the sweeper and challenges are judged by.
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     commit_hash_hex: Mapped[str | None] = mapped_column(String(64))
+    reveal_hash_hex: Mapped[str | None] = mapped_column(String(64))
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     challenge_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The signed RECEIPT envelope (canonical JSON), written by the terminal transition itself.
+    receipt_json: Mapped[str | None] = mapped_column(Text)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

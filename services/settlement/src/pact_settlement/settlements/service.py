@@ -9,9 +9,12 @@ Create, in one transaction owned by the request:
 4. a different request for an existing intent id → 409;
 5. insert the settlement (``pending``) with its first event, the transcripts and the
    idempotency record; record the rail ``lock`` operation as pending;
-6. call the rail inside a SAVEPOINT: success → ``locked``; refusal → the savepoint is rolled
-   back (no money moved) and the settlement ends ``failed`` with the refusal recorded and
-   committed (the same request replays the same refusal).
+6. lock through the two-phase rail-step executor (:mod:`.rail_steps`): on the ledger, inside a
+   SAVEPOINT of this transaction (a refusal moves nothing); on an external rail, the pending
+   settlement and operation are committed first and the rail is called outside any
+   transaction. Success → ``locked``; refusal → ``failed`` with the refusal recorded and
+   committed (the same request replays the same refusal); unknown outcome → 202, ``pending``
+   until the reconciler resolves it.
 """
 
 from __future__ import annotations
@@ -41,16 +44,19 @@ from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms
-from pact_settlement.rails.base import (
-    RailError,
-    RailOpStatus,
-    RailSettlement,
-    RailStep,
-)
+from pact_settlement.rails.base import PreparingRail, RailRefused, RailStep
 from pact_settlement.rails.registry import UnknownRail, get_rail
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements import state_machine
 from pact_settlement.settlements.models import Settlement
+from pact_settlement.settlements.rail_steps import (
+    PlannedTransition,
+    RailStepExecutor,
+    StepPlan,
+    StepStatus,
+    TransitionApplier,
+    rail_view,
+)
 from pact_settlement.settlements.repository import (
     SettlementEventRepository,
     SettlementRepository,
@@ -91,17 +97,7 @@ class RailFailed(SettlementError):
 class CreateResult:
     settlement: SettlementRead
     created: bool
-
-
-def rail_view(s: Settlement) -> RailSettlement:
-    return RailSettlement(
-        id=s.id,
-        intent_id=s.intent_id,
-        buyer=s.buyer,
-        seller=s.seller,
-        amount=s.amount,
-        bond=s.bond_locked,
-    )
+    in_flight: bool = False  # the rail lock's outcome is not known yet (202)
 
 
 class SettlementService:
@@ -112,8 +108,10 @@ class SettlementService:
         settings: SettlementSettings,
         metrics: Metrics,
         now_ms: Callable[[], int],
+        applier: TransitionApplier | None = None,
     ) -> None:
         self.session = session
+        self.applier = applier or TransitionApplier()
         self.settings = settings
         self.metrics = metrics
         self.now_ms = now_ms
@@ -226,14 +224,6 @@ class SettlementService:
                 f"{', '.join(self.settings.enabled_rails)})",
                 code=ProblemCode.RAIL_NOT_AVAILABLE,
             ) from exc
-        if not rail_impl.transactional:
-            # External rails (Stripe, EVM) must not be called inside this transaction: their
-            # lock is recorded pending and committed first, then made and resolved (next issue).
-            raise Unprocessable(
-                f"rail {rail_name!r} needs the two-phase lock flow, which is not wired yet",
-                code=ProblemCode.RAIL_NOT_AVAILABLE,
-            )
-
         existing = await self.settlements.get_by_intent(verified.accept.intent_id)
         if existing is not None:
             raise Conflict(
@@ -244,37 +234,34 @@ class SettlementService:
             )
 
         settlement = await self._record(verified, rail_name, request_fp, actor, request_id)
+        if isinstance(rail_impl, PreparingRail):
+            # In the recording transaction, before anything is committed or sent: a refusal
+            # leaves nothing behind (the request's transaction rolls back).
+            try:
+                await rail_impl.prepare(rail_view(settlement))
+            except RailRefused as exc:
+                self.metrics.settlements.labels("refused", rail_label).inc()
+                raise Unprocessable(exc.detail, code=exc.code) from exc
         idem_row = await self.idempotency.record(
             CREATE_SCOPE, idempotency_key, request_fp, settlement.id
         )
-        op = await self.rail_ops.begin(
-            settlement_id=settlement.id,
-            rail=rail_name,
-            step=RailStep.LOCK,
-            amount=settlement.amount,
-            bond=settlement.bond_locked,
-        )
-        try:
-            async with self.session.begin_nested():
-                result = await rail_impl.lock(
-                    rail_view(settlement), idempotency_key=op.idempotency_key
-                )
-        except RailError as exc:
-            await self.rail_ops.resolve(
-                op, RailOpStatus.FAILED, error_code=exc.code, error_detail=exc.detail
-            )
-            await state_machine.transition(
-                self.session,
-                settlement,
-                SettlementEventType.LOCK_FAILED,
+        outcome = await RailStepExecutor(
+            self.session,
+            settings=self.settings,
+            metrics=self.metrics,
+            applier=self.applier,
+            rail=rail_impl,
+        ).run(
+            settlement,
+            StepPlan(
+                step=RailStep.LOCK,
+                on_succeeded=PlannedTransition(SettlementEventType.LOCKED),
+                on_failed=PlannedTransition(SettlementEventType.LOCK_FAILED),
                 actor=actor,
-                reason=exc.detail,
-                data={"code": exc.code},
-                values={"failure_code": exc.code, "failure_detail": exc.detail},
                 request_id=request_id,
-            )
-            self.metrics.rail_operations.labels(rail_name, "lock", "failed").inc()
-            self.metrics.transitions.labels(SettlementEventType.LOCK_FAILED.value, "failed").inc()
+            ),
+        )
+        if outcome.status is StepStatus.FAILED:
             self.metrics.settlements.labels("failed", rail_name).inc()
             error = self._failure_error(settlement, persist=True)
             await self.idempotency.complete(idem_row, error.status, error.to_problem())
@@ -283,23 +270,23 @@ class SettlementService:
                 intent_id=settlement.intent_id,
                 rail=rail_name,
                 amount=decimal_text(settlement.amount),
-                code=exc.code,
+                code=settlement.failure_code,
             )
-            raise error from exc
-
-        await self.rail_ops.resolve(op, RailOpStatus.SUCCEEDED, reference=result.reference)
-        await state_machine.transition(
-            self.session,
-            settlement,
-            SettlementEventType.LOCKED,
-            actor=actor,
-            data={"rail_reference": result.reference},
-            request_id=request_id,
-        )
-        self.metrics.rail_operations.labels(rail_name, "lock", "succeeded").inc()
-        self.metrics.transitions.labels(SettlementEventType.LOCKED.value, "locked").inc()
-        self.metrics.settlements.labels("created", rail_name).inc()
+            raise error
         view = await self.read(settlement)
+        if outcome.status is StepStatus.IN_FLIGHT:
+            # The lock was sent (or may have been) but its outcome is not known yet: 202, the
+            # settlement stays ``pending`` until this request's retry or the reconciler
+            # resolves it. A replay returns the settlement as it is then.
+            self.metrics.settlements.labels("pending", rail_name).inc()
+            log.info(
+                "settlement.lock_in_flight",
+                intent_id=settlement.intent_id,
+                settlement_id=settlement.id,
+                rail=rail_name,
+            )
+            return CreateResult(view, created=True, in_flight=True)
+        self.metrics.settlements.labels("created", rail_name).inc()
         await self.idempotency.complete(idem_row, 201, view.model_dump(mode="json"))
         log.info(
             "settlement.locked",

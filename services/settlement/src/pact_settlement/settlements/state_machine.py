@@ -8,12 +8,17 @@ allow from the current state raises :class:`InvalidTransition` (409) and changes
 
 ::
 
-    pending ──lock succeeded──▶ locked ──proof accepted──▶ delivered ──window closed──▶ released
-       │                          │                          │
-       └──lock failed──▶ failed   ├──refund──▶ refunded ◀────┤ (challenge upheld, no fault)
-                                  └──slash───▶ slashed  ◀────┘ (missed deadline / bad proof)
+    pending ─lock─▶ locked ─COMMIT─▶ committed ─REVEAL ok─▶ delivered ─window closed─▶ released
+       │              │                 │                     │
+       └─lock failed─▶ failed           │                     │
+                      ├─────────────────┴── refund ─▶ refunded ◀─┤  (fault, no bond held)
+                      └─────────────────┴── slash ──▶ slashed  ◀─┘  (fault, bond held)
+
+Faults are objective only: a missed delivery deadline, an invalid proof (hash mismatch), an
+upheld challenge (FAILED_PROOF, DELIVERY_DEADLINE_MISSED, LATENCY_BREACH).
 
 Terminal: released, refunded, slashed, failed. Every settlement ends in exactly one.
+:func:`note` appends an event that changes no state (e.g. a rejected challenge).
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ __all__ = [
     "SettlementState",
     "TransitionConflict",
     "allowed_events",
+    "check",
+    "note",
     "start",
+    "target_of",
     "transition",
 ]
 
@@ -49,6 +57,7 @@ __all__ = [
 class SettlementState(StrEnum):
     PENDING = "pending"  # recorded; the rail lock is being made
     LOCKED = "locked"  # buyer funds (and seller bond) held
+    COMMITTED = "committed"  # the seller's COMMIT (sha256 of payload ‖ nonce) is recorded
     DELIVERED = "delivered"  # valid proof received; challenge window running
     RELEASED = "released"  # paid to the seller; bond returned
     REFUNDED = "refunded"  # returned to the buyer; bond returned to the seller
@@ -60,6 +69,7 @@ class SettlementEventType(StrEnum):
     CREATED = "settlement.created"
     LOCKED = "settlement.locked"
     LOCK_FAILED = "settlement.lock_failed"
+    COMMITTED = "settlement.committed"
     DELIVERED = "settlement.delivered"
     RELEASED = "settlement.released"
     REFUNDED = "settlement.refunded"
@@ -71,9 +81,12 @@ S, E = SettlementState, SettlementEventType
 TRANSITIONS: Mapping[tuple[SettlementState, SettlementEventType], SettlementState] = {
     (S.PENDING, E.LOCKED): S.LOCKED,
     (S.PENDING, E.LOCK_FAILED): S.FAILED,
-    (S.LOCKED, E.DELIVERED): S.DELIVERED,
+    (S.LOCKED, E.COMMITTED): S.COMMITTED,
     (S.LOCKED, E.REFUNDED): S.REFUNDED,
     (S.LOCKED, E.SLASHED): S.SLASHED,
+    (S.COMMITTED, E.DELIVERED): S.DELIVERED,
+    (S.COMMITTED, E.REFUNDED): S.REFUNDED,
+    (S.COMMITTED, E.SLASHED): S.SLASHED,
     (S.DELIVERED, E.RELEASED): S.RELEASED,
     (S.DELIVERED, E.REFUNDED): S.REFUNDED,
     (S.DELIVERED, E.SLASHED): S.SLASHED,
@@ -83,7 +96,16 @@ TERMINAL_STATES = frozenset({S.RELEASED, S.REFUNDED, S.SLASHED, S.FAILED})
 
 #: Columns a transition may set together with the state (everything else is immutable here).
 _TRANSITION_COLUMNS = frozenset(
-    {"failure_code", "failure_detail", "commit_hash_hex", "delivered_at", "challenge_ends_at"}
+    {
+        "failure_code",
+        "failure_detail",
+        "locked_at",
+        "commit_hash_hex",
+        "reveal_hash_hex",
+        "delivered_at",
+        "challenge_ends_at",
+        "receipt_json",
+    }
 )
 
 
@@ -99,6 +121,24 @@ class TransitionConflict(Conflict):
 
 def allowed_events(state: SettlementState) -> list[SettlementEventType]:
     return [event for (origin, event) in TRANSITIONS if origin is state]
+
+
+def target_of(settlement: Settlement, event: SettlementEventType) -> SettlementState:
+    """The state ``event`` would move ``settlement`` to, or :class:`InvalidTransition`."""
+    current = SettlementState(settlement.state)
+    target = TRANSITIONS.get((current, event))
+    if target is None:
+        raise InvalidTransition(
+            f"settlement {settlement.intent_id} is {current}; {event} is not allowed "
+            f"(allowed: {', '.join(allowed_events(current)) or 'none, it is final'})",
+            extra={"state": current.value},
+        )
+    return target
+
+
+def check(settlement: Settlement, event: SettlementEventType) -> bool:
+    """Whether the table allows ``event`` from the settlement's current state."""
+    return (SettlementState(settlement.state), event) in TRANSITIONS
 
 
 async def start(
@@ -142,13 +182,7 @@ async def transition(
 ) -> SettlementEvent:
     """Move ``settlement`` along ``event`` atomically, or raise a typed 409."""
     current = SettlementState(settlement.state)
-    target = TRANSITIONS.get((current, event))
-    if target is None:
-        raise InvalidTransition(
-            f"settlement {settlement.intent_id} is {current}; {event} is not allowed "
-            f"(allowed: {', '.join(allowed_events(current)) or 'none, it is final'})",
-            extra={"state": current.value},
-        )
+    target = target_of(settlement, event)
     values = dict(values or {})
     unknown = set(values) - _TRANSITION_COLUMNS
     if unknown:
@@ -178,5 +212,33 @@ async def transition(
         data=data or {},
         request_id=request_id,
         created_at=now,
+    )
+    return await events.add(row)
+
+
+async def note(
+    session: AsyncSession,
+    settlement: Settlement,
+    event: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> SettlementEvent:
+    """Append an event that changes no state (``from_state = to_state``), e.g. a rejected
+    challenge. The caller holds the settlement's row lock, as for :func:`transition`."""
+    events = SettlementEventRepository.from_session(session)
+    row = SettlementEvent(
+        settlement_id=settlement.id,
+        seq=await events.next_seq(settlement.id),
+        event=event,
+        from_state=settlement.state,
+        to_state=settlement.state,
+        actor=actor,
+        reason=reason,
+        data=data or {},
+        request_id=request_id,
+        created_at=utcnow(),
     )
     return await events.add(row)

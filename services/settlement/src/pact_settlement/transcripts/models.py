@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pact_settlement.db.base import Base
@@ -23,7 +24,11 @@ class Transcript(Base):
     signer: Mapped[str] = mapped_column(String(64))
     # Canonical JSON of the whole envelope: re-verifiable byte for byte (JSONB would reorder
     # keys and re-render numbers).
+    # The JSON text ``null`` when the envelope was not kept (a REVEAL over the size limit).
     envelope_json: Mapped[str] = mapped_column(Text)
+    # Facts about the entry: a REVEAL's payload size and sha256, whether the envelope was kept,
+    # a challenge's verdict.
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (UniqueConstraint("settlement_id", "message_hash_hex"),)

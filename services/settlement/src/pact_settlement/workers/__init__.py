@@ -1,0 +1,1 @@
+"""Background workers started with the app: the deadline sweeper and the reconciler."""

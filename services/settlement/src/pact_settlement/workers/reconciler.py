@@ -1,0 +1,94 @@
+"""The reconciler: resolves rail operations left ``pending`` (DESIGN.md decision 3).
+
+A non-transactional rail step is committed as ``pending`` before its call; a crash, timeout
+or retryable error between the call and its resolution leaves it so. Each pass:
+
+1. claims due operations in one short transaction: ``status = 'pending'`` and a lease that ran
+   out (``lease_until <= now``; the first lease is ``RECONCILE_GRACE_S`` after recording, so an
+   operation whose first call may still be running is never taken), ``FOR UPDATE SKIP LOCKED``
+   on Postgres so replicas split the work; the claim sets a new lease and commits;
+2. for each, in its own session: :meth:`RailStepExecutor.reconcile` asks ``rail.status(key)``
+   outside any transaction, then applies the recorded outcome, re-issues the step with the
+   SAME idempotency key (``not_found``), or backs off (``pending`` / rail unreachable:
+   exponential, capped at an hour); the resolution and the planned transition commit
+   together.
+
+Safe with several replicas: an operation is held by one lease at a time, and even when two
+reconcilers race (a lease expired mid-call), rails are idempotent on the key and the
+resolution re-locks the operation and only applies it while it is still pending.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pact_settlement.config import SettlementSettings
+from pact_settlement.kit.observability import Metrics
+from pact_settlement.kit.time import utcnow
+from pact_settlement.rails.repository import RailOperationRepository
+from pact_settlement.settlements.rail_steps import RailStepExecutor, TransitionApplier
+
+__all__ = ["Reconciler"]
+
+log = structlog.get_logger(__name__)
+
+
+class Reconciler:
+    name = "reconciler"
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        settings: SettlementSettings,
+        metrics: Metrics,
+        applier: TransitionApplier | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.metrics = metrics
+        self.applier = applier or TransitionApplier()
+
+    @property
+    def interval_s(self) -> float:
+        return self.settings.reconcile_interval_s
+
+    async def run_once(self, *, now: datetime | None = None) -> int:
+        """One pass; returns how many operations were handled."""
+        now = now or utcnow()
+        lease_until = now + timedelta(seconds=self.settings.reconcile_grace_s)
+        async with self.sessionmaker() as session, session.begin():
+            claimed = await RailOperationRepository.from_session(session).claim_due(
+                now=now, lease_until=lease_until, limit=self.settings.worker_batch_size
+            )
+            work = [(op.id, op.step, op.settlement_id) for op in claimed]
+        for op_id, step, settlement_id in work:
+            async with self.sessionmaker() as session:
+                try:
+                    outcome = await RailStepExecutor(
+                        session,
+                        settings=self.settings,
+                        metrics=self.metrics,
+                        applier=self.applier,
+                    ).reconcile(op_id)
+                    await session.commit()
+                except Exception:
+                    await session.rollback()
+                    self.metrics.reconciles.labels(step, "error").inc()
+                    log.exception(
+                        "reconciler.error", operation_id=op_id, settlement_id=settlement_id
+                    )
+                    continue
+            self.metrics.reconciles.labels(step, outcome.status.value).inc()
+            log.info(
+                "reconciler.resolved",
+                operation_id=op_id,
+                settlement_id=settlement_id,
+                step=step,
+                outcome=outcome.status.value,
+                applied=outcome.applied,
+            )
+        return len(work)
