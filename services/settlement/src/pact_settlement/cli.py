@@ -1,4 +1,4 @@
-"""``pact-settlement serve|migrate|check-migrations``."""
+"""``pact-settlement serve|migrate|check-migrations|evm-deploy``."""
 
 from __future__ import annotations
 
@@ -86,6 +86,70 @@ def cmd_check(_: argparse.Namespace) -> int:
     return EXIT_OK if current == head else EXIT_FAILED
 
 
+async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) -> str:
+    from decimal import Decimal
+
+    from eth_account import Account
+    from web3 import AsyncWeb3
+    from web3.providers import AsyncHTTPProvider
+    from web3.types import Wei
+
+    from pact_settlement.rails.evm_gateway import deploy
+    from pact_settlement.rails.minor_units import to_wei
+
+    rpc_url = args.rpc_url or settings.evm_rpc_url
+    key = args.key or (
+        settings.evm_operator_key.get_secret_value() if settings.evm_operator_key else None
+    )
+    if not rpc_url or not key:
+        raise SystemExit(
+            "pact-settlement evm-deploy: set PACT_SETTLEMENT_EVM_RPC_URL and "
+            "PACT_SETTLEMENT_EVM_OPERATOR_KEY (or pass --rpc-url / --key)"
+        )
+    account = Account.from_key(key)
+    provider = AsyncHTTPProvider(rpc_url)
+    w3 = AsyncWeb3(provider)
+    try:
+        chain_id = int(await w3.eth.chain_id)
+        if settings.evm_chain_id is not None and chain_id != settings.evm_chain_id:
+            raise SystemExit(
+                f"pact-settlement evm-deploy: the node is on chain {chain_id}, "
+                f"PACT_SETTLEMENT_EVM_CHAIN_ID is {settings.evm_chain_id}"
+            )
+        if args.fund:
+            # Development nodes (ganache, anvil) unlock their first account: top up the operator.
+            funder = (await w3.eth.accounts)[0]
+            tx = await w3.eth.send_transaction(
+                {"from": funder, "to": account.address, "value": Wei(to_wei(Decimal(args.fund)))}
+            )
+            await w3.eth.wait_for_transaction_receipt(tx, timeout=60)
+        operators = [account.address, *args.operator]
+        address = await deploy(
+            w3, account, operators=operators, confirmations=settings.evm_confirmations
+        )
+    finally:
+        await provider.disconnect()
+    print(
+        f"PactEscrow deployed at {address} on chain {chain_id}; owner and operator "
+        f"{account.address}",
+        file=sys.stderr,
+    )
+    return str(address)
+
+
+def cmd_evm_deploy(args: argparse.Namespace) -> int:
+    try:
+        # Deploying comes before a contract address exists: do not require the evm rail's
+        # full configuration here.
+        settings = SettlementSettings(enabled_rails=["ledger"], default_rail="ledger")
+    except ValidationError as exc:
+        print(f"pact-settlement: invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    address = asyncio.run(_evm_deploy(args, settings))
+    print(f"PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS={address}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pact-settlement",
@@ -110,6 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
         "check-migrations", help="exit 0 when the database is at the head revision"
     )
     check.set_defaults(func=cmd_check)
+    evm = sub.add_parser(
+        "evm-deploy",
+        help="deploy the PactEscrow contract with the operator key (local development)",
+        description="Deploys the committed PactEscrow artifact signed by the operator key "
+        "(PACT_SETTLEMENT_EVM_OPERATOR_KEY), which becomes owner and operator, and prints "
+        "PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS=<address>.",
+    )
+    evm.add_argument("--rpc-url", help="JSON-RPC URL (default: PACT_SETTLEMENT_EVM_RPC_URL)")
+    evm.add_argument("--key", help="hex private key (default: PACT_SETTLEMENT_EVM_OPERATOR_KEY)")
+    evm.add_argument(
+        "--operator", action="append", default=[], help="another operator address (repeatable)"
+    )
+    evm.add_argument(
+        "--fund",
+        metavar="ETHER",
+        help="first send ETHER from the node's first unlocked account to the operator "
+        "(ganache/anvil development nodes only)",
+    )
+    evm.set_defaults(func=cmd_evm_deploy)
     return parser
 
 
