@@ -396,3 +396,34 @@ def rail_view_of(settlement: Any) -> Any:
         amount=settlement.amount,
         bond=settlement.bond_locked,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# the app, with ready-made rail gateways (eth-tester's chain cannot be reached by URL)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rail_clients_factory() -> Callable[[Any], Any]:
+    """Override to hand the app ready-made gateways: ``settings -> RailClients | None``."""
+    return lambda _settings: None
+
+
+@pytest.fixture
+async def app_client(
+    settings: Any, clock: Any, rail_clients_factory: Callable[[Any], Any]
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    from pact_settlement.app import create_app
+
+    app = create_app(settings, clock=clock, rail_clients=rail_clients_factory(settings))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://settlement") as http:
+            yield app, http
+
+
+async def put_profile(api: Any, agent: str, rail: str, body: dict[str, str]) -> None:
+    response = await api.client.put(
+        f"/v1/accounts/{agent}/payment-profiles/{rail}", json=body, headers=api.admin_auth
+    )
+    assert response.status_code in (200, 201), response.text
