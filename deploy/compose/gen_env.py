@@ -5,9 +5,10 @@ Run it through make (``make compose-env``), or directly::
     uv run python deploy/compose/gen_env.py [--out .env.compose] [--force]
     uv run python deploy/compose/gen_env.py --example   # prints the committed example
 
-The provider's signing key is made with the ``pact keygen`` CLI into ``.dev/compose/`` (git-ignored,
-mode 600); its base58 secret goes into ``PACT_PROVIDER_SIGNING_KEY`` and its public key into the
-settlement allow-list ``PACT_SETTLEMENT_PROVIDER_KEYS``. Tokens are 256-bit random strings. The
+The provider's signing key and settlement's RECEIPT key are made with the ``pact keygen`` CLI
+into ``.dev/compose/`` (git-ignored, mode 600); their base58 secrets go into
+``PACT_PROVIDER_SIGNING_KEY`` and ``PACT_SETTLEMENT_SIGNING_KEY``, the provider's public key into
+the settlement allow-list ``PACT_SETTLEMENT_PROVIDER_KEYS``. Tokens are 256-bit random strings. The
 file is written with mode 600 and is never overwritten without ``--force``: the Postgres volume
 keeps the password it was first created with (``docker compose down -v`` forgets it).
 
@@ -52,9 +53,8 @@ def _token(_: dict[str, str]) -> str:
     return secrets.token_urlsafe(32)
 
 
-def _keypair(key_dir: Path) -> dict[str, str]:
-    """A provider key made by the ``pact keygen`` CLI: {'secret': base58 seed, 'public': base58}."""
-    key_file = key_dir / "provider-signing-key.json"
+def _keypair(key_file: Path) -> dict[str, str]:
+    """A key made by the ``pact keygen`` CLI: {'secret': base58 seed, 'public': base58}."""
     # The documented `pact keygen` CLI, run by this interpreter; every argument is ours.
     proc = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "pact_schema.cli", "keygen", "--out", str(key_file), "--force"],
@@ -90,6 +90,13 @@ VARIABLES: list[Variable] = [
         lambda ctx: ctx["provider_public"],
     ),
     Variable(
+        "PACT_SETTLEMENT_SIGNING_KEY",
+        "Settlement's own Ed25519 secret (base58 seed) that signs RECEIPTs, from `pact keygen` "
+        "(.dev/compose/settlement-signing-key.json).",
+        "base58-ed25519-seed-from-pact-keygen",
+        lambda ctx: ctx["settlement_secret"],
+    ),
+    Variable(
         "PACT_SETTLEMENT_API_TOKEN",
         "Bearer token the provider presents to settlement "
         "(also its PACT_PROVIDER_SETTLEMENT_TOKEN).",
@@ -102,7 +109,43 @@ VARIABLES: list[Variable] = [
         "change-me-settlement-admin-token-at-least-24-chars",
         _token,
     ),
+    Variable(
+        "PACT_SETTLEMENT_STRIPE_API_KEY",
+        "Stripe secret key. localstripe (--profile stripe) accepts any sk_test_ key; for real "
+        "Stripe test mode put yours here.",
+        "sk_test_change-me",
+        lambda _: "sk_test_" + secrets.token_hex(16),
+    ),
+    Variable(
+        "PACT_SETTLEMENT_STRIPE_WEBHOOK_SECRET",
+        "Signing secret of settlement's /v1/webhooks/stripe (localstripe signs with it).",
+        "whsec_change-me",
+        lambda _: "whsec_" + secrets.token_hex(24),
+    ),
+    Variable(
+        "PACT_SETTLEMENT_EVM_OPERATOR_KEY",
+        "Hex private key settlement signs escrow transactions with; chain-deploy (--profile "
+        "chain) funds it on the local node and deploys PactEscrow with it.",
+        "0x-64-hex-digits-operator-private-key",
+        lambda ctx: ctx["evm_operator_key"],
+    ),
+    Variable(
+        "PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS",
+        "Where chain-deploy's PactEscrow lands: the operator key's first contract (nonce 0).",
+        "0x-address-of-the-operator-keys-first-contract",
+        lambda ctx: ctx["evm_contract_address"],
+    ),
 ]
+
+
+def first_contract_address(private_key: str) -> str:
+    """Address of the first contract the key deploys: keccak256(rlp([sender, nonce 0]))[12:]."""
+    import rlp  # web3's dependencies, installed with pact-settlement
+    from eth_account import Account
+    from eth_utils import keccak, to_canonical_address, to_checksum_address
+
+    sender = to_canonical_address(Account.from_key(private_key).address)
+    return str(to_checksum_address(keccak(rlp.encode([sender, 0]))[12:]))
 
 
 def render(values: dict[str, str], origin: str) -> str:
@@ -121,8 +164,16 @@ def example() -> str:
 
 def generate(key_dir: Path = KEY_DIR) -> str:
     key_dir.mkdir(parents=True, exist_ok=True)
-    pair = _keypair(key_dir)
-    ctx = {"provider_secret": pair["secret"], "provider_public": pair["public"]}
+    provider = _keypair(key_dir / "provider-signing-key.json")
+    settlement = _keypair(key_dir / "settlement-signing-key.json")
+    operator_key = "0x" + secrets.token_hex(32)
+    ctx = {
+        "provider_secret": provider["secret"],
+        "provider_public": provider["public"],
+        "settlement_secret": settlement["secret"],
+        "evm_operator_key": operator_key,
+        "evm_contract_address": first_contract_address(operator_key),
+    }
     values = {var.name: var.value(ctx) for var in VARIABLES}
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return render(values, f"Generated by `make compose-env` at {stamp}.")

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
 import tomllib
+from pathlib import Path
 from typing import Any
 
-from .support import ROOT
+import pytest
+
+from .support import ROOT, in_ci
 
 CORE = ("postgres", "settlement-migrate", "settlement", "provider")
 
@@ -19,6 +27,12 @@ def test_core_services_and_optional_rail_profiles(compose: dict[str, Any]) -> No
         assert "profiles" not in services[name], f"{name} must start with a plain `up`"
     assert services["localstripe"]["profiles"] == ["stripe"]
     assert services["chain"]["profiles"] == ["chain"]
+    assert services["chain-deploy"]["profiles"] == ["chain"]
+    assert services["stripe-webhooks"]["profiles"] == ["stripe"]
+    assert services["chain-deploy"]["depends_on"] == {"chain": {"condition": "service_healthy"}}
+    assert services["stripe-webhooks"]["depends_on"] == {
+        "localstripe": {"condition": "service_healthy"}
+    }
 
 
 def test_start_order_waits_for_health_and_migrations(compose: dict[str, Any]) -> None:
@@ -38,9 +52,9 @@ def test_start_order_waits_for_health_and_migrations(compose: dict[str, Any]) ->
 def test_long_running_services_have_healthchecks(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         check = service.get("healthcheck") or {}
-        if name == "settlement-migrate":
-            # A one-shot job: dependents wait for it to exit 0 instead.
-            assert check == {"disable": True}
+        if service.get("restart") == "no":
+            # A one-shot job (migrations, setup): dependents wait for it to exit 0 instead.
+            assert check == {"disable": True}, name
             continue
         assert check.get("test"), f"{name} has no healthcheck"
     for name, path in [("provider", "8000/readyz"), ("settlement", "8001/readyz")]:
@@ -68,7 +82,7 @@ def test_services_share_one_build_context(compose: dict[str, Any]) -> None:
 
 
 def test_pact_containers_are_hardened(compose: dict[str, Any]) -> None:
-    for name in ("settlement-migrate", "settlement", "provider"):
+    for name in ("settlement-migrate", "settlement", "provider", "chain-deploy"):
         service = compose["services"][name]
         assert service["read_only"] is True, name
         assert service["cap_drop"] == ["ALL"], name
@@ -109,3 +123,70 @@ def test_local_rail_backends_match_the_versions_the_tests_pin(compose: dict[str,
         deps = json.loads(package_json.read_text(encoding="utf-8")).get("dependencies", {})
         if "ganache" in deps:
             assert image == f"trufflesuite/ganache:v{deps['ganache']}", package_json
+
+
+GANACHE = ROOT / "services/settlement/tests/rails/gateways/node/node_modules/.bin/ganache"
+
+
+def _compose_default(value: str) -> str:
+    match = re.fullmatch(r"\$\{[A-Z0-9_]+:-([^}]*)\}", value)
+    assert match, f"expected ${{VAR:-default}}, got {value!r}"
+    return match[1]
+
+
+@pytest.mark.timeout(300)
+def test_chain_deploy_puts_the_escrow_where_settlement_expects_it(
+    compose: dict[str, Any], generated_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The `chain-deploy` command against a ganache started as the `chain` service is."""
+    if not GANACHE.exists():
+        message = "ganache is not installed (make install runs npm ci for it)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = list(compose["services"]["chain"]["command"])
+    args[args.index("--server.host") + 1] = "127.0.0.1"
+    args[args.index("--server.port") + 1] = str(port)
+    service = compose["services"]["chain-deploy"]
+    expected = generated_env["PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS"]
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "PACT_SETTLEMENT_EVM_RPC_URL": f"http://127.0.0.1:{port}",
+        "PACT_SETTLEMENT_EVM_CHAIN_ID": _compose_default(
+            service["environment"]["PACT_SETTLEMENT_EVM_CHAIN_ID"]
+        ),
+        "PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS": expected,
+        "PACT_SETTLEMENT_EVM_OPERATOR_KEY": generated_env["PACT_SETTLEMENT_EVM_OPERATOR_KEY"],
+    }
+    command = [part.replace("$$", "$") for part in service["command"]]
+    log = (tmp_path / "ganache.log").open("wb")
+    node = subprocess.Popen(
+        [str(GANACHE), *args, "--logging.quiet"], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "ganache did not start"
+                assert node.poll() is None, (tmp_path / "ganache.log").read_text()
+                time.sleep(0.2)
+        outputs = []
+        for _ in range(2):  # the second run finds the contract and deploys nothing
+            run = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=120, check=False
+            )
+            assert run.returncode == 0, run.stdout + run.stderr
+            outputs.append(run.stdout)
+        assert f"PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS={expected}" in outputs[0]
+        assert f"PactEscrow already at {expected}" in outputs[1]
+    finally:
+        node.terminate()
+        node.wait(timeout=30)
+        log.close()

@@ -487,6 +487,7 @@ def test_images_migrate_serve_and_stop_gracefully_without_the_source_tree(
         PACT_SETTLEMENT_API_TOKEN=generated_env["PACT_SETTLEMENT_API_TOKEN"],
         PACT_SETTLEMENT_ADMIN_TOKEN=generated_env["PACT_SETTLEMENT_ADMIN_TOKEN"],
         PACT_SETTLEMENT_PROVIDER_KEYS=generated_env["PACT_SETTLEMENT_PROVIDER_KEYS"],
+        PACT_SETTLEMENT_SIGNING_KEY=generated_env["PACT_SETTLEMENT_SIGNING_KEY"],
     )
     for command in (["pact-settlement", "migrate"], ["pact-settlement", "check-migrations"]):
         run = subprocess.run(

@@ -277,8 +277,12 @@ def test_compose_configuration_is_accepted_by_the_settings_classes(
     loaded: dict[str, BaseSettings] = {}
     for name, service in compose["services"].items():
         kind = compose_service_kind(name, service)
-        if kind is None:
-            continue
+        command = service.get("command") or []
+        if kind is None or command[:2] not in (
+            [f"pact-{kind}", "serve"],
+            [f"pact-{kind}", "migrate"],
+        ):
+            continue  # not the service itself (chain-deploy runs evm-deploy, a dev tool)
         env = {k: interpolate(v, generated_env) for k, v in compose_environment(service).items()}
         env = _map_paths(env, _compose_bind_mounts(service))
         for value in env.values():
@@ -425,6 +429,16 @@ def _sample_secret_values(generated_env: Mapping[str, str]) -> dict[tuple[str, s
         ("pact-settlement", "admin-token"): generated_env["PACT_SETTLEMENT_ADMIN_TOKEN"],
         ("pact-settlement", "provider-keys"): generated_env["PACT_SETTLEMENT_PROVIDER_KEYS"],
         ("pact-settlement", "database-url"): "postgresql+asyncpg://pact:pw@db.internal:5432/pact",
+        ("pact-settlement", "signing-key"): generated_env["PACT_SETTLEMENT_SIGNING_KEY"],
+        ("pact-settlement-rails", "stripe-api-key"): generated_env[
+            "PACT_SETTLEMENT_STRIPE_API_KEY"
+        ],
+        ("pact-settlement-rails", "stripe-webhook-secret"): generated_env[
+            "PACT_SETTLEMENT_STRIPE_WEBHOOK_SECRET"
+        ],
+        ("pact-settlement-rails", "evm-operator-key"): generated_env[
+            "PACT_SETTLEMENT_EVM_OPERATOR_KEY"
+        ],
         ("pact-postgres", "password"): generated_env["POSTGRES_PASSWORD"],
     }
 
