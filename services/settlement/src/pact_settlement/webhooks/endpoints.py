@@ -1,0 +1,57 @@
+"""Webhooks from rails. No bearer token: the Stripe signature is the authentication."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from pact_settlement.kit.openapi import problem_doc
+from pact_settlement.settlements.rail_steps import TransitionApplier
+from pact_settlement.webhooks.schemas import WebhookAck
+from pact_settlement.webhooks.service import StripeWebhookService
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+def get_stripe_service(request: Request) -> StripeWebhookService:
+    state = request.app.state
+    applier = getattr(state, "applier", None)  # the lifecycle's: it also signs RECEIPTs
+    return StripeWebhookService(
+        state.sessionmaker,
+        settings=state.settings,
+        metrics=state.metrics,
+        clients=state.rail_clients,
+        applier=applier if isinstance(applier, TransitionApplier) else None,
+    )
+
+
+StripeService = Annotated[StripeWebhookService, Depends(get_stripe_service)]
+
+
+@router.post(
+    "/stripe",
+    response_model=WebhookAck,
+    summary="Stripe events (signed with the endpoint secret); advances settlements",
+    description=(
+        "Configure this URL as a Stripe webhook endpoint for `payment_intent.*` events and set "
+        "its signing secret as `PACT_SETTLEMENT_STRIPE_WEBHOOK_SECRET`. The `Stripe-Signature` "
+        "header is verified over the raw body (300 s tolerance); a missing, forged or stale "
+        "signature is 400 and changes nothing. The event is only a hint: the PaymentIntent is "
+        "retrieved and its current state applied, so duplicated and out-of-order events are "
+        "harmless."
+    ),
+    responses={
+        400: problem_doc("Missing, malformed, forged or stale signature", "FAILED_IDENTITY", 400),
+        404: problem_doc("The stripe rail is not enabled", "NOT_FOUND", 404),
+        503: problem_doc("Stripe or the database unavailable: redeliver", "SETTLEMENT_FAILED", 503),
+    },
+)
+async def stripe_webhook(
+    request: Request,
+    service: StripeService,
+    stripe_signature: Annotated[
+        str | None, Header(alias="Stripe-Signature", include_in_schema=True)
+    ] = None,
+) -> WebhookAck:
+    return await service.receive(await request.body(), stripe_signature)
