@@ -515,8 +515,10 @@ def test_images_migrate_serve_and_stop_gracefully_without_the_source_tree(
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
                 assert resp.status == 200, port
     finally:
-        if provider is not None:
-            _stop(provider, tmp_path / "provider.log")
-        _stop(settlement, tmp_path / "settlement.log")
+        try:
+            if provider is not None:
+                _stop(provider, tmp_path / "provider.log")
+        finally:  # never leave a server behind, whatever failed first
+            _stop(settlement, tmp_path / "settlement.log")
     assert not list(workdir.iterdir()), "the services wrote into their working directory"
     assert not home.exists(), "the services wrote into HOME"
