@@ -14,6 +14,7 @@ even if the agent's payment profile changes in between:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -89,3 +90,24 @@ class RailBindingRepository(RepositoryBase[RailBinding]):
                 RailBinding.rail == rail, RailBinding.external_id == external_id
             )
         )
+
+    async def holds_expiring(
+        self, rail: str, *, before: datetime, states: Iterable[str], limit: int
+    ) -> list[str]:
+        """Settlements in ``states`` whose hold on ``rail`` lapses before ``before``, soonest
+        first (the authorisation-expiry sweep's candidates; read without locks)."""
+        from pact_settlement.settlements.models import Settlement
+
+        rows = await self.session.execute(
+            select(RailBinding.settlement_id)
+            .join(Settlement, Settlement.id == RailBinding.settlement_id)
+            .where(
+                RailBinding.rail == rail,
+                RailBinding.hold_expires_at.is_not(None),
+                RailBinding.hold_expires_at <= before,
+                Settlement.state.in_(list(states)),
+            )
+            .order_by(RailBinding.hold_expires_at, RailBinding.settlement_id)
+            .limit(limit)
+        )
+        return [str(r) for r in rows.scalars()]
