@@ -181,7 +181,10 @@ class SettlementSettings(BaseSettings):
         default=1, ge=1, le=100, description="Blocks a transaction needs before it counts."
     )
     evm_receipt_timeout_s: float = Field(
-        default=120.0, gt=0, description="Wait for a receipt before the step stays pending."
+        default=25.0,
+        gt=0,
+        description="Wait for a (confirmed) receipt before the step stays pending for the "
+        "reconciler; keep it below RAIL_CALL_TIMEOUT_S.",
     )
     evm_poll_interval_s: float = Field(
         default=0.5, gt=0, description="Receipt / confirmation polling interval."
@@ -300,11 +303,17 @@ class SettlementSettings(BaseSettings):
     def _evm_address(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        from eth_utils.address import is_address, to_checksum_address
+        from eth_utils.address import is_address, is_checksum_address, to_checksum_address
 
-        if not is_address(value.strip()):
-            raise ValueError(f"EVM_CONTRACT_ADDRESS {value!r} is not an address")
-        return str(to_checksum_address(value.strip()))
+        text = value.strip()
+        digits = text[2:] if text.lower().startswith("0x") else text
+        mixed_case = digits != digits.lower() and digits != digits.upper()
+        if not is_address(text) or (mixed_case and not is_checksum_address(text)):
+            raise ValueError(
+                f"EVM_CONTRACT_ADDRESS {value!r} is not an address (or its EIP-55 checksum "
+                "is wrong)"
+            )
+        return str(to_checksum_address(text))
 
     @field_validator("provider_keys")
     @classmethod
@@ -413,6 +422,14 @@ class SettlementSettings(BaseSettings):
             if missing:
                 raise ValueError(
                     "the evm rail needs " + ", ".join(f"PACT_SETTLEMENT_{name}" for name in missing)
+                )
+            if self.evm_receipt_timeout_s >= self.rail_call_timeout_s:
+                log.warning(
+                    "settlement.config.evm_timeouts: EVM_RECEIPT_TIMEOUT_S (%s) is not below "
+                    "RAIL_CALL_TIMEOUT_S (%s): a lock waiting for its confirmations is answered "
+                    "202 (pending) and finished by the reconciler",
+                    self.evm_receipt_timeout_s,
+                    self.rail_call_timeout_s,
                 )
 
     @property
