@@ -1,0 +1,420 @@
+"""Render ``bench/results/latest.md`` (+ ``latest.png``) from the newest JSON of each suite.
+
+``provider.json``, ``settlement.json`` and ``growth.json`` are each written by their suite, so
+running one suite refreshes its section and keeps the others (each section says when it ran).
+``provider-before.json``, when present, is the provider measured before the performance fixes
+(``python -m bench provider --save-as provider-before`` on that commit) and adds a before/after
+table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import log
+
+PASS, FAIL = "**PASS**", "**FAIL**"
+
+
+def _load(results: Path, name: str) -> dict[str, Any] | None:
+    path = results / f"{name}.json"
+    if not path.exists():
+        return None
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return doc
+
+
+def _ok(flag: bool | None) -> str:
+    return "n/a" if flag is None else (PASS if flag else FAIL)
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _machine(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    extra = f", PostgreSQL {m['postgres']}" if "postgres" in m else ""
+    load = ", ".join(f"{x:.2f}" for x in m.get("loadavg_before", []))
+    return (
+        f"{m['nproc']} CPUs (`nproc`), {m['cpu_model']}, {m['mem_gib']} GiB, Python "
+        f"{m['python']}{extra}; load average before the run: {load}; commit "
+        f"`{m['git_commit']}`; finished {doc['finished_utc']}"
+    )
+
+
+def _commands(commands: dict[str, str]) -> list[str]:
+    lines = ["```bash"]
+    for what, cmd in commands.items():
+        lines += [f"# {what}", cmd]
+    lines.append("```")
+    return lines
+
+
+def _profile_lines(profile: dict[str, Any], key: str = "top_self", n: int = 12) -> list[str]:
+    summary = profile.get("summary") if profile else None
+    if not summary:
+        return ["(no profile: py-spy not installed — `uv sync --group bench`)"]
+    rows = summary.get(key, [])[:n]
+    out = [f"py-spy, {summary['samples']} samples"]
+    out += ["", "| % of samples | frame |", "|---:|---|"]
+    out += [f"| {r['pct']:.1f} | `{r['frame']}` |" for r in rows]
+    return out
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def provider_section(doc: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
+    s, c = doc["summary"], doc["config"]
+    fl, pr = s["floor"], s["provider"]
+    ok = s["pass"]
+    lines = [
+        "## Provider: INTENT → ASK against the floor",
+        "",
+        _machine(doc),
+        "",
+        f"One uvicorn worker per server (pinned to CPU {c['server_cpus']}), {c['connections']} "
+        f"connections from `{c['load_tool']}` (CPU {c['load_cpus']}), {c['distinct_bodies']} "
+        f"distinct pre-signed INTENTs, {c['duration_s']:.0f} s measured per server in "
+        f"{c['slices']} alternating slices of {c['slice_s']} s after {c['warmup_s']:.0f} s of "
+        "warm-up each. The **floor** (`bench/floor_app.py`) is a bare Starlette app that parses "
+        "the body with `pact_schema.parse_json`, verifies the envelope with "
+        "`pact_schema.verify_envelope` and signs one small reply with `sign_message`. The "
+        f"provider runs with `PACT_PROVIDER_MAX_CLOCK_SKEW_MS={c['max_clock_skew_ms']}` because "
+        "the INTENTs are signed before the run.",
+        "",
+        "| server | req/s | p50 ms | p99 ms (median slice) | p99 ms (worst slice) "
+        "| server CPU µs/request | non-200 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in (("floor", fl), ("provider", pr)):
+        lines.append(
+            f"| {name} | {_f(row['rps'], 0)} | {_f(row['p50_ms'], 2)} | {_f(row['p99_ms'], 2)} "
+            f"| {_f(row['p99_worst_ms'], 2)} | {_f(row['cpu_us_per_request'], 0)} "
+            f"| {row['non200']} |"
+        )
+    lines += [
+        "",
+        "| target | value | result |",
+        "|---|---:|---|",
+        f"| provider req/s ≥ 0.8 x floor | **{s['ratio_rps']:.3f}** x "
+        f"(per slice: {', '.join(f'{r:.2f}' for r in s['ratio_per_slice'])}) "
+        f"| {_ok(ok['ratio'])} |",
+        f"| provider p99 < 20 ms | {pr['p99_ms']:.2f} ms | {_ok(ok['p99'])} |",
+        f"| zero non-200 replies | {pr['non200']} (floor {fl['non200']}) | {_ok(ok['non200'])} |",
+        f"| every INTENT answered with an ASK (`/metrics`) | "
+        f"{', '.join(f'{k}: {v:.0f}' for k, v in s['provider_outcomes'].items())} "
+        f"| {_ok(ok['all_asks'])} |",
+        f"| (CPU per request, floor ÷ provider: the same ratio without scheduling noise) "
+        f"| {s['ratio_cpu']:.3f} | |",
+        "",
+    ]
+    if before is not None:
+        b = before["summary"]
+        b_ratio = b.get("ratio_rps")
+        lines += [
+            "### Before and after the provider fixes",
+            "",
+            f"Before: commit `{before['machine']['git_commit']}` ({before['finished_utc']}); "
+            f"after: commit `{doc['machine']['git_commit']}`. Same machine, same bench; "
+            "absolute numbers drift with the machine's load, the ratio is what compares.",
+            "",
+            "| | floor req/s | provider req/s | provider ÷ floor | provider p50 ms "
+            "| provider p99 ms |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| before | {_f(b['floor']['rps'], 0)} | {_f(b['provider']['rps'], 0)} | "
+            f"{_f(b_ratio, 3)} | {_f(b['provider']['p50_ms'], 2)} | "
+            f"{_f(b['provider']['p99_ms'], 2)} |",
+            f"| after | {_f(fl['rps'], 0)} | {_f(pr['rps'], 0)} | {_f(s['ratio_rps'], 3)} | "
+            f"{_f(pr['p50_ms'], 2)} | {_f(pr['p99_ms'], 2)} |",
+            "",
+        ]
+    lines += ["Commands:", "", *_commands(doc["commands"]), ""]
+    prof = doc.get("profile") or {}
+    lines += ["### Provider profile under the same load", ""]
+    if prof.get("flamegraph_file"):
+        lines += [
+            f"Flame graph: [`{Path(prof['flamegraph_file']).name}`]"
+            f"(profiles/{Path(prof['flamegraph_file']).name}) "
+            f"(`{prof.get('flamegraph_command', '')}`)",
+            "",
+        ]
+    lines += ["Top frames by own time:", "", *_profile_lines(prof, "top_self")]
+    lines += ["", "Top frames by inclusive time (server plumbing left out):", ""]
+    lines += [*_profile_lines(prof, "top_inclusive", 15), ""]
+    return lines
+
+
+def settlement_section(doc: dict[str, Any]) -> list[str]:
+    s, c = doc["summary"], doc["config"]
+    lines = [
+        "## Settlement: ACCEPT → locked on Postgres against pgbench",
+        "",
+        _machine(doc),
+        "",
+        f"`pact-settlement serve` (one worker) on a fresh, migrated database `{c['database']}`; "
+        f"{c['buyers']} funded buyers; every request a distinct `POST /v1/settlements` (a "
+        "buyer-signed ACCEPT carrying the provider-signed ASK), each sent once, for "
+        f"{c['seconds_per_level']} s per client count from `bench.loadgen` in separate "
+        "processes. `pgbench` runs its built-in TPC-B-like script with the same client count "
+        f"for the same time on the same server right after. Pinning: {c['pinning']}.",
+        "",
+        "| callers | creates/s | p50 ms | p99 ms | non-2xx | server CPU ms/create "
+        "| pgbench tps | pgbench p50 ms | pgbench p99 ms | creates ÷ pgbench tps | target ≥ 0.5 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for lv in s["levels"]:
+        target = _ok((lv["ratio"] or 0) >= 0.5) if lv["clients"] in (8, 32) else "—"
+        lines.append(
+            f"| {lv['clients']} | {_f(lv['settlement_rps'])} | {_f(lv['p50_ms'])} | "
+            f"{_f(lv['p99_ms'])} | {lv['non2xx']} | {_f(lv['cpu_ms_per_create'])} | "
+            f"{_f(lv['pgbench_tps'], 0)} | {_f(lv['pgbench_p50_ms'], 2)} | "
+            f"{_f(lv['pgbench_p99_ms'], 2)} | {_f(lv['ratio'], 3)} | {target} |"
+        )
+    over = doc.get("client_overhead") or []
+    if over:
+        lines += [
+            "",
+            "Load generator's own ceiling (same client, concurrency and request bytes against "
+            "`bench/null_server.py`, which answers at once):",
+            "",
+            "| callers | req/s | p50 ms | p99 ms |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {o['clients']} | {_f(o['rps'], 0)} | {_f(o['p50_ms'], 3)} | {_f(o['p99_ms'], 3)} |"
+            for o in over
+        ]
+    lines += ["", "Commands:", "", *_commands(doc["commands"]), ""]
+    prof = doc.get("profile") or {}
+    lines += [
+        "### Settlement profile (8 callers)",
+        "",
+        "The service's own functions by inclusive time:",
+        "",
+        *_profile_lines(prof, "top_project", 15),
+    ]
+    lines += ["", "Top frames by own time:", "", *_profile_lines(prof, "top_self", 10), ""]
+    return lines
+
+
+def growth_section(doc: dict[str, Any]) -> list[str]:
+    s, c = doc["summary"], doc["config"]
+    small, large = c["sizes"][0], c["sizes"][-1]
+    lines = [
+        f"## Cost growth: {small:,} vs {large:,} settlements",
+        "",
+        _machine(doc),
+        "",
+        f"Two databases bulk-loaded to {small:,} and {large:,} settlements (with their events, "
+        "idempotency keys, rail operations and transcripts), one `pact-settlement serve` each, "
+        f"measured in {c['rounds']} alternating rounds with {c['callers']} callers: creates "
+        "(new signed ACCEPTs), `GET /v1/settlements/{intent_id}` of random existing rows, and "
+        "`GET /v1/settlements?limit=50&cursor=…` from random positions.",
+        "",
+        f"| operation | p50 ms @{small:,} | p99 ms @{small:,} | p50 ms @{large:,} | "
+        f"p99 ms @{large:,} | p99 growth | target ≤ {c['targets']['growth_p99']} |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for op in s["ops"]:
+        lines.append(
+            f"| {op['op']} | {_f(op[f'p50_{small}'], 2)} | {_f(op[f'p99_{small}'], 2)} | "
+            f"{_f(op[f'p50_{large}'], 2)} | {_f(op[f'p99_{large}'], 2)} | "
+            f"{op['growth_p99']:.2f}x | {_ok(op['growth_p99'] <= c['targets']['growth_p99'])} |"
+        )
+    loads = doc.get("bulk_load_seconds", {})
+    if loads:
+        lines += [
+            "",
+            "Bulk load (seconds): "
+            + "; ".join(f"{int(k):,} rows: {v.get('total', 0)} s" for k, v in loads.items()),
+        ]
+    lines += ["", "Commands:", "", *_commands(doc["commands"]), ""]
+    lines += [
+        f"### EXPLAIN (ANALYZE, BUFFERS) of the hot queries at {large:,} rows",
+        "",
+        "Captured from the service's own repository code (the SQL it sends), then "
+        "explained with the same parameters.",
+        "",
+    ]
+    for e in doc.get("explain", []):
+        flags = []
+        if e.get("seq_scan"):
+            flags.append("**sequential scan**")
+        removed = [
+            int(x.split(":")[1]) for x in e["plan"].splitlines() if "Rows Removed by Filter:" in x
+        ]
+        if removed and max(removed) > 1000:
+            flags.append(f"**{max(removed):,} rows read and dropped by a filter**")
+        lines += [
+            f"**{e['query']}**" + (" — " + ", ".join(flags) if flags else ""),
+            "",
+            "```",
+            e["plan"],
+            "```",
+            "",
+        ]
+    return lines
+
+
+# --- chart ---------------------------------------------------------------------------------
+
+
+def chart(
+    results: Path,
+    provider: dict[str, Any] | None,
+    settlement: dict[str, Any] | None,
+    growth: dict[str, Any] | None,
+    before: dict[str, Any] | None,
+) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib not installed (uv sync --group bench): no chart")
+        return None
+    panels = [p for p in (provider, settlement, growth) if p is not None]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), dpi=90)
+    axes = list(axes) if len(panels) > 1 else [axes]
+    i = 0
+    if provider is not None:
+        ax = axes[i]
+        i += 1
+        s = provider["summary"]
+        labels, values, colors = (
+            ["floor", "provider"],
+            [s["floor"]["rps"], s["provider"]["rps"]],
+            ["#999999", "#2b7bb9"],
+        )
+        if before is not None:
+            labels.insert(1, "provider\n(before)")
+            values.insert(1, before["summary"]["provider"]["rps"])
+            colors.insert(1, "#d98c3f")
+        ax.bar(labels, values, color=colors)
+        ax.axhline(0.8 * s["floor"]["rps"], color="#c0392b", lw=1, ls="--", label="0.8 x floor")
+        ax.set_title(f"INTENT→ASK req/s (x{s['ratio_rps']:.2f} floor)", fontsize=10)
+        ax.legend(fontsize=8)
+    if settlement is not None:
+        ax = axes[i]
+        i += 1
+        levels = settlement["summary"]["levels"]
+        xs = [str(lv["clients"]) for lv in levels]
+        width = 0.38
+        pos = range(len(xs))
+        ax.bar(
+            [p - width / 2 for p in pos],
+            [lv["settlement_rps"] for lv in levels],
+            width,
+            label="settlement creates/s",
+            color="#2b7bb9",
+        )
+        ax.bar(
+            [p + width / 2 for p in pos],
+            [lv["pgbench_tps"] for lv in levels],
+            width,
+            label="pgbench tps",
+            color="#999999",
+        )
+        ax.set_xticks(list(pos), xs)
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent callers")
+        ax.set_title("ACCEPT→locked vs pgbench", fontsize=10)
+        ax.legend(fontsize=8)
+    if growth is not None:
+        ax = axes[i]
+        sizes = growth["config"]["sizes"]
+        ops = growth["summary"]["ops"]
+        width = 0.38
+        pos = range(len(ops))
+        ax.bar(
+            [p - width / 2 for p in pos],
+            [o[f"p99_{sizes[0]}"] for o in ops],
+            width,
+            label=f"{sizes[0]:,} rows",
+            color="#999999",
+        )
+        ax.bar(
+            [p + width / 2 for p in pos],
+            [o[f"p99_{sizes[-1]}"] for o in ops],
+            width,
+            label=f"{sizes[-1]:,} rows",
+            color="#2b7bb9",
+        )
+        ax.set_xticks(list(pos), [o["op"] for o in ops])
+        ax.set_ylabel("p99 ms")
+        ax.set_title("p99 vs table size", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = results / "latest.png"
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def render(results: Path) -> Path:
+    provider = _load(results, "provider")
+    settlement = _load(results, "settlement")
+    growth = _load(results, "growth")
+    before = _load(results, "provider-before")
+    lines = [
+        "# Benchmark results (latest)",
+        "",
+        "Written by `python -m bench` (`make bench`); each section comes from the newest run of "
+        "its suite (`bench/results/<suite>.json`). These machines are shared and noisy: compare "
+        "the **ratios**, which are measured inside one run, not the absolute numbers.",
+        "",
+    ]
+    png = chart(results, provider, settlement, growth, before)
+    if png is not None:
+        lines += [f"![benchmarks]({png.name})", ""]
+    lines += ["| suite | target | result |", "|---|---|---|"]
+    if provider:
+        for key, label in (
+            ("ratio", "provider ≥ 0.8 x floor req/s"),
+            ("p99", "provider p99 < 20 ms"),
+            ("non200", "zero non-200"),
+            ("all_asks", "every INTENT → ASK"),
+        ):
+            lines.append(f"| provider | {label} | {_ok(provider['summary']['pass'][key])} |")
+    if settlement:
+        for key, flag in settlement["summary"]["pass"].items():
+            lines.append(
+                f"| settlement | ≥ 0.5 x pgbench tps at {key.split('_c')[1]} callers "
+                f"| {_ok(flag)} |"
+            )
+    if growth:
+        for key, flag in growth["summary"]["pass"].items():
+            lines.append(f"| growth | {key.split('_')[1]} p99 at 1M ≤ 1.5 x at 10k | {_ok(flag)} |")
+    lines.append("")
+    if provider:
+        lines += provider_section(provider, before)
+    if settlement:
+        lines += settlement_section(settlement)
+    if growth:
+        lines += growth_section(growth)
+    out = results / "latest.md"
+    out.write_text("\n".join(lines).rstrip() + "\n")
+    return out
+
+
+def failed_targets(results: Path, suites: list[str]) -> list[str]:
+    failed = []
+    for suite in suites:
+        doc = _load(results, suite)
+        if doc is None:
+            continue
+        failed += [f"{suite}.{k}" for k, v in doc["summary"].get("pass", {}).items() if not v]
+    return failed

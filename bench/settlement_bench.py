@@ -1,0 +1,485 @@
+"""Settlement ACCEPT → locked on Postgres, against ``pgbench`` (TPC-B-like) as the ceiling.
+
+A fresh database (``pact_bench`` on the configured Postgres) is migrated with
+``pact-settlement migrate``; one ``pact-settlement serve`` process (one uvicorn worker) serves it.
+Buyers are funded through ``POST /v1/accounts/{agent_id}/deposits``. Every request is a distinct
+``POST /v1/settlements`` carrying a buyer-signed ACCEPT with the provider-signed ASK in ``quote``
+(built as ``pact_schema``'s test builders do), signed before the run. ``bench.loadgen`` fires them
+from separate processes at 1, 8 and 32 concurrent callers, each ACCEPT once. After each level,
+``pgbench -c N -j N -T S`` runs the built-in TPC-B-like script against ``pgbench -i`` tables in
+the same database, same server, same client count. The load generator's own ceiling is measured
+against ``bench.null_server`` with the same requests and concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pact_schema import Keypair, message_to_wire, now_ms, parse_message, sign_message
+from pact_schema.quote import quote_binding_fields
+
+from bench import loadgen, profiling
+from bench.common import (
+    PROFILES_DIR,
+    PYTHON,
+    ROOT,
+    Server,
+    free_port,
+    log,
+    machine_info,
+    percentile,
+    shell_line,
+    utc_now_iso,
+)
+from bench.pg import PgTarget, have_pgbench, pg_server_version, run_cli, scratch_database
+
+DATABASE = "pact_bench"
+PROVIDER = Keypair(bytes(range(150, 182)))  # the same key the provider bench signs with
+BUYERS = tuple(Keypair(bytes((7 * b + i) % 256 for b in range(32))) for i in range(1, 129))
+API_TOKEN = "bench-settlement-api-token-0123456789"  # noqa: S105 - scratch service
+ADMIN_TOKEN = "bench-settlement-admin-token-0123456789"  # noqa: S105
+DEPOSIT = "1000000"
+PRICES = ("0.00008", "0.000096", "0.00012", "0.00005")
+TARGET_RATIO = 0.5
+VALID_MS = 3_600_000  # quotes and ACCEPTs signed before the run stay valid for an hour
+
+
+# --- the settlement server ---------------------------------------------------------------
+
+
+def settlement_env(target: PgTarget, database: str) -> dict[str, str]:
+    return {
+        "PACT_SETTLEMENT_ENV": "development",
+        "PACT_SETTLEMENT_DATABASE_URL": target.sqlalchemy_url(database),
+        "PACT_SETTLEMENT_API_TOKEN": API_TOKEN,
+        "PACT_SETTLEMENT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PACT_SETTLEMENT_PROVIDER_KEYS": PROVIDER.public_key_b58,
+        "PACT_SETTLEMENT_LOG_LEVEL": "INFO",
+    }
+
+
+def shown_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: ("<bench token>" if k.endswith("_TOKEN") else v) for k, v in env.items()}
+
+
+def migrate(env: dict[str, str]) -> list[str]:
+    cmd = [PYTHON, "-m", "pact_settlement.cli", "migrate"]
+    out = run_cli_env(cmd, env, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"migrate failed: {out.stdout[-1500:]} {out.stderr[-1500:]}")
+    return cmd
+
+
+def run_cli_env(cmd: list[str], env: dict[str, str], timeout: float) -> Any:
+    import subprocess
+
+    return subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def settlement_server(env: dict[str, str], work: Path, name: str = "settlement") -> Server:
+    port = free_port()
+    cmd = [PYTHON, "-m", "pact_settlement.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return Server(
+        name,
+        cmd,
+        env,
+        f"http://127.0.0.1:{port}/healthz",
+        work / f"{name}.log",
+        shown_env=shown_env(env),
+    )
+
+
+def port_of(server: Server) -> int:
+    return int(server.ready_url.split(":")[2].split("/")[0])
+
+
+def wait_ready(server: Server, timeout_s: float = 30.0) -> None:
+    url = server.ready_url.replace("/healthz", "/readyz")
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
+                if resp.status == 200:
+                    return
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise RuntimeError(f"{server.name} not ready: {last} {server.tail()}")
+
+
+def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes]:
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **headers},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def fund_buyers(server: Server, amount: str = DEPOSIT) -> None:
+    base = server.ready_url.replace("/healthz", "")
+    for buyer in BUYERS:
+        status, body = _post(
+            f"{base}/v1/accounts/{buyer.public_key_b58}/deposits",
+            {"amount": amount},
+            {
+                "Authorization": f"Bearer {ADMIN_TOKEN}",
+                "Idempotency-Key": f"bench-fund-{buyer.public_key_b58}",
+            },
+        )
+        if status not in (200, 201):
+            raise RuntimeError(f"deposit refused ({status}): {body[:500]!r}")
+
+
+# --- signed ACCEPTs ------------------------------------------------------------------------
+
+
+def accept_request(i: int, *, run: str, now: int) -> dict[str, Any]:
+    """One ``POST /v1/settlements`` (loadgen spec): an ACCEPT carrying a provider-signed ASK."""
+    buyer = BUYERS[i % len(BUYERS)]
+    price = Decimal(PRICES[i % len(PRICES)])
+    intent_id = f"sb-{run}-{i:07d}"
+    ask = {
+        "protocol_version": "pact/1.0",
+        "type": "ASK",
+        "intent_id": intent_id,
+        "price": price,
+        "unit": "request",
+        "latency_ms": 100,
+        "valid_for_ms": VALID_MS,
+        "bond_required": price * 2,
+        "sent_at_ms": now,
+        "expires_at_ms": now + VALID_MS,
+        **quote_binding_fields(
+            buyer_key=buyer.public_key_b58,
+            round_number=1,
+            intent_type="weather.data",
+            settlement_mode="hash_reveal",
+            list_price=price,
+        ),
+    }
+    quote = sign_message(message_to_wire(parse_message(ask)), PROVIDER, signed_at_ms=now)
+    accept = {
+        "protocol_version": "pact/1.0",
+        "type": "ACCEPT",
+        "intent_id": intent_id,
+        "agreed_price": quote["message"]["price"],
+        "settlement_mode": "hash_reveal",
+        "proof_type": "hash_reveal",
+        "challenge_window_ms": 60_000,
+        "delivery_deadline_ms": now + 2 * VALID_MS,
+        "sent_at_ms": now,
+        "expires_at_ms": now + VALID_MS,
+        "quote": quote,
+    }
+    envelope = sign_message(accept, buyer, signed_at_ms=now)
+    return {
+        "method": "POST",
+        "path": "/v1/settlements",
+        "headers": {
+            "Authorization": f"Bearer {API_TOKEN}",
+            "Idempotency-Key": f"accept-{envelope['message_hash_hex']}",
+        },
+        "body": json.dumps({"accept": envelope, "rail": None}, separators=(",", ":")),
+    }
+
+
+def write_accepts(path: Path, first: int, count: int, *, run: str) -> Path:
+    now = now_ms()
+    with path.open("w") as fh:
+        for i in range(first, first + count):
+            fh.write(json.dumps(accept_request(i, run=run, now=now)) + "\n")
+    return path
+
+
+def get_request(path: str) -> dict[str, Any]:
+    return {"method": "GET", "path": path, "headers": {"Authorization": f"Bearer {API_TOKEN}"}}
+
+
+def write_requests(path: Path, specs: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(s) + "\n" for s in specs))
+    return path
+
+
+def fire(
+    server_port: int,
+    requests: Path,
+    *,
+    connections: int,
+    duration_s: float = 0.0,
+    warmup_s: float = 0.0,
+) -> dict[str, Any]:
+    """Every request in ``requests`` at most once, ``connections`` at a time."""
+    procs = 1 if connections == 1 else 2
+    return loadgen.run_asyncgen(
+        server_port,
+        connections=connections,
+        duration_s=duration_s,
+        warmup_s=warmup_s,
+        requests=requests,
+        count=True,
+        procs=procs,
+    )
+
+
+# --- pgbench -------------------------------------------------------------------------------
+
+
+def pgbench_init(target: PgTarget, database: str, scale: int) -> list[str]:
+    cmd = ["pgbench", *target.cli_args(), "-i", "-q", "-s", str(scale), database]
+    out = run_cli(cmd, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"pgbench -i failed: {out.stderr[-1500:]}")
+    return cmd
+
+
+def pgbench_run(
+    target: PgTarget, database: str, clients: int, seconds: int, work: Path
+) -> dict[str, Any]:
+    prefix = work / f"pgbench_c{clients}"
+    cmd = [
+        "pgbench",
+        *target.cli_args(),
+        "-c",
+        str(clients),
+        "-j",
+        str(clients),
+        "-T",
+        str(seconds),
+        "-l",
+        f"--log-prefix={prefix}",
+        database,
+    ]
+    out = run_cli(cmd, timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {out.stderr[-1500:]}")
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
+    latencies: list[float] = []
+    for log_file in work.glob(f"{prefix.name}.*"):
+        for line in log_file.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                latencies.append(int(parts[2]) / 1000.0)
+        log_file.unlink()
+    latencies.sort()
+    return {
+        "clients": clients,
+        "tps": float(match.group(1)) if match else 0.0,
+        "transactions": len(latencies),
+        "failed": int(failed.group(1)) if failed else 0,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "command": [c for c in cmd if not c.startswith("--log-prefix")],
+    }
+
+
+# --- the suite -----------------------------------------------------------------------------
+
+
+def _clients(args: argparse.Namespace) -> list[int]:
+    return [int(c) for c in str(args.clients).split(",") if c.strip()]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    target = PgTarget(args.pg_host, args.pg_port, args.pg_user)
+    machine = machine_info()
+    machine["postgres"] = pg_server_version(target)
+    work = Path(tempfile.mkdtemp(prefix="pact-bench-settlement-"))
+    run_tag = utc_now_iso()[11:19].replace(":", "")
+    env = settlement_env(target, args.database)
+    levels: list[dict[str, Any]] = []
+    commands: dict[str, str] = {}
+    overhead: list[dict[str, Any]] = []
+    profile: dict[str, Any] = {}
+    with scratch_database(target, args.database):
+        commands["migrate"] = shell_line(migrate(env), shown_env(env))
+        server = settlement_server(env, work)
+        with server:
+            wait_ready(server)
+            fund_buyers(server)
+            commands["settlement server"] = shell_line(server.cmd, server.shown_env)
+            port = port_of(server)
+            # warm-up (connection pool, caches) and a first throughput estimate
+            warm = fire(
+                port, write_accepts(work / "warm.jsonl", 0, 300, run=run_tag + "w"), connections=8
+            )
+            rate = max(50.0, warm["rps"])
+            log(f"warm-up: {warm['rps']:.0f} creates/s (statuses {warm['statuses']})")
+            if have_pgbench():
+                scale = max(_clients(args))
+                log(f"pgbench -i -s {scale}")
+                commands["pgbench init"] = shell_line(pgbench_init(target, args.database, scale))
+            first = 1000
+            for clients in _clients(args):
+                count = args.accepts or max(200, math.ceil(rate * 2.0 * args.pg_seconds))
+                log(f"{clients} callers: signing {count} ACCEPTs")
+                pool = write_accepts(work / f"c{clients}.jsonl", first, count, run=run_tag)
+                first += count
+                cpu_before = _cpu(server.pid)
+                result = fire(port, pool, connections=clients, duration_s=args.pg_seconds)
+                result["server_cpu_s"] = round(_cpu(server.pid) - cpu_before, 2)
+                result.pop("command", None)
+                level: dict[str, Any] = {"clients": clients, "settlement": result}
+                log(
+                    f"  settlement: {result['rps']:.0f} creates/s, p50 {result['p50_ms']:.1f} "
+                    f"ms, p99 {result['p99_ms']:.1f} ms, statuses {result['statuses']}"
+                )
+                if have_pgbench():
+                    pg = pgbench_run(target, args.database, clients, args.pg_seconds, work)
+                    commands[f"pgbench c={clients}"] = shell_line(pg.pop("command"))
+                    level["pgbench"] = pg
+                    level["ratio"] = round(result["rps"] / pg["tps"], 4) if pg["tps"] else 0.0
+                    log(
+                        f"  pgbench: {pg['tps']:.0f} tps, p50 {pg['p50_ms']:.2f} ms, "
+                        f"p99 {pg['p99_ms']:.2f} ms → ratio {level['ratio']:.3f}"
+                    )
+                    rate = max(rate, result["rps"])
+                levels.append(level)
+            commands["load"] = (
+                "python -m bench.loadgen --port PORT --requests cN.jsonl -c N --count "
+                f"-d {args.pg_seconds} (each ACCEPT once; 1 process for N=1, else 2)"
+            )
+            if args.profile:
+                profile = _profile(server, work, run_tag, first, rate, args)
+        overhead = client_overhead(work, _clients(args))
+    summary: dict[str, Any] = {
+        "levels": [
+            {
+                "clients": lv["clients"],
+                "settlement_rps": round(lv["settlement"]["rps"], 1),
+                "p50_ms": round(lv["settlement"]["p50_ms"], 2),
+                "p99_ms": round(lv["settlement"]["p99_ms"], 2),
+                "non2xx": lv["settlement"]["non200"] + lv["settlement"]["socket_errors"],
+                "cpu_ms_per_create": round(
+                    1000 * lv["settlement"]["server_cpu_s"] / max(1, lv["settlement"]["requests"]),
+                    2,
+                ),
+                "pgbench_tps": round(lv.get("pgbench", {}).get("tps", 0.0), 1),
+                "pgbench_p50_ms": round(lv.get("pgbench", {}).get("p50_ms", 0.0), 2),
+                "pgbench_p99_ms": round(lv.get("pgbench", {}).get("p99_ms", 0.0), 2),
+                "ratio": lv.get("ratio"),
+            }
+            for lv in levels
+        ],
+    }
+    summary["pass"] = {
+        f"ratio_c{lv['clients']}": (lv["ratio"] or 0) >= TARGET_RATIO
+        for lv in summary["levels"]
+        if lv["clients"] in (8, 32)
+    }
+    return {
+        "suite": "settlement",
+        "label": args.label,
+        "finished_utc": utc_now_iso(),
+        "machine": machine,
+        "config": {
+            "database": args.database,
+            "clients": _clients(args),
+            "seconds_per_level": args.pg_seconds,
+            "buyers": len(BUYERS),
+            "server_workers": 1,
+            "pinning": "none (server, Postgres and clients share the machine's cores)",
+            "targets": {"ratio_vs_pgbench_at_8_and_32": TARGET_RATIO},
+        },
+        "commands": commands,
+        "levels": levels,
+        "client_overhead": overhead,
+        "summary": summary,
+        "profile": profile,
+    }
+
+
+def _cpu(pid: int) -> float:
+    from bench.provider_bench import cpu_seconds
+
+    return cpu_seconds(pid)
+
+
+def client_overhead(work: Path, clients: list[int]) -> list[dict[str, Any]]:
+    """The same client, concurrency and (replayed) ACCEPT bytes against a server that answers
+    at once: the client's own ceiling and latency floor."""
+    server = Server(
+        "null",
+        [PYTHON, "-m", "bench.null_server", "--port", str(port := free_port())],
+        {},
+        f"http://127.0.0.1:{port}/",
+        work / "null.log",
+    )
+    source = sorted(work.glob("c*.jsonl"))
+    out = []
+    with server:
+        for clients_n in clients:
+            pool = work / f"c{clients_n}.jsonl"
+            if not pool.exists() and source:
+                pool = source[0]
+            result = fire(port, pool, connections=clients_n, duration_s=3.0)
+            out.append(
+                {
+                    "clients": clients_n,
+                    "rps": round(result["rps"], 0),
+                    "p50_ms": round(result["p50_ms"], 3),
+                    "p99_ms": round(result["p99_ms"], 3),
+                }
+            )
+            log(
+                f"client ceiling at {clients_n}: {result['rps']:.0f} req/s, "
+                f"p50 {result['p50_ms']:.2f} ms"
+            )
+    return out
+
+
+def _profile(
+    server: Server, work: Path, run_tag: str, first: int, rate: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    seconds = args.profile_seconds
+    pool = write_accepts(
+        work / "profile.jsonl", first, math.ceil(rate * 2 * (seconds + 2)), run=run_tag
+    )
+    target = PROFILES_DIR / "settlement-latest.txt"
+    PROFILES_DIR.mkdir(parents=True, exist_ok=True)
+    holder: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: holder.update(
+            cmd=profiling.record(server.pid, target, seconds=seconds, fmt="raw")
+        )
+    )
+    log(f"profiling the settlement server under load with py-spy ({seconds}s, 8 callers)")
+    thread.start()
+    fire(port_of(server), pool, connections=8, duration_s=seconds + 1)
+    thread.join()
+    if holder.get("cmd") is None:
+        return {}
+    summary = profiling.summarise_collapsed(target, top=20)
+    profiling.keep_raw(target)
+    target.unlink()
+    return {
+        "summary": summary,
+        "raw_command": shell_line(holder["cmd"]).replace(str(server.pid), "<pid>"),
+    }
