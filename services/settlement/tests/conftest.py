@@ -239,6 +239,7 @@ def settings(database_url: str, settings_overrides: dict[str, Any]) -> Settlemen
         "auto_migrate": False,
         "db_pool_size": 25,
         "log_json": True,
+        "workers_enabled": False,  # tests drive the workers' run_once() themselves
     }
     values.update(settings_overrides)
     return SettlementSettings(**values)
@@ -337,6 +338,7 @@ class Pact:
         challenge_window_ms: int = 5_000,
         extra: dict[str, Any] | None = None,
         bare: bool = False,
+        settlement_mode: str = "hash_reveal",
     ) -> dict[str, Any]:
         """A buyer-signed ACCEPT carrying the ASK in ``quote`` (``bare``: without it)."""
         buyer = buyer or self.buyer
@@ -350,6 +352,7 @@ class Pact:
                 valid_for_ms=valid_for_ms,
                 buyer_key=buyer.public_key_b58,
                 provider=provider,
+                settlement_mode=settlement_mode,
             )
         sent = now_ms() if sent_at_ms is None else sent_at_ms
         message: dict[str, Any] = {
@@ -357,8 +360,8 @@ class Pact:
             "type": "ACCEPT",
             "intent_id": intent_id,
             "agreed_price": float(agreed_price if agreed_price is not None else price),
-            "settlement_mode": "hash_reveal",
-            "proof_type": "hash_reveal",
+            "settlement_mode": settlement_mode,
+            "proof_type": settlement_mode,
             "challenge_window_ms": challenge_window_ms,
             "delivery_deadline_ms": sent + delivery_in_ms,
             "sent_at_ms": sent,

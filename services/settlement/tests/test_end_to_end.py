@@ -1,7 +1,9 @@
-"""The whole path as real processes: `pact negotiate --accept` → provider → settlement → locked.
+"""The whole path as real processes: `pact negotiate --accept` → provider → settlement →
+locked → the provider's COMMIT/REVEAL → delivered → the app's own sweeper releases after the
+challenge window, with a RECEIPT that verifies against /.well-known/pact-settlement.
 
 The provider runs as its own process (settlement never imports it); the buyer is the `pact`
-CLI. Afterwards the buyer's funds are locked on the ledger and the CLI printed the state.
+CLI.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-from pact_schema import Keypair
+from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
+from pact_schema.transcript import verify_transcript
 
 TOKEN, ADMIN = "e2e-provider-token-0123456789abcdef", "e2e-admin-token-0123456789abcdef"
 
@@ -71,7 +74,9 @@ def _process(module: str, port: int, env: dict[str, str], cwd: Path) -> Iterator
             proc.communicate()
 
 
-def test_negotiate_accept_ends_with_funds_locked(fresh_database_url: str, tmp_path: Path) -> None:
+def test_negotiate_accept_delivers_and_the_sweeper_releases(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
     provider = Keypair.generate()
     buyer = Keypair.generate()
     buyer.save(tmp_path / "buyer.json")
@@ -83,6 +88,7 @@ def test_negotiate_accept_ends_with_funds_locked(fresh_database_url: str, tmp_pa
         "PACT_SETTLEMENT_API_TOKEN": TOKEN,
         "PACT_SETTLEMENT_ADMIN_TOKEN": ADMIN,
         "PACT_SETTLEMENT_PROVIDER_KEYS": provider.public_key_b58,
+        "PACT_SETTLEMENT_SWEEP_INTERVAL_S": "0.2",
     }
     with _process("pact_settlement.cli", _free_port(), settlement_env, tmp_path) as settlement_url:
         deposit = httpx.post(
@@ -105,7 +111,7 @@ def test_negotiate_accept_ends_with_funds_locked(fresh_database_url: str, tmp_pa
                 args, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
             )
             assert human.returncode == 0, human.stdout + human.stderr
-            assert "state=locked" in human.stdout, human.stdout
+            assert "state=delivered" in human.stdout, human.stdout
             as_json = subprocess.run(
                 [*args, "--json"], capture_output=True, text=True, timeout=60, check=False
             )
@@ -113,15 +119,13 @@ def test_negotiate_accept_ends_with_funds_locked(fresh_database_url: str, tmp_pa
         result = json.loads(as_json.stdout)
         assert result["outcome"] == "ACCEPTED"
         summary = result["accept_reply"]["message"]["settlement"]
-        assert summary["state"] == "locked"
+        assert summary["state"] == "delivered"
         price = Decimal(result["price"])
 
-        record = httpx.get(
-            f"{settlement_url}/v1/settlements/{result['intent_id']}",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=10,
-        ).json()
-        assert record["state"] == "locked"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        url = f"{settlement_url}/v1/settlements/{result['intent_id']}"
+        record = httpx.get(url, headers=auth, timeout=10).json()
+        assert record["state"] == "delivered"
         assert record["buyer"] == buyer.public_key_b58
         assert record["seller"] == provider.public_key_b58
         assert Decimal(record["amount"]) == price
@@ -130,5 +134,18 @@ def test_negotiate_accept_ends_with_funds_locked(fresh_database_url: str, tmp_pa
             headers={"Authorization": f"Bearer {ADMIN}"},
             timeout=10,
         ).json()
-        assert Decimal(account["locked"]) == 2 * price  # two negotiations, both locked
+        assert Decimal(account["locked"]) == 2 * price  # two negotiations, both delivered
         assert Decimal(account["available"]) == 1 - 2 * price
+
+        # The app's sweeper releases once the 5 s challenge window has closed.
+        give_up = time.monotonic() + 20
+        while record["state"] == "delivered" and time.monotonic() < give_up:
+            time.sleep(0.3)
+            record = httpx.get(url, headers=auth, timeout=10).json()
+        assert record["state"] == "released", record
+        known = httpx.get(f"{settlement_url}/.well-known/pact-settlement", timeout=10).json()
+        receipt = verify_envelope(record["receipt"])
+        assert receipt.signer == known["public_key_b58"]
+        assert receipt.message_raw["fulfilled"] is True
+        transcript = httpx.get(f"{url}/transcript", headers=auth, timeout=10).json()
+        assert verify_transcript(transcript, settlement_key=known["public_key_b58"]).ok

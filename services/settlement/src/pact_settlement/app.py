@@ -13,13 +13,22 @@ from pact_settlement.accounts.endpoints import router as accounts_router
 from pact_settlement.config import SettlementSettings
 from pact_settlement.db import migrate
 from pact_settlement.db.engine import create_engine, create_sessionmaker
+from pact_settlement.delivery.endpoints import router as delivery_router
 from pact_settlement.health.endpoints import router as health_router
 from pact_settlement.kit.errors import install_error_handlers
 from pact_settlement.kit.limits import BodySizeLimitMiddleware
 from pact_settlement.kit.observability import Metrics, RequestContextMiddleware
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.endpoints import router as rails_router
+from pact_settlement.receipts.endpoints import router as receipts_router
+from pact_settlement.receipts.keys import load_signing_key
+from pact_settlement.receipts.service import ReceiptIssuer
 from pact_settlement.settlements.endpoints import router as settlements_router
+from pact_settlement.settlements.lifecycle import LifecycleApplier
+from pact_settlement.webhooks.endpoints import router as webhooks_router
+from pact_settlement.workers.reconciler import Reconciler
+from pact_settlement.workers.runner import WorkerRunner
+from pact_settlement.workers.sweeper import Sweeper
 
 __all__ = ["create_app"]
 
@@ -65,18 +74,44 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "settlement.config.no_provider_keys",
             detail="PACT_SETTLEMENT_PROVIDER_KEYS is empty: every ACCEPT is refused",
         )
+    runner: WorkerRunner | None = None
+    if settings.workers_enabled:
+        runner = _workers(app)
+        runner.start()
+    app.state.workers = runner
     log.info(
         "settlement.started",
         env=settings.env.value,
         database=engine.url.get_backend_name(),
         rails=settings.enabled_rails,
+        receipt_key=app.state.receipts.public_key_b58,
+        workers=settings.workers_enabled,
     )
     try:
         yield
     finally:
+        if runner is not None:
+            await runner.stop()
         await rail_clients.aclose()
         await engine.dispose()
         log.info("settlement.stopped")
+
+
+def _workers(app: FastAPI) -> WorkerRunner:
+    """The deadline sweeper and the reconciler, sharing the app's sessions, clock and key."""
+    settings: SettlementSettings = app.state.settings
+    common = {
+        "settings": settings,
+        "metrics": app.state.metrics,
+        "applier": app.state.applier,
+    }
+    return WorkerRunner(
+        [
+            Sweeper(app.state.sessionmaker, clock=app.state.clock, **common),
+            Reconciler(app.state.sessionmaker, **common),
+        ],
+        metrics=app.state.metrics,
+    )
 
 
 def create_app(
@@ -97,11 +132,19 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.clock = clock or now_ms
     app.state.rail_clients = rail_clients
+    app.state.workers = None
+    # The RECEIPT key: loaded (or, in development, generated once) before anything is served;
+    # production refuses to start without one.
+    app.state.receipts = ReceiptIssuer(load_signing_key(settings), clock=app.state.clock)
+    app.state.applier = LifecycleApplier(app.state.receipts, app.state.metrics)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(settlements_router)
     app.include_router(accounts_router)
     app.include_router(rails_router)
+    app.include_router(delivery_router)
+    app.include_router(receipts_router)
+    app.include_router(webhooks_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from pact_settlement.db.session import DBSession
 from pact_settlement.kit.auth import AnyPrincipal, ProviderPrincipal
@@ -13,14 +13,21 @@ from pact_settlement.kit.openapi import AUTH_ERRORS, problem_doc
 from pact_settlement.settlements.schemas import SettlementCreate, SettlementPage, SettlementRead
 from pact_settlement.settlements.service import SettlementService
 from pact_settlement.settlements.state_machine import SettlementState
+from pact_settlement.transcripts.service import TranscriptService
 
 router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
 
 
 async def get_service(
-    session: DBSession, settings: Settings, metrics: AppMetrics, clock: Clock
+    session: DBSession, settings: Settings, metrics: AppMetrics, clock: Clock, request: Request
 ) -> SettlementService:
-    return SettlementService(session, settings=settings, metrics=metrics, now_ms=clock)
+    return SettlementService(
+        session,
+        settings=settings,
+        metrics=metrics,
+        now_ms=clock,
+        applier=request.app.state.applier,
+    )
 
 
 Service = Annotated[SettlementService, Depends(get_service)]
@@ -104,6 +111,19 @@ async def list_settlements(
         limit=min(limit, settings.page_size_max),
         cursor=cursor,
     )
+
+
+@router.get(
+    "/{intent_id}/transcript",
+    summary="The settlement's signed envelopes and events, for audit (pact verify-transcript)",
+    responses={404: problem_doc("Unknown intent_id", "NOT_FOUND"), **AUTH_ERRORS},
+)
+async def get_transcript(
+    intent_id: str, principal: AnyPrincipal, session: DBSession, request: Request
+) -> dict[str, Any]:
+    return await TranscriptService(
+        session, settlement_public_key_b58=request.app.state.receipts.public_key_b58
+    ).document(intent_id)
 
 
 @router.get(

@@ -135,6 +135,8 @@ class PlannedTransition:
     failure_detail: str | None = None
     reason: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    #: Further settlement columns the transition sets (JSON values, e.g. ``reveal_hash_hex``).
+    values: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,6 +145,7 @@ class PlannedTransition:
             "failure_detail": self.failure_detail,
             "reason": self.reason,
             "data": self.data,
+            "values": self.values,
         }
 
     @classmethod
@@ -153,6 +156,7 @@ class PlannedTransition:
             failure_detail=raw.get("failure_detail"),
             reason=raw.get("reason"),
             data=dict(raw.get("data") or {}),
+            values=dict(raw.get("values") or {}),
         )
 
 
@@ -217,6 +221,9 @@ class TransitionApplier:
     """Applies a planned transition through the state machine. The lifecycle subclasses it
     to add the signed RECEIPT to terminal transitions."""
 
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
+
     async def apply(
         self,
         session: AsyncSession,
@@ -237,6 +244,8 @@ class TransitionApplier:
             values=self.values(settlement, planned, error),
             request_id=plan.request_id,
         )
+        if self.metrics is not None:
+            self.metrics.transitions.labels(planned.event.value, settlement.state).inc()
 
     @staticmethod
     def event_data(
@@ -253,7 +262,7 @@ class TransitionApplier:
     def values(
         settlement: Settlement, planned: PlannedTransition, error: RailError | None
     ) -> dict[str, Any]:
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(planned.values)
         if planned.event is SettlementEventType.LOCKED:
             values["locked_at"] = utcnow()
         code = planned.failure_code or (error.code if error else None)
@@ -278,7 +287,7 @@ class RailStepExecutor:
         self.session = session
         self.settings = settings
         self.metrics = metrics
-        self.applier = applier or TransitionApplier()
+        self.applier = applier or TransitionApplier(metrics)
         self._rail = rail
         self.settlements = SettlementRepository.from_session(session)
         self.ops = RailOperationRepository.from_session(session)
@@ -488,8 +497,6 @@ class RailStepExecutor:
         await self.applier.apply(
             self.session, settlement, planned, plan=plan, operation=op, error=error
         )
-        target = settlement.state
-        self.metrics.transitions.labels(planned.event.value, target).inc()
         return True
 
     # ----------------------------------------------------------------------- reconciler

@@ -44,6 +44,54 @@ class SettlementRepository(RepositoryBase[Settlement]):
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return await self.get_one_or_none(stmt)
 
+    @staticmethod
+    def _due(now: datetime) -> Any:
+        """Open settlements the sweeper must end: delivery deadline passed before a valid
+        REVEAL, or challenge window closed after one."""
+        return or_(
+            and_(
+                Settlement.state.in_(("locked", "committed")),
+                Settlement.delivery_deadline_at <= now,
+            ),
+            and_(Settlement.state == "delivered", Settlement.challenge_ends_at <= now),
+        )
+
+    async def due_ids(self, now: datetime, limit: int) -> list[str]:
+        """Ids of due settlements, oldest deadline first (served by the (state, deadline) and
+        (state, challenge_ends_at) indexes)."""
+        expired = (
+            select(Settlement.id, Settlement.delivery_deadline_at.label("due_at"))
+            .where(
+                Settlement.state.in_(("locked", "committed")),
+                Settlement.delivery_deadline_at <= now,
+            )
+            .order_by(Settlement.delivery_deadline_at)
+            .limit(limit)
+        )
+        closed = (
+            select(Settlement.id, Settlement.challenge_ends_at.label("due_at"))
+            .where(Settlement.state == "delivered", Settlement.challenge_ends_at <= now)
+            .order_by(Settlement.challenge_ends_at)
+            .limit(limit)
+        )
+        rows: list[tuple[str, Any]] = []
+        for stmt in (expired, closed):
+            rows += [(str(r[0]), r[1]) for r in (await self.session.execute(stmt)).all()]
+        rows.sort(key=lambda r: r[1])
+        return [id_ for id_, _ in rows[:limit]]
+
+    async def lock_if_due(self, id_: str, now: datetime) -> Settlement | None:
+        """The settlement, row-locked, if it is still due; ``None`` when another worker holds
+        it (``SKIP LOCKED`` on Postgres) or it has moved on."""
+        stmt = (
+            select(Settlement)
+            .where(Settlement.id == id_, self._due(now))
+            .execution_options(populate_existing=True)
+        )
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return await self.get_one_or_none(stmt)
+
     async def compare_and_set_state(
         self, settlement_id: str, from_state: str, to_state: str, values: dict[str, Any]
     ) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -121,7 +122,9 @@ class SettlementRead(BaseModel):
 
     id: str
     intent_id: str
-    state: str = Field(description="pending|locked|delivered|released|refunded|slashed|failed")
+    state: str = Field(
+        description="pending|locked|committed|delivered|released|refunded|slashed|failed"
+    )
     rail: str
     amount: str = Field(description="agreed price, decimal string")
     bond: str = Field(description="the quote's bond_required, decimal string")
@@ -136,6 +139,19 @@ class SettlementRead(BaseModel):
     quote_expires_at: datetime
     failure_code: str | None
     failure_detail: str | None
+    locked_at: datetime | None = Field(description="when the funds were locked")
+    commit_hash_hex: str | None = Field(description="the seller's COMMIT: sha256(payload ‖ nonce)")
+    reveal_hash_hex: str | None = Field(
+        description="sha256(payload ‖ nonce) of the REVEAL received (the payload is not kept)"
+    )
+    delivered_at: datetime | None
+    challenge_ends_at: datetime | None = Field(
+        description="end of the buyer's challenge window; the sweeper releases after it"
+    )
+    receipt: dict[str, Any] | None = Field(
+        description="the signed RECEIPT envelope (settlement key, see /.well-known/"
+        "pact-settlement) once the settlement is terminal"
+    )
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
@@ -161,6 +177,12 @@ class SettlementRead(BaseModel):
             quote_expires_at=s.quote_expires_at,
             failure_code=s.failure_code,
             failure_detail=s.failure_detail,
+            locked_at=s.locked_at,
+            commit_hash_hex=s.commit_hash_hex,
+            reveal_hash_hex=s.reveal_hash_hex,
+            delivered_at=s.delivered_at,
+            challenge_ends_at=s.challenge_ends_at,
+            receipt=json.loads(s.receipt_json) if s.receipt_json else None,
             created_at=s.created_at,
             updated_at=s.updated_at,
             closed_at=s.closed_at,

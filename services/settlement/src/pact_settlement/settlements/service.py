@@ -111,7 +111,7 @@ class SettlementService:
         applier: TransitionApplier | None = None,
     ) -> None:
         self.session = session
-        self.applier = applier or TransitionApplier()
+        self.applier = applier or TransitionApplier(metrics)
         self.settings = settings
         self.metrics = metrics
         self.now_ms = now_ms

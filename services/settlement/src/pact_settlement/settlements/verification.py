@@ -31,7 +31,21 @@ from pact_schema.quote import (
 
 from pact_settlement.kit.money import MoneyError, to_money
 
-__all__ = ["AcceptRefused", "VerifiedAccept", "VerifyPolicy", "verify_accept"]
+__all__ = [
+    "STREAMING_REFUSAL",
+    "AcceptRefused",
+    "VerifiedAccept",
+    "VerifyPolicy",
+    "verify_accept",
+]
+
+#: Streaming is refused, never silently settled as hash_reveal (see the README's "Streaming").
+STREAMING_REFUSAL = (
+    "settlement_mode 'streaming' is not offered by this settlement service: it settles "
+    "hash_reveal only (one COMMIT, one REVEAL, one release). Streaming would release the "
+    "price incrementally per delivered chunk under a spend cap, with either side able to halt; "
+    "ask the provider for a hash_reveal quote instead"
+)
 
 
 class AcceptRefused(ValueError):
@@ -127,6 +141,8 @@ def verify_accept(
         raise AcceptRefused(
             FailureCode.UNEXPECTED_MESSAGE, f"expected an ACCEPT message, got {message.type}"
         )
+    if message.settlement_mode == "streaming" or message.proof_type == "streaming":
+        raise AcceptRefused(FailureCode.SETTLEMENT_MODE_NOT_ALLOWED, STREAMING_REFUSAL)
     minted_after_accept = provider_quote is not None and QUOTE_FIELD not in envelope.message_raw
     quoted = _with_provider_quote(envelope, provider_quote)
     try:

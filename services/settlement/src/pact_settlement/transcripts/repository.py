@@ -12,7 +12,10 @@ from pact_settlement.kit.repository import RepositoryBase
 from pact_settlement.kit.time import utcnow
 from pact_settlement.transcripts.models import Transcript
 
-__all__ = ["TranscriptRepository"]
+__all__ = ["OMITTED", "TranscriptRepository"]
+
+#: ``envelope_json`` of an entry whose envelope was not kept (see ``detail``).
+OMITTED = "null"
 
 
 class TranscriptRepository(RepositoryBase[Transcript]):
@@ -23,17 +26,20 @@ class TranscriptRepository(RepositoryBase[Transcript]):
         *,
         settlement_id: str,
         kind: str,
-        envelope: dict[str, Any],
+        envelope: dict[str, Any] | None,
         message_hash_hex: str,
         signer: str,
+        detail: dict[str, Any] | None = None,
     ) -> Transcript:
+        """Append one entry; ``envelope=None`` keeps only its hash, signer and ``detail``."""
         row = Transcript(
             id=new_id("trn"),
             settlement_id=settlement_id,
             kind=kind,
             message_hash_hex=message_hash_hex.lower(),
             signer=signer,
-            envelope_json=canonical_json(envelope).decode("utf-8"),
+            envelope_json=OMITTED if envelope is None else canonical_json(envelope).decode("utf-8"),
+            detail=detail,
             created_at=utcnow(),
         )
         return await self.add(row, flush=False)
@@ -43,4 +49,20 @@ class TranscriptRepository(RepositoryBase[Transcript]):
             select(Transcript)
             .where(Transcript.settlement_id == settlement_id)
             .order_by(Transcript.created_at, Transcript.id)
+        )
+
+    async def find(self, settlement_id: str, message_hash_hex: str) -> Transcript | None:
+        return await self.get_one_or_none(
+            select(Transcript).where(
+                Transcript.settlement_id == settlement_id,
+                Transcript.message_hash_hex == message_hash_hex.lower(),
+            )
+        )
+
+    async def latest_of_kind(self, settlement_id: str, kind: str) -> Transcript | None:
+        return await self.get_one_or_none(
+            select(Transcript)
+            .where(Transcript.settlement_id == settlement_id, Transcript.kind == kind)
+            .order_by(Transcript.created_at.desc(), Transcript.id.desc())
+            .limit(1)
         )

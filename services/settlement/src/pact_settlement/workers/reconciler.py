@@ -50,7 +50,7 @@ class Reconciler:
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.metrics = metrics
-        self.applier = applier or TransitionApplier()
+        self.applier = applier or TransitionApplier(metrics)
 
     @property
     def interval_s(self) -> float:

@@ -1,0 +1,553 @@
+"""hash_reveal delivery (PROTOCOL.md: payment only on verifiable proof; objective slashing).
+
+* **COMMIT** (seller): records ``commit_hash_hex`` = sha256(payload ‖ nonce) against a
+  ``locked`` settlement → ``committed``. The same commitment again is a no-op (200); a
+  different one after a commitment was recorded is refused (409).
+* **REVEAL** (seller): sha256(b64decode(payload) ‖ b64decode(nonce)) is compared with the
+  commitment. Match before the delivery deadline → ``delivered`` (``delivered_at`` = now,
+  ``challenge_ends_at`` = now + ``challenge_window_ms``; a zero window releases at once, in
+  this request). Mismatch → refund + slash, ``FAILED_PROOF``; after the deadline → refund +
+  slash, ``DELIVERY_DEADLINE_MISSED``. Only the digest and the payload's size and sha256 are
+  kept; the REVEAL envelope itself goes into the transcript only when its canonical JSON is
+  at most ``TRANSCRIPT_MAX_ENVELOPE_BYTES``.
+* **Challenge** (buyer, a signed REJECT): only while ``delivered`` and before
+  ``challenge_ends_at``. Decided from this service's own records: ``FAILED_PROOF`` → the
+  stored REVEAL (or its digest) against the COMMIT; ``DELIVERY_DEADLINE_MISSED`` →
+  ``delivered_at`` after the deadline; ``LATENCY_BREACH`` → ``delivered_at - locked_at`` above
+  the quote's ``latency_ms``. Upheld → refund + slash with that code; not upheld → 422
+  ``CHALLENGE_REJECTED``, state unchanged, the challenge and verdict recorded. The same
+  challenge envelope again gets the same answer.
+
+Commit and reveal take an ``Idempotency-Key`` whose request fingerprint is the *content*
+(intent, signer, commitment or reveal digest), not the envelope bytes: a provider that
+re-signs the same delivery after a restart is making the same request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from pact_schema import (
+    EnvelopeError,
+    EnvelopeFailure,
+    FailureCode,
+    MessageValidationError,
+    VerifiedEnvelope,
+    canonical_json,
+    verify_envelope,
+)
+from pact_schema.messages import Commit, Message, Reject, Reveal
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pact_settlement.config import SettlementSettings
+from pact_settlement.db.locks import lock_names
+from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyService, fingerprint
+from pact_settlement.kit.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ProblemCode,
+    SettlementError,
+    Unprocessable,
+)
+from pact_settlement.kit.observability import Metrics
+from pact_settlement.kit.time import from_ms, to_ms
+from pact_settlement.settlements.lifecycle import Lifecycle, LifecycleApplier
+from pact_settlement.settlements.models import Settlement
+from pact_settlement.settlements.rail_steps import PlannedTransition
+from pact_settlement.settlements.repository import (
+    SettlementEventRepository,
+    SettlementRepository,
+)
+from pact_settlement.settlements.schemas import SettlementRead
+from pact_settlement.settlements.state_machine import (
+    SettlementEventType,
+    SettlementState,
+    note,
+)
+from pact_settlement.transcripts.repository import OMITTED, TranscriptRepository
+
+__all__ = ["CHALLENGE_CODES", "ChallengeRejected", "ChallengeWindowClosed", "DeliveryService"]
+
+log = structlog.get_logger(__name__)
+S, E = SettlementState, SettlementEventType
+
+COMMIT_SCOPE = "settlements.commit"
+REVEAL_SCOPE = "settlements.reveal"
+CHALLENGE_CODES = (
+    FailureCode.FAILED_PROOF,
+    FailureCode.DELIVERY_DEADLINE_MISSED,
+    FailureCode.LATENCY_BREACH,
+)
+_IDENTITY_FAILURES = {
+    EnvelopeFailure.BAD_HASH,
+    EnvelopeFailure.HASH_MISMATCH,
+    EnvelopeFailure.BAD_KEY,
+    EnvelopeFailure.BAD_SIGNATURE,
+}
+
+
+class ChallengeWindowClosed(Conflict):
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        super().__init__(detail, code=FailureCode.CHALLENGE_WINDOW_CLOSED, **kwargs)
+
+
+class ChallengeRejected(Unprocessable):
+    title = "Challenge rejected"
+
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        super().__init__(detail, code=FailureCode.CHALLENGE_REJECTED, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    upheld: bool
+    finding: str
+
+
+def _b64(value: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
+        raise Unprocessable(
+            f"{field} is not standard base64: {exc}", code=FailureCode.SCHEMA_VALIDATION_FAILED
+        ) from exc
+
+
+def reveal_digest(reveal: Reveal) -> tuple[str, bytes, bytes]:
+    """sha256(payload ‖ nonce) hex of a REVEAL, with the decoded payload and nonce."""
+    payload = _b64(reveal.payload_b64, "payload_b64")
+    nonce = _b64(reveal.nonce_b64, "nonce_b64")
+    return hashlib.sha256(payload + nonce).hexdigest(), payload, nonce
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        settings: SettlementSettings,
+        metrics: Metrics,
+        applier: LifecycleApplier,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.metrics = metrics
+        self.applier = applier
+        self.now_ms = now_ms
+        self.settlements = SettlementRepository.from_session(session)
+        self.events = SettlementEventRepository.from_session(session)
+        self.transcripts = TranscriptRepository.from_session(session)
+        self.idempotency = IdempotencyService(session)
+        self.lifecycle = Lifecycle(session, settings=settings, metrics=metrics, applier=applier)
+
+    # ------------------------------------------------------------------ helpers
+
+    def now(self) -> datetime:
+        return from_ms(self.now_ms())
+
+    async def read(self, settlement: Settlement) -> SettlementRead:
+        return SettlementRead.of(settlement, await self.events.for_settlement(settlement.id))
+
+    @staticmethod
+    def _verify(
+        raw: Any, *, expected: str, intent_id: str, what: str, identity_status: int
+    ) -> tuple[VerifiedEnvelope, Message]:
+        try:
+            envelope = verify_envelope(raw)
+        except EnvelopeError as exc:
+            if exc.failure in _IDENTITY_FAILURES:
+                error_cls = Forbidden if identity_status == 403 else Unprocessable
+                raise error_cls(
+                    f"{what} envelope: {exc}", code=FailureCode.FAILED_IDENTITY
+                ) from exc
+            raise Unprocessable(
+                f"{what} envelope: {exc}", code=FailureCode.SCHEMA_VALIDATION_FAILED
+            ) from exc
+        try:
+            message = envelope.parse()
+        except MessageValidationError as exc:
+            raise Unprocessable(f"{what} message: {exc.detail}", code=exc.code) from exc
+        if message.type != expected:
+            raise Unprocessable(
+                f"expected a {expected} message, got {message.type}",
+                code=FailureCode.UNEXPECTED_MESSAGE,
+            )
+        if message.intent_id != intent_id:
+            raise Unprocessable(
+                f"the {expected} is for intent_id {message.intent_id!r}, not {intent_id!r}",
+                code=FailureCode.SCHEMA_VALIDATION_FAILED,
+            )
+        return envelope, message
+
+    async def _locked_settlement(self, intent_id: str, *names: str) -> Settlement:
+        await lock_names(self.session, f"intent:{intent_id}", *names)
+        settlement = await self.settlements.get_by_intent(intent_id, for_update=True)
+        if settlement is None:
+            raise NotFound(f"no settlement for intent_id {intent_id!r}")
+        return settlement
+
+    @staticmethod
+    def _check_key(idempotency_key: str) -> None:
+        if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
+            raise BadRequest(
+                f"an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters is required"
+            )
+
+    @staticmethod
+    def _signed_by(envelope: VerifiedEnvelope, expected: str, role: str, s: Settlement) -> None:
+        if envelope.signer != expected:
+            raise Forbidden(
+                f"the envelope must be signed by the settlement's {role} ({expected}); it is "
+                f"signed by {envelope.signer}",
+                code=FailureCode.FAILED_IDENTITY,
+                extra={"intent_id": s.intent_id},
+            )
+
+    def _state_error(self, s: Settlement, detail: str) -> Conflict:
+        return Conflict(
+            detail,
+            code=ProblemCode.STATE_CONFLICT,
+            extra={"intent_id": s.intent_id, "state": s.state},
+        )
+
+    async def _deadline_fault(
+        self, s: Settlement, *, actor: str, request_id: str | None, values: dict[str, Any]
+    ) -> None:
+        detail = (
+            f"delivery deadline {s.delivery_deadline_ms} passed before the seller delivered "
+            f"(now {self.now_ms()})"
+        )
+        await self._fault(
+            s,
+            FailureCode.DELIVERY_DEADLINE_MISSED,
+            detail,
+            actor=actor,
+            request_id=request_id,
+            values=values,
+        )
+
+    async def _fault(
+        self,
+        s: Settlement,
+        code: str,
+        detail: str,
+        *,
+        actor: str,
+        request_id: str | None,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        outcome = await self.lifecycle.fault(
+            s, code, detail, actor=actor, request_id=request_id, values=values
+        )
+        log.info(
+            "settlement.fault",
+            intent_id=s.intent_id,
+            settlement_id=s.id,
+            code=code,
+            rail_step=outcome.operation.step,
+            outcome=outcome.status.value,
+        )
+
+    # ------------------------------------------------------------------- COMMIT
+
+    async def commit(
+        self,
+        intent_id: str,
+        raw: dict[str, Any],
+        *,
+        idempotency_key: str,
+        actor: str,
+        request_id: str | None = None,
+    ) -> SettlementRead:
+        self._check_key(idempotency_key)
+        envelope, message = self._verify(
+            raw, expected="COMMIT", intent_id=intent_id, what="commit", identity_status=422
+        )
+        assert isinstance(message, Commit)
+        commit_hash = message.commit_hash_hex.lower()
+        request_fp = fingerprint(
+            {"intent_id": intent_id, "signer": envelope.signer, "commit_hash_hex": commit_hash}
+        )
+        s = await self._locked_settlement(intent_id, f"idem:{COMMIT_SCOPE}:{idempotency_key}")
+        self._signed_by(envelope, s.seller, "seller", s)
+        earlier = await self.idempotency.lookup(COMMIT_SCOPE, idempotency_key, request_fp)
+        if earlier is not None or s.commit_hash_hex == commit_hash:
+            return await self.read(s)  # the same commitment again: the settlement as it is now
+        if s.commit_hash_hex is not None:
+            raise self._state_error(
+                s,
+                f"a different commitment ({s.commit_hash_hex}) is already recorded for "
+                f"{intent_id}; a commitment cannot change",
+            )
+        if s.state != S.LOCKED:
+            raise self._state_error(
+                s, f"settlement {intent_id} is {s.state}; a COMMIT needs it locked"
+            )
+        await self.transcripts.store(
+            settlement_id=s.id,
+            kind="COMMIT",
+            envelope=envelope.raw,
+            message_hash_hex=envelope.envelope.message_hash_hex,
+            signer=envelope.signer,
+        )
+        await self.idempotency.record(COMMIT_SCOPE, idempotency_key, request_fp, s.id)
+        if self.now_ms() > s.delivery_deadline_ms:
+            await self._deadline_fault(
+                s, actor=actor, request_id=request_id, values={"commit_hash_hex": commit_hash}
+            )
+            return await self.read(s)
+        await self.applier.transition(
+            self.session,
+            s,
+            PlannedTransition(E.COMMITTED, data={"commit_hash_hex": commit_hash}),
+            actor=actor,
+            request_id=request_id,
+            values={"commit_hash_hex": commit_hash},
+        )
+        log.info("settlement.committed", intent_id=intent_id, commit_hash_hex=commit_hash)
+        return await self.read(s)
+
+    # ------------------------------------------------------------------- REVEAL
+
+    async def reveal(
+        self,
+        intent_id: str,
+        raw: dict[str, Any],
+        *,
+        idempotency_key: str,
+        actor: str,
+        request_id: str | None = None,
+    ) -> SettlementRead:
+        self._check_key(idempotency_key)
+        envelope, message = self._verify(
+            raw, expected="REVEAL", intent_id=intent_id, what="reveal", identity_status=422
+        )
+        assert isinstance(message, Reveal)
+        digest, payload, nonce = reveal_digest(message)
+        request_fp = fingerprint(
+            {"intent_id": intent_id, "signer": envelope.signer, "reveal_hash_hex": digest}
+        )
+        s = await self._locked_settlement(intent_id, f"idem:{REVEAL_SCOPE}:{idempotency_key}")
+        self._signed_by(envelope, s.seller, "seller", s)
+        earlier = await self.idempotency.lookup(REVEAL_SCOPE, idempotency_key, request_fp)
+        if earlier is not None or (s.reveal_hash_hex is not None and s.reveal_hash_hex == digest):
+            return await self.read(s)
+        if s.state != S.COMMITTED:
+            if s.state == S.LOCKED:
+                raise self._state_error(
+                    s, f"no COMMIT is recorded for {intent_id}; commit before revealing"
+                )
+            raise self._state_error(
+                s, f"settlement {intent_id} is {s.state}; a REVEAL needs it committed"
+            )
+        matches = s.commit_hash_hex is not None and digest == s.commit_hash_hex
+        await self._store_reveal(s, envelope, digest, payload, nonce, matches)
+        await self.idempotency.record(REVEAL_SCOPE, idempotency_key, request_fp, s.id)
+        now = self.now()
+        values = {"reveal_hash_hex": digest}
+        if to_ms(now) > s.delivery_deadline_ms:
+            await self._deadline_fault(s, actor=actor, request_id=request_id, values=values)
+        elif not matches:
+            await self._fault(
+                s,
+                FailureCode.FAILED_PROOF,
+                f"the REVEAL hashes to {digest}, not to the committed {s.commit_hash_hex}",
+                actor=actor,
+                request_id=request_id,
+                values=values,
+            )
+        else:
+            await self.applier.transition(
+                self.session,
+                s,
+                PlannedTransition(
+                    E.DELIVERED,
+                    data={"reveal_hash_hex": digest, "payload_bytes": len(payload)},
+                ),
+                actor=actor,
+                request_id=request_id,
+                values={
+                    **values,
+                    "delivered_at": now,
+                    "challenge_ends_at": now + timedelta(milliseconds=s.challenge_window_ms),
+                },
+            )
+            log.info("settlement.delivered", intent_id=intent_id, payload_bytes=len(payload))
+            if s.challenge_window_ms == 0:
+                # No window to wait for: pay the seller now (the sweeper would, a pass later).
+                await self.lifecycle.release(s, actor=actor, request_id=request_id)
+        return await self.read(s)
+
+    async def _store_reveal(
+        self,
+        s: Settlement,
+        envelope: VerifiedEnvelope,
+        digest: str,
+        payload: bytes,
+        nonce: bytes,
+        matches: bool,
+    ) -> None:
+        text = canonical_json(envelope.raw)
+        kept = len(text) <= self.settings.transcript_max_envelope_bytes
+        await self.transcripts.store(
+            settlement_id=s.id,
+            kind="REVEAL",
+            envelope=envelope.raw if kept else None,
+            message_hash_hex=envelope.envelope.message_hash_hex,
+            signer=envelope.signer,
+            detail={
+                "reveal_hash_hex": digest,
+                "matches_commit": matches,
+                "payload_bytes": len(payload),
+                "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                "nonce_bytes": len(nonce),
+                "envelope_kept": kept,
+                "envelope_bytes": len(text),
+                "envelope_sha256": hashlib.sha256(text).hexdigest(),
+            },
+        )
+
+    # ---------------------------------------------------------------- challenge
+
+    async def challenge(
+        self, intent_id: str, raw: dict[str, Any], *, request_id: str | None = None
+    ) -> SettlementRead:
+        envelope, message = self._verify(
+            raw, expected="REJECT", intent_id=intent_id, what="challenge", identity_status=403
+        )
+        assert isinstance(message, Reject)
+        s = await self._locked_settlement(intent_id)
+        self._signed_by(envelope, s.buyer, "buyer", s)
+        message_hash = envelope.envelope.message_hash_hex.lower()
+        seen = await self.transcripts.find(s.id, message_hash)
+        if seen is not None:
+            return await self._replay_challenge(s, seen.detail or {})
+        code = message.code
+        if code not in CHALLENGE_CODES:
+            raise Unprocessable(
+                f"a challenge's code must be one of {', '.join(CHALLENGE_CODES)} (objective "
+                f"grounds only); got {code!r}",
+                code=FailureCode.SCHEMA_VALIDATION_FAILED,
+            )
+        now = self.now()
+        if s.state != S.DELIVERED:
+            raise ChallengeWindowClosed(
+                f"settlement {intent_id} is {s.state}: challenges are taken only while it is "
+                "delivered and its challenge window is open",
+                extra={"intent_id": intent_id, "state": s.state},
+            )
+        assert s.challenge_ends_at is not None
+        if now >= s.challenge_ends_at:
+            raise ChallengeWindowClosed(
+                f"the challenge window of {intent_id} closed at {s.challenge_ends_at.isoformat()}",
+                extra={"intent_id": intent_id, "state": s.state},
+            )
+        verdict = await self._judge(s, code)
+        detail = {
+            "code": code,
+            "reason": message.reason,
+            "verdict": "upheld" if verdict.upheld else "rejected",
+            "finding": verdict.finding,
+        }
+        await self.transcripts.store(
+            settlement_id=s.id,
+            kind="CHALLENGE",
+            envelope=envelope.raw,
+            message_hash_hex=message_hash,
+            signer=envelope.signer,
+            detail=detail,
+        )
+        self.metrics.challenges.labels(code, detail["verdict"]).inc()
+        log.info("settlement.challenge", intent_id=intent_id, **detail)
+        if not verdict.upheld:
+            await note(
+                self.session,
+                s,
+                "settlement.challenge_rejected",
+                actor="buyer",
+                reason=verdict.finding,
+                data={"code": code, "challenge_hash_hex": message_hash},
+                request_id=request_id,
+            )
+            raise self._rejected(s, code, verdict.finding, persist=True)
+        await self._fault(
+            s,
+            code,
+            f"challenge upheld: {verdict.finding}",
+            actor="buyer",
+            request_id=request_id,
+            values={},
+        )
+        return await self.read(s)
+
+    def _rejected(
+        self, s: Settlement, code: str, finding: str, *, persist: bool
+    ) -> SettlementError:
+        return ChallengeRejected(
+            f"challenge {code} rejected: {finding}",
+            extra={"intent_id": s.intent_id, "state": s.state, "challenge_code": code},
+            persist=persist,
+        )
+
+    async def _replay_challenge(self, s: Settlement, detail: dict[str, Any]) -> SettlementRead:
+        if detail.get("verdict") == "rejected":
+            raise self._rejected(
+                s, str(detail.get("code")), str(detail.get("finding")), persist=False
+            )
+        return await self.read(s)
+
+    async def _judge(self, s: Settlement, code: str) -> _Verdict:
+        if code == FailureCode.FAILED_PROOF:
+            digest = await self._recorded_reveal_digest(s)
+            if digest != s.commit_hash_hex:
+                return _Verdict(True, f"the REVEAL hashes to {digest}, not {s.commit_hash_hex}")
+            return _Verdict(
+                False,
+                f"sha256(payload ‖ nonce) of the recorded REVEAL is {digest}, exactly the "
+                "committed hash",
+            )
+        assert s.delivered_at is not None
+        delivered_ms = to_ms(s.delivered_at)
+        if code == FailureCode.DELIVERY_DEADLINE_MISSED:
+            late = delivered_ms > s.delivery_deadline_ms
+            return _Verdict(
+                late,
+                f"delivered at {delivered_ms}, "
+                f"{'after' if late else 'before'} the deadline {s.delivery_deadline_ms}",
+            )
+        quoted = await self._quoted_latency_ms(s)
+        if s.locked_at is None or quoted is None:
+            return _Verdict(False, "no locked time or quoted latency is on record to judge by")
+        latency = max(0, delivered_ms - to_ms(s.locked_at))
+        breach = latency > quoted
+        return _Verdict(
+            breach,
+            f"delivery took {latency} ms from the lock; the quote promised {quoted} ms",
+        )
+
+    async def _recorded_reveal_digest(self, s: Settlement) -> str | None:
+        row = await self.transcripts.latest_of_kind(s.id, "REVEAL")
+        if row is not None and row.envelope_json != OMITTED:
+            reveal = json.loads(row.envelope_json)["message"]
+            payload = base64.b64decode(reveal["payload_b64"])
+            nonce = base64.b64decode(reveal["nonce_b64"])
+            return hashlib.sha256(payload + nonce).hexdigest()
+        return s.reveal_hash_hex
+
+    async def _quoted_latency_ms(self, s: Settlement) -> int | None:
+        row = await self.transcripts.latest_of_kind(s.id, "ASK")
+        if row is None:
+            return None
+        value = json.loads(row.envelope_json).get("message", {}).get("latency_ms")
+        return int(value) if isinstance(value, int | float) else None

@@ -1,0 +1,48 @@
+"""``GET /.well-known/pact-settlement``: the key RECEIPTs are signed with, and what we speak."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pact_schema import ENVELOPE_VERSION, PROTOCOL_VERSION
+
+from pact_settlement.kit.deps import Settings
+from pact_settlement.rails.registry import available_rails
+from pact_settlement.receipts.service import RECEIPT_EXTRA_FIELDS
+
+router = APIRouter(tags=["receipts"])
+
+
+@router.get(
+    "/.well-known/pact-settlement",
+    summary="The settlement service's public key (verifies RECEIPTs) and capabilities",
+)
+async def well_known(request: Request, settings: Settings) -> dict[str, Any]:
+    return {
+        "public_key_b58": request.app.state.receipts.public_key_b58,
+        "protocol_versions": [PROTOCOL_VERSION],
+        "envelope_versions": [ENVELOPE_VERSION],
+        "settlement_modes": ["hash_reveal"],
+        "rails": available_rails(settings),
+        "challenge_codes": ["FAILED_PROOF", "DELIVERY_DEADLINE_MISSED", "LATENCY_BREACH"],
+        "receipt_format": {
+            "message_type": "RECEIPT",
+            "signed_by": "public_key_b58 (Ed25519 over the SHA-256 of the message's canonical "
+            "JSON, as every pact-envelope/1.0)",
+            "fields": [
+                "intent_id",
+                "buyer_agent_id",
+                "seller_agent_id",
+                "agreed_price",
+                "fulfilled",
+                "latency_ms",
+                "failure_code",
+                "timestamp_ms",
+            ],
+            "extra_fields": list(RECEIPT_EXTRA_FIELDS),
+            "amounts": "amount_released, amount_refunded and bond_slashed are decimal strings",
+            "outcomes": ["released", "refunded", "slashed", "failed"],
+        },
+        "transcript": "GET /v1/settlements/{intent_id}/transcript",
+    }

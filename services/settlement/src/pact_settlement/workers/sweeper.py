@@ -1,0 +1,134 @@
+"""The sweeper: no settlement hangs (DESIGN.md decision 3).
+
+Each pass ends every open settlement that is due, one settlement per transaction:
+
+* ``locked`` / ``committed`` past ``delivery_deadline_at`` → refund the buyer and slash the
+  seller's bond to the buyer (``slashed``; ``refunded`` when no bond is held), failure code
+  ``DELIVERY_DEADLINE_MISSED``;
+* ``delivered`` past ``challenge_ends_at`` with no upheld challenge → ``released`` (seller
+  paid, bond returned).
+
+Several replicas may sweep at once: candidates are read without locks, then each one is
+re-selected ``FOR UPDATE SKIP LOCKED`` *with its due condition* (Postgres), so a settlement
+another sweeper holds is skipped and one that has moved on is not touched; on SQLite every
+transaction is ``BEGIN IMMEDIATE`` (one writer), and the re-check under it is as safe. The
+state machine's compare-and-set backs both up: a settlement transitions once.
+
+Bound: a settlement ends within its deadline (or window end) + ``SWEEP_INTERVAL_S`` + the rail
+call (immediate for the ledger); an external rail whose answer is lost is finished by the
+reconciler after ``RECONCILE_GRACE_S``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from pact_schema import FailureCode, now_ms
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pact_settlement.config import SettlementSettings
+from pact_settlement.kit.observability import Metrics
+from pact_settlement.kit.time import from_ms
+from pact_settlement.settlements.lifecycle import Lifecycle, LifecycleApplier
+from pact_settlement.settlements.rail_steps import StepStatus
+from pact_settlement.settlements.repository import SettlementRepository
+from pact_settlement.settlements.state_machine import SettlementState
+
+__all__ = ["SweepReport", "Sweeper"]
+
+log = structlog.get_logger(__name__)
+ACTOR = "sweeper"
+
+
+@dataclass
+class SweepReport:
+    ended: dict[str, str] = field(default_factory=dict)  # intent_id → outcome
+    in_flight: list[str] = field(default_factory=list)
+    skipped: int = 0
+    errors: int = 0
+
+    @property
+    def handled(self) -> int:
+        return len(self.ended) + len(self.in_flight)
+
+
+class Sweeper:
+    name = "sweeper"
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        settings: SettlementSettings,
+        metrics: Metrics,
+        applier: LifecycleApplier,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.metrics = metrics
+        self.applier = applier
+        self.clock = clock
+
+    @property
+    def interval_s(self) -> float:
+        return self.settings.sweep_interval_s
+
+    async def run_once(self, *, now: datetime | None = None) -> SweepReport:
+        now = now or from_ms(self.clock())
+        report = SweepReport()
+        async with self.sessionmaker() as session, session.begin():
+            ids = await SettlementRepository.from_session(session).due_ids(
+                now, self.settings.worker_batch_size
+            )
+        for settlement_id in ids:
+            async with self.sessionmaker() as session:
+                try:
+                    await self._end(session, settlement_id, now, report)
+                    await session.commit()
+                except Exception:
+                    await session.rollback()
+                    report.errors += 1
+                    self.metrics.sweeps.labels("error").inc()
+                    log.exception("sweeper.error", settlement_id=settlement_id)
+        return report
+
+    async def _end(
+        self, session: AsyncSession, settlement_id: str, now: datetime, report: SweepReport
+    ) -> None:
+        settlement = await SettlementRepository.from_session(session).lock_if_due(
+            settlement_id, now
+        )
+        if settlement is None:
+            report.skipped += 1
+            self.metrics.sweeps.labels("skipped").inc()
+            return
+        lifecycle = Lifecycle(
+            session, settings=self.settings, metrics=self.metrics, applier=self.applier
+        )
+        intent_id = settlement.intent_id
+        if settlement.state == SettlementState.DELIVERED:
+            outcome = await lifecycle.release(settlement, actor=ACTOR)
+        else:
+            outcome = await lifecycle.fault(
+                settlement,
+                FailureCode.DELIVERY_DEADLINE_MISSED,
+                f"no valid REVEAL before the delivery deadline {settlement.delivery_deadline_ms}",
+                actor=ACTOR,
+            )
+        if outcome.status is StepStatus.IN_FLIGHT:
+            report.in_flight.append(intent_id)
+            self.metrics.sweeps.labels("in_flight").inc()
+            return
+        report.ended[intent_id] = settlement.state
+        self.metrics.sweeps.labels(settlement.state).inc()
+        log.info(
+            "sweeper.ended",
+            intent_id=intent_id,
+            settlement_id=settlement.id,
+            outcome=settlement.state,
+            rail_step=outcome.operation.step,
+        )
