@@ -24,7 +24,6 @@ from pact_settlement.receipts.endpoints import router as receipts_router
 from pact_settlement.receipts.keys import load_signing_key
 from pact_settlement.receipts.service import ReceiptIssuer
 from pact_settlement.settlements.endpoints import router as settlements_router
-from pact_settlement.webhooks.endpoints import router as webhooks_router
 from pact_settlement.settlements.lifecycle import LifecycleApplier
 from pact_settlement.webhooks.endpoints import router as webhooks_router
 from pact_settlement.workers.reconciler import Reconciler
@@ -143,7 +142,6 @@ def create_app(
     app.include_router(settlements_router)
     app.include_router(accounts_router)
     app.include_router(rails_router)
-    app.include_router(webhooks_router)
     app.include_router(delivery_router)
     app.include_router(receipts_router)
     app.include_router(webhooks_router)
