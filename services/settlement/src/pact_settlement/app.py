@@ -26,8 +26,9 @@ from pact_settlement.receipts.service import ReceiptIssuer
 from pact_settlement.settlements.endpoints import router as settlements_router
 from pact_settlement.settlements.lifecycle import LifecycleApplier
 from pact_settlement.webhooks.endpoints import router as webhooks_router
+from pact_settlement.workers.authorization_expiry import AuthorizationExpirySweeper
 from pact_settlement.workers.reconciler import Reconciler
-from pact_settlement.workers.runner import WorkerRunner
+from pact_settlement.workers.runner import Worker, WorkerRunner
 from pact_settlement.workers.sweeper import Sweeper
 
 __all__ = ["create_app"]
@@ -98,20 +99,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _workers(app: FastAPI) -> WorkerRunner:
-    """The deadline sweeper and the reconciler, sharing the app's sessions, clock and key."""
+    """The deadline sweeper and the reconciler (and, with the stripe rail, the card
+    authorisation-expiry sweep), sharing the app's sessions, clock and key."""
     settings: SettlementSettings = app.state.settings
     common = {
         "settings": settings,
         "metrics": app.state.metrics,
         "applier": app.state.applier,
     }
-    return WorkerRunner(
-        [
-            Sweeper(app.state.sessionmaker, clock=app.state.clock, **common),
-            Reconciler(app.state.sessionmaker, **common),
-        ],
-        metrics=app.state.metrics,
-    )
+    workers: list[Worker] = [
+        Sweeper(app.state.sessionmaker, clock=app.state.clock, **common),
+        Reconciler(app.state.sessionmaker, **common),
+    ]
+    if "stripe" in settings.enabled_rails:
+        workers.append(
+            AuthorizationExpirySweeper(
+                app.state.sessionmaker,
+                clients=app.state.rail_clients,
+                clock=app.state.clock,
+                **common,
+            )
+        )
+    return WorkerRunner(workers, metrics=app.state.metrics)
 
 
 def create_app(

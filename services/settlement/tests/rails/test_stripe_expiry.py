@@ -159,3 +159,10 @@ async def test_a_hold_that_lapsed_anyway_ends_refunded_and_loud(
     assert report.lapsed == [body["intent_id"]]
     after = await api.settlement(body["intent_id"])
     assert (after["state"], after["failure_code"]) == ("refunded", "FAILED_ESCROW")
+
+
+async def test_the_expiry_sweep_runs_with_the_apps_workers_when_stripe_is_on(app: Any) -> None:
+    from pact_settlement.app import _workers
+
+    names = [w.name for w in _workers(app).workers]
+    assert names == ["sweeper", "reconciler", "stripe-authorization-expiry"]
