@@ -12,6 +12,7 @@ from pact_settlement.rails.evm import EvmEscrowRail
 from pact_settlement.rails.evm_gateway import EscrowStatus
 from pact_settlement.workers.reconciler import Reconciler
 
+from . import lifecycle
 from .conftest import Chain, put_profile
 from .flow import RELEASE, Crash, after_grace, deliver, refund_plan, run_step, slash_plan, state_of
 
@@ -181,3 +182,41 @@ async def test_a_crash_around_the_lock_transaction_is_resolved_by_the_reconciler
     body = await api.settlement(intent_id)
     events = await app.state.rail_clients.evm().find_events(escrow_id(app, chain, body))
     assert [e.name for e in events] == ["Locked"]
+
+
+# ---------------------------------------------------------------- through the delivery API
+
+
+async def test_commit_reveal_then_the_sweeper_releases_on_chain(
+    api: Any, pact: Any, tester_chain: Chain, app: Any, clock: Any
+) -> None:
+    chain = tester_chain
+    body = await locked(api, pact, chain)
+    intent_id = body["intent_id"]
+    await lifecycle.commit(api, pact, intent_id)
+    revealed = await lifecycle.reveal(api, pact, intent_id)
+    assert revealed.json()["state"] == "delivered", revealed.text
+    seller_before = await chain.balance(chain.seller)
+    clock.offset_ms = 6_000
+    report = await lifecycle.sweeper(app).run_once()
+    assert report.ended == {intent_id: "released"}
+    assert await chain.balance(chain.seller) == seller_before + ETH // 2
+    eid = escrow_id(app, chain, body)
+    assert (await app.state.rail_clients.evm().get_escrow(eid)).status is EscrowStatus.RELEASED
+
+
+@pytest.mark.parametrize("extra_settings", [{"require_seller_bond": True}])
+async def test_a_missed_delivery_deadline_slashes_the_bond_to_the_buyer_on_chain(
+    api: Any, pact: Any, tester_chain: Chain, app: Any, clock: Any
+) -> None:
+    chain = tester_chain
+    body = await locked(api, pact, chain, bond=Decimal("0.25"))
+    buyer_before = await chain.balance(chain.buyer)
+    clock.offset_ms = 31_000  # the ACCEPT's delivery deadline is 30 s away
+    report = await lifecycle.sweeper(app).run_once()
+    assert report.ended == {body["intent_id"]: "slashed"}
+    final = await api.settlement(body["intent_id"])
+    assert final["failure_code"] == "DELIVERY_DEADLINE_MISSED"
+    assert await chain.balance(chain.buyer) == buyer_before + ETH // 2 + ETH // 4
+    eid = escrow_id(app, chain, body)
+    assert (await app.state.rail_clients.evm().get_escrow(eid)).status is EscrowStatus.SLASHED

@@ -15,6 +15,7 @@ import stripe
 from pact_settlement.rails.stripe import StripeRail
 from pact_settlement.workers.reconciler import Reconciler
 
+from . import lifecycle
 from .conftest import STRIPE_KEY, CardFactory, SavedCard, localstripe_requests, put_profile
 from .flow import (
     RELEASE,
@@ -228,3 +229,46 @@ async def test_a_crash_around_the_lock_call_is_resolved_by_the_reconciler_with_o
     replay = await api.create(accept, rail="stripe")
     assert replay.status_code == 200
     assert replay.json()["state"] == "locked"
+
+
+# ---------------------------------------------------------------- through the delivery API
+
+
+async def test_commit_reveal_then_the_sweeper_captures_when_the_window_closes(
+    api: Any,
+    pact: Any,
+    saved_card: CardFactory,
+    app: Any,
+    clock: Any,
+    stripe_raw: stripe.StripeClient,
+) -> None:
+    body = await locked(api, pact, saved_card)
+    intent_id = body["intent_id"]
+    assert (await lifecycle.commit(api, pact, intent_id))["state"] == "committed"
+    revealed = await lifecycle.reveal(api, pact, intent_id)
+    assert revealed.status_code == 200, revealed.text
+    assert revealed.json()["state"] == "delivered"
+    pi_id = payment_intent_of(body)
+    assert (await stripe_raw.v1.payment_intents.retrieve_async(pi_id)).status == "requires_capture"
+    clock.offset_ms = 6_000  # past the 5 s challenge window
+    report = await lifecycle.sweeper(app).run_once()
+    assert report.ended == {intent_id: "released"}
+    final = await api.settlement(intent_id)
+    assert final["state"] == "released"
+    assert final["receipt"] is not None
+    pi = await stripe_raw.v1.payment_intents.retrieve_async(pi_id)
+    assert (pi.status, pi.amount) == ("succeeded", 125)
+
+
+async def test_a_reveal_that_breaks_the_commitment_cancels_the_hold(
+    api: Any, pact: Any, saved_card: CardFactory, stripe_raw: stripe.StripeClient
+) -> None:
+    body = await locked(api, pact, saved_card)
+    intent_id = body["intent_id"]
+    await lifecycle.commit(api, pact, intent_id)
+    bad = await lifecycle.reveal(api, pact, intent_id, payload=b"something else")
+    assert bad.status_code in (200, 422), bad.text
+    final = await api.settlement(intent_id)
+    assert (final["state"], final["failure_code"]) == ("refunded", "FAILED_PROOF")
+    pi = await stripe_raw.v1.payment_intents.retrieve_async(payment_intent_of(body))
+    assert pi.status == "canceled"
