@@ -9,10 +9,10 @@ allow from the current state raises :class:`InvalidTransition` (409) and changes
 ::
 
     pending ─lock─▶ locked ─COMMIT─▶ committed ─REVEAL ok─▶ delivered ─window closed─▶ released
-       │              │                 │                     │
-       └─lock failed─▶ failed           │                     │
-                      ├─────────────────┴── refund ─▶ refunded ◀─┤  (fault, no bond held)
-                      └─────────────────┴── slash ──▶ slashed  ◀─┘  (fault, bond held)
+       │              │                 │                        │
+       └─refused─▶ failed               │                        │
+                      ├── fault ────────┴──────── refund ─▶ refunded ◀─┤  (no bond held)
+                      └── fault ────────┴──────── slash ──▶ slashed  ◀─┘  (bond held)
 
 Faults are objective only: a missed delivery deadline, an invalid proof (hash mismatch), an
 upheld challenge (FAILED_PROOF, DELIVERY_DEADLINE_MISSED, LATENCY_BREACH).
