@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from pact_schema import Keypair, verify_envelope
 from pact_schema.client import PactClient, PactClientError
+from pact_schema.money import format_wire_amount
 from pact_schema.transcript import verify_transcript
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,15 +185,25 @@ def _describe(message: dict[str, Any]) -> str:
     kind = message["type"]
     if kind == "INTENT":
         scope = json.dumps(message.get("scope"), ensure_ascii=False)
-        return f"INTENT  {message.get('intent')} for {scope}, max_price {message.get('max_price')}"
+        budget = _amount(message, "max_price")
+        return f"INTENT  {message.get('intent')} for {scope}, max_price {budget}"
     if kind == "ASK":
         return (
-            f"ASK     price {message.get('price')} per {message.get('unit')}, "
-            f"bond {message.get('bond_required')}, firm for {message.get('valid_for_ms')} ms"
+            f"ASK     price {_amount(message, 'price')} per {message.get('unit')}, "
+            f"bond {_amount(message, 'bond_required')}, firm for {message.get('valid_for_ms')} ms"
         )
     if kind == "REJECT":
         return f"REJECT  {message.get('code')}: {message.get('reason')}"
-    return f"{kind:7} agreed_price {message.get('agreed_price')}"
+    settlement = message.get("settlement")
+    if isinstance(settlement, dict):
+        return (
+            f"ACCEPT  acknowledged: settlement {settlement.get('id')} is {settlement.get('state')}"
+        )
+    return f"{kind:7} agreed_price {_amount(message, 'agreed_price')}"
+
+
+def _amount(message: dict[str, Any], name: str) -> str:
+    return format_wire_amount(message.get(name))
 
 
 async def _demo() -> int:
@@ -273,7 +284,7 @@ async def _demo() -> int:
             message = verified.message_raw
             _say(
                 f"\nRECEIPT   fulfilled={message.get('fulfilled')} "
-                f"price={message.get('agreed_price')} signed by the settlement key "
+                f"price={_amount(message, 'agreed_price')} signed by the settlement key "
                 f"{'(verified)' if ok else '(WRONG KEY)'}"
             )
         check = verify_transcript(transcript, settlement_key=published.get("public_key_b58"))

@@ -14,7 +14,7 @@ from pact_schema.client import NegotiationResult, PactClient, PactClientError
 from pact_schema.envelope import EnvelopeError, verify_envelope
 from pact_schema.keys import KeyFormatError, Keypair
 from pact_schema.messages import MessageValidationError
-from pact_schema.money import WireMoneyError, parse_decimal_text
+from pact_schema.money import WireMoneyError, format_wire_amount, parse_decimal_text
 from pact_schema.transcript import verify_transcript
 
 EXIT_OK = 0
@@ -108,14 +108,15 @@ def _print_human(result: NegotiationResult) -> None:
         signer = envelope["signer_public_key_b58"][:10] + "…"
         detail = ""
         if kind == "INTENT":
-            detail = f"{msg.get('intent')} max_price={msg.get('max_price')}"
+            detail = f"{msg.get('intent')} max_price={format_wire_amount(msg.get('max_price'))}"
         elif kind in ("ASK", "BID"):
             detail = (
-                f"price={msg.get('price')} bond={msg.get('bond_required')} "
+                f"price={format_wire_amount(msg.get('price'))} "
+                f"bond={format_wire_amount(msg.get('bond_required'))} "
                 f"round={msg.get('round', '-')}"
             )
         elif kind == "ACCEPT":
-            detail = f"agreed_price={msg.get('agreed_price')}"
+            detail = f"agreed_price={format_wire_amount(msg.get('agreed_price'))}"
             settlement = msg.get("settlement")
             if isinstance(settlement, dict):
                 detail += f" settlement={settlement.get('id')} state={settlement.get('state')}"

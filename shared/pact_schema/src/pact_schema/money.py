@@ -9,7 +9,13 @@ from __future__ import annotations
 import math
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["WireMoneyError", "decimal_from_wire", "decimal_to_wire", "parse_decimal_text"]
+__all__ = [
+    "WireMoneyError",
+    "decimal_from_wire",
+    "decimal_to_wire",
+    "format_wire_amount",
+    "parse_decimal_text",
+]
 
 _MAX_SAFE_INT = 2**53 - 1
 
@@ -56,3 +62,11 @@ def parse_decimal_text(text: str) -> Decimal:
     if not value.is_finite():
         raise WireMoneyError("amount must be finite")
     return value
+
+
+def format_wire_amount(value: object) -> str:
+    """Plain decimal text of a wire amount for people (``8e-05`` → ``0.00008``)."""
+    try:
+        return format(decimal_from_wire(value), "f")
+    except WireMoneyError:
+        return str(value)
