@@ -95,7 +95,12 @@ def _fund_buyer(stack: dict[str, Any], buyer: str) -> None:
     response.raise_for_status()
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same orderly shutdown as Ctrl-C
+
+
 def run() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     stack = _stack()
     provider = Keypair.load(stack["provider_key_file"])
     buyer = Keypair.load(stack["buyer_key_file"])
