@@ -167,6 +167,9 @@ def run() -> int:
         _say("\nstopping ...")
         return 0
     finally:
+        # A second Ctrl-C or SIGTERM (uv forwards signals too) must not cut the shutdown short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
