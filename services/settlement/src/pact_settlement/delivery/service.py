@@ -302,7 +302,7 @@ class DeliveryService:
             signer=envelope.signer,
         )
         await self.idempotency.record(COMMIT_SCOPE, idempotency_key, request_fp, s.id)
-        if self.now_ms() > s.delivery_deadline_ms:
+        if self.now_ms() >= s.delivery_deadline_ms:
             await self._deadline_fault(
                 s, actor=actor, request_id=request_id, values={"commit_hash_hex": commit_hash}
             )
@@ -356,7 +356,7 @@ class DeliveryService:
         await self.idempotency.record(REVEAL_SCOPE, idempotency_key, request_fp, s.id)
         now = self.now()
         values = {"reveal_hash_hex": digest}
-        if to_ms(now) > s.delivery_deadline_ms:
+        if to_ms(now) >= s.delivery_deadline_ms:
             await self._deadline_fault(s, actor=actor, request_id=request_id, values=values)
         elif not matches:
             await self._fault(
