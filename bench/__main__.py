@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--slice",
         type=float,
-        default=2.0,
+        default=1.0,
         help="the measured time is cut into slices of this length, alternating "
         "floor and provider, so drift on a shared machine hits both alike",
     )
@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--pg-seconds", type=int, default=10, help="pgbench -T per client count")
     s.add_argument("--growth-sizes", default="10000,1000000")
-    s.add_argument("--growth-samples", type=int, default=2000)
+    s.add_argument(
+        "--growth-samples",
+        type=int,
+        default=900,
+        help="reads per size (creates: half, list pages: a fifth; over 3 rounds)",
+    )
     return parser
 
 

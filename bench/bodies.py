@@ -38,7 +38,7 @@ def intent_message(i: int, now: int, run: str) -> dict[str, Any]:
         "scope": scope,
         "constraints": {"latency_ms": 20 + (i * 7) % 180, "freshness_sec": 5 + (i * 3) % 55},
         "max_price": MAX_PRICE,
-        "settlement_mode": "hash_reveal" if i % 4 else "streaming",
+        "settlement_mode": "hash_reveal",  # the mode every provider offers by default
         "sent_at_ms": now,
         "expires_at_ms": now + EXPIRY_MS,
     }

@@ -128,20 +128,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "bench.bulk.bulk_load(dsn, 1, N, seller) (INSERT … SELECT generate_series)"
         )
         rounds = 3
-        per_round = max(100, samples // rounds)
+        per_round = max(60, samples // rounds)
         first = 0
         for round_no in range(1, rounds + 1):
             for n in sizes if round_no % 2 else list(reversed(sizes)):
                 port = port_of(servers[n])
                 # creates are ~40/s on one worker: fewer of them, still hundreds per size
-                n_creates = min(per_round, 200)
+                n_creates = per_round // 2
                 creates = write_accepts(
                     work / f"g{n}-{round_no}.jsonl", first, n_creates, run=f"{run_tag}{n}"
                 )
                 first += n_creates
                 reads = write_requests(work / f"r{n}.jsonl", read_specs(rows[n], per_round, rng))
                 lists = write_requests(
-                    work / f"l{n}.jsonl", list_specs(rows[n], per_round // 2, rng)
+                    work / f"l{n}.jsonl", list_specs(rows[n], max(20, per_round // 5), rng)
                 )
                 for op, path in (("create", creates), ("read", reads), ("list", lists)):
                     result = _measure(port, path)

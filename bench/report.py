@@ -121,18 +121,22 @@ def provider_section(doc: dict[str, Any], before: dict[str, Any] | None) -> list
         lines += [
             "### Before and after the provider fixes",
             "",
-            f"Before: commit `{before['machine']['git_commit']}` ({before['finished_utc']}); "
-            f"after: commit `{doc['machine']['git_commit']}`. Same machine, same bench; "
+            f"Before: {before.get('label') or 'commit ' + before['machine']['git_commit']} "
+            f"({before['finished_utc']}); after: "
+            f"{doc.get('label') or 'commit ' + doc['machine']['git_commit']} "
+            f"({doc['finished_utc']}). Same machine, same bench, each against its own floor run; "
             "absolute numbers drift with the machine's load, the ratio is what compares.",
             "",
-            "| | floor req/s | provider req/s | provider ÷ floor | provider p50 ms "
-            "| provider p99 ms |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| | floor req/s | provider req/s | provider ÷ floor | CPU ratio | provider p50 ms "
+            "| provider p99 ms | provider CPU µs/req |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
             f"| before | {_f(b['floor']['rps'], 0)} | {_f(b['provider']['rps'], 0)} | "
-            f"{_f(b_ratio, 3)} | {_f(b['provider']['p50_ms'], 2)} | "
-            f"{_f(b['provider']['p99_ms'], 2)} |",
+            f"{_f(b_ratio, 3)} | {_f(b.get('ratio_cpu'), 3)} | {_f(b['provider']['p50_ms'], 2)} | "
+            f"{_f(b['provider']['p99_ms'], 2)} | "
+            f"{_f(b['provider'].get('cpu_us_per_request'), 0)} |",
             f"| after | {_f(fl['rps'], 0)} | {_f(pr['rps'], 0)} | {_f(s['ratio_rps'], 3)} | "
-            f"{_f(pr['p50_ms'], 2)} | {_f(pr['p99_ms'], 2)} |",
+            f"{_f(s['ratio_cpu'], 3)} | {_f(pr['p50_ms'], 2)} | {_f(pr['p99_ms'], 2)} | "
+            f"{_f(pr['cpu_us_per_request'], 0)} |",
             "",
         ]
     lines += ["Commands:", "", *_commands(doc["commands"]), ""]
@@ -291,19 +295,18 @@ def chart(
         ax = axes[i]
         i += 1
         s = provider["summary"]
-        labels, values, colors = (
-            ["floor", "provider"],
-            [s["floor"]["rps"], s["provider"]["rps"]],
-            ["#999999", "#2b7bb9"],
-        )
+        labels, values, colors = ["after"], [s["ratio_rps"]], ["#2b7bb9"]
         if before is not None:
-            labels.insert(1, "provider\n(before)")
-            values.insert(1, before["summary"]["provider"]["rps"])
-            colors.insert(1, "#d98c3f")
-        ax.bar(labels, values, color=colors)
-        ax.axhline(0.8 * s["floor"]["rps"], color="#c0392b", lw=1, ls="--", label="0.8 x floor")
-        ax.set_title(f"INTENT→ASK req/s (x{s['ratio_rps']:.2f} floor)", fontsize=10)
-        ax.legend(fontsize=8)
+            labels.insert(0, "before")
+            values.insert(0, before["summary"]["ratio_rps"])
+            colors.insert(0, "#d98c3f")
+        bars = ax.bar(labels, values, color=colors)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        ax.axhline(0.8, color="#c0392b", lw=1, ls="--", label="target 0.8")
+        ax.axhline(1.0, color="#999999", lw=1, label="floor")
+        ax.set_ylim(0, 1.15)
+        ax.set_title("provider ÷ floor, INTENT→ASK req/s", fontsize=10)
+        ax.legend(fontsize=8, loc="lower right")
     if settlement is not None:
         ax = axes[i]
         i += 1
@@ -327,6 +330,7 @@ def chart(
         )
         ax.set_xticks(list(pos), xs)
         ax.set_yscale("log")
+        ax.set_ylim(bottom=1)
         ax.set_xlabel("concurrent callers")
         ax.set_title("ACCEPT→locked vs pgbench", fontsize=10)
         ax.legend(fontsize=8)
