@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 
 from pact_settlement.accounts.schemas import (
     AccountRead,
@@ -12,8 +12,10 @@ from pact_settlement.accounts.schemas import (
     DepositRead,
     PaymentProfilePut,
     PaymentProfileRead,
+    TopUpCreate,
+    TopUpRead,
 )
-from pact_settlement.accounts.service import AccountService, PaymentProfileService
+from pact_settlement.accounts.service import AccountService, PaymentProfileService, TopUpService
 from pact_settlement.db.session import DBSession
 from pact_settlement.kit.auth import AdminPrincipal, AnyPrincipal
 from pact_settlement.kit.deps import AppMetrics
@@ -34,6 +36,19 @@ async def get_profile_service(session: DBSession) -> PaymentProfileService:
 
 
 ProfileService = Annotated[PaymentProfileService, Depends(get_profile_service)]
+
+
+async def get_topup_service(request: Request, session: DBSession) -> TopUpService:
+    state = request.app.state
+    return TopUpService(
+        session,
+        sessionmaker=state.sessionmaker,
+        settings=state.settings,
+        clients=state.rail_clients,
+    )
+
+
+TopUps = Annotated[TopUpService, Depends(get_topup_service)]
 
 
 @router.post(
@@ -139,3 +154,41 @@ async def delete_payment_profile(
 ) -> Response:
     await service.delete(agent_id, rail)
     return Response(status_code=204)
+
+
+@router.post(
+    "/{agent_id}/topups",
+    response_model=TopUpRead,
+    status_code=201,
+    summary="Pre-fund an agent's balance with one Stripe charge (operators only)",
+    description=(
+        "Charges `amount` now on the agent's saved card (its stripe payment profile) in "
+        "`STRIPE_CURRENCY` and credits the same amount to its ledger balance, so micropayment "
+        "settlements (below Stripe's minimum charge) run on the ledger rail against it. "
+        "`Idempotency-Key` is required: a retry charges once and credits once."
+    ),
+    responses={
+        200: {"description": "Identical replay: already charged and credited", "model": TopUpRead},
+        400: problem_doc("Missing Idempotency-Key", "BAD_REQUEST", 400),
+        402: problem_doc("The card was declined", "INSUFFICIENT_ESCROW", 402),
+        422: problem_doc(
+            "Bad amount, below Stripe's minimum, no stripe profile, stripe rail off",
+            "AMOUNT_BELOW_RAIL_MINIMUM",
+            422,
+        ),
+        **AUTH_ERRORS,
+    },
+)
+async def top_up(
+    agent_id: str,
+    body: TopUpCreate,
+    response: Response,
+    principal: AdminPrincipal,
+    service: TopUps,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", description="required")
+    ] = None,
+) -> TopUpRead:
+    result, created = await service.top_up(agent_id, body.amount, idempotency_key=idempotency_key)
+    response.status_code = 201 if created else 200
+    return result

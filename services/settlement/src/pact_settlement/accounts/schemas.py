@@ -12,6 +12,8 @@ __all__ = [
     "DepositRead",
     "PaymentProfilePut",
     "PaymentProfileRead",
+    "TopUpCreate",
+    "TopUpRead",
 ]
 
 
@@ -81,3 +83,26 @@ class PaymentProfileRead(BaseModel):
     evm_address: str | None = Field(default=None, description="EIP-55 checksummed")
     created_at: datetime
     updated_at: datetime
+
+
+class TopUpCreate(BaseModel):
+    """Body of ``POST /v1/accounts/{agent_id}/topups``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"amount": "20.00"}]})
+
+    amount: str = Field(
+        description="Decimal string: charged on the agent's saved card in STRIPE_CURRENCY and "
+        "credited to its balance (1 price unit = 1 currency unit); whole minor units only, at "
+        "least Stripe's minimum",
+        examples=["20.00"],
+    )
+
+
+class TopUpRead(BaseModel):
+    payment_intent: str = Field(description="the Stripe PaymentIntent that was charged")
+    agent_id: str
+    amount: str
+    currency: str
+    amount_minor: int
+    deposit_id: str = Field(description="journal transaction of the credit (exactly once)")
+    account: AccountRead

@@ -5,9 +5,10 @@ Agent ids are base58 Ed25519 keys.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from pact_schema import FailureCode, KeyFormatError
@@ -22,10 +23,18 @@ from pact_settlement.accounts.schemas import (
     DepositRead,
     PaymentProfilePut,
     PaymentProfileRead,
+    TopUpRead,
 )
 from pact_settlement.db.locks import lock_names
 from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyService, fingerprint
-from pact_settlement.kit.errors import BadRequest, NotFound, ProblemCode, Unprocessable
+from pact_settlement.kit.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ProblemCode,
+    SettlementError,
+    Unprocessable,
+)
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import MoneyError, decimal_text, to_money
 from pact_settlement.kit.observability import Metrics
@@ -36,6 +45,7 @@ __all__ = [
     "PROFILE_RAILS",
     "AccountService",
     "PaymentProfileService",
+    "TopUpService",
     "normalise_profile",
     "validate_agent_id",
 ]
@@ -218,3 +228,174 @@ class PaymentProfileService:
         if not await self.profiles.remove(agent_id, rail):
             raise NotFound(f"agent {agent_id} has no {rail} payment profile")
         log.info("account.payment_profile_deleted", agent_id=agent_id, rail=rail)
+
+
+# --------------------------------------------------------------------------------------------
+# top-ups: pre-fund a ledger balance with one Stripe charge (micropayment aggregation)
+# --------------------------------------------------------------------------------------------
+
+TOPUP_PURPOSE: Final = "pact_topup"
+
+
+class PaymentRefused(SettlementError):
+    status = 402
+    title = "Payment refused"
+    default_code = FailureCode.FAILED_ESCROW
+
+
+class RailUnavailableError(SettlementError):
+    status = 503
+    title = "Rail unavailable"
+    default_code = FailureCode.SETTLEMENT_FAILED
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": "5"})
+
+
+def topup_ledger_key(payment_intent_id: str) -> str:
+    """The credit of one charged PaymentIntent: at most one deposit per charge."""
+    return f"topup-{payment_intent_id}"
+
+
+async def credit_topup(
+    session: AsyncSession, agent_id: str, amount: Decimal, payment_intent_id: str
+) -> tuple[Any, bool]:
+    """Credit a charged top-up to the agent's balance, exactly once per PaymentIntent."""
+    key = topup_ledger_key(payment_intent_id)
+    await lock_names(session, f"ledger:{key}")
+    ledger = LedgerService(session)
+    existing = await ledger.journal.get_by_key(key)
+    if existing is not None:
+        return existing, False
+    return await ledger.deposit(agent_id, amount, idempotency_key=key), True
+
+
+class TopUpService:
+    """``POST /v1/accounts/{agent_id}/topups``: charge the agent's saved card now, then credit
+    the same amount to its ledger balance.
+
+    The Stripe call is made before the request's transaction starts (the profile is read in a
+    short session of its own). The charge's idempotency key is derived from the agent and the
+    request's ``Idempotency-Key``, and the credit's from the PaymentIntent: a retried request
+    charges once and credits once; a credit lost to a crash after the charge is made by the
+    retry, or by the ``payment_intent.succeeded`` webhook.
+    """
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        sessionmaker: Any,
+        settings: Any,
+        clients: Any,
+    ) -> None:
+        self.session = session
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.clients = clients
+
+    async def top_up(
+        self, agent_id: str, amount_text: str, *, idempotency_key: str | None
+    ) -> tuple[TopUpRead, bool]:
+        from pact_settlement.rails.minor_units import (
+            AmountBelowRailMinimumError,
+            AmountError,
+            to_stripe_amount,
+        )
+        from pact_settlement.rails.stripe_gateway import (
+            PaymentStatus,
+            StripeDeclinedError,
+            StripeGatewayError,
+            StripeIdempotencyConflictError,
+        )
+
+        validate_agent_id(agent_id)
+        amount = parse_amount(amount_text)
+        if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
+            raise BadRequest(
+                f"an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters is required"
+            )
+        if "stripe" not in self.settings.enabled_rails:
+            raise Unprocessable(
+                "top-ups are charged through the stripe rail, which is not enabled",
+                code=ProblemCode.RAIL_NOT_AVAILABLE,
+            )
+        currency = self.settings.stripe_currency
+        try:
+            amount_minor = to_stripe_amount(amount, currency, rounding=None)
+        except AmountBelowRailMinimumError as exc:
+            raise Unprocessable(str(exc), code=FailureCode.AMOUNT_BELOW_RAIL_MINIMUM) from exc
+        except AmountError as exc:
+            raise Unprocessable(
+                f"a top-up must be whole {currency.upper()} minor units: {exc}"
+            ) from exc
+        async with self.sessionmaker() as short:
+            profile = await PaymentProfileRepository.from_session(short).get_for(agent_id, "stripe")
+        if profile is None or not profile.stripe_customer or not profile.stripe_payment_method:
+            raise Unprocessable(
+                f"agent {agent_id} has no stripe payment profile",
+                code=FailureCode.MISSING_REQUIRED_CREDENTIALS,
+            )
+        digest = hashlib.sha256(f"{agent_id}\n{idempotency_key}".encode()).hexdigest()[:40]
+        try:
+            state = await self.clients.stripe().charge(
+                amount,
+                profile.stripe_customer,
+                profile.stripe_payment_method,
+                {"pact_purpose": TOPUP_PURPOSE, "agent_id": agent_id},
+                idempotency_key=f"topup-{digest}",
+                currency=currency,
+            )
+        except StripeIdempotencyConflictError as exc:
+            raise Conflict(
+                "this Idempotency-Key was used for a different top-up (amount or card)",
+                code=ProblemCode.IDEMPOTENCY_KEY_REUSED,
+            ) from exc
+        except StripeDeclinedError as exc:
+            raise PaymentRefused(
+                f"the card was declined ({exc.decline_code or 'no reason given'})",
+                code=exc.failure_code,
+            ) from exc
+        except StripeGatewayError as exc:
+            if exc.retryable or exc.outcome_unknown:
+                raise RailUnavailableError(
+                    f"Stripe did not answer ({exc}); retry with the same Idempotency-Key"
+                ) from exc
+            raise Unprocessable(
+                f"Stripe refused the charge: {exc}", code=FailureCode.FAILED_ESCROW
+            ) from exc
+        if state.status is not PaymentStatus.CAPTURED:
+            raise RailUnavailableError(
+                f"the charge {state.payment_intent_id} is {state.stripe_status}; it is credited "
+                "when Stripe confirms it (webhook) — or retry with the same Idempotency-Key"
+            )
+        transaction, created = await credit_topup(
+            self.session, agent_id, amount, state.payment_intent_id
+        )
+        log.info(
+            "account.topped_up",
+            agent_id=agent_id,
+            amount=decimal_text(amount),
+            payment_intent=state.payment_intent_id,
+            created=created,
+        )
+        row = await LedgerService(self.session).account(agent_id)
+        assert row is not None  # just credited
+        account = AccountRead(
+            agent_id=agent_id,
+            available=decimal_text(row.available),
+            locked=decimal_text(row.locked),
+            updated_at=row.updated_at,
+        )
+        return (
+            TopUpRead(
+                payment_intent=state.payment_intent_id,
+                agent_id=agent_id,
+                amount=decimal_text(amount),
+                currency=currency,
+                amount_minor=amount_minor,
+                deposit_id=transaction.id,
+                account=account,
+            ),
+            created,
+        )

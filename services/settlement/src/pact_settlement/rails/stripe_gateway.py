@@ -514,6 +514,61 @@ class StripeGateway:
             raise _translate(exc, mutating=True) from exc
         return StripeRefundState.from_stripe(refund)
 
+    async def charge(
+        self,
+        amount: Decimal,
+        customer: str,
+        payment_method: str,
+        metadata: Mapping[str, str],
+        *,
+        idempotency_key: str,
+        currency: str | None = None,
+    ) -> StripePaymentState:
+        """Charge now (automatic capture), off-session with a saved card: a balance top-up.
+
+        Exact amounts only (``amount`` must be whole minor units of the currency): what is
+        charged is exactly what is credited. Returns ``CAPTURED`` (or ``PROCESSING``); raises
+        :class:`StripeDeclinedError` on a decline or when authentication would be needed.
+        """
+        code = (currency or self.currency).lower()
+        amount_minor = to_stripe_amount(amount, code, rounding=None)
+        md: dict[str, str] = {}
+        for k, v in metadata.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise ValueError("Stripe metadata keys and values must be strings")
+            md[k] = v
+        params: dict[str, Any] = {
+            "amount": amount_minor,
+            "currency": code,
+            "customer": customer,
+            "payment_method": payment_method,
+            "payment_method_types": ["card"],
+            "capture_method": "automatic",
+            "confirm": True,
+            "off_session": True,
+            "metadata": md,
+            "expand": _EXPAND,
+        }
+        try:
+            pi = await self._client.v1.payment_intents.create_async(
+                cast(Any, params), {"idempotency_key": idempotency_key}
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, mutating=True) from exc
+        state = StripePaymentState.from_stripe(pi)
+        if state.status in (PaymentStatus.REQUIRES_ACTION, PaymentStatus.FAILED):
+            raise StripeDeclinedError(
+                "the payment method was declined",
+                decline_code=state.last_error_code
+                or (
+                    "authentication_required"
+                    if state.status is PaymentStatus.REQUIRES_ACTION
+                    else None
+                ),
+                payment_intent_id=state.payment_intent_id,
+            )
+        return state
+
     # -- reads -----------------------------------------------------------------------------
 
     async def retrieve(self, payment_intent_id: str) -> StripePaymentState:

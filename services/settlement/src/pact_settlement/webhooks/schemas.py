@@ -11,6 +11,7 @@ class WebhookAck(BaseModel):
     received: bool = True
     event_id: str
     outcome: str = Field(
-        description="duplicate | ignored | resolved | pending | refunded | no_change | anomaly"
+        description="duplicate | ignored | resolved | pending | refunded | credited | no_change "
+        "| anomaly"
     )
     settlement_id: str | None = None

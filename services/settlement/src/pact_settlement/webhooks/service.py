@@ -30,6 +30,7 @@ from pact_schema import FailureCode
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from pact_settlement.accounts.service import TOPUP_PURPOSE, credit_topup
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import BadRequest, Conflict, NotFound, SettlementError
 from pact_settlement.kit.ids import new_id
@@ -191,7 +192,25 @@ class StripeWebhookService:
         current = await self._retrieve(pi_id)
         if current is None:
             return Outcome("ignored", object_id=pi_id, detail="unknown PaymentIntent")
+        if current.metadata.get("pact_purpose") == TOPUP_PURPOSE:
+            return await self._topup(current)
         return await self._advance(current)
+
+    async def _topup(self, current: StripePaymentState) -> Outcome:
+        """A balance top-up charged through ``POST /v1/accounts/{id}/topups``: make sure it
+        is credited (exactly once) even if the request that charged it never finished."""
+        pi_id, agent_id = current.payment_intent_id, current.metadata.get("agent_id", "")
+        if current.status is not PaymentStatus.CAPTURED:
+            return Outcome("no_change", None, pi_id, f"top-up {current.stripe_status}")
+        if current.currency != self.settings.stripe_currency:
+            log.error(
+                "webhook.stripe.topup_currency", payment_intent=pi_id, currency=current.currency
+            )
+            return Outcome("anomaly", None, pi_id, f"top-up in {current.currency}")
+        async with self.maker() as session:
+            _, created = await credit_topup(session, agent_id, current.amount, pi_id)
+            await session.commit()
+        return Outcome("credited" if created else "no_change", None, pi_id, f"top-up of {agent_id}")
 
     async def _retrieve(self, pi_id: str) -> StripePaymentState | None:
         try:
