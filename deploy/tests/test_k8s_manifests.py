@@ -137,20 +137,27 @@ def test_only_the_provider_and_the_ingress_controller_reach_settlement(
         assert [p["port"] for p in rule["ports"]] == [8001]
 
 
-def test_ingress_exposes_only_the_pact_endpoint_and_the_stripe_webhook(
-    rendering: Rendering,
-) -> None:
-    ingress = rendering.get("Ingress", "pact")["spec"]
-    routes = {
-        (path["path"], path["pathType"], path["backend"]["service"]["name"])
-        for rule in ingress["rules"]
-        for path in rule["http"]["paths"]
-    }
+def test_ingress_exposes_only_the_public_routes(rendering: Rendering) -> None:
+    routes = set()
+    for name in ("pact", "pact-challenges"):
+        ingress = rendering.get("Ingress", name)["spec"]
+        assert ingress["tls"], "TLS terminates at the ingress"
+        assert ingress["rules"][0]["host"] == "pact.example.com"
+        routes |= {
+            (path["path"], path["pathType"], path["backend"]["service"]["name"])
+            for rule in ingress["rules"]
+            for path in rule["http"]["paths"]
+        }
+    # Never /v1/settlements itself, the accounts or the admin API: only the provider reaches them.
     assert routes == {
         ("/pact", "Exact", "pact-provider"),
         ("/v1/webhooks/stripe", "Exact", "pact-settlement"),
+        ("/.well-known/pact-settlement", "Exact", "pact-settlement"),
+        ("/v1/settlements/[^/]+/challenge$", "ImplementationSpecific", "pact-settlement"),
     }
-    assert ingress["tls"], "TLS terminates at the ingress"
+    challenges = rendering.get("Ingress", "pact-challenges")["metadata"]["annotations"]
+    assert challenges["nginx.ingress.kubernetes.io/use-regex"] == "true"
+    assert "nginx.ingress.kubernetes.io/limit-rps" in challenges
 
 
 def test_configmaps_are_hashed_and_mounted(rendering: Rendering) -> None:
