@@ -322,3 +322,34 @@ async def test_stripe_unreachable_keeps_the_step_pending(harness: Harness) -> No
         with pytest.raises(RailError) as info:
             await offline.lock(rail_view_of(settlement), idempotency_key=key(settlement, "lock"))
     assert info.value.retryable
+
+
+async def _age_binding(harness: Harness, settlement: Any, hours: int) -> None:
+    async with harness.maker() as session:
+        binding = await session.get(RailBinding, settlement.id)
+        assert binding is not None
+        binding.created_at = utcnow() - timedelta(hours=hours)
+        await session.commit()
+
+
+async def test_a_lock_is_never_sent_after_stripes_idempotency_window(
+    harness: Harness, localstripe_url: str
+) -> None:
+    rail, settlement = await harness.prepared()
+    await _age_binding(harness, settlement, 24)
+    sent = len(await localstripe_requests(localstripe_url))
+    with pytest.raises(RailError) as info:
+        await rail.lock(rail_view_of(settlement), idempotency_key=key(settlement, "lock"))
+    assert not info.value.retryable
+    assert len(await localstripe_requests(localstripe_url)) == sent  # nothing was sent
+
+
+async def test_a_late_lock_adopts_the_payment_intent_the_first_attempt_made(
+    harness: Harness,
+) -> None:
+    rail, settlement = await harness.prepared("2.00")
+    view = rail_view_of(settlement)
+    first = await rail.lock(view, idempotency_key=key(settlement, "lock"))
+    await _age_binding(harness, settlement, 30)
+    late = await rail.lock(view, idempotency_key=key(settlement, "lock"))
+    assert (late.status, late.reference) == (RailOpStatus.SUCCEEDED, first.reference)

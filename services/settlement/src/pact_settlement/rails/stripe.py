@@ -32,8 +32,9 @@ lapse about 7 days after the lock: ``hold_expires_at`` on the binding drives the
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import ROUND_HALF_UP
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from pact_schema import FailureCode
@@ -76,6 +77,9 @@ __all__ = ["StripeRail", "describe_stripe"]
 
 log = structlog.get_logger(__name__)
 ROUNDING = ROUND_HALF_UP
+#: A lock is (re)sent only within this time of being recorded: inside Stripe's 24 h
+#: idempotency window, so a replay can never create a second PaymentIntent.
+LOCK_REPLAY_WINDOW: Final = timedelta(hours=23)
 
 
 def describe_stripe(settings: SettlementSettings) -> dict[str, Any]:
@@ -183,6 +187,17 @@ class StripeRail:
         s = settlement
         binding = await self.bindings.load(s.id)
         p = binding.params
+        if utcnow() - binding.created_at > LOCK_REPLAY_WINDOW:
+            # Stripe forgets idempotency keys after 24 h: past that, a replay could create a
+            # second PaymentIntent. Adopt the one the first attempt made, or give up the lock.
+            late = await self._lock_status(s)
+            if late.status is RailOpStatus.SUCCEEDED:
+                return late
+            raise RailError(
+                FailureCode.FAILED_ESCROW,
+                f"the lock was recorded at {binding.created_at.isoformat()} and never reached "
+                "Stripe; it is not made this late",
+            )
         try:
             state = await self.gateway.authorize(
                 s.id,
