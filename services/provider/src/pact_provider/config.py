@@ -103,6 +103,11 @@ class ProviderSettings(BaseSettings):
         le=3600,
         description="Retry-After (seconds) of the 503 sent when settlement is unavailable.",
     )
+    settlement_rail: str | None = Field(
+        default=None,
+        description="Rail settlement should use (e.g. `ledger`, `stripe`, `evm`) when the buyer's "
+        "ACCEPT names none in its signed `rail` field. Unset: settlement's DEFAULT_RAIL.",
+    )
     settlement_max_connections: int = Field(
         default=100, ge=1, le=10_000, description="Connection pool size towards settlement."
     )

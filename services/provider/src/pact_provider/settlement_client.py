@@ -75,6 +75,7 @@ class SettlementGateway(Protocol):
         *,
         idempotency_key: str,
         provider_quote: dict[str, Any] | None = None,
+        rail: str | None = None,
     ) -> SettlementRecord: ...
 
     async def commit(
@@ -189,8 +190,9 @@ class HttpSettlementClient:
         *,
         idempotency_key: str,
         provider_quote: dict[str, Any] | None = None,
+        rail: str | None = None,
     ) -> SettlementRecord:
-        body: dict[str, Any] = {"accept": accept_envelope, "rail": None}
+        body: dict[str, Any] = {"accept": accept_envelope, "rail": rail}
         if provider_quote is not None:
             body["provider_quote"] = provider_quote
         return await self._post(SETTLEMENTS_PATH, body, idempotency_key)

@@ -41,6 +41,7 @@ class Gateway:
     def __init__(self, outcome: SettlementRecord | Exception | None = None) -> None:
         self.outcome = outcome
         self.calls: list[tuple[dict[str, Any], str, dict[str, Any] | None]] = []
+        self.rails: list[str | None] = []
 
     async def settle(
         self,
@@ -48,8 +49,10 @@ class Gateway:
         *,
         idempotency_key: str,
         provider_quote: dict[str, Any] | None = None,
+        rail: str | None = None,
     ) -> SettlementRecord:
         self.calls.append((accept_envelope, idempotency_key, provider_quote))
+        self.rails.append(rail)
         if isinstance(self.outcome, Exception):
             raise self.outcome
         return self.outcome or SettlementRecord("stl-1", "locked", "ledger", "0.00008", "0")
@@ -404,6 +407,19 @@ async def test_expired_bid_is_rejected(clock: FakeClock) -> None:
 
 
 # --- ACCEPT ---------------------------------------------------------------------------------
+
+
+async def test_the_buyers_signed_rail_choice_wins_over_the_configured_default(
+    clock: FakeClock,
+) -> None:
+    gateway = Gateway()
+    negotiator = make(clock, gateway=gateway, settlement_rail="ledger")
+    quote = await quote_for(negotiator)
+    await negotiator.handle_verified(verify_envelope(signed(accept_message(quote, clock.now))))
+    await negotiator.handle_verified(
+        verify_envelope(signed(accept_message(quote, clock.now, rail="stripe")))
+    )
+    assert gateway.rails == ["ledger", "stripe"]
 
 
 async def test_good_accept_is_forwarded_with_idempotency_key_and_acknowledged(

@@ -144,12 +144,12 @@ async def test_a_declined_card_ends_the_settlement_failed(
     await buyer_card(api, pact, saved_card, "4000000000000341")
     accept = pact.accept(price=PRICE)
     response = await api.create(accept, rail="stripe")
-    assert response.status_code == 502, response.text
+    assert response.status_code == 402, response.text
     assert response.json()["code"] == "FAILED_ESCROW"
     body = await api.settlement(accept["message"]["intent_id"])
     assert body["state"] == "failed"
     replay = await api.create(accept, rail="stripe")
-    assert replay.status_code == 502
+    assert replay.status_code == 402
 
 
 async def test_release_captures_the_payment_intent(

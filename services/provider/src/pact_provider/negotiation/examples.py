@@ -37,6 +37,7 @@ class _DocSettlement:
         *,
         idempotency_key: str,
         provider_quote: dict[str, Any] | None = None,
+        rail: str | None = None,
     ) -> SettlementRecord:
         amount = decimal_from_wire(accept_envelope["message"]["agreed_price"])
         return SettlementRecord(

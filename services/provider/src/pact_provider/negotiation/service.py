@@ -79,6 +79,7 @@ class Policy:
     price_floor_ratio: Decimal
     settlement_modes: frozenset[str]
     lenient_accept: bool
+    settlement_rail: str | None = None
 
     @classmethod
     def defaults(cls, **overrides: Any) -> Policy:
@@ -96,6 +97,7 @@ class Policy:
             price_floor_ratio=settings.price_floor_ratio,
             settlement_modes=frozenset(settings.settlement_modes),
             lenient_accept=settings.lenient_accept,
+            settlement_rail=settings.settlement_rail,
         )
 
 
@@ -315,6 +317,13 @@ class Negotiator:
             buyer=verified.signer,
         )
 
+    def _rail_for(self, accept: Accept) -> str | None:
+        """The buyer's signed choice (ACCEPT field ``rail``), else the configured default."""
+        requested = accept.extras.get("rail")
+        if isinstance(requested, str) and requested:
+            return requested
+        return self.policy.settlement_rail
+
     def _on_bid(self, verified: VerifiedEnvelope, bid: Bid) -> Decision:
         now = self.clock()
         self._check_clock(bid, now)
@@ -388,7 +397,10 @@ class Negotiator:
         )
         try:
             record = await self.settlement.settle(
-                verified.raw, idempotency_key=idempotency_key, provider_quote=provider_quote
+                verified.raw,
+                idempotency_key=idempotency_key,
+                provider_quote=provider_quote,
+                rail=self._rail_for(accept),
             )
         except SettlementRefused as exc:
             raise _Refusal(exc.code, exc.detail, price=accept.agreed_price) from exc

@@ -73,24 +73,22 @@ from pact_settlement.settlements.verification import (
 )
 from pact_settlement.transcripts.repository import TranscriptRepository
 
-__all__ = ["CreateResult", "EscrowRefused", "RailFailed", "SettlementService"]
+__all__ = ["CreateResult", "EscrowRefused", "SettlementService"]
 
 CREATE_SCOPE = "settlements.create"
 log = structlog.get_logger(__name__)
 
 
 class EscrowRefused(SettlementError):
-    """The rail could not hold the funds (402). The settlement is recorded as ``failed``."""
+    """The rail definitively refused to hold the funds (402); the settlement is ``failed``.
+
+    Also for declines that are not about funds: the outcome is final and replays give the same
+    answer, so it must not look like a transient 5xx that callers would retry.
+    """
 
     status = 402
     title = "Escrow could not be locked"
     default_code = FailureCode.INSUFFICIENT_ESCROW
-
-
-class RailFailed(SettlementError):
-    status = 502
-    title = "Rail failed"
-    default_code = FailureCode.FAILED_ESCROW
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,9 +321,7 @@ class SettlementService:
             "intent_id": settlement.intent_id,
             "state": "failed",
         }
-        if code in (FailureCode.INSUFFICIENT_ESCROW, FailureCode.BOND_INSUFFICIENT):
-            return EscrowRefused(detail, code=code, extra=extra, persist=persist)
-        return RailFailed(detail, code=code, extra=extra, persist=persist)
+        return EscrowRefused(detail, code=code, extra=extra, persist=persist)
 
     async def _record(
         self,
