@@ -45,33 +45,41 @@ def _clean_env() -> dict[str, str]:
 
 @contextmanager
 def _process(module: str, port: int, env: dict[str, str], cwd: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, "serve", "--port", str(port)],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # Logs go to a file, not a pipe: a pipe nobody reads fills up (64 KiB of JSON log lines)
+    # and then blocks the server mid-request.
+    log_path = cwd / f"{module}-{port}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "serve", "--port", str(port)],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while True:
             if proc.poll() is not None:
-                raise AssertionError(f"{module} exited: {proc.communicate()[0]}")
+                raise AssertionError(f"{module} exited: {log_path.read_text()[-4000:]}")
             try:
                 httpx.get(f"{url}/healthz", timeout=1)
                 break
             except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{module} never answered /healthz: {log_path.read_text()[-4000:]}"
+                    ) from None
                 time.sleep(0.2)
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.communicate(timeout=20)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            proc.wait()
 
 
 def test_negotiate_accept_delivers_and_the_sweeper_releases(

@@ -34,32 +34,42 @@ def clean_env() -> dict[str, str]:
 
 @contextmanager
 def process(module: str, env: dict[str, str], cwd: Path) -> Iterator[str]:
-    """``python -m <module> serve`` on a free port until ``/healthz`` answers; SIGTERM after."""
+    """``python -m <module> serve`` on a free port until ``/healthz`` answers; SIGTERM after.
+
+    Logs go to a file in ``cwd``, not a pipe: an unread pipe fills up with JSON log lines and
+    then blocks the server in the middle of a request.
+    """
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, "serve", "--port", str(port)],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log_path = cwd / f"{module}-{port}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "serve", "--port", str(port)],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while True:
             if proc.poll() is not None:
-                raise AssertionError(f"{module} exited: {proc.communicate()[0]}")
+                raise AssertionError(f"{module} exited: {log_path.read_text()[-4000:]}")
             try:
                 httpx.get(f"{url}/healthz", timeout=1)
                 break
             except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{module} never answered /healthz: {log_path.read_text()[-4000:]}"
+                    ) from None
                 time.sleep(0.2)
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.communicate(timeout=20)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            proc.wait()
