@@ -177,12 +177,36 @@ def _is_unavailable(exc: BaseException) -> bool:
         return True  # connection refused, server gone, "database is locked", …
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    text = type(exc).__name__
-    return text in {
+    # The driver's own error, under SQLAlchemy's DBAPIError wrapper (and the asyncpg adapter's):
+    # "the database system is starting up / shutting down", too many connections, connection
+    # failures (SQLSTATE classes 08, 53300, 57P01-57P03) are outages, not bugs.
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in _UNAVAILABLE_DRIVER_ERRORS:
+            return True
+        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+        ):
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
+_UNAVAILABLE_DRIVER_ERRORS = frozenset(
+    {
         "CannotConnectNowError",
         "ConnectionDoesNotExistError",
         "TooManyConnectionsError",
+        "AdminShutdownError",
+        "CrashShutdownError",
+        "ConnectionFailureError",
     }
+)
+_UNAVAILABLE_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03"})
 
 
 def install_error_handlers(app: FastAPI) -> None:

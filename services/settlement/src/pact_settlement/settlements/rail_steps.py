@@ -491,7 +491,7 @@ class RailStepExecutor:
                 "rail_step.transition_not_due",
                 settlement_id=settlement.id,
                 state=settlement.state,
-                event=planned.event.value,
+                planned_event=planned.event.value,
             )
             return False
         await self.applier.apply(
