@@ -9,14 +9,9 @@ CLI.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,62 +19,9 @@ import httpx
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_schema.transcript import verify_transcript
+from settlement_processes import clean_env, process
 
 TOKEN, ADMIN = "e2e-provider-token-0123456789abcdef", "e2e-admin-token-0123456789abcdef"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _clean_env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PACT_SETTLEMENT_", "PACT_PROVIDER_"))
-    }
-
-
-@contextmanager
-def _process(module: str, port: int, env: dict[str, str], cwd: Path) -> Iterator[str]:
-    # Logs go to a file, not a pipe: a pipe nobody reads fills up (64 KiB of JSON log lines)
-    # and then blocks the server mid-request.
-    log_path = cwd / f"{module}-{port}.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, "serve", "--port", str(port)],
-            env=env,
-            cwd=cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"{module} exited: {log_path.read_text()[-4000:]}")
-            try:
-                httpx.get(f"{url}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"{module} never answered /healthz: {log_path.read_text()[-4000:]}"
-                    ) from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_negotiate_accept_delivers_and_the_sweeper_releases(
@@ -89,7 +31,7 @@ def test_negotiate_accept_delivers_and_the_sweeper_releases(
     buyer = Keypair.generate()
     buyer.save(tmp_path / "buyer.json")
 
-    settlement_env = _clean_env() | {
+    settlement_env = clean_env() | {
         "PACT_SETTLEMENT_ENV": "test",
         "PACT_SETTLEMENT_DATABASE_URL": fresh_database_url,
         "PACT_SETTLEMENT_AUTO_MIGRATE": "true",
@@ -98,7 +40,7 @@ def test_negotiate_accept_delivers_and_the_sweeper_releases(
         "PACT_SETTLEMENT_PROVIDER_KEYS": provider.public_key_b58,
         "PACT_SETTLEMENT_SWEEP_INTERVAL_S": "0.2",
     }
-    with _process("pact_settlement.cli", _free_port(), settlement_env, tmp_path) as settlement_url:
+    with process("pact_settlement.cli", settlement_env, tmp_path) as settlement_url:
         deposit = httpx.post(
             f"{settlement_url}/v1/accounts/{buyer.public_key_b58}/deposits",
             json={"amount": "1"},
@@ -106,12 +48,12 @@ def test_negotiate_accept_delivers_and_the_sweeper_releases(
             timeout=10,
         )
         assert deposit.status_code == 201, deposit.text
-        provider_env = _clean_env() | {
+        provider_env = clean_env() | {
             "PACT_PROVIDER_SIGNING_KEY": b58encode(provider.seed),
             "PACT_PROVIDER_SETTLEMENT_URL": settlement_url,
             "PACT_PROVIDER_SETTLEMENT_TOKEN": TOKEN,
         }
-        with _process("pact_provider.cli", _free_port(), provider_env, tmp_path) as provider_url:
+        with process("pact_provider.cli", provider_env, tmp_path) as provider_url:
             args = [sys.executable, "-m", "pact_schema.cli", "negotiate", provider_url]
             args += ["--intent", "weather.data", "--scope", "NYC", "--max-price", "1"]
             args += ["--accept", "--key-file", str(tmp_path / "buyer.json")]
