@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,12 @@ async def pg_exec(dsn: str, *statements: str) -> None:
 @pytest.fixture
 def fault_database(postgres_base_url: str) -> Iterator[str]:
     """An empty database ``faults_<random>`` beside TEST_DATABASE_URL's, dropped afterwards."""
+    with scratch_database(postgres_base_url) as url:
+        yield url
+
+
+@contextmanager
+def scratch_database(postgres_base_url: str) -> Iterator[str]:
     name = f"faults_{uuid.uuid4().hex[:10]}"
     admin = asyncpg_dsn(postgres_base_url)
     run_blocking(pg_exec(admin, f'CREATE DATABASE "{name}"'))
