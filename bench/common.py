@@ -112,8 +112,8 @@ def shell_line(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> str:
 
     def quote(part: str) -> str:
         text = "python" if part == PYTHON else part.replace(str(ROOT) + "/", "")
-        if text.startswith(".venv/bin/"):
-            text = text[len(".venv/bin/") :]
+        if text.startswith(".venv/bin/") or text.endswith("/bin/py-spy"):
+            text = text.rsplit("/", 1)[1]
         if not text or any(c in text for c in " \"'$;&|<>(){}*?"):
             return "'" + text.replace("'", "'\\''") + "'"
         return text

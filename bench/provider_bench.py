@@ -308,10 +308,10 @@ def profile_provider(
     import threading
 
     PROFILES_DIR.mkdir(parents=True, exist_ok=True)
-    tag = args.label or "latest"
+    tag = args.save_as or "provider"
     out: dict[str, Any] = {}
     for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
-        target = PROFILES_DIR / f"provider-{tag}.{suffix}"
+        target = PROFILES_DIR / f"{tag}.{suffix}"
         holder: dict[str, Any] = {}
         thread = threading.Thread(
             target=lambda h=holder, t=target, f=fmt: h.update(

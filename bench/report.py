@@ -121,9 +121,9 @@ def provider_section(doc: dict[str, Any], before: dict[str, Any] | None) -> list
         lines += [
             "### Before and after the provider fixes",
             "",
-            f"Before: {before.get('label') or 'commit ' + before['machine']['git_commit']} "
-            f"({before['finished_utc']}); after: "
-            f"{doc.get('label') or 'commit ' + doc['machine']['git_commit']} "
+            f"{before.get('label') or 'before: commit ' + before['machine']['git_commit']} "
+            f"({before['finished_utc']}); "
+            f"{doc.get('label') or 'after: commit ' + doc['machine']['git_commit']} "
             f"({doc['finished_utc']}). Same machine, same bench, each against its own floor run; "
             "absolute numbers drift with the machine's load, the ratio is what compares.",
             "",
@@ -381,6 +381,11 @@ def render(results: Path) -> Path:
         "the **ratios**, which are measured inside one run, not the absolute numbers.",
         "",
     ]
+    if (results / "findings.md").exists():
+        lines += [
+            "What the numbers mean, what was fixed and what is left: [findings.md](findings.md).",
+            "",
+        ]
     png = chart(results, provider, settlement, growth, before)
     if png is not None:
         lines += [f"![benchmarks]({png.name})", ""]
