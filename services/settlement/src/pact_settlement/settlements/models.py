@@ -28,8 +28,8 @@ class Settlement(Base):
     amount: Mapped[Decimal] = mapped_column(Money())
     bond: Mapped[Decimal] = mapped_column(Money())
     bond_locked: Mapped[Decimal] = mapped_column(Money())
-    buyer: Mapped[str] = mapped_column(String(64), index=True)
-    seller: Mapped[str] = mapped_column(String(64), index=True)
+    buyer: Mapped[str] = mapped_column(String(64))
+    seller: Mapped[str] = mapped_column(String(64))
     settlement_mode: Mapped[str] = mapped_column(String(16))
     proof_type: Mapped[str] = mapped_column(String(16))
     challenge_window_ms: Mapped[int] = mapped_column(BigInteger)
@@ -63,6 +63,10 @@ class Settlement(Base):
         Index("ix_settlements_state_deadline", "state", "delivery_deadline_at"),
         Index("ix_settlements_state_challenge", "state", "challenge_ends_at"),
         Index("ix_settlements_created", "created_at", "id"),
+        # Filtered lists page newest first by (created_at, id) within the filter.
+        Index("ix_settlements_state_created", "state", "created_at", "id"),
+        Index("ix_settlements_buyer_created", "buyer", "created_at", "id"),
+        Index("ix_settlements_seller_created", "seller", "created_at", "id"),
     )
 
 
