@@ -3,7 +3,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pact_schema.canonical import CanonicalJSONError, canonical_json, parse_json, sha256_hex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pact_schema.canonical import (
+    CanonicalJSONError,
+    _canonical_general,
+    canonical_json,
+    parse_json,
+    sha256_hex,
+)
 
 
 def test_every_js_canonical_vector_matches_byte_for_byte(vectors: dict[str, Any]) -> None:
@@ -85,3 +93,27 @@ def test_json_that_orjson_refuses_but_javascript_reads_still_parses() -> None:
         12345678901234567890123,
         "\ud800",
     ]
+
+
+_AWKWARD = ["\ud800", "a\udc00b", "\U0001f600", "\ue000", '"', "\\", "\x7f", "\n", "é", ""]
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.text(alphabet=st.characters(max_codepoint=0x7F))
+    | st.sampled_from(_AWKWARD)
+)
+_keys = st.text(max_size=6) | st.sampled_from([*_AWKWARD, "a", "B", "_", "intent_id"])
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_values)
+def test_the_fast_path_writes_exactly_what_the_general_path_writes(value: Any) -> None:
+    assert canonical_json(value) == _canonical_general(value, 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -159,15 +160,71 @@ def _dump_with_surrogates(value: JSONValue) -> bytes:
     return bytes(rfc8785.dumps(value))
 
 
-def canonical_json(value: JSONValue) -> bytes:
-    """UTF-8 bytes of ``value`` as the reference SDK canonicalises it."""
+def _canonical_general(value: JSONValue, depth: int) -> bytes:
+    """The definition: JavaScript's view of ``value``, then RFC 8785."""
+    js_value, has_surrogates = _js_view(value, depth)
+    if has_surrogates:
+        return _dump_with_surrogates(js_value)
     try:
-        js_value, has_surrogates = _js_view(value)
-        if has_surrogates:
-            return _dump_with_surrogates(js_value)
         return bytes(rfc8785.dumps(js_value))
     except rfc8785.CanonicalizationError as exc:
         raise CanonicalJSONError(str(exc)) from exc
+
+
+def _plain_ascii(text: str) -> bool:
+    """True when RFC 8785 writes ``text`` unescaped: printable ASCII without ``"`` and ``\\``."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
+@lru_cache(maxsize=4096)
+def _float_bytes(value: float) -> bytes:
+    return _canonical_general(value, 0)
+
+
+def _canonical_fast(value: JSONValue, depth: int) -> bytes:
+    # Protocol messages are mostly ASCII keys, ASCII strings, safe integers and a few floats.
+    # RFC 8785 writes an object as "{" + members sorted by key + "}" with no whitespace, so each
+    # plain member can be written on its own; anything else goes to the general path for that
+    # value alone. A property test holds both paths byte-identical.
+    if depth > MAX_NESTING:
+        raise CanonicalJSONError(f"JSON nested deeper than {MAX_NESTING}")
+    kind = type(value)
+    if kind is str:
+        return (
+            b'"' + value.encode("ascii") + b'"'
+            if _plain_ascii(value)
+            else _canonical_general(value, depth)
+        )
+    if kind is int:
+        if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return str(value).encode("ascii")
+        return _canonical_general(value, depth)
+    if kind is dict:
+        keys = list(value)
+        if not all(type(k) is str and _plain_ascii(k) for k in keys):
+            return _canonical_general(value, depth)
+        keys.sort()  # for ASCII keys, code point order is UTF-16 code unit order
+        members = (
+            b'"' + k.encode("ascii") + b'":' + _canonical_fast(value[k], depth + 1) for k in keys
+        )
+        return b"{" + b",".join(members) + b"}"
+    if kind is list:
+        return b"[" + b",".join(_canonical_fast(item, depth + 1) for item in value) + b"]"
+    if kind is float:
+        return _float_bytes(value)
+    if value is True:
+        return b"true"
+    if value is False:
+        return b"false"
+    if value is None:
+        return b"null"
+    return _canonical_general(value, depth)  # tuples, subclasses, unsupported types
+
+
+def canonical_json(value: JSONValue) -> bytes:
+    """UTF-8 bytes of ``value`` as the reference SDK canonicalises it."""
+    try:
+        return _canonical_fast(value, 0)
     except RecursionError as exc:
         raise CanonicalJSONError("value nested too deeply to canonicalise") from exc
 

@@ -25,6 +25,7 @@ from pact_schema import (
     VerifiedEnvelope,
     parse_json,
     parse_message,
+    sign_message,
     verify_envelope,
 )
 from pact_schema.quote import (
@@ -42,7 +43,6 @@ from pact_provider.identity import ProviderIdentity
 from pact_provider.negotiation.pricing import PriceBook, ask_numbers, concede
 from pact_provider.observability import Logger
 from pact_provider.settlement_client import SettlementGateway, SettlementRecord, SettlementRefused
-from pact_provider.signing import signed_envelope
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -434,7 +434,7 @@ class Negotiator:
             **extra,
         }
         return Decision(
-            envelope=signed_envelope(ack, self._keypair, sent),
+            envelope=sign_message(ack, self._keypair, signed_at_ms=sent),
             event="pact.accept.settled",
             message_type="ACCEPT",
             outcome="ACCEPT",
@@ -549,7 +549,7 @@ class Negotiator:
             "type": "ASK",
             **binding,
         }
-        return signed_envelope(ask, self._keypair, now)
+        return sign_message(ask, self._keypair, signed_at_ms=now)
 
     def _sign_reject(
         self, intent_id: str, reason: str, code: str | None, **extra: Any
@@ -566,7 +566,7 @@ class Negotiator:
         }
         if code is not None:
             message["code"] = code
-        return signed_envelope(message, self._keypair, now)
+        return sign_message(message, self._keypair, signed_at_ms=now)
 
     def _reject(
         self,
