@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -17,7 +18,11 @@ from pact_settlement.delivery.endpoints import router as delivery_router
 from pact_settlement.health.endpoints import router as health_router
 from pact_settlement.kit.errors import install_error_handlers
 from pact_settlement.kit.limits import BodySizeLimitMiddleware
-from pact_settlement.kit.observability import Metrics, RequestContextMiddleware
+from pact_settlement.kit.observability import (
+    Metrics,
+    RequestContextMiddleware,
+    configure_logging,
+)
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.endpoints import router as rails_router
 from pact_settlement.receipts.endpoints import router as receipts_router
@@ -31,7 +36,7 @@ from pact_settlement.workers.reconciler import Reconciler
 from pact_settlement.workers.runner import Worker, WorkerRunner
 from pact_settlement.workers.sweeper import Sweeper
 
-__all__ = ["create_app"]
+__all__ = ["app_from_env", "create_app"]
 
 log = structlog.get_logger(__name__)
 
@@ -157,3 +162,15 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn's worker processes (``pact_settlement.app:app_from_env``, what
+    ``pact-settlement serve --workers N`` runs): settings from the environment, logging set up
+    in the worker itself (a spawned process does not inherit the parent's configuration)."""
+    settings = SettlementSettings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    # uvicorn muted its access logger (``access_log=False``) before loading this factory, and
+    # configure_logging just routed it to the root again: mute it once more, as one worker is.
+    logging.getLogger("uvicorn.access").propagate = False
+    return create_app(settings)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
-from pact_settlement.config import SettlementSettings
+from pact_settlement.config import Environment, SettlementSettings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -23,24 +24,52 @@ def _settings() -> SettlementSettings:
         raise SystemExit(EXIT_USAGE) from exc
 
 
+def _shares_signing_key(settings: SettlementSettings) -> bool:
+    """Every worker signs RECEIPTs with the same key: a configured one, or the development key
+    file (written once by the parent before the workers start). Test mode makes an ephemeral
+    key per process, so its workers would not agree."""
+    configured = settings.signing_key is not None or settings.signing_key_file is not None
+    return configured or settings.env is not Environment.TEST
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pact_settlement.app import create_app
     from pact_settlement.kit.observability import configure_logging
 
+    if args.workers < 1:
+        print("pact-settlement: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     settings = _settings()
+    if args.workers > 1 and not _shares_signing_key(settings):
+        print(
+            "pact-settlement: --workers > 1 needs PACT_SETTLEMENT_SIGNING_KEY_FILE or "
+            "PACT_SETTLEMENT_SIGNING_KEY in test mode: every worker must sign RECEIPTs with the "
+            "same key",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     configure_logging(settings.log_level, json=settings.log_json)
+    # Builds the app once here even with several workers: that validates the settings and the
+    # RECEIPT key up front (and writes the development key file before any worker reads it).
     app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=args.graceful_timeout,
-    )
+    common: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": args.graceful_timeout,
+    }
+    if args.workers == 1:
+        uvicorn.run(app, **common)
+        return EXIT_OK
+    if settings.should_auto_migrate:
+        # Once, before the workers start, instead of N concurrent upgrades; each worker's own
+        # start-up upgrade then finds the database at head and does nothing.
+        asyncio.run(_migrate(settings, "head"))
+    uvicorn.run("pact_settlement.app:app_from_env", factory=True, workers=args.workers, **common)
     return EXIT_OK
 
 
@@ -161,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8001)
     serve.add_argument(
         "--graceful-timeout", type=int, default=20, help="seconds to finish requests on SIGTERM"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (default 1); each runs its own pool and background "
+        "workers, which share the work through FOR UPDATE SKIP LOCKED",
     )
     serve.set_defaults(func=cmd_serve)
     mig = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
