@@ -4,8 +4,11 @@ import json
 import stat
 from pathlib import Path
 
+import base58
 import pytest
-from pact_schema.keys import KeyFormatError, Keypair, b58encode, verify_detached
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pact_schema.keys import KeyFormatError, Keypair, b58decode, b58encode, verify_detached
 
 
 def test_key_file_round_trips_with_owner_only_permissions(tmp_path: Path) -> None:
@@ -58,3 +61,104 @@ def test_verify_detached_checks_lengths() -> None:
     assert not verify_detached(key.public_key_b58, sig, b"y")
     with pytest.raises(KeyFormatError):
         verify_detached(b58encode(b"short"), sig, b"x")
+
+
+# The base58 codec must stay what the ``base58`` package (and bs58, the reference SDK's) computes:
+# same text for every byte string, same bytes or the same error for every text.
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_byte_strings = st.binary(max_size=80) | st.builds(
+    lambda zeros, rest: b"\0" * zeros + rest, st.integers(0, 6), st.binary(max_size=70)
+)
+_b58_texts = (
+    st.text(alphabet=_B58_ALPHABET, max_size=110)
+    | st.builds(
+        lambda ones, rest: "1" * ones + rest,
+        st.integers(0, 6),
+        st.text(alphabet=_B58_ALPHABET, max_size=100),
+    )
+    | st.builds(  # one foreign character (0 O I l, whitespace, punctuation, non-ASCII) inside
+        lambda left, bad, right: left + bad + right,
+        st.text(alphabet=_B58_ALPHABET, max_size=40),
+        st.sampled_from(
+            ["0", "O", "I", "l", " ", "\t", "\n", "+", "/", "=", "\x00", "é", "\u2003"]
+        ),
+        st.text(alphabet=_B58_ALPHABET, max_size=40),
+    )
+    | st.text(max_size=40)
+)
+
+
+def _reference_decode(text: str) -> bytes | str:
+    try:
+        return bytes(base58.b58decode(text.encode("ascii")))
+    except (ValueError, UnicodeEncodeError) as exc:
+        return f"not base58: {exc}"
+
+
+def _our_decode(text: str) -> bytes | str:
+    try:
+        return b58decode(text)
+    except KeyFormatError as exc:
+        return str(exc)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_byte_strings)
+def test_b58encode_writes_what_the_base58_package_writes(data: bytes) -> None:
+    text = b58encode(data)
+    assert text == base58.b58encode(data).decode("ascii")
+    assert b58decode(text) == data
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_b58_texts)
+def test_b58decode_reads_or_refuses_what_the_base58_package_does(text: str) -> None:
+    assert _our_decode(text) == _reference_decode(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", b""),
+        ("1", b"\0"),
+        ("111", b"\0\0\0"),
+        ("2", b"\x01"),
+        ("z", b"\x39"),
+        ("21", b"\x3a"),
+        ("1112", b"\0\0\0\x01"),
+        ("5R", b"\x01\x00"),
+        ("7YXq9G", b"\xff" * 4),
+        ("4HUtbHhN2TkpR", bytes(range(1, 11))),
+        ("zz \n", b"\x0d\x23"),  # trailing whitespace is ignored, as before
+    ],
+)
+def test_b58decode_known_values(text: str, expected: bytes) -> None:
+    assert b58decode(text) == expected
+    assert b58encode(expected) == text.rstrip()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("abc0def", "not base58: Invalid character '0'"),
+        ("I", "not base58: Invalid character 'I'"),
+        (" abc", "not base58: Invalid character ' '"),
+        ("ab\x00", "not base58: Invalid character '\\x00'"),
+    ],
+)
+def test_b58decode_names_the_first_foreign_character(text: str, message: str) -> None:
+    with pytest.raises(KeyFormatError) as caught:
+        b58decode(text)
+    assert str(caught.value) == message
+
+
+def test_a_malformed_public_key_is_refused_on_every_call() -> None:
+    key = Keypair.generate()
+    sig = b58encode(key.sign(b"x"))
+    for _ in range(2):  # the memoised key lookup must not remember a refusal as a key
+        with pytest.raises(KeyFormatError, match="public key must be 32 bytes"):
+            verify_detached(b58encode(b"short"), sig, b"x")
+        with pytest.raises(KeyFormatError, match="not base58"):
+            verify_detached("0OIl", sig, b"x")
+    assert verify_detached(key.public_key_b58, sig, b"x")
+    assert not verify_detached(key.public_key_b58, sig, b"y")

@@ -92,6 +92,11 @@ def _is_lone_surrogate(ch: str) -> bool:
     return 0xD800 <= ord(ch) <= 0xDFFF
 
 
+def _has_lone_surrogate(text: str) -> bool:
+    # An ASCII string has none: checked in C before the per-character scan.
+    return not text.isascii() and any(_is_lone_surrogate(c) for c in text)
+
+
 def _js_view(value: JSONValue, depth: int = 0) -> tuple[JSONValue, bool]:
     """Return ``value`` as JavaScript would hold it, and whether it has lone surrogates."""
     if depth > MAX_NESTING:
@@ -105,7 +110,7 @@ def _js_view(value: JSONValue, depth: int = 0) -> tuple[JSONValue, bool]:
             raise CanonicalJSONError(f"{value} is not valid JSON")
         return value, False
     if isinstance(value, str):
-        return value, any(_is_lone_surrogate(c) for c in value)
+        return value, _has_lone_surrogate(value)
     if isinstance(value, list | tuple):
         items = [_js_view(v, depth + 1) for v in value]
         return [v for v, _ in items], any(s for _, s in items)
@@ -116,7 +121,7 @@ def _js_view(value: JSONValue, depth: int = 0) -> tuple[JSONValue, bool]:
             if not isinstance(key, str):
                 raise CanonicalJSONError("object keys must be strings")
             out[key], inner = _js_view(item, depth + 1)
-            surrogates = surrogates or inner or any(_is_lone_surrogate(c) for c in key)
+            surrogates = surrogates or inner or _has_lone_surrogate(key)
         return out, surrogates
     raise CanonicalJSONError(f"unsupported type in JSON value: {type(value).__name__}")
 
@@ -177,54 +182,65 @@ def _plain_ascii(text: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _float_bytes(value: float) -> bytes:
-    return _canonical_general(value, 0)
+def _float_text(value: float) -> str:
+    return _canonical_general(value, 0).decode("ascii")
 
 
-def _canonical_fast(value: JSONValue, depth: int) -> bytes:
+def _general_text(value: JSONValue, depth: int) -> str:
+    return _canonical_general(value, depth).decode("utf-8")
+
+
+def _canonical_fast(value: JSONValue, depth: int) -> str:
     # Protocol messages are mostly ASCII keys, ASCII strings, safe integers and a few floats.
     # RFC 8785 writes an object as "{" + members sorted by key + "}" with no whitespace, so each
-    # plain member can be written on its own; anything else goes to the general path for that
-    # value alone. A property test holds both paths byte-identical.
+    # plain member can be written on its own, as text (encoded once, in canonical_json); the
+    # common scalars of an object or array are written in its own loop, without a call each.
+    # Anything else goes to the general path for that value alone. A property test holds both
+    # paths byte-identical.
     if depth > MAX_NESTING:
         raise CanonicalJSONError(f"JSON nested deeper than {MAX_NESTING}")
     kind = type(value)
+    if kind is dict:
+        try:
+            joined = "".join(value)  # every key a str, or TypeError
+        except TypeError:
+            return _general_text(value, depth)
+        if not _plain_ascii(joined):  # the test is per character, so one call covers all keys
+            return _general_text(value, depth)
+        members = []
+        for key in sorted(value):  # for ASCII keys, code point order is UTF-16 code unit order
+            item = value[key]
+            kind = type(item)
+            if kind is str and _plain_ascii(item):
+                members.append(f'"{key}":"{item}"')
+            elif kind is int and -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+                members.append(f'"{key}":{item}')
+            else:
+                members.append(f'"{key}":{_canonical_fast(item, depth + 1)}')
+        return "{" + ",".join(members) + "}"
     if kind is str:
-        return (
-            b'"' + value.encode("ascii") + b'"'
-            if _plain_ascii(value)
-            else _canonical_general(value, depth)
-        )
+        return f'"{value}"' if _plain_ascii(value) else _general_text(value, depth)
     if kind is int:
         if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
-            return str(value).encode("ascii")
-        return _canonical_general(value, depth)
-    if kind is dict:
-        keys = list(value)
-        if not all(type(k) is str and _plain_ascii(k) for k in keys):
-            return _canonical_general(value, depth)
-        keys.sort()  # for ASCII keys, code point order is UTF-16 code unit order
-        members = (
-            b'"' + k.encode("ascii") + b'":' + _canonical_fast(value[k], depth + 1) for k in keys
-        )
-        return b"{" + b",".join(members) + b"}"
+            return str(value)
+        return _general_text(value, depth)
     if kind is list:
-        return b"[" + b",".join(_canonical_fast(item, depth + 1) for item in value) + b"]"
+        return "[" + ",".join([_canonical_fast(item, depth + 1) for item in value]) + "]"
     if kind is float:
-        return _float_bytes(value)
+        return _float_text(value)
     if value is True:
-        return b"true"
+        return "true"
     if value is False:
-        return b"false"
+        return "false"
     if value is None:
-        return b"null"
-    return _canonical_general(value, depth)  # tuples, subclasses, unsupported types
+        return "null"
+    return _general_text(value, depth)  # tuples, subclasses, unsupported types
 
 
 def canonical_json(value: JSONValue) -> bytes:
     """UTF-8 bytes of ``value`` as the reference SDK canonicalises it."""
     try:
-        return _canonical_fast(value, 0)
+        return _canonical_fast(value, 0).encode("utf-8")
     except RecursionError as exc:
         raise CanonicalJSONError("value nested too deeply to canonicalise") from exc
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
-import base58
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
@@ -15,20 +15,74 @@ __all__ = ["KeyFormatError", "Keypair", "b58decode", "b58encode", "verify_detach
 
 KEY_FILE_FORMAT = "pact-keypair/1"
 
+# Base58 with the Bitcoin alphabet, as the reference SDK (bs58) writes it: the big-endian number,
+# with one leading "1" per leading zero byte. It is what the ``base58`` package (2.1.1) computes,
+# byte for byte and error for error (a property test holds the two equal), in a third of the
+# time: five digits per big-integer step (58**5 < 2**30 is one CPython "digit", so each step is
+# a single-digit multiply or divide) instead of one, and ``int.to_bytes``/``from_bytes``.
+_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)  # two digits, "11" … "zz"
+_STEP = 58**5
+_NOT_A_DIGIT = 0xFF
+_DIGITS = bytes(
+    _ALPHABET.encode("ascii").index(byte) if chr(byte) in _ALPHABET else _NOT_A_DIGIT
+    for byte in range(256)
+)  # a ``bytes.translate`` table: ASCII character → digit value, anything else → 0xFF
+
 
 class KeyFormatError(ValueError):
     """A key or key file is malformed."""
 
 
 def b58encode(data: bytes) -> str:
-    return str(base58.b58encode(data).decode("ascii"))
+    body = data.lstrip(b"\0")
+    number = int.from_bytes(body, "big")
+    parts: list[str] = []
+    while number:
+        number, chunk = divmod(number, _STEP)  # the next five digits, least significant first
+        high, low = divmod(chunk, 58 * 58)
+        top, middle = divmod(high, 58 * 58)
+        parts += (_PAIRS[low], _PAIRS[middle], _ALPHABET[top])
+    parts.reverse()
+    # The most significant chunk is padded with zero digits ("1"), which the number never has.
+    return "1" * (len(data) - len(body)) + "".join(parts).lstrip("1")
 
 
 def b58decode(text: str) -> bytes:
+    """The bytes of base58 ``text``; raises :class:`KeyFormatError` when it is not base58.
+
+    As the ``base58`` package did: trailing ASCII whitespace is ignored, and the error names the
+    first character outside the alphabet (or the codec's complaint about a non-ASCII one).
+    """
     try:
-        return bytes(base58.b58decode(text.encode("ascii")))
-    except (ValueError, UnicodeEncodeError) as exc:
+        encoded = text.encode("ascii").rstrip()
+    except UnicodeEncodeError as exc:
         raise KeyFormatError(f"not base58: {exc}") from exc
+    body = encoded.lstrip(b"1")
+    digits = body.translate(_DIGITS)
+    if _NOT_A_DIGIT in digits:
+        bad = chr(body[digits.index(_NOT_A_DIGIT)])
+        raise KeyFormatError(f"not base58: Invalid character {bad!r}")
+    head = len(digits) % 5
+    number = 0
+    for digit in digits[:head]:
+        number = number * 58 + digit
+    rest = iter(digits[head:])
+    for a, b, c, d, e in zip(rest, rest, rest, rest, rest, strict=True):
+        number = number * _STEP + ((((a * 58 + b) * 58 + c) * 58 + d) * 58 + e)
+    zeros = b"\0" * (len(encoded) - len(body))
+    return zeros + number.to_bytes((number.bit_length() + 7) // 8, "big")
+
+
+@lru_cache(maxsize=1024)
+def _verify_key(public_key_b58: str) -> VerifyKey:
+    """The verifying key of a base58 public key, memoised: a buyer signs many messages (INTENT,
+    BIDs, ACCEPT) with one key, and decoding plus ``VerifyKey`` cost a tenth of a verification.
+    Malformed keys raise :class:`KeyFormatError` (and are not memoised)."""
+    key = b58decode(public_key_b58)
+    if len(key) != 32:
+        raise KeyFormatError(f"public key must be 32 bytes, got {len(key)}")
+    return VerifyKey(key)
 
 
 def verify_detached(public_key_b58: str, signature_b58: str, data: bytes) -> bool:
@@ -36,14 +90,12 @@ def verify_detached(public_key_b58: str, signature_b58: str, data: bytes) -> boo
 
     Raises :class:`KeyFormatError` when the key or signature is not well-formed.
     """
-    key = b58decode(public_key_b58)
-    if len(key) != 32:
-        raise KeyFormatError(f"public key must be 32 bytes, got {len(key)}")
+    verify_key = _verify_key(public_key_b58)
     signature = b58decode(signature_b58)
     if len(signature) != 64:
         raise KeyFormatError(f"signature must be 64 bytes, got {len(signature)}")
     try:
-        VerifyKey(key).verify(data, signature)
+        verify_key.verify(data, signature)
     except BadSignatureError:
         return False
     except ValueError as exc:  # libsodium refuses some malformed points
