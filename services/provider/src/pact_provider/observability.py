@@ -22,7 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
+    "ACCESS_LINE",
     "REQUEST_ID_HEADER",
+    "AccessLine",
     "JsonLogFormatter",
     "Logger",
     "Metrics",
@@ -31,6 +33,8 @@ __all__ = [
 ]
 
 REQUEST_ID_HEADER = "x-request-id"
+ACCESS_LINE = "pact_provider.access_line"
+"""ASGI scope key of the request's :class:`AccessLine` (set by ``RequestContextMiddleware``)."""
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _MAX_CACHED_CHILDREN = 512
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -263,9 +267,29 @@ def _request_id(scope: Scope) -> str:
     return os.urandom(16).hex()
 
 
+class AccessLine:
+    """The one log line a request ends with: ``http.request``, or the event a handler names.
+
+    A handler whose request makes one event of its own (``POST /pact``'s transcript event)
+    hands it here with :meth:`record`, and the middleware writes it with the HTTP fields
+    (method, path, status, duration) added: one line per request instead of two.
+    """
+
+    __slots__ = ("event", "fields")
+
+    def __init__(self) -> None:
+        self.event = "http.request"
+        self.fields: dict[str, Any] = {}
+
+    def record(self, event: str, fields: dict[str, Any]) -> None:
+        self.event = event
+        self.fields = fields
+
+
 class RequestContextMiddleware:
     """Pure ASGI middleware: request id (from ``X-Request-ID`` or new), echoed in the response,
-    bound to every log line of the request; one access log line and HTTP metrics per request."""
+    bound to every log line of the request; one access log line (see :class:`AccessLine`) and
+    HTTP metrics per request."""
 
     def __init__(
         self, app: ASGIApp, *, log: Logger, metrics: Metrics, routes: Collection[str]
@@ -283,6 +307,7 @@ class RequestContextMiddleware:
         header = (b"x-request-id", request_id.encode("ascii"))
         status = 500
         started = time.perf_counter()
+        line = scope[ACCESS_LINE] = AccessLine()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -299,11 +324,10 @@ class RequestContextMiddleware:
             path = scope["path"]
             route = path if path in self.routes else "other"
             self.metrics.http_request(scope["method"], route, status, seconds)
-            self.log.info(
-                "http.request",
-                method=scope["method"],
-                path=path[:256],
-                status=status,
-                duration_ms=round(seconds * 1000, 3),
-            )
+            fields = line.fields
+            fields["method"] = scope["method"]
+            fields["path"] = path[:256]
+            fields["status"] = status
+            fields["duration_ms"] = round(seconds * 1000, 3)
+            self.log.info(line.event, **fields)
             structlog.contextvars.reset_contextvars(**tokens)

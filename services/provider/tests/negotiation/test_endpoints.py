@@ -202,6 +202,30 @@ async def test_request_id_is_echoed_or_generated_and_bound_to_the_transcript(
     assert quoted[1]["request_id"] == generated.headers["x-request-id"]
 
 
+async def test_a_pact_request_logs_one_line_its_transcript_event_with_the_http_fields(
+    clock: FakeClock,
+) -> None:
+    async with running_provider(clock=clock) as provider:
+        await provider.post(signed(intent_message(clock.now)), headers={"x-request-id": "r-1"})
+        await provider.post({"not": "an envelope"}, headers={"x-request-id": "r-2"})
+        await provider.http.get("/healthz", headers={"x-request-id": "r-3"})
+        events = provider.log_events()
+    by_request = {
+        rid: [e for e in events if e.get("request_id") == rid] for rid in ("r-1", "r-2", "r-3")
+    }
+    [quoted] = by_request["r-1"]
+    assert quoted["event"] == "pact.intent.quoted"
+    assert (quoted["outcome"], quoted["round"], quoted["price"]) == ("ASK", 1, "0.00008")
+    assert (quoted["method"], quoted["path"], quoted["status"]) == ("POST", "/pact", 200)
+    assert quoted["duration_ms"] >= 0
+    [refused] = by_request["r-2"]
+    assert refused["event"] == "pact.envelope.refused"
+    assert (refused["code"], refused["status"]) == ("ENVELOPE_MALFORMED", 400)
+    [health] = by_request["r-3"]
+    assert health["event"] == "http.request"
+    assert (health["method"], health["path"], health["status"]) == ("GET", "/healthz", 200)
+
+
 async def test_every_decision_is_a_transcript_event(
     clock: FakeClock, settlement: FakeSettlement
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -688,3 +689,24 @@ async def test_bodies_that_are_not_envelopes_are_bad_envelopes(
         await make(clock).handle(raw)
     assert caught.value.code == code
     assert caught.value.status == 400
+
+
+async def test_handle_logs_the_transcript_event_itself_or_hands_it_to_record(
+    clock: FakeClock,
+) -> None:
+    stream = io.StringIO()
+    negotiator = make(clock)
+    negotiator.log = make_logger("INFO", stream)
+    body = json.dumps(signed(intent_message(clock.now))).encode()
+    await negotiator.handle(body)
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert (line["event"], line["outcome"], line["round"]) == ("pact.intent.quoted", "ASK", 1)
+
+    recorded: list[tuple[str, dict[str, Any]]] = []
+    decision = await negotiator.handle(body, lambda event, fields: recorded.append((event, fields)))
+    with pytest.raises(BadEnvelope):
+        await negotiator.handle(b"not json", lambda event, fields: recorded.append((event, fields)))
+    assert recorded[0] == ("pact.intent.quoted", decision.transcript())
+    assert recorded[1][0] == "pact.envelope.refused"
+    assert recorded[1][1]["code"] == "ENVELOPE_MALFORMED"
+    assert len(stream.getvalue().splitlines()) == 1  # nothing more was logged

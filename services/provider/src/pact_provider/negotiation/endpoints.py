@@ -22,6 +22,7 @@ from pact_provider.errors import (
 from pact_provider.jsonio import json_bytes
 from pact_provider.negotiation.examples import OpenAPIExamples
 from pact_provider.negotiation.schemas import Envelope
+from pact_provider.observability import ACCESS_LINE, AccessLine
 from pact_provider.runtime import ProviderRuntime
 
 __all__ = [
@@ -110,15 +111,20 @@ def _problem_response(description: str, examples: dict[str, Any]) -> dict[str, A
     }
 
 
-async def answer(runtime: ProviderRuntime, read: Callable[[int], Awaitable[bytes]]) -> bytes:
+async def answer(
+    runtime: ProviderRuntime, read: Callable[[int], Awaitable[bytes]], scope: Scope
+) -> bytes:
     """The JSON bytes of the signed reply to one ``POST /pact`` body, with the message metrics.
 
-    Raises :class:`ProviderError` (a problem document) when no signed reply is possible.
+    The transcript event goes into the request's access line when ``RequestContextMiddleware``
+    made one, else on a line of its own. Raises :class:`ProviderError` (a problem document)
+    when no signed reply is possible.
     """
     started = time.perf_counter()
+    line: AccessLine | None = scope.get(ACCESS_LINE)
     try:
         body = await read(runtime.settings.max_body_bytes)
-        decision = await runtime.negotiator.handle(body)
+        decision = await runtime.negotiator.handle(body, None if line is None else line.record)
     except ProviderError as exc:
         kind = "ACCEPT" if isinstance(exc, SettlementUnavailable) else "UNVERIFIED"
         runtime.metrics.message(kind, "PROBLEM", exc.code, time.perf_counter() - started)
@@ -132,7 +138,7 @@ async def answer(runtime: ProviderRuntime, read: Callable[[int], Awaitable[bytes
 async def pact(request: Request) -> Response:
     """``POST /pact`` as a route: the raw body to the negotiator, its signed reply as JSON."""
     runtime: ProviderRuntime = request.app.state.provider
-    payload = await answer(runtime, lambda limit: read_body(request, limit))
+    payload = await answer(runtime, lambda limit: read_body(request, limit), request.scope)
     return Response(payload, media_type=JSON_MEDIA_TYPE)
 
 
@@ -164,7 +170,7 @@ class PactFastPath:
         runtime: ProviderRuntime = scope["app"].state.provider
         try:
             payload = await answer(
-                runtime, lambda limit: receive_body(scope["headers"], receive, limit)
+                runtime, lambda limit: receive_body(scope["headers"], receive, limit), scope
             )
         except ProviderError as exc:
             response = problem_response(exc.status, exc.code, exc.detail, exc.headers)

@@ -51,12 +51,16 @@ __all__ = [
     "Decision",
     "Negotiator",
     "Policy",
+    "Record",
     "SettledAgreement",
     "parse_envelope",
 ]
 
 Clock = Callable[[], int]
 """Returns the provider's current time in Unix milliseconds."""
+
+Record = Callable[[str, dict[str, Any]], None]
+"""Takes a transcript event: its name and its fields."""
 
 MESSAGE_TYPES = frozenset(
     {"INTENT", "ASK", "BID", "ACCEPT", "REJECT", "COMMIT", "REVEAL", "RECEIPT"}
@@ -222,16 +226,22 @@ class Negotiator:
         self.log = log
         self._keypair = identity.keypair
 
-    async def handle(self, body: bytes) -> Decision:
-        """Answer one raw ``POST /pact`` body; log the decision as a transcript event."""
+    async def handle(self, body: bytes, record: Record | None = None) -> Decision:
+        """Answer one raw ``POST /pact`` body; the decision is a transcript event, logged on a
+        line of its own or handed to ``record`` (the HTTP layer folds it into the request's
+        access line)."""
+        write = record if record is not None else self._log_event
         try:
             verified = parse_envelope(body)
         except BadEnvelope as exc:
-            self.log.info("pact.envelope.refused", code=exc.code, detail=exc.detail)
+            write("pact.envelope.refused", {"code": exc.code, "detail": exc.detail})
             raise
         decision = await self.handle_verified(verified)
-        self.log.info(decision.event, **decision.transcript())
+        write(decision.event, decision.transcript())
         return decision
+
+    def _log_event(self, event: str, fields: dict[str, Any]) -> None:
+        self.log.info(event, **fields)
 
     async def handle_verified(self, verified: VerifiedEnvelope) -> Decision:
         """The decision for a verified envelope (not logged)."""
