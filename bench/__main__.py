@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bench.common import RESULTS_DIR, log, write_json
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="ACCEPTs per client count (default: sized to ~10 s per level)",
     )
     s.add_argument("--pg-seconds", type=int, default=10, help="pgbench -T per client count")
+    s.add_argument(
+        "--settlement-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="pact-settlement serve --workers for the settlement suite (default: os.cpu_count(), "
+        "here %(default)s)",
+    )
     s.add_argument("--growth-sizes", default="10000,1000000")
     s.add_argument(
         "--growth-samples",

@@ -64,6 +64,18 @@ async def fetch(target: PgTarget, database: str, sql: str, *args: Any) -> list[a
         await conn.close()
 
 
+async def _execute(target: PgTarget, database: str, sql: str) -> None:
+    conn = await asyncpg.connect(target.dsn(database))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def execute(target: PgTarget, database: str, sql: str) -> None:
+    asyncio.run(_execute(target, database, sql))
+
+
 def have_pgbench() -> bool:
     return shutil.which("pgbench") is not None
 

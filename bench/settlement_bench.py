@@ -1,14 +1,30 @@
-"""Settlement ACCEPT → locked on Postgres, against ``pgbench`` (TPC-B-like) as the ceiling.
+"""Settlement ACCEPT → locked on Postgres, against two database ceilings measured alongside.
 
 A fresh database (``pact_bench`` on the configured Postgres) is migrated with
-``pact-settlement migrate``; one ``pact-settlement serve`` process (one uvicorn worker) serves it.
-Buyers are funded through ``POST /v1/accounts/{agent_id}/deposits``. Every request is a distinct
-``POST /v1/settlements`` carrying a buyer-signed ACCEPT with the provider-signed ASK in ``quote``
-(built as ``pact_schema``'s test builders do), signed before the run. ``bench.loadgen`` fires them
-from separate processes at 1, 8 and 32 concurrent callers, each ACCEPT once. After each level,
-``pgbench -c N -j N -T S`` runs the built-in TPC-B-like script against ``pgbench -i`` tables in
-the same database, same server, same client count. The load generator's own ceiling is measured
-against ``bench.null_server`` with the same requests and concurrency.
+``pact-settlement migrate``; ``pact-settlement serve --workers W`` serves it (``W`` =
+``--settlement-workers``, default ``os.cpu_count()``: the service is CPU-bound in Python, so one
+worker per core). Buyers are funded through ``POST /v1/accounts/{agent_id}/deposits``. Every
+request is a distinct ``POST /v1/settlements`` carrying a buyer-signed ACCEPT with the
+provider-signed ASK in ``quote`` (built as ``pact_schema``'s test builders do), signed before
+the run. ``bench.loadgen`` fires them from separate processes at 1, 8 and 32 concurrent callers,
+each ACCEPT once. Right after each level, at the same client count, for the same time, in the
+same database on the same server:
+
+* ``pgbench -c N -j N -T S``, the built-in TPC-B-like script (5 statements) against
+  ``pgbench -i`` tables: the issue's ceiling, and the target (creates/s ≥ 0.5 x its tps at 8
+  and 32 callers);
+* ``pgbench -n -M prepared -f bench/create_shape.sql -D clients=N -c N -j N -T S``: the same
+  writes a ledger-rail create performs (19 statements over 8 tables: named locks, idempotency
+  and intent lookups, the settlement, 2 events, 2 transcripts, the idempotency key, the rail
+  operation, a savepoint around the journal transaction, its 2 legs and the buyer's balance
+  update under ``FOR UPDATE``), on the real migrated schema with its constraints and triggers
+  and rows as big as the service's, over 128 seeded buyer accounts that no two clients share
+  (as the service's callers almost never do). The fair ceiling for this transaction shape:
+  creates/s ÷ its tps says how much the service's Python costs on top of its SQL. Reported,
+  no target.
+
+The load generator's own ceiling is measured against ``bench.null_server`` with the same
+requests and concurrency.
 """
 
 from __future__ import annotations
@@ -32,18 +48,28 @@ from pact_schema.quote import quote_binding_fields
 
 from bench import loadgen, profiling
 from bench.common import (
+    BENCH_DIR,
     PROFILES_DIR,
     PYTHON,
     ROOT,
     Server,
+    descendants,
     free_port,
     log,
     machine_info,
     percentile,
     shell_line,
+    tree_cpu_seconds,
     utc_now_iso,
 )
-from bench.pg import PgTarget, have_pgbench, pg_server_version, run_cli, scratch_database
+from bench.pg import (
+    PgTarget,
+    execute,
+    have_pgbench,
+    pg_server_version,
+    run_cli,
+    scratch_database,
+)
 
 DATABASE = "pact_bench"
 PROVIDER = Keypair(bytes(range(150, 182)))  # the same key the provider bench signs with
@@ -54,6 +80,8 @@ DEPOSIT = "1000000"
 PRICES = ("0.00008", "0.000096", "0.00012", "0.00005")
 TARGET_RATIO = 0.5
 VALID_MS = 3_600_000  # quotes and ACCEPTs signed before the run stay valid for an hour
+SHAPE_SCRIPT = BENCH_DIR / "create_shape.sql"
+SHAPE_BUYERS = 128  # the script's buyers: owners shape-buyer-<32 digits>, seeded before it runs
 
 
 # --- the settlement server ---------------------------------------------------------------
@@ -96,9 +124,13 @@ def run_cli_env(cmd: list[str], env: dict[str, str], timeout: float) -> Any:
     )
 
 
-def settlement_server(env: dict[str, str], work: Path, name: str = "settlement") -> Server:
+def settlement_server(
+    env: dict[str, str], work: Path, name: str = "settlement", workers: int = 1
+) -> Server:
     port = free_port()
     cmd = [PYTHON, "-m", "pact_settlement.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if workers != 1:
+        cmd += ["--workers", str(workers)]
     return Server(
         name,
         cmd,
@@ -260,12 +292,23 @@ def pgbench_init(target: PgTarget, database: str, scale: int) -> list[str]:
 
 
 def pgbench_run(
-    target: PgTarget, database: str, clients: int, seconds: int, work: Path
+    target: PgTarget,
+    database: str,
+    clients: int,
+    seconds: int,
+    work: Path,
+    *,
+    script: list[str] | None = None,
+    tag: str = "tpcb",
 ) -> dict[str, Any]:
-    prefix = work / f"pgbench_c{clients}"
+    """``pgbench -c N -j N -T S`` (TPC-B-like unless ``script`` gives other options); a client
+    that aborts on an error fails the run (pgbench exits non-zero), and the failed
+    (serialisation/deadlock) transactions are counted."""
+    prefix = work / f"pgbench_{tag}_c{clients}"
     cmd = [
         "pgbench",
         *target.cli_args(),
+        *(script or []),
         "-c",
         str(clients),
         "-j",
@@ -278,7 +321,7 @@ def pgbench_run(
     ]
     out = run_cli(cmd, timeout=seconds + 120)
     if out.returncode != 0:
-        raise RuntimeError(f"pgbench failed: {out.stderr[-1500:]}")
+        raise RuntimeError(f"{shell_line(cmd)} failed: {out.stdout[-800:]} {out.stderr[-1500:]}")
     match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out.stdout)
     failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
     latencies: list[float] = []
@@ -300,6 +343,33 @@ def pgbench_run(
     }
 
 
+def shape_options(clients: int) -> list[str]:
+    """``create_shape.sql`` as its own prepared transaction; ``-n``: no vacuum of the
+    ``pgbench_*`` tables, which it does not touch."""
+    if clients > SHAPE_BUYERS:
+        raise ValueError(
+            f"create_shape.sql gives each client its own buyers: at most {SHAPE_BUYERS}"
+        )
+    return ["-n", "-M", "prepared", "-f", str(SHAPE_SCRIPT), "-D", f"clients={clients}"]
+
+
+SEED_SHAPE_BUYERS = f"""
+INSERT INTO ledger_accounts (id, owner, kind, allow_negative, available, locked, created_at,
+                             updated_at)
+SELECT 'acct_shape' || lpad(i::text, 22, '0'), 'shape-buyer-' || lpad(i::text, 32, '0'),
+       'agent', false, {DEPOSIT}, 0, now(), now()
+  FROM generate_series(0, {SHAPE_BUYERS - 1}) AS i
+ON CONFLICT (owner) DO NOTHING
+"""  # noqa: S608 - module constants, no input
+
+
+def seed_shape_buyers(target: PgTarget, database: str) -> str:
+    """The buyer accounts ``create_shape.sql`` locks, as funded as the bench's own buyers."""
+    execute(target, database, SEED_SHAPE_BUYERS)
+    sql = " ".join(SEED_SHAPE_BUYERS.split())  # no ", $ or ` in it: safe in double quotes
+    return f'{shell_line(["psql", *target.cli_args(), "-d", database])} -c "{sql}"'
+
+
 # --- the suite -----------------------------------------------------------------------------
 
 
@@ -318,9 +388,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     commands: dict[str, str] = {}
     overhead: list[dict[str, Any]] = []
     profile: dict[str, Any] = {}
+    workers = args.settlement_workers
+    if workers < 1:
+        raise ValueError("--settlement-workers must be at least 1")
     with scratch_database(target, args.database):
         commands["migrate"] = shell_line(migrate(env), shown_env(env))
-        server = settlement_server(env, work)
+        server = settlement_server(env, work, workers=workers)
         with server:
             wait_ready(server)
             fund_buyers(server)
@@ -336,15 +409,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 scale = max(_clients(args))
                 log(f"pgbench -i -s {scale}")
                 commands["pgbench init"] = shell_line(pgbench_init(target, args.database, scale))
+                commands["create-shape buyers"] = seed_shape_buyers(target, args.database)
             first = 1000
             for clients in _clients(args):
                 count = args.accepts or max(200, math.ceil(rate * 2.0 * args.pg_seconds))
                 log(f"{clients} callers: signing {count} ACCEPTs")
                 pool = write_accepts(work / f"c{clients}.jsonl", first, count, run=run_tag)
                 first += count
-                cpu_before = _cpu(server.pid)
+                cpu_before = tree_cpu_seconds(server.pid)
                 result = fire(port, pool, connections=clients, duration_s=args.pg_seconds)
-                result["server_cpu_s"] = round(_cpu(server.pid) - cpu_before, 2)
+                result["server_cpu_s"] = round(tree_cpu_seconds(server.pid) - cpu_before, 2)
                 result.pop("command", None)
                 level: dict[str, Any] = {"clients": clients, "settlement": result}
                 log(
@@ -357,9 +431,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     level["pgbench"] = pg
                     level["ratio"] = round(result["rps"] / pg["tps"], 4) if pg["tps"] else 0.0
                     log(
-                        f"  pgbench: {pg['tps']:.0f} tps, p50 {pg['p50_ms']:.2f} ms, "
-                        f"p99 {pg['p99_ms']:.2f} ms → ratio {level['ratio']:.3f}"
+                        f"  pgbench TPC-B: {pg['tps']:.0f} tps, p50 {pg['p50_ms']:.2f} ms, "
+                        f"p99 {pg['p99_ms']:.2f} ms, failed {pg['failed']} "
+                        f"→ ratio {level['ratio']:.3f}"
                     )
+                    shape = pgbench_run(
+                        target,
+                        args.database,
+                        clients,
+                        args.pg_seconds,
+                        work,
+                        script=shape_options(clients),
+                        tag="shape",
+                    )
+                    commands[f"pgbench create-shape c={clients}"] = shell_line(shape.pop("command"))
+                    level["pgbench_shape"] = shape
+                    level["ratio_shape"] = (
+                        round(result["rps"] / shape["tps"], 4) if shape["tps"] else 0.0
+                    )
+                    log(
+                        f"  pgbench create-shape: {shape['tps']:.0f} tps, p50 "
+                        f"{shape['p50_ms']:.2f} ms, p99 {shape['p99_ms']:.2f} ms, failed "
+                        f"{shape['failed']} → ratio {level['ratio_shape']:.3f}"
+                    )
+                    if pg["failed"] or shape["failed"]:
+                        log(
+                            f"  WARNING: failed pgbench transactions (TPC-B {pg['failed']}, "
+                            f"create-shape {shape['failed']}): the ceilings are not clean"
+                        )
                     rate = max(rate, result["rps"])
                 levels.append(level)
             commands["load"] = (
@@ -384,7 +483,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "pgbench_tps": round(lv.get("pgbench", {}).get("tps", 0.0), 1),
                 "pgbench_p50_ms": round(lv.get("pgbench", {}).get("p50_ms", 0.0), 2),
                 "pgbench_p99_ms": round(lv.get("pgbench", {}).get("p99_ms", 0.0), 2),
+                "pgbench_failed": lv.get("pgbench", {}).get("failed", 0),
                 "ratio": lv.get("ratio"),
+                "shape_tps": round(lv.get("pgbench_shape", {}).get("tps", 0.0), 1),
+                "shape_p50_ms": round(lv.get("pgbench_shape", {}).get("p50_ms", 0.0), 2),
+                "shape_p99_ms": round(lv.get("pgbench_shape", {}).get("p99_ms", 0.0), 2),
+                "shape_failed": lv.get("pgbench_shape", {}).get("failed", 0),
+                "ratio_shape": lv.get("ratio_shape"),
             }
             for lv in levels
         ],
@@ -404,9 +509,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "clients": _clients(args),
             "seconds_per_level": args.pg_seconds,
             "buyers": len(BUYERS),
-            "server_workers": 1,
+            "server_workers": workers,
+            "shape_script": str(SHAPE_SCRIPT.relative_to(ROOT)),
+            "shape_buyers": SHAPE_BUYERS,
             "pinning": "none (server, Postgres and clients share the machine's cores)",
             "targets": {"ratio_vs_pgbench_at_8_and_32": TARGET_RATIO},
+            "ratio_shape": "reported, no target: the fair ceiling for this transaction shape",
         },
         "commands": commands,
         "levels": levels,
@@ -414,12 +522,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "summary": summary,
         "profile": profile,
     }
-
-
-def _cpu(pid: int) -> float:
-    from bench.provider_bench import cpu_seconds
-
-    return cpu_seconds(pid)
 
 
 def client_overhead(work: Path, clients: list[int]) -> list[dict[str, Any]]:
@@ -465,12 +567,11 @@ def _profile(
     target = PROFILES_DIR / "settlement-latest.txt"
     PROFILES_DIR.mkdir(parents=True, exist_ok=True)
     holder: dict[str, Any] = {}
+    pid = _one_worker(server)
     thread = threading.Thread(
-        target=lambda: holder.update(
-            cmd=profiling.record(server.pid, target, seconds=seconds, fmt="raw")
-        )
+        target=lambda: holder.update(cmd=profiling.record(pid, target, seconds=seconds, fmt="raw"))
     )
-    log(f"profiling the settlement server under load with py-spy ({seconds}s, 8 callers)")
+    log(f"profiling a settlement worker under load with py-spy ({seconds}s, 8 callers)")
     thread.start()
     fire(port_of(server), pool, connections=8, duration_s=seconds + 1)
     thread.join()
@@ -481,5 +582,19 @@ def _profile(
     target.unlink()
     return {
         "summary": summary,
-        "raw_command": shell_line(holder["cmd"]).replace(str(server.pid), "<pid>"),
+        "process": "the server" if pid == server.pid else "one uvicorn worker process",
+        "raw_command": shell_line(holder["cmd"]).replace(str(pid), "<pid>"),
     }
+
+
+def _one_worker(server: Server) -> int:
+    """With ``--workers`` > 1 the requests run in uvicorn's spawned worker processes, not in
+    the parent: profile one of them (they run the same code on a share of the same load)."""
+    for pid in descendants(server.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            return pid
+    return server.pid
