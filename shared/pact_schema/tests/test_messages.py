@@ -59,6 +59,45 @@ def test_schema_violations_are_refused_with_schema_validation_failed(
     assert caught.value.code == FailureCode.SCHEMA_VALIDATION_FAILED
 
 
+@pytest.mark.parametrize(
+    ("overrides", "detail"),
+    [
+        ({"sent_at_ms": True}, "INTENT.sent_at_ms: Value error, expected an integer number"),
+        ({"sent_at_ms": "5"}, "INTENT.sent_at_ms: Value error, expected an integer number"),
+        ({"sent_at_ms": 1.5}, "INTENT.sent_at_ms: Value error, expected an integer number"),
+        (
+            {"sent_at_ms": float("inf")},
+            "INTENT.sent_at_ms: Value error, expected an integer number",
+        ),
+        ({"sent_at_ms": -1}, "INTENT.sent_at_ms: Input should be greater than or equal to 0"),
+        ({"max_price": float("inf")}, "INTENT.max_price: Value error, amount must be finite"),
+        ({"max_price": float("nan")}, "INTENT.max_price: Value error, amount must be finite"),
+        ({"max_price": -0.5}, "INTENT.max_price: Input should be greater than 0"),
+        ({"max_price": False}, "INTENT.max_price: Value error, expected a number, got a boolean"),
+        ({"max_price": "0.0002"}, "INTENT.max_price: Value error, expected a number, got str"),
+    ],
+)
+def test_wire_number_refusals_name_the_field_and_the_reason(
+    overrides: dict[str, object], detail: str
+) -> None:
+    # The validators check plain ints and finite floats first; everything else must still
+    # take the general path and be refused exactly as before.
+    with pytest.raises(MessageValidationError) as caught:
+        parse_message(intent_dict(**overrides))
+    assert caught.value.detail == detail
+
+
+def test_wire_numbers_of_every_json_kind_parse_as_javascript_reads_them() -> None:
+    intent = parse_message(
+        intent_dict(max_price=2**60, constraints={"latency_ms": 20.0, "freshness_sec": 0})
+    )
+    assert isinstance(intent, Intent)
+    assert intent.max_price == Decimal(float(2**60))  # beyond 2**53: the double JS would read
+    assert intent.constraints.latency_ms == 20
+    assert type(intent.constraints.latency_ms) is int
+    assert parse_message(intent_dict(max_price=0.1)).max_price == Decimal("0.1")  # type: ignore[union-attr]
+
+
 def test_ask_must_expire_exactly_valid_for_after_sending() -> None:
     ask = {
         "protocol_version": "pact/1.0",

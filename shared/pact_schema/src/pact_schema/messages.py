@@ -42,9 +42,17 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = "pact/1.0"
+_INF = float("inf")
+
+
+_float_text = float.__repr__
 
 
 def _wire_amount(value: object) -> Decimal:
+    # Fast path for what JSON parsing gives for a price, a finite float: the Decimal of its
+    # shortest round-trip text, exactly what decimal_from_wire returns for it.
+    if type(value) is float and -_INF < value < _INF:
+        return Decimal(_float_text(value))
     try:
         return decimal_from_wire(value)
     except WireMoneyError as exc:
@@ -53,6 +61,8 @@ def _wire_amount(value: object) -> Decimal:
 
 def _wire_int(value: object) -> object:
     # JavaScript has one number type: 5.0 is the integer 5, but "5" and true are not numbers.
+    if type(value) is int:  # the common case, first (bool is a subclass, never this type)
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("expected an integer number")
     if isinstance(value, float):
