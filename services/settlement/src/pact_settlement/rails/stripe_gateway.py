@@ -43,21 +43,25 @@ reports it and ``created + 7 days`` otherwise; the sweeper must capture or cance
 
 Amounts are Decimal; :func:`~pact_settlement.rails.minor_units.to_stripe_amount` converts them
 with explicit rounding and refuses amounts below Stripe's minimum *before* any request.
+
+The ``stripe`` SDK (a third of a second to import) is imported when a gateway is made or a
+webhook verified, not with this module: the results and errors here are imported by every app,
+Stripe rail or not. SDK errors become :class:`StripeGatewayError` in :func:`_sdk_errors`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Final, Self, cast
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
-import stripe
 from pact_schema.codes import FailureCode
 
 from pact_settlement.rails.minor_units import (
@@ -65,6 +69,9 @@ from pact_settlement.rails.minor_units import (
     stripe_minimum_minor_units,
     to_stripe_amount,
 )
+
+if TYPE_CHECKING:
+    import stripe
 
 __all__ = [
     "AUTHORIZATION_VALIDITY",
@@ -318,6 +325,8 @@ class StripeWebhookError(StripeGatewayError):
 
 
 def _translate(exc: stripe.StripeError, *, mutating: bool) -> StripeGatewayError:
+    import stripe
+
     common: dict[str, Any] = {
         "stripe_code": exc.code,
         "http_status": exc.http_status,
@@ -349,6 +358,17 @@ def _translate(exc: stripe.StripeError, *, mutating: bool) -> StripeGatewayError
     return StripeGatewayError(message, **common)
 
 
+@contextmanager
+def _sdk_errors(*, mutating: bool) -> Iterator[None]:
+    """Raise the SDK's errors as ours: an ``InvalidRequestError`` as :class:`StripeRequestError`."""
+    import stripe
+
+    try:
+        yield
+    except stripe.StripeError as exc:
+        raise _translate(exc, mutating=mutating) from exc
+
+
 # --------------------------------------------------------------------------------------------
 # The gateway
 # --------------------------------------------------------------------------------------------
@@ -378,6 +398,8 @@ class StripeGateway:
         self.currency = currency.lower()
         self.rounding = rounding
         self.search_max_scan = search_max_scan
+        import stripe
+
         self._http = stripe.HTTPXClient(timeout=timeout_s)
         base_addresses: dict[str, str | None] = {}
         if api_base:
@@ -443,12 +465,10 @@ class StripeGateway:
             "expand": _EXPAND,
         }
         key = idempotency_key or _key(settlement_id, "lock")
-        try:
+        with _sdk_errors(mutating=True):
             pi = await self._client.v1.payment_intents.create_async(
                 cast(Any, params), {"idempotency_key": key}
             )
-        except stripe.StripeError as exc:
-            raise _translate(exc, mutating=True) from exc
         state = StripePaymentState.from_stripe(pi)
         if state.status is PaymentStatus.REQUIRES_ACTION:
             raise StripeDeclinedError(
@@ -502,16 +522,15 @@ class StripeGateway:
             return existing
         params = {"payment_intent": payment_intent_id, "metadata": {"settlement_id": settlement_id}}
         try:
-            refund = await self._client.v1.refunds.create_async(
-                cast(Any, params), {"idempotency_key": key}
-            )
-        except stripe.InvalidRequestError as exc:
+            with _sdk_errors(mutating=True):
+                refund = await self._client.v1.refunds.create_async(
+                    cast(Any, params), {"idempotency_key": key}
+                )
+        except StripeRequestError:
             existing = await self._existing_full_refund(payment_intent_id)
             if existing is not None:
                 return existing
-            raise _translate(exc, mutating=True) from exc
-        except stripe.StripeError as exc:
-            raise _translate(exc, mutating=True) from exc
+            raise
         return StripeRefundState.from_stripe(refund)
 
     async def charge(
@@ -549,12 +568,10 @@ class StripeGateway:
             "metadata": md,
             "expand": _EXPAND,
         }
-        try:
+        with _sdk_errors(mutating=True):
             pi = await self._client.v1.payment_intents.create_async(
                 cast(Any, params), {"idempotency_key": idempotency_key}
             )
-        except stripe.StripeError as exc:
-            raise _translate(exc, mutating=True) from exc
         state = StripePaymentState.from_stripe(pi)
         if state.status in (PaymentStatus.REQUIRES_ACTION, PaymentStatus.FAILED):
             raise StripeDeclinedError(
@@ -572,12 +589,10 @@ class StripeGateway:
     # -- reads -----------------------------------------------------------------------------
 
     async def retrieve(self, payment_intent_id: str) -> StripePaymentState:
-        try:
+        with _sdk_errors(mutating=False):
             pi = await self._client.v1.payment_intents.retrieve_async(
                 payment_intent_id, cast(Any, {"expand": _EXPAND})
             )
-        except stripe.StripeError as exc:
-            raise _translate(exc, mutating=False) from exc
         return StripePaymentState.from_stripe(pi)
 
     async def find_by_settlement(self, settlement_id: str) -> list[StripePaymentState]:
@@ -589,14 +604,13 @@ class StripeGateway:
         found: list[StripePaymentState] = []
         if self._search_supported is not False:
             try:
-                found = await self._search(settlement_id)
+                with _sdk_errors(mutating=False):
+                    found = await self._search(settlement_id)
                 self._search_supported = True
-            except stripe.InvalidRequestError as exc:
+            except StripeRequestError as exc:
                 if exc.http_status != 404:
-                    raise _translate(exc, mutating=False) from exc
+                    raise
                 self._search_supported = False
-            except stripe.StripeError as exc:
-                raise _translate(exc, mutating=False) from exc
         if self._search_supported is False:
             found = await self._scan(settlement_id)
         return sorted(found, key=lambda s: (s.created, s.payment_intent_id))
@@ -615,6 +629,8 @@ class StripeGateway:
         """
         if not secret:
             raise StripeConfigurationError("no webhook endpoint secret configured")
+        import stripe
+
         try:
             stripe.WebhookSignature.verify_header(payload, sig_header, secret, tolerance_s)
         except stripe.SignatureVerificationError as exc:
@@ -662,12 +678,13 @@ class StripeGateway:
         service = self._client.v1.payment_intents
         call = service.capture_async if step == "capture" else service.cancel_async
         try:
-            pi = await call(
-                payment_intent_id, cast(Any, {"expand": _EXPAND}), {"idempotency_key": key}
-            )
-        except stripe.InvalidRequestError as exc:
+            with _sdk_errors(mutating=True):
+                pi = await call(
+                    payment_intent_id, cast(Any, {"expand": _EXPAND}), {"idempotency_key": key}
+                )
+        except StripeRequestError as exc:
             if exc.http_status == 404:
-                raise _translate(exc, mutating=True) from exc
+                raise
             # Most likely "payment_intent_unexpected_state": converge if already there.
             current = await self.retrieve(payment_intent_id)
             if current.status is target:
@@ -676,12 +693,10 @@ class StripeGateway:
                 f"cannot {step} PaymentIntent {payment_intent_id} in status "
                 f"{current.stripe_status!r}",
                 state=current,
-                stripe_code=exc.code,
+                stripe_code=exc.stripe_code,
                 http_status=exc.http_status,
                 request_id=exc.request_id,
             ) from exc
-        except stripe.StripeError as exc:
-            raise _translate(exc, mutating=True) from exc
         state = StripePaymentState.from_stripe(pi)
         accepted = {target, PaymentStatus.PROCESSING} if step == "capture" else {target}
         if state.status not in accepted:
@@ -697,10 +712,11 @@ class StripeGateway:
     async def _existing_full_refund(self, payment_intent_id: str) -> StripeRefundState | None:
         try:
             current = await self.retrieve(payment_intent_id)
-            refunds = await self._client.v1.refunds.list_async(
-                cast(Any, {"payment_intent": payment_intent_id, "limit": 100})
-            )
-        except (stripe.StripeError, StripeGatewayError):
+            with _sdk_errors(mutating=False):
+                refunds = await self._client.v1.refunds.list_async(
+                    cast(Any, {"payment_intent": payment_intent_id, "limit": 100})
+                )
+        except StripeGatewayError:
             return None
         states = [StripeRefundState.from_stripe(r) for r in _as_dict(refunds).get("data", [])]
         live = [r for r in states if r.status in ("succeeded", "pending")]
@@ -727,7 +743,7 @@ class StripeGateway:
         params: dict[str, Any] = {"limit": 100}
         found: list[StripePaymentState] = []
         scanned = 0
-        try:
+        with _sdk_errors(mutating=False):
             while scanned < self.search_max_scan:
                 page = _as_dict(await self._client.v1.payment_intents.list_async(cast(Any, params)))
                 data = page.get("data", [])
@@ -740,8 +756,6 @@ class StripeGateway:
                 if not page.get("has_more") or not data:
                     break
                 params["starting_after"] = data[-1]["id"]
-        except stripe.StripeError as exc:
-            raise _translate(exc, mutating=False) from exc
         return found
 
 
