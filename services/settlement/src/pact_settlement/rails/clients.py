@@ -4,7 +4,8 @@ A rail object is cheap and bound to one database session; what it talks to is no
 Stripe gateway keeps an HTTP connection pool, and the EVM gateway owns the operator account's
 nonce lock, which must be shared by every concurrent request, sweep and reconciler pass of the
 process (two gateways on one key would race for nonces). So the gateways live here, one per
-app, created on first use and closed at shutdown.
+app, created on first use and closed at shutdown. Their SDKs are imported only then (web3 and
+its dependencies take about two seconds), so an app that does not use a rail never loads its SDK.
 
 They reach the rails through the session: the app's sessionmaker puts this object in every
 session's ``info`` (``RailClients.attach``), so the request path, the sweeper and the
@@ -14,14 +15,17 @@ without threading them through every constructor.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.config import SettlementSettings
-from pact_settlement.rails.evm_gateway import EscrowGateway
 from pact_settlement.rails.stripe_gateway import StripeGateway
+
+if TYPE_CHECKING:
+    from pact_settlement.rails.evm_gateway import EscrowGateway
 
 __all__ = ["INFO_KEY", "RailClients", "RailNotConfigured"]
 
@@ -46,7 +50,7 @@ class RailClients:
         self.settings = settings
         self._stripe = stripe
         self._evm = evm
-        self._owned: list[Any] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -80,7 +84,7 @@ class RailClients:
                 max_network_retries=s.stripe_max_network_retries,
                 timeout_s=s.stripe_timeout_s,
             )
-            self._owned.append(self._stripe)
+            self._closers.append(self._stripe.aclose)
         return self._stripe
 
     def evm(self) -> EscrowGateway:
@@ -95,6 +99,8 @@ class RailClients:
             from web3 import AsyncWeb3
             from web3.providers import AsyncHTTPProvider
 
+            from pact_settlement.rails.evm_gateway import EscrowGateway
+
             provider = AsyncHTTPProvider(s.evm_rpc_url)
             self._evm = EscrowGateway(
                 AsyncWeb3(provider),
@@ -105,17 +111,14 @@ class RailClients:
                 poll_interval_s=s.evm_poll_interval_s,
                 expected_chain_id=s.evm_chain_id,
             )
-            self._owned.append(provider)
+            self._closers.append(provider.disconnect)
         return self._evm
 
     async def aclose(self) -> None:
         """Close what this object created (injected gateways belong to their maker)."""
-        for item in reversed(self._owned):
+        for close in reversed(self._closers):
             try:
-                if isinstance(item, StripeGateway):
-                    await item.aclose()
-                else:
-                    await item.disconnect()
+                await close()
             except Exception as exc:  # closing must not mask the shutdown
                 log.warning("rails.client_close_failed", error=str(exc)[:200])
-        self._owned.clear()
+        self._closers.clear()

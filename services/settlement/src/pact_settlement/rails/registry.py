@@ -1,7 +1,9 @@
 """Pick a rail by name (like django-payments' ``provider_factory``).
 
 External rails (stripe, evm) are built over the app's long-lived gateways, which every session
-of the app's sessionmaker carries (:class:`~pact_settlement.rails.clients.RailClients`).
+of the app's sessionmaker carries (:class:`~pact_settlement.rails.clients.RailClients`). The evm
+rail's module is imported by its factory, on first use: it pulls in web3 (about two seconds to
+import), which an app without the evm rail should not load.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.base import Rail
 from pact_settlement.rails.clients import RailClients
-from pact_settlement.rails.evm import EvmEscrowRail
 from pact_settlement.rails.ledger import LedgerRail
 from pact_settlement.rails.stripe import StripeRail
 
@@ -21,15 +22,20 @@ __all__ = ["RAIL_FACTORIES", "UnknownRail", "available_rails", "get_rail"]
 
 RailFactory = Callable[[SettlementSettings, AsyncSession], Rail]
 
+
+def _evm_rail(settings: SettlementSettings, session: AsyncSession) -> Rail:
+    from pact_settlement.rails.evm import EvmEscrowRail
+
+    return EvmEscrowRail(session, settings, RailClients.of(session).evm())
+
+
 #: name → factory.
 RAIL_FACTORIES: dict[str, RailFactory] = {
     "ledger": lambda _settings, session: LedgerRail(session),
     "stripe": lambda settings, session: StripeRail(
         session, settings, RailClients.of(session).stripe()
     ),
-    "evm": lambda settings, session: EvmEscrowRail(
-        session, settings, RailClients.of(session).evm()
-    ),
+    "evm": _evm_rail,
 }
 
 

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from pact_settlement.config import SettlementSettings
-from pact_settlement.rails.evm import describe_evm
 from pact_settlement.rails.registry import available_rails
 from pact_settlement.rails.schemas import RailInfo, RailList
 from pact_settlement.rails.stripe import describe_stripe
@@ -25,10 +24,17 @@ def describe_ledger(_: SettlementSettings) -> dict[str, Any]:
     }
 
 
+def _describe_evm(settings: SettlementSettings) -> dict[str, Any]:
+    # The rail's module imports web3: load it only when the evm rail is enabled.
+    from pact_settlement.rails.evm import describe_evm
+
+    return describe_evm(settings)
+
+
 DESCRIBERS: Final[dict[str, Callable[[SettlementSettings], dict[str, Any]]]] = {
     "ledger": describe_ledger,
     "stripe": describe_stripe,
-    "evm": describe_evm,
+    "evm": _describe_evm,
 }
 
 
