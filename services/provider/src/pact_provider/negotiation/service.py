@@ -123,18 +123,24 @@ class Decision:
     settlement_id: str | None = None
 
     def transcript(self) -> dict[str, Any]:
-        fields = {
+        """The transcript fields, in this order, those that are None left out."""
+        fields: dict[str, Any] = {
             "intent_id": self.intent_id,
             "message_type": self.message_type,
             "outcome": self.outcome,
-            "code": self.code,
-            "price": None if self.price is None else format(self.price, "f"),
-            "round": self.round,
-            "buyer": self.buyer,
-            "settlement_id": self.settlement_id,
-            "reply_hash": self.envelope["message_hash_hex"],
         }
-        return {k: v for k, v in fields.items() if v is not None}
+        if self.code is not None:
+            fields["code"] = self.code
+        if self.price is not None:
+            fields["price"] = format(self.price, "f")
+        if self.round is not None:
+            fields["round"] = self.round
+        if self.buyer is not None:
+            fields["buyer"] = self.buyer
+        if self.settlement_id is not None:
+            fields["settlement_id"] = self.settlement_id
+        fields["reply_hash"] = self.envelope["message_hash_hex"]
+        return fields
 
 
 @dataclass(frozen=True, slots=True)
