@@ -19,7 +19,7 @@ from pact_settlement.settlements.schemas import SettlementRead
 router = APIRouter(prefix="/v1/settlements", tags=["delivery"])
 
 
-def _applier(request: Request) -> LifecycleApplier:
+async def _applier(request: Request) -> LifecycleApplier:
     applier: LifecycleApplier = request.app.state.applier
     return applier
 

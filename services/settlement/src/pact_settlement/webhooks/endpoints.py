@@ -14,7 +14,7 @@ from pact_settlement.webhooks.service import StripeWebhookService
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
-def get_stripe_service(request: Request) -> StripeWebhookService:
+async def get_stripe_service(request: Request) -> StripeWebhookService:
     state = request.app.state
     applier = getattr(state, "applier", None)  # the lifecycle's: it also signs RECEIPTs
     return StripeWebhookService(
