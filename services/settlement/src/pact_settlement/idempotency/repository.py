@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from pact_settlement.idempotency.models import IdempotencyKey
 from pact_settlement.kit.ids import new_id
@@ -13,17 +13,25 @@ from pact_settlement.kit.time import utcnow
 
 __all__ = ["IdempotencyRepository"]
 
+_BY_SCOPE_KEY = select(IdempotencyKey).where(
+    IdempotencyKey.scope == bindparam("scope"), IdempotencyKey.key == bindparam("key")
+)
+
 
 class IdempotencyRepository(RepositoryBase[IdempotencyKey]):
     model = IdempotencyKey
 
     async def find(self, scope: str, key: str) -> IdempotencyKey | None:
-        return await self.get_one_or_none(
-            select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
-        )
+        return await self.get_one_or_none(_BY_SCOPE_KEY, {"scope": scope, "key": key})
 
     async def create(
-        self, *, scope: str, key: str, fingerprint: str, resource_id: str | None
+        self,
+        *,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        resource_id: str | None,
+        flush: bool = True,
     ) -> IdempotencyKey:
         row = IdempotencyKey(
             id=new_id("idk"),
@@ -33,7 +41,7 @@ class IdempotencyRepository(RepositoryBase[IdempotencyKey]):
             resource_id=resource_id,
             created_at=utcnow(),
         )
-        return await self.add(row)
+        return await self.add(row, flush=flush)
 
     async def complete(
         self, row: IdempotencyKey, status_code: int, response: dict[str, Any]

@@ -47,10 +47,22 @@ class IdempotencyService:
         return row
 
     async def record(
-        self, scope: str, key: str, request_fingerprint: str, resource_id: str | None
+        self,
+        scope: str,
+        key: str,
+        request_fingerprint: str,
+        resource_id: str | None,
+        *,
+        flush: bool = True,
     ) -> IdempotencyKey:
+        """``flush=False``: written with the caller's next flush (the caller holds the named
+        lock on the key, so the unique constraint cannot fire)."""
         return await self.repo.create(
-            scope=scope, key=key, fingerprint=request_fingerprint, resource_id=resource_id
+            scope=scope,
+            key=key,
+            fingerprint=request_fingerprint,
+            resource_id=resource_id,
+            flush=flush,
         )
 
     async def complete(

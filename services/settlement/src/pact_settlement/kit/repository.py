@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Generic, Self, TypeVar, cast
 
 from sqlalchemy import Select, select
@@ -36,12 +37,16 @@ class RepositoryBase(Generic[M]):
     async def get(self, id_: Any) -> M | None:
         return await self.session.get(self.model, id_)
 
-    async def get_one_or_none(self, statement: Select[Any]) -> M | None:
-        result = await self.session.execute(statement)
+    async def get_one_or_none(
+        self, statement: Select[Any], params: Mapping[str, Any] | None = None
+    ) -> M | None:
+        result = await self.session.execute(statement, params)
         return cast("M | None", result.scalar_one_or_none())
 
-    async def get_all(self, statement: Select[Any]) -> list[M]:
-        result = await self.session.execute(statement)
+    async def get_all(
+        self, statement: Select[Any], params: Mapping[str, Any] | None = None
+    ) -> list[M]:
+        result = await self.session.execute(statement, params)
         return cast("list[M]", list(result.scalars().all()))
 
     async def add(self, obj: M, *, flush: bool = True) -> M:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.repository import RepositoryBase
@@ -16,6 +17,27 @@ from pact_settlement.ledger.models import JournalLeg, JournalTransaction, Ledger
 __all__ = ["JournalRepository", "LedgerAccountRepository"]
 
 _ZERO = Decimal(0)
+
+_LOCK_OWNERS = (
+    select(LedgerAccount)
+    .where(LedgerAccount.owner.in_(bindparam("owners", expanding=True)))
+    .order_by(LedgerAccount.owner)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_SET_BALANCES = (
+    update(LedgerAccount)
+    .where(LedgerAccount.id == bindparam("account_id"))
+    .values(
+        available=bindparam("available"),
+        locked=bindparam("locked"),
+        updated_at=bindparam("now"),
+    )
+    .execution_options(synchronize_session=False)
+)
+_JOURNAL_BY_KEY = select(JournalTransaction).where(
+    JournalTransaction.idempotency_key == bindparam("key")
+)
 
 
 class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
@@ -44,26 +66,22 @@ class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
 
     async def lock_by_owners(self, owners: Iterable[str]) -> dict[str, LedgerAccount]:
         """``SELECT … FOR UPDATE`` in a fixed order (by owner) so two movements never deadlock."""
-        stmt = (
-            select(LedgerAccount)
-            .where(LedgerAccount.owner.in_(sorted(set(owners))))
-            .order_by(LedgerAccount.owner)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return {account.owner: account for account in await self.get_all(stmt)}
+        rows = await self.get_all(_LOCK_OWNERS, {"owners": sorted(set(owners))})
+        return {account.owner: account for account in rows}
 
     async def set_balances(
         self, account: LedgerAccount, available: Decimal, locked: Decimal
     ) -> None:
         now = utcnow()
         await self.session.execute(
-            update(LedgerAccount)
-            .where(LedgerAccount.id == account.id)
-            .values(available=available, locked=locked, updated_at=now)
-            .execution_options(synchronize_session=False)
+            _SET_BALANCES,
+            {"account_id": account.id, "available": available, "locked": locked, "now": now},
         )
-        account.available, account.locked, account.updated_at = available, locked, now
+        # The UPDATE above wrote them: record them as the loaded values, so the next flush
+        # does not write the same row a second time.
+        set_committed_value(account, "available", available)
+        set_committed_value(account, "locked", locked)
+        set_committed_value(account, "updated_at", now)
 
     async def all_accounts(self) -> list[LedgerAccount]:
         return await self.get_all(select(LedgerAccount).order_by(LedgerAccount.owner))
@@ -73,9 +91,7 @@ class JournalRepository(RepositoryBase[JournalTransaction]):
     model = JournalTransaction
 
     async def get_by_key(self, idempotency_key: str) -> JournalTransaction | None:
-        return await self.get_one_or_none(
-            select(JournalTransaction).where(JournalTransaction.idempotency_key == idempotency_key)
-        )
+        return await self.get_one_or_none(_JOURNAL_BY_KEY, {"key": idempotency_key})
 
     async def legs_of(self, transaction_id: str) -> list[JournalLeg]:
         result = await self.session.execute(

@@ -89,12 +89,15 @@ class LedgerService:
             raise LedgerError("journal legs must sum to zero")
 
         owners = {p.owner for p in postings}
-        for owner in owners:
-            if owner.startswith("system:"):
-                await self.accounts.ensure(owner, kind="system", allow_negative=True)
-            else:
-                await self.accounts.ensure(owner, kind="agent")
         locked = await self.accounts.lock_by_owners(owners)
+        missing = owners - locked.keys()
+        if missing:  # first movement for these owners: open their accounts, then lock them
+            for owner in sorted(missing):
+                if owner.startswith("system:"):
+                    await self.accounts.ensure(owner, kind="system", allow_negative=True)
+                else:
+                    await self.accounts.ensure(owner, kind="agent")
+            locked = await self.accounts.lock_by_owners(owners)
 
         delta: dict[str, dict[Bucket, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
         for p in postings:

@@ -52,7 +52,9 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
             created_at=now,
             updated_at=now,
         )
-        return await self.add(op)
+        # Not flushed here: the executor's next step is a SAVEPOINT or a COMMIT, and both flush
+        # first, together with whatever the caller added (one round of INSERTs, not several).
+        return await self.add(op, flush=False)
 
     async def reopen(
         self, op: RailOperation, *, plan: dict[str, Any] | None, lease_until: datetime | None

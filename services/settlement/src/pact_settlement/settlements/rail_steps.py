@@ -299,11 +299,16 @@ class RailStepExecutor:
 
     # ------------------------------------------------------------------ request / sweeper
 
-    async def run(self, settlement: Settlement, plan: StepPlan) -> StepOutcome:
-        """Record, call, resolve and transition (see the module docstring)."""
+    async def run(
+        self, settlement: Settlement, plan: StepPlan, *, new_settlement: bool = False
+    ) -> StepOutcome:
+        """Record, call, resolve and transition (see the module docstring).
+
+        ``new_settlement``: the settlement was inserted in this transaction, so it has no rail
+        operations yet and there is nothing to look up."""
         state_machine.target_of(settlement, plan.on_succeeded.event)  # 409 if not due
         rail = self.rail_for(settlement.rail)
-        op, fresh = await self._open(settlement, plan, rail)
+        op, fresh = await self._open(settlement, plan, rail, new_settlement=new_settlement)
         if not fresh:
             return await self._existing(settlement, op, plan)
         view = rail_view(settlement)
@@ -325,9 +330,9 @@ class RailStepExecutor:
         return await self._finish(settlement.id, op.id, result=answer, error=error)
 
     async def _open(
-        self, settlement: Settlement, plan: StepPlan, rail: Rail
+        self, settlement: Settlement, plan: StepPlan, rail: Rail, *, new_settlement: bool
     ) -> tuple[RailOperation, bool]:
-        ops = await self.ops.for_settlement(settlement.id)
+        ops = [] if new_settlement else await self.ops.for_settlement(settlement.id)
         busy = [o for o in ops if o.status == RailOpStatus.PENDING and o.step != plan.step.value]
         if busy:
             raise StepInFlight(

@@ -4,11 +4,12 @@ exclusively by :mod:`pact_settlement.settlements.state_machine`."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
 
 from pact_settlement.kit.repository import RepositoryBase
 from pact_settlement.settlements.models import Settlement, SettlementEvent
@@ -29,20 +30,44 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return datetime.fromisoformat(created), id_
 
 
+# The hot lookups are built once, with bound parameters: constructing a statement costs more
+# Python than executing a cached one.
+_BY_INTENT = select(Settlement).where(Settlement.intent_id == bindparam("intent_id"))
+_BY_INTENT_FOR_UPDATE = _BY_INTENT.with_for_update().execution_options(populate_existing=True)
+_BY_ID = select(Settlement).where(Settlement.id == bindparam("settlement_id"))
+_BY_ID_FOR_UPDATE = _BY_ID.with_for_update().execution_options(populate_existing=True)
+_EVENTS_OF = (
+    select(SettlementEvent)
+    .where(SettlementEvent.settlement_id == bindparam("settlement_id"))
+    .order_by(SettlementEvent.seq)
+)
+
+
+@functools.cache
+def _state_update(columns: frozenset[str]) -> Any:
+    """The compare-and-set UPDATE for one set of extra columns (a transition sets a few
+    known combinations, so this stays small)."""
+    return (
+        update(Settlement)
+        .where(
+            Settlement.id == bindparam("settlement_id"),
+            Settlement.state == bindparam("from_state"),
+        )
+        .values(state=bindparam("to_state"), **{c: bindparam(f"v_{c}") for c in sorted(columns)})
+        .execution_options(synchronize_session=False)
+    )
+
+
 class SettlementRepository(RepositoryBase[Settlement]):
     model = Settlement
 
     async def get_by_intent(self, intent_id: str, *, for_update: bool = False) -> Settlement | None:
-        stmt = select(Settlement).where(Settlement.intent_id == intent_id)
-        if for_update:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        return await self.get_one_or_none(stmt)
+        stmt = _BY_INTENT_FOR_UPDATE if for_update else _BY_INTENT
+        return await self.get_one_or_none(stmt, {"intent_id": intent_id})
 
     async def get_by_id(self, id_: str, *, for_update: bool = False) -> Settlement | None:
-        stmt = select(Settlement).where(Settlement.id == id_)
-        if for_update:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        return await self.get_one_or_none(stmt)
+        stmt = _BY_ID_FOR_UPDATE if for_update else _BY_ID
+        return await self.get_one_or_none(stmt, {"settlement_id": id_})
 
     @staticmethod
     def _due(now: datetime) -> Any:
@@ -96,12 +121,9 @@ class SettlementRepository(RepositoryBase[Settlement]):
         self, settlement_id: str, from_state: str, to_state: str, values: dict[str, Any]
     ) -> bool:
         """``UPDATE … WHERE id = :id AND state = :from``; False when another writer won."""
-        result = await self.session.execute(
-            update(Settlement)
-            .where(Settlement.id == settlement_id, Settlement.state == from_state)
-            .values(state=to_state, **values)
-            .execution_options(synchronize_session=False)
-        )
+        params = {f"v_{k}": v for k, v in values.items()}
+        params.update(settlement_id=settlement_id, from_state=from_state, to_state=to_state)
+        result = await self.session.execute(_state_update(frozenset(values)), params)
         return bool(getattr(result, "rowcount", 0) == 1)
 
     async def list(
@@ -135,20 +157,25 @@ class SettlementRepository(RepositoryBase[Settlement]):
 class SettlementEventRepository(RepositoryBase[SettlementEvent]):
     model = SettlementEvent
 
-    async def next_seq(self, settlement_id: str) -> int:
-        result = await self.session.execute(
-            select(func.coalesce(func.max(SettlementEvent.seq), 0)).where(
-                SettlementEvent.settlement_id == settlement_id
-            )
+    async def append(self, settlement_id: str, **values: Any) -> SettlementEvent:
+        """Insert the settlement's next event. Its ``seq`` is computed by the INSERT itself and
+        returned with the row (no separate ``SELECT max(seq)`` round trip). Writers hold the
+        settlement's row lock, and ``(settlement_id, seq)`` is unique, so two writers can
+        never take the same number."""
+        next_seq = (
+            select(func.coalesce(func.max(SettlementEvent.seq), 0) + 1)
+            .where(SettlementEvent.settlement_id == settlement_id)
+            .scalar_subquery()
         )
-        return int(result.scalar_one()) + 1
+        stmt = (
+            insert(SettlementEvent)
+            .values(settlement_id=settlement_id, seq=next_seq, **values)
+            .returning(SettlementEvent)
+        )
+        return (await self.session.scalars(stmt)).one()
 
     async def for_settlement(self, settlement_id: str) -> list[SettlementEvent]:
-        return await self.get_all(
-            select(SettlementEvent)
-            .where(SettlementEvent.settlement_id == settlement_id)
-            .order_by(SettlementEvent.seq)
-        )
+        return await self.get_all(_EVENTS_OF, {"settlement_id": settlement_id})
 
     async def for_settlements(self, ids: list[str]) -> dict[str, list[SettlementEvent]]:
         out: dict[str, list[SettlementEvent]] = {i: [] for i in ids}

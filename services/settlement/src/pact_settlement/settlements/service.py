@@ -196,7 +196,7 @@ class SettlementService:
             f"idem:{CREATE_SCOPE}:{idempotency_key}",
             *([f"intent:{intent_hint}"] if intent_hint else []),
         )
-        replay = await self._replay(idempotency_key, request_fp, intent_hint)
+        replay, existing = await self._replay(idempotency_key, request_fp, intent_hint)
         if replay is not None:
             self.metrics.settlements.labels("replayed", replay.rail).inc()
             return CreateResult(await self.read(replay), created=False)
@@ -222,7 +222,8 @@ class SettlementService:
                 f"{', '.join(self.settings.enabled_rails)})",
                 code=ProblemCode.RAIL_NOT_AVAILABLE,
             ) from exc
-        existing = await self.settlements.get_by_intent(verified.accept.intent_id)
+        if verified.accept.intent_id != intent_hint:
+            existing = await self.settlements.get_by_intent(verified.accept.intent_id)
         if existing is not None:
             raise Conflict(
                 f"a settlement for intent_id {existing.intent_id!r} already exists with a "
@@ -241,7 +242,7 @@ class SettlementService:
                 self.metrics.settlements.labels("refused", rail_label).inc()
                 raise Unprocessable(exc.detail, code=exc.code) from exc
         idem_row = await self.idempotency.record(
-            CREATE_SCOPE, idempotency_key, request_fp, settlement.id
+            CREATE_SCOPE, idempotency_key, request_fp, settlement.id, flush=False
         )
         outcome = await RailStepExecutor(
             self.session,
@@ -258,6 +259,7 @@ class SettlementService:
                 actor=actor,
                 request_id=request_id,
             ),
+            new_settlement=True,
         )
         if outcome.status is StepStatus.FAILED:
             self.metrics.settlements.labels("failed", rail_name).inc()
@@ -298,20 +300,24 @@ class SettlementService:
 
     async def _replay(
         self, idempotency_key: str, request_fp: str, intent_id: str | None
-    ) -> Settlement | None:
+    ) -> tuple[Settlement | None, Settlement | None]:
+        """``(replay, existing)``: the settlement an identical earlier request made (answer it
+        again), else the settlement already recorded for ``intent_id`` by a different request
+        (a 409 once the new request is verified), else ``(None, None)``."""
         row = await self.idempotency.lookup(CREATE_SCOPE, idempotency_key, request_fp)
         settlement: Settlement | None = None
+        existing: Settlement | None = None
         if row is not None and row.resource_id is not None:
             settlement = await self.settlements.get_by_id(row.resource_id)
         elif intent_id is not None:
-            candidate = await self.settlements.get_by_intent(intent_id)
-            if candidate is not None and candidate.request_fingerprint == request_fp:
-                settlement = candidate
+            existing = await self.settlements.get_by_intent(intent_id)
+            if existing is not None and existing.request_fingerprint == request_fp:
+                settlement, existing = existing, None
         if settlement is None:
-            return None
+            return None, existing
         if settlement.state == SettlementState.FAILED:
             raise self._failure_error(settlement, persist=False)
-        return settlement
+        return settlement, None
 
     def _failure_error(self, settlement: Settlement, *, persist: bool) -> SettlementError:
         code = settlement.failure_code or FailureCode.FAILED_ESCROW
@@ -352,18 +358,19 @@ class SettlementService:
             request_fingerprint=request_fp,
         )
         try:
-            async with self.session.begin_nested():
-                await state_machine.start(
-                    self.session,
-                    settlement,
-                    actor=actor,
-                    request_id=request_id,
-                    data={
-                        "amount": decimal_text(verified.amount),
-                        "bond": decimal_text(verified.bond),
-                        "rail": rail_name,
-                    },
-                )
+            # No SAVEPOINT: on a unique violation the whole request rolls back (the 409 below
+            # is not persisted), so there is nothing to keep.
+            await state_machine.start(
+                self.session,
+                settlement,
+                actor=actor,
+                request_id=request_id,
+                data={
+                    "amount": decimal_text(verified.amount),
+                    "bond": decimal_text(verified.bond),
+                    "rail": rail_name,
+                },
+            )
         except IntegrityError as exc:  # a concurrent writer won despite the named lock
             raise Conflict(
                 f"a settlement for intent_id {accept.intent_id!r} already exists",
@@ -382,6 +389,5 @@ class SettlementService:
             envelope=verified.terms.envelope,
             message_hash_hex=str(verified.terms.envelope["message_hash_hex"]),
             signer=verified.seller,
-        )
-        await self.session.flush()
+        )  # flushed with the idempotency record and the rail operation, before the rail call
         return settlement

@@ -154,7 +154,7 @@ async def start(
     settlement.state = S.PENDING.value
     settlement.created_at = now
     settlement.updated_at = now
-    await SettlementRepository.from_session(session).add(settlement)
+    await SettlementRepository.from_session(session).add(settlement, flush=False)
     event = SettlementEvent(
         settlement_id=settlement.id,
         seq=1,
@@ -200,10 +200,8 @@ async def transition(
     set_committed_value(settlement, "state", target.value)
     for key, value in values.items():
         set_committed_value(settlement, key, value)
-    events = SettlementEventRepository.from_session(session)
-    row = SettlementEvent(
-        settlement_id=settlement.id,
-        seq=await events.next_seq(settlement.id),
+    return await SettlementEventRepository.from_session(session).append(
+        settlement.id,
         event=event.value,
         from_state=current.value,
         to_state=target.value,
@@ -213,7 +211,6 @@ async def transition(
         request_id=request_id,
         created_at=now,
     )
-    return await events.add(row)
 
 
 async def note(
@@ -228,10 +225,8 @@ async def note(
 ) -> SettlementEvent:
     """Append an event that changes no state (``from_state = to_state``), e.g. a rejected
     challenge. The caller holds the settlement's row lock, as for :func:`transition`."""
-    events = SettlementEventRepository.from_session(session)
-    row = SettlementEvent(
-        settlement_id=settlement.id,
-        seq=await events.next_seq(settlement.id),
+    return await SettlementEventRepository.from_session(session).append(
+        settlement.id,
         event=event,
         from_state=settlement.state,
         to_state=settlement.state,
@@ -241,4 +236,3 @@ async def note(
         request_id=request_id,
         created_at=utcnow(),
     )
-    return await events.add(row)
