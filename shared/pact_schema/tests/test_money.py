@@ -35,6 +35,18 @@ def test_decimals_go_to_the_wire_exactly_or_not_at_all() -> None:
         decimal_to_wire(Decimal("0.12345678901234567890123"))
 
 
+def test_equal_decimals_give_one_wire_number_and_refusals_repeat() -> None:
+    # decimal_to_wire is memoised by value: equal Decimals of any exponent share an answer.
+    assert decimal_to_wire(Decimal("5")) == 5
+    assert isinstance(decimal_to_wire(Decimal("5.000")), int)
+    assert decimal_to_wire(Decimal("0.10")) == decimal_to_wire(Decimal("0.1")) == 0.1
+    for _ in range(2):
+        with pytest.raises(WireMoneyError):
+            decimal_to_wire(Decimal("0.12345678901234567890123"))
+        with pytest.raises(WireMoneyError):
+            decimal_to_wire(Decimal("NaN"))
+
+
 def test_decimal_text_parsing_refuses_nan_and_garbage() -> None:
     assert parse_decimal_text(" 1.25 ") == Decimal("1.25")
     for bad in ["NaN", "Infinity", "abc", ""]:

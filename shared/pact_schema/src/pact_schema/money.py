@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 __all__ = [
     "WireMoneyError",
@@ -45,6 +46,14 @@ def decimal_to_wire(value: Decimal) -> int | float:
     """The JSON number for ``value``; refuses amounts a double cannot carry exactly."""
     if not value.is_finite():
         raise WireMoneyError("amount must be finite")
+    return _finite_to_wire(value)
+
+
+@lru_cache(maxsize=4096)
+def _finite_to_wire(value: Decimal) -> int | float:
+    # Memoised: a pure function of the numeric value (equal Decimals such as 5 and 5.000 give
+    # the same number), and a provider writes the same few prices over and over (~2 µs each).
+    # Refusals are not cached: they raise every time. NaN/sNaN never get here (unhashable).
     if value == value.to_integral_value() and abs(value) <= _MAX_SAFE_INT:
         return int(value)
     as_float = float(value)
