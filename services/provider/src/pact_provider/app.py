@@ -17,6 +17,8 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pact_schema import Keypair, now_ms
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pact_provider import __version__
 from pact_provider.config import ProviderSettings
@@ -27,7 +29,7 @@ from pact_provider.fulfilment.handlers import fulfilment_handlers
 from pact_provider.fulfilment.service import Fulfiller
 from pact_provider.identity import load_identity
 from pact_provider.jsonio import json_bytes
-from pact_provider.negotiation.endpoints import PactFastPath
+from pact_provider.negotiation.endpoints import PACT_PATH, pact_endpoint
 from pact_provider.negotiation.endpoints import build_router as negotiation_router
 from pact_provider.negotiation.examples import build_examples
 from pact_provider.negotiation.pricing import build_price_book
@@ -43,7 +45,7 @@ from pact_provider.observability import Metrics, RequestContextMiddleware, make_
 from pact_provider.runtime import ProviderRuntime
 from pact_provider.settlement_client import HttpSettlementClient, SettlementGateway
 
-__all__ = ["app_from_env", "create_app", "freeze_startup_objects"]
+__all__ = ["ProviderApp", "app_from_env", "create_app", "freeze_startup_objects"]
 
 DESCRIPTION = """\
 A stateless Pact (pact/1.0) provider. Buyers negotiate with signed envelopes at
@@ -84,6 +86,37 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+class ProviderApp(FastAPI):
+    """The provider's FastAPI app, whose outermost layer answers ``POST /pact`` itself.
+
+    ``/pact`` is the one hot route. Through FastAPI it would pass ``FastAPI.__call__``,
+    Starlette's ``__call__``, the server-error, exception-telemetry and body-limit middleware,
+    the request context, the exception middleware, an exit-stack middleware, the router and the
+    route. Here it goes to :attr:`pact_stack` at once: the same request context
+    (``RequestContextMiddleware``: request id, one access line, HTTP metrics) and the same
+    server-error guard (``ServerErrorMiddleware`` with the app's 500 handler) around
+    :func:`~pact_provider.negotiation.endpoints.pact_endpoint`. Everything else, and ``/pact``
+    under a root path, goes through FastAPI unchanged; the ``/pact`` route stays registered
+    for OpenAPI.
+    """
+
+    pact_stack: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == PACT_PATH
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+            and not self.root_path
+            and self.pact_stack is not None
+        ):
+            scope["app"] = self
+            await self.pact_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: ProviderSettings | None = None,
     *,
@@ -92,7 +125,7 @@ def create_app(
     settlement_transport: httpx.AsyncBaseTransport | None = None,
     after_settlement: AfterSettlement | None = None,
     log_stream: TextIO | None = None,
-) -> FastAPI:
+) -> ProviderApp:
     """Build one provider app. Raises ``ConfigError`` when the key or price book is unusable.
 
     ``keypair``, ``clock``, ``settlement_transport`` and ``log_stream`` exist for tests and
@@ -178,7 +211,7 @@ def create_app(
                 await settlement.aclose()
             log.info("pact.provider.stopped")
 
-    app = FastAPI(
+    app = ProviderApp(
         title="Pact provider",
         version=__version__,
         description=DESCRIPTION,
@@ -197,8 +230,12 @@ def create_app(
     install_error_handlers(app)
     app.include_router(negotiation_router(build_examples()))
     app.include_router(discovery_router())
-    app.add_middleware(PactFastPath)  # inside RequestContextMiddleware (added last = outermost)
     app.add_middleware(RequestContextMiddleware, log=log, metrics=metrics, routes=ROUTES)
+    app.pact_stack = ServerErrorMiddleware(
+        RequestContextMiddleware(pact_endpoint, log=log, metrics=metrics, routes=ROUTES),
+        handler=app.exception_handlers[Exception],
+        debug=app.debug,
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -216,7 +253,7 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> ProviderApp:
     """Factory for uvicorn (``pact_provider.app:app_from_env``): settings from the environment."""
     app = create_app()
     freeze_startup_objects()

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from pact_provider.errors import (
     PROBLEM_MEDIA_TYPE,
@@ -27,10 +27,10 @@ from pact_provider.runtime import ProviderRuntime
 
 __all__ = [
     "PACT_PATH",
-    "PactFastPath",
     "answer",
     "build_router",
     "pact",
+    "pact_endpoint",
     "read_body",
     "receive_body",
 ]
@@ -142,51 +142,36 @@ async def pact(request: Request) -> Response:
     return Response(payload, media_type=JSON_MEDIA_TYPE)
 
 
-class PactFastPath:
-    """Pure ASGI middleware that answers ``POST /pact`` itself and passes everything else on.
+async def pact_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /pact`` as a bare ASGI app: the body from ``receive``, the signed reply (or the
+    problem document of a :class:`ProviderError`) in two ASGI messages.
 
-    ``/pact`` is the one hot route. Behind the user middleware FastAPI still runs its exception
-    middleware, an exit-stack middleware, the router's route matching and two exit stacks per
-    request, and the route's ``Request``/``Response`` objects cost more again (together ~40 µs
-    per message); this reads the body from ``receive`` and sends the reply with two ASGI
-    messages, through the same :func:`answer` as the route, rendering ``ProviderError``s as the
-    app's handler does. Unexpected errors propagate to the app's server-error handler as
-    before. The route stays registered for OpenAPI (and serves ``/pact`` when the app is
-    mounted under a root path).
+    ``ProviderApp`` runs it as the first thing it does for a ``POST /pact``, inside the request
+    context and the server-error guard only: FastAPI's middleware stack, router and route
+    (whose ``Request``/``Response`` objects and exit stacks cost more than the rest of the
+    HTTP handling together) stay out of the hot path. It goes through the same :func:`answer`
+    as the route and renders errors as the app's handlers do; unexpected errors propagate.
     """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != PACT_PATH
-            or scope["method"] != "POST"
-            or scope.get("root_path")
-        ):
-            await self.app(scope, receive, send)
-            return
-        runtime: ProviderRuntime = scope["app"].state.provider
-        try:
-            payload = await answer(
-                runtime, lambda limit: receive_body(scope["headers"], receive, limit), scope
-            )
-        except ProviderError as exc:
-            response = problem_response(exc.status, exc.code, exc.detail, exc.headers)
-            await response(scope, receive, send)
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-length", str(len(payload)).encode("ascii")),
-                    (b"content-type", _JSON_BYTES),
-                ],
-            }
+    runtime: ProviderRuntime = scope["app"].state.provider
+    try:
+        payload = await answer(
+            runtime, lambda limit: receive_body(scope["headers"], receive, limit), scope
         )
-        await send({"type": "http.response.body", "body": payload})
+    except ProviderError as exc:
+        response = problem_response(exc.status, exc.code, exc.detail, exc.headers)
+        await response(scope, receive, send)
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-length", str(len(payload)).encode("ascii")),
+                (b"content-type", _JSON_BYTES),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
 
 
 def build_router(examples: OpenAPIExamples) -> APIRouter:
