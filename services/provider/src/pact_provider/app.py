@@ -29,7 +29,7 @@ from pact_provider.fulfilment.handlers import fulfilment_handlers
 from pact_provider.fulfilment.service import Fulfiller
 from pact_provider.identity import load_identity
 from pact_provider.jsonio import json_bytes
-from pact_provider.negotiation.endpoints import PACT_PATH, pact_endpoint
+from pact_provider.negotiation.endpoints import PACT_PATH, PactEndpoint
 from pact_provider.negotiation.endpoints import build_router as negotiation_router
 from pact_provider.negotiation.examples import build_examples
 from pact_provider.negotiation.pricing import build_price_book
@@ -41,7 +41,12 @@ from pact_provider.negotiation.service import (
     Policy,
     no_fulfilment,
 )
-from pact_provider.observability import Metrics, RequestContextMiddleware, make_logger
+from pact_provider.observability import (
+    Metrics,
+    RequestContext,
+    RequestContextMiddleware,
+    make_logger,
+)
 from pact_provider.runtime import ProviderRuntime
 from pact_provider.settlement_client import HttpSettlementClient, SettlementGateway
 
@@ -92,12 +97,13 @@ class ProviderApp(FastAPI):
     ``/pact`` is the one hot route. Through FastAPI it would pass ``FastAPI.__call__``,
     Starlette's ``__call__``, the server-error, exception-telemetry and body-limit middleware,
     the request context, the exception middleware, an exit-stack middleware, the router and the
-    route. Here it goes to :attr:`pact_stack` at once: the same request context
-    (``RequestContextMiddleware``: request id, one access line, HTTP metrics) and the same
-    server-error guard (``ServerErrorMiddleware`` with the app's 500 handler) around
-    :func:`~pact_provider.negotiation.endpoints.pact_endpoint`. Everything else, and ``/pact``
-    under a root path, goes through FastAPI unchanged; the ``/pact`` route stays registered
-    for OpenAPI.
+    route. Here it goes to :attr:`pact_stack` at once:
+    :class:`~pact_provider.negotiation.endpoints.PactEndpoint` with the app's
+    ``RequestContext`` (request id, one access line, HTTP metrics: the same object
+    ``RequestContextMiddleware`` uses for every other request) inside the same server-error
+    guard FastAPI puts outermost (``ServerErrorMiddleware`` with the app's 500 handler).
+    Everything else, and ``/pact`` under a root path, goes through FastAPI unchanged; the
+    ``/pact`` route stays registered for OpenAPI.
     """
 
     pact_stack: ASGIApp | None = None
@@ -230,9 +236,10 @@ def create_app(
     install_error_handlers(app)
     app.include_router(negotiation_router(build_examples()))
     app.include_router(discovery_router())
-    app.add_middleware(RequestContextMiddleware, log=log, metrics=metrics, routes=ROUTES)
+    context = RequestContext(log=log, metrics=metrics, routes=ROUTES)
+    app.add_middleware(RequestContextMiddleware, context=context)
     app.pact_stack = ServerErrorMiddleware(
-        RequestContextMiddleware(pact_endpoint, log=log, metrics=metrics, routes=ROUTES),
+        PactEndpoint(context),
         handler=app.exception_handlers[Exception],
         debug=app.debug,
     )

@@ -32,6 +32,7 @@ __all__ = [
     "JsonLogFormatter",
     "Logger",
     "Metrics",
+    "RequestContext",
     "RequestContextMiddleware",
     "make_logger",
 ]
@@ -388,15 +389,14 @@ class AccessLine:
         self.fields = fields
 
 
-class RequestContextMiddleware:
-    """Pure ASGI middleware: request id (from ``X-Request-ID`` or new), echoed in the response,
-    bound to every log line of the request; one access log line (see :class:`AccessLine`) and
-    HTTP metrics per request."""
+class RequestContext:
+    """What every request gets, whichever layer serves it: a request id (from ``X-Request-ID``
+    or new) bound to every log line of the request, one access line (see :class:`AccessLine`)
+    and the HTTP metrics. :meth:`begin` and :meth:`end` bracket a request;
+    :class:`RequestContextMiddleware` brackets FastAPI's stack with them, ``POST /pact``'s
+    endpoint its own handling (and sets the header on its reply itself)."""
 
-    def __init__(
-        self, app: ASGIApp, *, log: Logger, metrics: Metrics, routes: Collection[str]
-    ) -> None:
-        self.app = app
+    def __init__(self, *, log: Logger, metrics: Metrics, routes: Collection[str]) -> None:
         self.log = log
         self.metrics = metrics
         self.routes = frozenset(routes)
@@ -413,15 +413,46 @@ class RequestContextMiddleware:
             return token
         return var.set(request_id)
 
+    def begin(self, scope: Scope) -> tuple[tuple[bytes, bytes], Token[Any], float]:
+        """Start a request: puts its :class:`AccessLine` into the scope and binds its id.
+        Returns the ``X-Request-ID`` response header, the binding's token and the start
+        time, for :meth:`end`."""
+        request_id = _request_id(scope)
+        scope[ACCESS_LINE] = AccessLine()
+        token = self._bind_request_id(request_id)
+        return (b"x-request-id", request_id.encode("ascii")), token, time.perf_counter()
+
+    def end(self, scope: Scope, status: int, started: float, token: Token[Any]) -> None:
+        """Finish a request: HTTP metrics, the access line, the request id unbound."""
+        seconds = time.perf_counter() - started
+        path = scope["path"]
+        route = path if path in self.routes else "other"
+        self.metrics.http_request(scope["method"], route, status, seconds)
+        line: AccessLine = scope[ACCESS_LINE]
+        fields = line.fields
+        fields["method"] = scope["method"]
+        fields["path"] = path[:256]
+        fields["status"] = status
+        fields["duration_ms"] = round(seconds * 1000, 3)
+        self.log.info(line.event, **fields)
+        token.var.reset(token)
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware: the :class:`RequestContext` around every HTTP request, the request
+    id echoed in the response; the status is the one the response starts with (500 when the
+    app raised before starting one)."""
+
+    def __init__(self, app: ASGIApp, *, context: RequestContext) -> None:
+        self.app = app
+        self.context = context
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
-        header = (b"x-request-id", request_id.encode("ascii"))
+        header, token, started = self.context.begin(scope)
         status = 500
-        started = time.perf_counter()
-        line = scope[ACCESS_LINE] = AccessLine()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -430,18 +461,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        token = self._bind_request_id(request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            seconds = time.perf_counter() - started
-            path = scope["path"]
-            route = path if path in self.routes else "other"
-            self.metrics.http_request(scope["method"], route, status, seconds)
-            fields = line.fields
-            fields["method"] = scope["method"]
-            fields["path"] = path[:256]
-            fields["status"] = status
-            fields["duration_ms"] = round(seconds * 1000, 3)
-            self.log.info(line.event, **fields)
-            token.var.reset(token)
+            self.context.end(scope, status, started, token)

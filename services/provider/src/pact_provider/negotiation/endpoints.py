@@ -22,15 +22,15 @@ from pact_provider.errors import (
 from pact_provider.jsonio import json_bytes
 from pact_provider.negotiation.examples import OpenAPIExamples
 from pact_provider.negotiation.schemas import Envelope
-from pact_provider.observability import ACCESS_LINE, AccessLine
+from pact_provider.observability import ACCESS_LINE, AccessLine, RequestContext
 from pact_provider.runtime import ProviderRuntime
 
 __all__ = [
     "PACT_PATH",
+    "PactEndpoint",
     "answer",
     "build_router",
     "pact",
-    "pact_endpoint",
     "read_body",
     "receive_body",
 ]
@@ -116,7 +116,7 @@ async def answer(
 ) -> bytes:
     """The JSON bytes of the signed reply to one ``POST /pact`` body, with the message metrics.
 
-    The transcript event goes into the request's access line when ``RequestContextMiddleware``
+    The transcript event goes into the request's access line when its ``RequestContext``
     made one, else on a line of its own. Raises :class:`ProviderError` (a problem document)
     when no signed reply is possible.
     """
@@ -142,36 +142,52 @@ async def pact(request: Request) -> Response:
     return Response(payload, media_type=JSON_MEDIA_TYPE)
 
 
-async def pact_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-    """``POST /pact`` as a bare ASGI app: the body from ``receive``, the signed reply (or the
-    problem document of a :class:`ProviderError`) in two ASGI messages.
+class PactEndpoint:
+    """``POST /pact`` as a bare ASGI app, with its :class:`RequestContext`: the body from
+    ``receive``, the signed reply (or the problem document of a :class:`ProviderError`) in two
+    ASGI messages carrying ``X-Request-ID``; the access line and HTTP metrics at the end.
 
-    ``ProviderApp`` runs it as the first thing it does for a ``POST /pact``, inside the request
-    context and the server-error guard only: FastAPI's middleware stack, router and route
-    (whose ``Request``/``Response`` objects and exit stacks cost more than the rest of the
-    HTTP handling together) stay out of the hot path. It goes through the same :func:`answer`
-    as the route and renders errors as the app's handlers do; unexpected errors propagate.
+    ``ProviderApp`` runs it as the first thing it does for a ``POST /pact``, inside the
+    server-error guard only: FastAPI's middleware stack, router and route (whose
+    ``Request``/``Response`` objects and exit stacks cost more than the rest of the HTTP
+    handling together) and the request-context middleware's ``send`` wrapper stay out of the
+    hot path. It goes through the same :func:`answer` as the route and renders errors as the
+    app's handlers do; unexpected errors propagate (status 500 in the access line).
     """
-    runtime: ProviderRuntime = scope["app"].state.provider
-    try:
-        payload = await answer(
-            runtime, lambda limit: receive_body(scope["headers"], receive, limit), scope
-        )
-    except ProviderError as exc:
-        response = problem_response(exc.status, exc.code, exc.detail, exc.headers)
-        await response(scope, receive, send)
-        return
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-length", str(len(payload)).encode("ascii")),
-                (b"content-type", _JSON_BYTES),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+
+    def __init__(self, context: RequestContext) -> None:
+        self.context = context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        header, token, started = self.context.begin(scope)
+        status = 500
+        try:
+            runtime: ProviderRuntime = scope["app"].state.provider
+            try:
+                payload = await answer(
+                    runtime, lambda limit: receive_body(scope["headers"], receive, limit), scope
+                )
+            except ProviderError as exc:
+                response = problem_response(exc.status, exc.code, exc.detail, exc.headers)
+                response.raw_headers.append(header)
+                status = exc.status
+                await response(scope, receive, send)
+                return
+            status = 200
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-length", str(len(payload)).encode("ascii")),
+                        (b"content-type", _JSON_BYTES),
+                        header,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            self.context.end(scope, status, started, token)
 
 
 def build_router(examples: OpenAPIExamples) -> APIRouter:
