@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -35,6 +36,8 @@ _SET_BALANCES = (
     )
     .execution_options(synchronize_session=False)
 )
+_JOURNAL_TRANSACTIONS = cast(Table, JournalTransaction.__table__)
+_JOURNAL_LEGS = cast(Table, JournalLeg.__table__)
 _JOURNAL_BY_KEY = select(JournalTransaction).where(
     JournalTransaction.idempotency_key == bindparam("key")
 )
@@ -113,7 +116,29 @@ class JournalRepository(RepositoryBase[JournalTransaction]):
         )
 
     async def insert(self, transaction: JournalTransaction, legs: list[JournalLeg]) -> None:
-        self.session.add(transaction)
-        await self.session.flush()
-        self.session.add_all(legs)
-        await self.session.flush()
+        """Two plain INSERTs (the legs in one statement). The ORM's unit of work is skipped on
+        purpose: a posting is written once and never changed, and the flush machinery cost
+        more than the statements; the objects stay detached, for reading only."""
+        await self.session.execute(
+            insert(_JOURNAL_TRANSACTIONS),
+            {
+                "id": transaction.id,
+                "kind": transaction.kind,
+                "idempotency_key": transaction.idempotency_key,
+                "settlement_id": transaction.settlement_id,
+                "memo": transaction.memo,
+                "created_at": transaction.created_at,
+            },
+        )
+        await self.session.execute(
+            insert(_JOURNAL_LEGS),
+            [
+                {
+                    "transaction_id": leg.transaction_id,
+                    "account_id": leg.account_id,
+                    "bucket": leg.bucket,
+                    "amount": leg.amount,
+                }
+                for leg in legs
+            ],
+        )

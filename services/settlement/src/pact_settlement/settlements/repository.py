@@ -58,6 +58,29 @@ def _state_update(columns: frozenset[str]) -> Any:
     )
 
 
+_EVENT_COLUMNS = (
+    "event",
+    "from_state",
+    "to_state",
+    "actor",
+    "reason",
+    "data",
+    "request_id",
+    "created_at",
+)
+_APPEND_EVENT = (
+    insert(SettlementEvent)
+    .values(
+        settlement_id=bindparam("p_settlement_id"),
+        seq=select(func.coalesce(func.max(SettlementEvent.seq), 0) + 1)
+        .where(SettlementEvent.settlement_id == bindparam("p_settlement_id"))
+        .scalar_subquery(),
+        **{column: bindparam(f"p_{column}") for column in _EVENT_COLUMNS},
+    )
+    .returning(SettlementEvent)
+)
+
+
 class SettlementRepository(RepositoryBase[Settlement]):
     model = Settlement
 
@@ -162,17 +185,10 @@ class SettlementEventRepository(RepositoryBase[SettlementEvent]):
         returned with the row (no separate ``SELECT max(seq)`` round trip). Writers hold the
         settlement's row lock, and ``(settlement_id, seq)`` is unique, so two writers can
         never take the same number."""
-        next_seq = (
-            select(func.coalesce(func.max(SettlementEvent.seq), 0) + 1)
-            .where(SettlementEvent.settlement_id == settlement_id)
-            .scalar_subquery()
-        )
-        stmt = (
-            insert(SettlementEvent)
-            .values(settlement_id=settlement_id, seq=next_seq, **values)
-            .returning(SettlementEvent)
-        )
-        return (await self.session.scalars(stmt)).one()
+        params = {f"p_{column}": values.get(column) for column in _EVENT_COLUMNS}
+        params["p_settlement_id"] = settlement_id
+        params["p_data"] = values.get("data") or {}
+        return (await self.session.scalars(_APPEND_EVENT, params)).one()
 
     async def for_settlement(self, settlement_id: str) -> list[SettlementEvent]:
         return await self.get_all(_EVENTS_OF, {"settlement_id": settlement_id})
