@@ -69,7 +69,8 @@ FRAMEWORK = (
     "<frozen",
     "cli.py",
     "Middleware.__call__",
-    "PactFastPath.__call__",
+    "ProviderApp.__call__",
+    "PactEndpoint.__call__",
 )
 
 
