@@ -118,7 +118,7 @@ class JournalRepository(RepositoryBase[JournalTransaction]):
     async def insert(self, transaction: JournalTransaction, legs: list[JournalLeg]) -> None:
         """Two plain INSERTs (the legs in one statement). The ORM's unit of work is skipped on
         purpose: a posting is written once and never changed, and the flush machinery cost
-        more than the statements; the objects stay detached, for reading only."""
+        more than the statements; the objects stay outside the session, for reading only."""
         await self.session.execute(
             insert(_JOURNAL_TRANSACTIONS),
             {
