@@ -275,11 +275,23 @@ def test_every_image_dependency_has_a_wheel(service: str, machine: str) -> None:
 # --- the builder stage, replayed ---------------------------------------------------------------
 
 
+def _uv_binary() -> Path | None:
+    """The uv that stands in for the image's: ``$UV`` (what ``make`` passes to check.sh), the
+    one on PATH, or the one ``make install`` bootstraps into ``.dev/tools`` (as CI has it)."""
+    for candidate in (os.environ.get("UV"), shutil.which("uv"), ROOT / ".dev/tools/bin/uv"):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate).resolve()
+    return None
+
+
 def _replay_builder(service: str, scratch: Path) -> Path:
     """Run the builder stage's instructions under ``scratch`` (as the image's root)."""
     builder = stages(parse_dockerfile(dockerfile(service)))["builder"]
     patterns = dockerignore_patterns()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
+    uv = _uv_binary()
+    assert uv is not None
+    env["PATH"] = f"{uv.parent}{os.pathsep}{env.get('PATH', '')}"
     workdir = scratch
 
     def inside(path: str) -> Path:
@@ -296,7 +308,7 @@ def _replay_builder(service: str, scratch: Path) -> Path:
         elif ins.keyword == "COPY":
             parts = ins.args.split()
             if any(p.startswith("--from=") for p in parts):
-                continue  # the uv binary: the one on this machine's PATH stands in
+                continue  # the uv binary: this machine's (_uv_binary) stands in
             *sources, target = parts
             into_dir = target.endswith("/") or len(sources) > 1
             for source in sources:
@@ -338,8 +350,8 @@ def _copy_context(
 @pytest.fixture(scope="module")
 def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """The virtualenv each image would contain (built once per service), source tree removed."""
-    if shutil.which("uv") is None:
-        pytest.skip("uv is not on PATH")
+    if _uv_binary() is None:
+        pytest.skip("no uv: not on PATH, not in $UV, not bootstrapped into .dev/tools by make")
     built: dict[str, Path] = {}
 
     def build(service: str) -> Path:
