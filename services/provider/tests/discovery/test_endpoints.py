@@ -67,6 +67,27 @@ async def test_readyz_is_503_when_settlement_is_unhealthy(settlement: FakeSettle
     assert response.json()["checks"]["settlement"] == "unreachable"
 
 
+async def test_readyz_with_settlement_optional_stays_ready_through_a_settlement_outage(
+    settlement: FakeSettlement,
+) -> None:
+    settlement.healthy = False
+    async with running_provider(settlement=settlement) as p:
+        optional = await p.http.get("/readyz", params={"settlement": "optional"})
+        required = await p.http.get("/readyz")
+    assert optional.status_code == 200
+    assert optional.json() == {
+        "status": "ready",
+        "checks": {"config": "ok", "signing_key": "ok", "settlement": "unreachable"},
+    }
+    assert required.status_code == 503
+
+
+async def test_readyz_refuses_an_unknown_settlement_scope(settlement: FakeSettlement) -> None:
+    async with running_provider(settlement=settlement) as p:
+        response = await p.http.get("/readyz", params={"settlement": "sometimes"})
+    assert response.status_code == 422
+
+
 async def test_readyz_is_503_when_settlement_cannot_be_reached() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)

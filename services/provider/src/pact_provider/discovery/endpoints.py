@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
@@ -40,7 +40,8 @@ def build_router() -> APIRouter:
         readyz,
         methods=["GET"],
         tags=["operations"],
-        summary="Readiness: configuration loaded, signing key present, settlement reachable",
+        summary="Readiness: configuration loaded, signing key present, settlement reachable "
+        "(`?settlement=optional`: without the last)",
         response_class=Response,
         responses={503: {"description": "Not ready; `checks` says what is missing."}},
     )
@@ -64,7 +65,18 @@ async def healthz() -> Response:
     return Response(b'{"status":"ok"}', media_type=_JSON)
 
 
-async def readyz(runtime: RuntimeDep) -> Response:
+async def readyz(
+    runtime: RuntimeDep,
+    settlement: Annotated[
+        Literal["required", "optional"],
+        Query(
+            description="`optional`: ready as soon as this replica can answer INTENTs, whatever "
+            "settlement's state (still reported in `checks`). Kubernetes' readinessProbe uses it, "
+            "so a settlement outage does not take the negotiation path out of rotation; ACCEPTs "
+            "are then refused with 503 + Retry-After."
+        ),
+    ] = "required",
+) -> Response:
     checks: dict[str, Any] = {
         "config": "ok",
         "signing_key": "ephemeral" if runtime.identity.ephemeral else "ok",
@@ -73,7 +85,7 @@ async def readyz(runtime: RuntimeDep) -> Response:
         checks["settlement"] = "not configured"
     else:
         checks["settlement"] = "ok" if await runtime.settlement.ping() else "unreachable"
-    ready = checks["settlement"] == "ok"
+    ready = settlement == "optional" or checks["settlement"] == "ok"
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return Response(json_bytes(body), status_code=200 if ready else 503, media_type=_JSON)
 
