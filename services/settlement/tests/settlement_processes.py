@@ -67,9 +67,14 @@ def process(module: str, env: dict[str, str], cwd: Path) -> Iterator[str]:
                 time.sleep(0.2)
         yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=20)
+
+
+def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes], *, timeout_s: float) -> None:
+    """SIGTERM (a graceful shutdown), then SIGKILL if it has not exited after ``timeout_s``."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

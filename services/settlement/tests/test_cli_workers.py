@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pact_settlement.cli import EXIT_USAGE, main
-from settlement_processes import clean_env, free_port
+from settlement_processes import clean_env, free_port, stop
 
 TOKEN, ADMIN = "cli-provider-token-0123456789abcd", "cli-admin-token-0123456789abcdef"
 
@@ -93,12 +92,7 @@ def test_two_workers_serve_one_sqlite_database(tmp_path: Path) -> None:
         }
         assert len(published) == 1  # one RECEIPT key, whichever worker answers
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=30)
     out = log_path.read_text()
     assert out.count("settlement.stopped") == 2, out[-4000:]
     assert "uvicorn.access" not in out  # serve runs without uvicorn's access log, as one worker
