@@ -258,7 +258,8 @@ async def _demo() -> int:
         _say(f"delivery   {delivery.get('status')}: commitment {delivery.get('commit_hash_hex')}")
         proof = "verified" if result.delivery_verified else "DOES NOT MATCH"
         _say(
-            f"payload    sha256(payload || nonce) {proof}: {(result.payload or b'').decode()[:120]}"
+            f"payload    sha256(payload_b64 + nonce_b64) {proof}: "
+            f"{(result.payload or b'').decode()[:120]}"
         )
         intent_id = result.intent_id
         _say("\nwaiting for the challenge window to close and the sweeper to release ...")

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from decimal import Decimal
 from typing import Any
 
 import httpx
+from pact_schema import commit_hash_hex
 from pact_schema.client import NegotiationResult, PactClient
 from pact_schema.envelope import sign_message, verify_envelope
 from pact_schema.keys import Keypair
@@ -44,7 +44,9 @@ def _fake_provider(*, tamper_delivery: bool = False) -> httpx.MockTransport:
         else:
             assert msg["quote"]["message"]["type"] == "ASK"
             payload, nonce = b"forecast: sunny", b"n0nce"
-            commitment = hashlib.sha256(payload + nonce).hexdigest()
+            commitment = commit_hash_hex(
+                base64.b64encode(payload).decode(), base64.b64encode(nonce).decode()
+            )
             if tamper_delivery:
                 payload = b"forecast: rain"
             reply = {

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pact_schema import commit_hash_hex
 from pact_schema.cli import EXIT_OK, EXIT_REFUSED, main
 from pact_schema.envelope import sign_message
 from pact_schema.keys import Keypair
@@ -17,6 +17,10 @@ PROVIDER = Keypair(bytes([7] * 32))
 BUYER = Keypair(bytes([9] * 32))
 SETTLEMENT = Keypair(bytes([11] * 32))
 PAYLOAD, NONCE = b'{"temp_c": 21.5}', b"0123456789abcdef"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _timed(kind: str, **fields: Any) -> dict[str, Any]:
@@ -32,11 +36,11 @@ def _timed(kind: str, **fields: Any) -> dict[str, Any]:
 
 def _transcript(payload: bytes = PAYLOAD) -> dict[str, Any]:
     quote = ask_envelope(PROVIDER, BUYER)
-    commit = _timed("COMMIT", commit_hash_hex=hashlib.sha256(PAYLOAD + NONCE).hexdigest())
+    commit = _timed("COMMIT", commit_hash_hex=commit_hash_hex(_b64(PAYLOAD), _b64(NONCE)))
     reveal = _timed(
         "REVEAL",
-        payload_b64=base64.b64encode(payload).decode(),
-        nonce_b64=base64.b64encode(NONCE).decode(),
+        payload_b64=_b64(payload),
+        nonce_b64=_b64(NONCE),
     )
     receipt = {
         "protocol_version": "pact/1.0",

@@ -9,7 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pact_schema import PROTOCOL_VERSION, Keypair, now_ms, parse_message, sign_message
+from pact_schema import (
+    PROTOCOL_VERSION,
+    Keypair,
+    commit_hash_hex,
+    now_ms,
+    parse_message,
+    sign_message,
+)
 from pact_schema.envelope import verify_envelope
 from pact_schema.messages import Receipt
 from pact_schema.transcript import verify_transcript
@@ -17,7 +24,7 @@ from pact_settlement.workers.sweeper import Sweeper
 
 PAYLOAD = b'{"temp_c": 12.5, "city": "Lisbon"}'
 NONCE = b"\x01\x02nonce-0001"
-COMMIT_HASH = hashlib.sha256(PAYLOAD + NONCE).hexdigest()
+COMMIT_HASH = commit_hash_hex(base64.b64encode(PAYLOAD).decode(), base64.b64encode(NONCE).decode())
 STRANGER = Keypair(bytes(range(120, 152)))
 
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from typing import Any
 
-from pact_schema import PROTOCOL_VERSION, now_ms, sign_message
+from pact_schema import PROTOCOL_VERSION, commit_hash_hex, now_ms, sign_message
 from pact_settlement.workers.sweeper import Sweeper
 
 __all__ = ["PAYLOAD", "commit", "reveal", "sweeper"]
 
 PAYLOAD = b'{"temp_c": 12.5, "city": "Lisbon"}'
 NONCE = b"rail-nonce-0001"
-COMMIT_HASH = hashlib.sha256(PAYLOAD + NONCE).hexdigest()
+COMMIT_HASH = commit_hash_hex(base64.b64encode(PAYLOAD).decode(), base64.b64encode(NONCE).decode())
 
 
 def _signed(kind: str, intent_id: str, signer: Any, **fields: Any) -> dict[str, Any]:

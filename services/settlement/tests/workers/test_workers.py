@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -13,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pact_schema import PROTOCOL_VERSION, Keypair, now_ms, sign_message, verify_envelope
+from pact_schema import (
+    PROTOCOL_VERSION,
+    Keypair,
+    commit_hash_hex,
+    now_ms,
+    sign_message,
+    verify_envelope,
+)
 from pact_settlement.app import create_app
 from pact_settlement.config import Environment, SettlementSettings
 from pact_settlement.kit.observability import Metrics
@@ -92,7 +98,9 @@ async def _deliver(api: Any, pact: Any, intent_id: str) -> None:
         "COMMIT",
         intent_id,
         pact.provider,
-        commit_hash_hex=hashlib.sha256(PAYLOAD + NONCE).hexdigest(),
+        commit_hash_hex=commit_hash_hex(
+            base64.b64encode(PAYLOAD).decode(), base64.b64encode(NONCE).decode()
+        ),
     )
     response = await api.client.post(
         f"/v1/settlements/{intent_id}/commit", json={"commit": commit}, headers=headers

@@ -2,6 +2,7 @@
 
 from pact_schema.canonical import CanonicalJSONError, canonical_json, parse_json
 from pact_schema.codes import FailureCode
+from pact_schema.commit import commit_hash_hex, reveal_matches
 from pact_schema.envelope import (
     ENVELOPE_VERSION,
     Envelope,
@@ -55,6 +56,7 @@ __all__ = [
     "Reveal",
     "VerifiedEnvelope",
     "canonical_json",
+    "commit_hash_hex",
     "decimal_from_wire",
     "decimal_to_wire",
     "message_hash_hex",
@@ -63,6 +65,7 @@ __all__ = [
     "parse_decimal_text",
     "parse_json",
     "parse_message",
+    "reveal_matches",
     "sign_message",
     "verify_envelope",
 ]

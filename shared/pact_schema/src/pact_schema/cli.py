@@ -137,7 +137,7 @@ def _print_human(result: NegotiationResult) -> None:
             print(f"delivery: {status}")
         else:
             proof = "verified" if result.delivery_verified else "DOES NOT MATCH the commitment"
-            print(f"delivery: {status}; sha256(payload || nonce) {proof}")
+            print(f"delivery: {status}; sha256(payload_b64 + nonce_b64) {proof}")
         if result.payload is not None:
             preview = result.payload[:200].decode("utf-8", "replace")
             print(f"payload ({len(result.payload)} bytes): {preview}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel
 
+from pact_schema.commit import reveal_matches
 from pact_schema.envelope import (
     EnvelopeError,
     VerifiedEnvelope,
@@ -66,7 +66,8 @@ class NegotiationResult:
     payload: bytes | None = None
     """The delivered payload, when the provider delivered with hash_reveal."""
     delivery_verified: bool | None = None
-    """True when sha256(payload || nonce) equals the provider's commitment; None: no delivery."""
+    """True when sha256(payload_b64 + nonce_b64) equals the provider's commitment; None: no
+    delivery."""
 
     @property
     def delivery(self) -> dict[str, Any] | None:
@@ -256,15 +257,18 @@ class PactClient:
         delivery = result.delivery
         if delivery is None or "payload_b64" not in delivery:
             return
-        try:
-            payload = base64.b64decode(str(delivery["payload_b64"]), validate=True)
-            nonce = base64.b64decode(str(delivery["nonce_b64"]), validate=True)
-        except (KeyError, binascii.Error):
+        payload_b64, nonce_b64 = delivery.get("payload_b64"), delivery.get("nonce_b64")
+        if not isinstance(payload_b64, str) or not isinstance(nonce_b64, str):
             result.delivery_verified = False
             return
-        commitment = str(delivery.get("commit_hash_hex", "")).lower()
+        try:
+            payload = base64.b64decode(payload_b64, validate=True)
+        except (binascii.Error, ValueError):
+            result.delivery_verified = False
+            return
         result.payload = payload
-        result.delivery_verified = hashlib.sha256(payload + nonce).hexdigest() == commitment
+        commitment = str(delivery.get("commit_hash_hex", ""))
+        result.delivery_verified = reveal_matches(commitment, payload_b64, nonce_b64)
 
     async def _send_logged(
         self, result: NegotiationResult, message: BaseModel

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from pact_schema.commit import reveal_matches
 from pact_schema.envelope import EnvelopeError, verify_envelope
 from pact_schema.messages import MessageValidationError, parse_message
 
@@ -41,13 +39,10 @@ def _entries(document: Any) -> list[tuple[str, Any]]:
 
 
 def _hash_reveal_holds(commit: dict[str, Any], reveal: dict[str, Any]) -> bool:
-    try:
-        payload = base64.b64decode(reveal["payload_b64"], validate=True)
-        nonce = base64.b64decode(reveal["nonce_b64"], validate=True)
-    except (KeyError, binascii.Error, TypeError):
+    payload_b64, nonce_b64 = reveal.get("payload_b64"), reveal.get("nonce_b64")
+    if not isinstance(payload_b64, str) or not isinstance(nonce_b64, str):
         return False
-    expected = str(commit.get("commit_hash_hex", "")).lower()
-    return hashlib.sha256(payload + nonce).hexdigest() == expected
+    return reveal_matches(str(commit.get("commit_hash_hex", "")), payload_b64, nonce_b64)
 
 
 def verify_transcript(document: Any, *, settlement_key: str | None = None) -> TranscriptCheck:
@@ -87,7 +82,7 @@ def verify_transcript(document: Any, *, settlement_key: str | None = None) -> Tr
         holds = any(_hash_reveal_holds(commit, reveal) for commit in commits)
         check.record(
             holds,
-            "REVEAL matches the COMMIT (sha256(payload || nonce))"
+            "REVEAL matches the COMMIT (sha256(payload_b64 + nonce_b64))"
             if holds
             else "REVEAL does not hash to any COMMIT in the transcript",
         )

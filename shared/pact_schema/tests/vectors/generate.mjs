@@ -1,10 +1,12 @@
 // Writes vectors.json: golden vectors produced by the JavaScript model of the
 // Pact SDK in pact_js.mjs (tweetnacl + bs58 + node:crypto), never by our
 // Python code. Run: npm ci && node generate.mjs
+import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import bs58 from "bs58";
 import {
   canonicalize,
+  computeCommitHash,
   keyPairFromSeedHex,
   messageHashHex,
   sha256Hex,
@@ -224,6 +226,67 @@ addEnvelope(
   acceptSentAt + 2,
 );
 
+// ---------------------------------------------------------------- commit / reveal
+// A seller's COMMIT and REVEAL made the reference way: the commitment hashes the
+// two base64 texts. The payload has non-ASCII JSON and the nonce is 16 random-looking
+// bytes, so hashing the decoded bytes instead would give a different digest.
+const revealPayloadB64 = Buffer.from(
+  JSON.stringify({ city: "Zürich", temp_c: 21.5, note: "🗽 & ünïcode" }),
+  "utf8",
+).toString("base64");
+const revealNonceB64 = Buffer.from(
+  Array.from({ length: 16 }, (_, i) => (i * 37 + 11) & 0xff),
+).toString("base64");
+const commitHash = computeCommitHash(revealPayloadB64, revealNonceB64);
+const commitSentAt = T0 + 600;
+addEnvelope(
+  "commit",
+  "seller",
+  {
+    protocol_version: "pact/1.0",
+    type: "COMMIT",
+    intent_id: "intent-commit-reveal-1",
+    commit_hash_hex: commitHash,
+    sent_at_ms: commitSentAt,
+    expires_at_ms: commitSentAt + 60000,
+  },
+  commitSentAt + 1,
+);
+addEnvelope(
+  "reveal",
+  "seller",
+  {
+    protocol_version: "pact/1.0",
+    type: "REVEAL",
+    intent_id: "intent-commit-reveal-1",
+    payload_b64: revealPayloadB64,
+    nonce_b64: revealNonceB64,
+    sent_at_ms: commitSentAt + 50,
+    expires_at_ms: commitSentAt + 50 + 60000,
+  },
+  commitSentAt + 51,
+);
+const commitReveal = [
+  {
+    name: "reference_rule",
+    payload_b64: revealPayloadB64,
+    nonce_b64: revealNonceB64,
+    commit_hash_hex: commitHash,
+    decoded_bytes_sha256_hex: createHash("sha256")
+      .update(Buffer.concat([
+        Buffer.from(revealPayloadB64, "base64"),
+        Buffer.from(revealNonceB64, "base64"),
+      ]))
+      .digest("hex"),
+  },
+  {
+    name: "empty_payload",
+    payload_b64: "",
+    nonce_b64: "AAAAAAAAAAAAAAAAAAAAAA==",
+    commit_hash_hex: computeCommitHash("", "AAAAAAAAAAAAAAAAAAAAAA=="),
+  },
+];
+
 // ---------------------------------------------------------------- tampered
 const clone = (v) => structuredClone(v);
 const base = byName.intent_string_scope;
@@ -323,9 +386,11 @@ const vectors = {
   signers: Object.values(signers).map(({ keyPair, ...rest }) => rest),
   canonical,
   envelopes,
+  commit_reveal: commitReveal,
   tampered,
 };
 writeFileSync(new URL("vectors.json", here), JSON.stringify(vectors, null, 2) + "\n");
 console.log(
-  `wrote vectors.json: ${canonical.length} canonical, ${envelopes.length} envelopes, ${tampered.length} tampered`,
+  `wrote vectors.json: ${canonical.length} canonical, ${envelopes.length} envelopes, ` +
+    `${commitReveal.length} commit/reveal, ${tampered.length} tampered`,
 );

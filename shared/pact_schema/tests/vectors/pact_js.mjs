@@ -53,6 +53,16 @@ export function messageHashHex(message) {
   return sha256Hex(canonicalize(message));
 }
 
+// The reference SDK's hash_reveal commitment (exchange/commit.ts): SHA-256 of
+// the UTF-8 text payload_b64 + nonce_b64 (the base64 strings, not the bytes).
+export function computeCommitHash(payloadB64, nonceB64) {
+  return createHash("sha256").update(payloadB64 + nonceB64, "utf8").digest("hex");
+}
+
+export function verifyReveal(commitHashHex, payloadB64, nonceB64) {
+  return computeCommitHash(payloadB64, nonceB64).toLowerCase() === String(commitHashHex).toLowerCase();
+}
+
 export function keyPairFromSeedHex(seedHex) {
   const seed = Buffer.from(seedHex, "hex");
   if (seed.length !== 32) throw new Error("seed must be 32 bytes");

@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from pact_schema import PROTOCOL_VERSION, Keypair, now_ms, sign_message
+from pact_schema import PROTOCOL_VERSION, Keypair, commit_hash_hex, now_ms, sign_message
 
 from pact_provider.errors import SettlementUnavailable
 from pact_provider.fulfilment.handlers import FulfilmentRequest, HandlerBook
@@ -21,16 +21,11 @@ from pact_provider.negotiation.service import SettledAgreement
 from pact_provider.observability import Logger
 from pact_provider.settlement_client import SettlementGateway, SettlementRefused
 
-__all__ = ["Fulfiller", "commitment_of"]
+__all__ = ["Fulfiller"]
 
 _NONCE_CONTEXT = b"pact-provider/fulfilment-nonce/1:"
 _COMMITTABLE = frozenset({"locked"})
 _REVEALABLE = frozenset({"locked", "committed"})
-
-
-def commitment_of(payload: bytes, nonce: bytes) -> str:
-    """The hash_reveal commitment: SHA-256 of payload ‖ nonce, lowercase hex."""
-    return hashlib.sha256(payload + nonce).hexdigest()
 
 
 class Fulfiller:
@@ -84,13 +79,14 @@ class Fulfiller:
                 buyer_key=terms.buyer_key,
             )
         )
-        nonce = self._nonce(intent_id)
-        commit_hash = commitment_of(payload, nonce)
+        payload_b64 = base64.b64encode(payload).decode("ascii")
+        nonce_b64 = base64.b64encode(self._nonce(intent_id)).decode("ascii")
+        commit_hash = commit_hash_hex(payload_b64, nonce_b64)
         delivery: dict[str, Any] = {
             "proof_type": "hash_reveal",
             "commit_hash_hex": commit_hash,
-            "payload_b64": base64.b64encode(payload).decode("ascii"),
-            "nonce_b64": base64.b64encode(nonce).decode("ascii"),
+            "payload_b64": payload_b64,
+            "nonce_b64": nonce_b64,
         }
         state = agreement.settlement.state
         try:

@@ -54,7 +54,7 @@ _COMMON: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/{intent_id}/commit",
     response_model=SettlementRead,
-    summary="Record the seller's COMMIT (sha256 of payload ‖ nonce): locked → committed",
+    summary="Record the seller's COMMIT (sha256 of payload_b64 + nonce_b64): locked → committed",
     responses={
         **_COMMON,
         403: problem_doc("Not signed by the settlement's seller", "FAILED_IDENTITY", 403),

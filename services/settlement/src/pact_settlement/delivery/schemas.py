@@ -29,7 +29,7 @@ class CommitBody(BaseModel):
                         "message": {
                             **_TIMES,
                             "type": "COMMIT",
-                            "commit_hash_hex": "<sha256 hex of payload ‖ nonce>",
+                            "commit_hash_hex": "<sha256 hex of payload_b64 + nonce_b64>",
                             "sent_at_ms": 1764158401000,
                             "expires_at_ms": 1764158431000,
                         },

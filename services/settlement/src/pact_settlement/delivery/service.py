@@ -1,9 +1,10 @@
 """hash_reveal delivery (PROTOCOL.md: payment only on verifiable proof; objective slashing).
 
-* **COMMIT** (seller): records ``commit_hash_hex`` = sha256(payload ‖ nonce) against a
+* **COMMIT** (seller): records ``commit_hash_hex`` = sha256(payload_b64 + nonce_b64) against a
   ``locked`` settlement → ``committed``. The same commitment again is a no-op (200); a
   different one after a commitment was recorded is refused (409).
-* **REVEAL** (seller): sha256(b64decode(payload) ‖ b64decode(nonce)) is compared with the
+* **REVEAL** (seller): sha256(payload_b64 + nonce_b64) (the reference SDK's rule: the two
+  base64 texts, not the decoded bytes) is compared with the
   commitment. Match before the delivery deadline → ``delivered`` (``delivered_at`` = now,
   ``challenge_ends_at`` = now + ``challenge_window_ms``; a zero window releases at once, in
   this request). Mismatch → refund + slash, ``FAILED_PROOF``; after the deadline → refund +
@@ -42,6 +43,7 @@ from pact_schema import (
     MessageValidationError,
     VerifiedEnvelope,
     canonical_json,
+    commit_hash_hex,
     verify_envelope,
 )
 from pact_schema.messages import Commit, Message, Reject, Reveal
@@ -124,10 +126,11 @@ def _b64(value: str, field: str) -> bytes:
 
 
 def reveal_digest(reveal: Reveal) -> tuple[str, bytes, bytes]:
-    """sha256(payload ‖ nonce) hex of a REVEAL, with the decoded payload and nonce."""
+    """The REVEAL's commitment (sha256 of ``payload_b64 + nonce_b64``, the reference rule),
+    with the decoded payload and nonce (both must be standard base64)."""
     payload = _b64(reveal.payload_b64, "payload_b64")
     nonce = _b64(reveal.nonce_b64, "nonce_b64")
-    return hashlib.sha256(payload + nonce).hexdigest(), payload, nonce
+    return commit_hash_hex(reveal.payload_b64, reveal.nonce_b64), payload, nonce
 
 
 class DeliveryService:
@@ -514,7 +517,7 @@ class DeliveryService:
                 return _Verdict(True, f"the REVEAL hashes to {digest}, not {s.commit_hash_hex}")
             return _Verdict(
                 False,
-                f"sha256(payload ‖ nonce) of the recorded REVEAL is {digest}, exactly the "
+                f"sha256(payload_b64 + nonce_b64) of the recorded REVEAL is {digest}, exactly the "
                 "committed hash",
             )
         assert s.delivered_at is not None
@@ -540,9 +543,7 @@ class DeliveryService:
         row = await self.transcripts.latest_of_kind(s.id, "REVEAL")
         if row is not None and row.envelope_json != OMITTED:
             reveal = json.loads(row.envelope_json)["message"]
-            payload = base64.b64decode(reveal["payload_b64"])
-            nonce = base64.b64decode(reveal["nonce_b64"])
-            return hashlib.sha256(payload + nonce).hexdigest()
+            return commit_hash_hex(str(reveal["payload_b64"]), str(reveal["nonce_b64"]))
         return s.reveal_hash_hex
 
     async def _quoted_latency_ms(self, s: Settlement) -> int | None:

@@ -147,9 +147,12 @@ class SettlementRead(BaseModel):
     failure_code: str | None
     failure_detail: str | None
     locked_at: datetime | None = Field(description="when the funds were locked")
-    commit_hash_hex: str | None = Field(description="the seller's COMMIT: sha256(payload ‖ nonce)")
+    commit_hash_hex: str | None = Field(
+        description="the seller's COMMIT: sha256(payload_b64 + nonce_b64)"
+    )
     reveal_hash_hex: str | None = Field(
-        description="sha256(payload ‖ nonce) of the REVEAL received (the payload is not kept)"
+        description="sha256(payload_b64 + nonce_b64) of the REVEAL received (the payload is "
+        "not kept)"
     )
     delivered_at: datetime | None
     challenge_ends_at: datetime | None = Field(

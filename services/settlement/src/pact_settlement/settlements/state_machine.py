@@ -57,7 +57,7 @@ __all__ = [
 class SettlementState(StrEnum):
     PENDING = "pending"  # recorded; the rail lock is being made
     LOCKED = "locked"  # buyer funds (and seller bond) held
-    COMMITTED = "committed"  # the seller's COMMIT (sha256 of payload ‖ nonce) is recorded
+    COMMITTED = "committed"  # the seller's COMMIT (sha256 of payload_b64 + nonce_b64) is recorded
     DELIVERED = "delivered"  # valid proof received; challenge window running
     RELEASED = "released"  # paid to the seller; bond returned
     REFUNDED = "refunded"  # returned to the buyer; bond returned to the seller
