@@ -28,6 +28,7 @@ from pact_settlement.rails.base import RailStep
 from pact_settlement.rails.ledger import LedgerRail
 from pact_settlement.rails.repository import rail_idempotency_key
 from pact_settlement.settlements import state_machine
+from pact_settlement.settlements.lookup import find_settlement
 from pact_settlement.settlements.rail_steps import (
     PlannedTransition,
     RailStepExecutor,
@@ -89,8 +90,8 @@ async def _finish(
         RailStep.SLASH: ((), SettlementEventType.SLASHED),
     }[step]
     async with maker() as session, session.begin():
-        settlement = await SettlementRepository.from_session(session).get_by_intent(
-            intent_id, for_update=True
+        settlement = await find_settlement(
+            SettlementRepository.from_session(session), intent_id, for_update=True
         )
         assert settlement is not None
         for before in event[0]:

@@ -107,6 +107,15 @@ class SettlementSettings(BaseSettings):
         ge=0,
         description="Refuse ACCEPTs whose challenge_window_ms is longer than this.",
     )
+    commit_grace_ms: int = Field(
+        default=30_000,
+        ge=1_000,
+        le=3_600_000,
+        description="How long after its quote expires a locked settlement may still get the "
+        "seller's COMMIT (a buyer may resend its ACCEPT while the quote is valid; the provider "
+        "then delivers). No COMMIT by then (or by the delivery deadline, if sooner): refunded "
+        "to the buyer, bond returned, COMMIT_WINDOW_MISSED.",
+    )
     db_pool_size: int = Field(default=10, ge=1, description="Postgres connection pool size.")
     db_max_overflow: int = Field(default=10, ge=0, description="Extra Postgres connections.")
     db_pool_timeout_s: float = Field(

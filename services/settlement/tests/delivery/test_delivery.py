@@ -270,19 +270,26 @@ async def test_reveal_after_the_deadline_is_delivery_deadline_missed(flow: Flow,
 async def test_missed_deadline_is_ended_by_the_sweeper_with_refund_and_slash(
     flow: Flow, api: Any, pact: Any
 ) -> None:
+    """A COMMIT is a promise to deliver those bytes: missing the deadline after it slashes.
+    A trade nobody committed to is refunded without slashing (COMMIT_WINDOW_MISSED), at the
+    end of its commit window, here the delivery deadline since that comes first."""
     silent = await flow.locked(seller_funds="1", delivery_in_ms=10_000)
     committed = await flow.locked(delivery_in_ms=10_000)
     assert (await flow.post(committed, "commit", commit_of(pact, committed))).status_code == 200
     assert (await flow.sweeper().run_once()).handled == 0
     flow.clock.offset_ms = 10_500
     report = await flow.sweeper().run_once()
-    assert report.ended == {silent: "slashed", committed: "slashed"}
-    for intent_id in (silent, committed):
+    assert report.ended == {silent: "refunded", committed: "slashed"}
+    for intent_id, code in (
+        (silent, "COMMIT_WINDOW_MISSED"),
+        (committed, "DELIVERY_DEADLINE_MISSED"),
+    ):
         body = await api.settlement(intent_id)
-        assert body["failure_code"] == "DELIVERY_DEADLINE_MISSED"
+        assert body["failure_code"] == code
         assert body["events"][-1]["actor"] == "sweeper"
-        assert (await flow.receipt(body)).failure_code == "DELIVERY_DEADLINE_MISSED"
-    assert await api.balances(pact.buyer.public_key_b58) == (Decimal("2.00032"), Decimal(0))
+        assert (await flow.receipt(body)).failure_code == code
+    # Both prices back; one bond slashed to the buyer, the silent one's bond returned.
+    assert await api.balances(pact.buyer.public_key_b58) == (Decimal("2.00016"), Decimal(0))
 
 
 async def test_reveal_needs_a_commit_and_base64(flow: Flow, pact: Any) -> None:
@@ -314,8 +321,8 @@ async def test_upheld_latency_challenge_inside_the_window_refunds(
     flow: Flow, api: Any, pact: Any
 ) -> None:
     intent_id = await flow.locked()
+    flow.clock.offset_ms = 400  # the quote promised latency_ms = 100, measured lock → COMMIT
     assert (await flow.post(intent_id, "commit", commit_of(pact, intent_id))).status_code == 200
-    flow.clock.offset_ms = 400  # the quote promised latency_ms = 100
     revealed = await flow.post(intent_id, "reveal", reveal_of(pact, intent_id))
     assert revealed.json()["state"] == "delivered"
     challenge = challenge_of(pact, intent_id, "LATENCY_BREACH")
@@ -332,6 +339,33 @@ async def test_upheld_latency_challenge_inside_the_window_refunds(
     assert again.status_code == 200
     assert again.json()["state"] == "refunded"
     assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1), Decimal(0))
+
+
+async def test_latency_is_measured_to_the_commit_not_the_reveal(
+    flow: Flow, api: Any, pact: Any
+) -> None:
+    """The promise covers lock → COMMIT on this service's clock; a slow REVEAL after a quick
+    COMMIT is no breach, and the measurement is in the COMMIT event and transcript."""
+    intent_id = await flow.locked()
+    committed = await flow.post(intent_id, "commit", commit_of(pact, intent_id))
+    commit_event = committed.json()["events"][-1]
+    assert commit_event["event"] == "settlement.committed"
+    assert commit_event["data"]["quoted_latency_ms"] == 100
+    assert commit_event["data"]["latency_ms"] <= 100
+    flow.clock.offset_ms = 5_000
+    assert (await flow.post(intent_id, "reveal", reveal_of(pact, intent_id))).status_code == 200
+    challenge = challenge_of(pact, intent_id, "LATENCY_BREACH")
+    refused = await flow.post(intent_id, "challenge", challenge)
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "CHALLENGE_REJECTED"
+    transcript = await api.client.get(
+        f"/v1/settlements/{intent_id}/transcript", headers=api.admin_auth
+    )
+    commit_entry = next(e for e in transcript.json()["envelopes"] if e["kind"] == "commit")
+    assert commit_entry["detail"] == {
+        "latency_ms": commit_event["data"]["latency_ms"],
+        "quoted_latency_ms": 100,
+    }
 
 
 async def test_unfounded_challenge_is_rejected_recorded_and_the_window_still_releases(

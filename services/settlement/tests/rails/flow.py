@@ -11,6 +11,7 @@ from pact_settlement.kit.time import utcnow
 from pact_settlement.rails.base import RailStep
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements import state_machine
+from pact_settlement.settlements.lookup import find_settlement
 from pact_settlement.settlements.rail_steps import PlannedTransition, RailStepExecutor, StepPlan
 from pact_settlement.settlements.repository import SettlementRepository
 from pact_settlement.settlements.state_machine import SettlementEventType as E
@@ -53,8 +54,8 @@ def after_grace(settings: Any) -> Any:
 async def deliver(maker: async_sessionmaker[AsyncSession], intent_id: str) -> None:
     """locked → committed → delivered (what COMMIT + a valid REVEAL do)."""
     async with maker() as session, session.begin():
-        row = await SettlementRepository.from_session(session).get_by_intent(
-            intent_id, for_update=True
+        row = await find_settlement(
+            SettlementRepository.from_session(session), intent_id, for_update=True
         )
         assert row is not None
         await state_machine.transition(session, row, E.COMMITTED, actor="test")
@@ -65,8 +66,8 @@ async def run_step(
     maker: async_sessionmaker[AsyncSession], settings: Any, intent_id: str, plan: StepPlan
 ) -> Any:
     async with maker() as session:
-        row = await SettlementRepository.from_session(session).get_by_intent(
-            intent_id, for_update=True
+        row = await find_settlement(
+            SettlementRepository.from_session(session), intent_id, for_update=True
         )
         assert row is not None
         outcome = await RailStepExecutor(session, settings=settings, metrics=Metrics()).run(
@@ -80,7 +81,7 @@ async def state_of(
     maker: async_sessionmaker[AsyncSession], intent_id: str
 ) -> tuple[str, list[str]]:
     async with maker() as session:
-        row = await SettlementRepository.from_session(session).get_by_intent(intent_id)
+        row = await find_settlement(SettlementRepository.from_session(session), intent_id)
         assert row is not None
         ops = await RailOperationRepository.from_session(session).for_settlement(row.id)
         return row.state, [f"{o.step}:{o.status}" for o in ops]

@@ -211,6 +211,7 @@ async def test_a_missed_delivery_deadline_slashes_the_bond_to_the_buyer_on_chain
 ) -> None:
     chain = tester_chain
     body = await locked(api, pact, chain, bond=Decimal("0.25"))
+    await lifecycle.commit(api, pact, body["intent_id"])  # a promise to deliver, then silence
     buyer_before = await chain.balance(chain.buyer)
     clock.offset_ms = 31_000  # the ACCEPT's delivery deadline is 30 s away
     report = await lifecycle.sweeper(app).run_once()

@@ -29,6 +29,7 @@ from pact_settlement.rails.base import (
 )
 from pact_settlement.rails.repository import RailOperationRepository, rail_idempotency_key
 from pact_settlement.settlements import state_machine
+from pact_settlement.settlements.lookup import find_settlement
 from pact_settlement.settlements.rail_steps import (
     PlannedTransition,
     RailStepExecutor,
@@ -131,8 +132,8 @@ async def _locked(api: Any, pact: Any) -> str:
 
 async def _deliver(maker: async_sessionmaker[AsyncSession], intent_id: str) -> None:
     async with maker() as session, session.begin():
-        row = await SettlementRepository.from_session(session).get_by_intent(
-            intent_id, for_update=True
+        row = await find_settlement(
+            SettlementRepository.from_session(session), intent_id, for_update=True
         )
         assert row is not None
         await state_machine.transition(session, row, E.COMMITTED, actor="test")
@@ -146,8 +147,8 @@ async def _run(
     plan: StepPlan,
 ) -> Any:
     async with maker() as session:
-        row = await SettlementRepository.from_session(session).get_by_intent(
-            intent_id, for_update=True
+        row = await find_settlement(
+            SettlementRepository.from_session(session), intent_id, for_update=True
         )
         assert row is not None
         outcome = await RailStepExecutor(session, settings=settings, metrics=Metrics()).run(
@@ -160,7 +161,7 @@ async def _run(
 async def _state(maker: async_sessionmaker[AsyncSession], intent_id: str) -> tuple[str, list[str]]:
     async with maker() as session:
         repo = SettlementRepository.from_session(session)
-        row = await repo.get_by_intent(intent_id)
+        row = await find_settlement(repo, intent_id)
         assert row is not None
         ops = await RailOperationRepository.from_session(session).for_settlement(row.id)
         return row.state, [f"{o.step}:{o.status}" for o in ops]
@@ -372,8 +373,8 @@ async def test_ledger_steps_run_inside_the_callers_transaction(
     intent_id = accept["message"]["intent_id"]
     await _deliver(sessionmaker, intent_id)
     async with sessionmaker() as session:
-        row = await SettlementRepository.from_session(session).get_by_intent(
-            intent_id, for_update=True
+        row = await find_settlement(
+            SettlementRepository.from_session(session), intent_id, for_update=True
         )
         assert row is not None
         outcome = await RailStepExecutor(session, settings=settings, metrics=Metrics()).run(

@@ -28,6 +28,7 @@ from pact_settlement.rails import registry
 from pact_settlement.rails.base import RailOpStatus, RailResult, RailSettlement, RailStep
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.receipts.keys import SigningKeyError, dev_key_path, load_signing_key
+from pact_settlement.settlements.lookup import find_settlement
 from pact_settlement.settlements.repository import (
     SettlementEventRepository,
     SettlementRepository,
@@ -92,7 +93,7 @@ def _signed(kind: str, intent_id: str, signer: Keypair, **fields: Any) -> dict[s
     return sign_message(message, signer)
 
 
-async def _deliver(api: Any, pact: Any, intent_id: str) -> None:
+async def _commit(api: Any, pact: Any, intent_id: str) -> None:
     headers = {**api.provider_auth, "Idempotency-Key": f"c-{intent_id}"}
     commit = _signed(
         "COMMIT",
@@ -106,6 +107,11 @@ async def _deliver(api: Any, pact: Any, intent_id: str) -> None:
         f"/v1/settlements/{intent_id}/commit", json={"commit": commit}, headers=headers
     )
     assert response.status_code == 200, response.text
+
+
+async def _deliver(api: Any, pact: Any, intent_id: str) -> None:
+    await _commit(api, pact, intent_id)
+    headers = {**api.provider_auth, "Idempotency-Key": f"r-{intent_id}"}
     reveal = _signed(
         "REVEAL",
         intent_id,
@@ -113,7 +119,6 @@ async def _deliver(api: Any, pact: Any, intent_id: str) -> None:
         payload_b64=base64.b64encode(PAYLOAD).decode(),
         nonce_b64=base64.b64encode(NONCE).decode(),
     )
-    headers["Idempotency-Key"] = f"r-{intent_id}"
     response = await api.client.post(
         f"/v1/settlements/{intent_id}/reveal", json={"reveal": reveal}, headers=headers
     )
@@ -129,7 +134,7 @@ def _sweeper(app: Any) -> Sweeper:
 
 async def _terminal_events(maker: async_sessionmaker[AsyncSession], intent_id: str) -> list[str]:
     async with maker() as session:
-        row = await SettlementRepository.from_session(session).get_by_intent(intent_id)
+        row = await find_settlement(SettlementRepository.from_session(session), intent_id)
         assert row is not None
         events = await SettlementEventRepository.from_session(session).for_settlement(row.id)
     return [e.event for e in events if e.to_state in ("released", "refunded", "slashed")]
@@ -148,6 +153,8 @@ async def test_racing_sweepers_end_each_settlement_exactly_once(
         intents.append(accept["message"]["intent_id"])
         if i % 2:
             await _deliver(api, pact, intents[-1])  # window 5 s, deadline 10 s
+        else:
+            await _commit(api, pact, intents[-1])  # committed, then never revealed
     clock.offset_ms = 11_000
     sweepers = [_sweeper(app) for _ in range(3)]
     reports = await asyncio.gather(*(s.run_once() for s in sweepers))
@@ -179,12 +186,13 @@ async def test_crash_between_recording_and_the_rail_call_is_finished_by_the_reco
     accept = pact.accept(delivery_in_ms=10_000)
     assert (await api.create(accept, rail="memory")).status_code == 201
     intent_id = accept["message"]["intent_id"]
+    await _commit(api, pact, intent_id)
     clock.offset_ms = 11_000
     rail.crash_before.add("slash")
     with pytest.raises(Crash):
         await _sweeper(app).run_once()
     body = await api.settlement(intent_id)
-    assert body["state"] == "locked"
+    assert body["state"] == "committed"
     async with app.state.sessionmaker() as session:
         [pending] = await RailOperationRepository.from_session(session).pending()
     assert (pending.step, pending.idempotency_key) == ("slash", f"settlement-{body['id']}-slash")
@@ -226,7 +234,7 @@ async def test_the_app_runs_the_sweeper_and_stops_it_on_shutdown(
             break
         await asyncio.sleep(0.05)
     assert body["state"] == "refunded"
-    assert body["failure_code"] == "DELIVERY_DEADLINE_MISSED"
+    assert body["failure_code"] == "COMMIT_WINDOW_MISSED"
     runner = app.state.workers
     assert runner is not None
     await runner.stop()

@@ -65,3 +65,12 @@ class FailureCode(StrEnum):
     """A buyer challenge arrived after the challenge window ended."""
     CHALLENGE_REJECTED = "CHALLENGE_REJECTED"
     """A buyer challenge named no objective ground that the records support."""
+    DELIVERY_WINDOW_TOO_SHORT = "DELIVERY_WINDOW_TOO_SHORT"
+    """The ACCEPT's delivery_deadline_ms leaves the provider less time than it needs to deliver
+    (its signed ASK states the minimum); refused before any funds lock."""
+    FULFILMENT_FAILED = "FULFILMENT_FAILED"
+    """The seller could not produce the goods after the funds locked; the buyer is refunded in
+    full at once and no bond is slashed (the seller's signed abort)."""
+    COMMIT_WINDOW_MISSED = "COMMIT_WINDOW_MISSED"
+    """No COMMIT arrived while the settlement could still be delivered (quote expiry + the
+    settlement's commit grace); the buyer is refunded in full and no bond is slashed."""

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 
 from pact_settlement.db.session import DBSession
-from pact_settlement.delivery.schemas import ChallengeBody, CommitBody, RevealBody
+from pact_settlement.delivery.schemas import AbortBody, ChallengeBody, CommitBody, RevealBody
 from pact_settlement.delivery.service import DeliveryService
 from pact_settlement.kit.auth import ProviderPrincipal
 from pact_settlement.kit.deps import AppMetrics, Clock, RequestId, Settings
 from pact_settlement.kit.openapi import AUTH_ERRORS, problem_doc
+from pact_settlement.settlements.endpoints import SettlementRef
 from pact_settlement.settlements.lifecycle import LifecycleApplier
 from pact_settlement.settlements.schemas import SettlementRead
 
@@ -47,12 +48,12 @@ IdempotencyKey = Annotated[
 ]
 _COMMON: dict[int | str, dict[str, Any]] = {
     400: problem_doc("Missing Idempotency-Key", "BAD_REQUEST", 400),
-    404: problem_doc("Unknown intent_id", "NOT_FOUND", 404),
+    404: problem_doc("Unknown settlement", "NOT_FOUND", 404),
 }
 
 
 @router.post(
-    "/{intent_id}/commit",
+    "/{settlement_ref}/commit",
     response_model=SettlementRead,
     summary="Record the seller's COMMIT (sha256 of payload_b64 + nonce_b64): locked → committed",
     responses={
@@ -68,7 +69,7 @@ _COMMON: dict[int | str, dict[str, Any]] = {
     },
 )
 async def commit(
-    intent_id: str,
+    settlement_ref: SettlementRef,
     body: CommitBody,
     principal: ProviderPrincipal,
     service: Service,
@@ -76,7 +77,7 @@ async def commit(
     idempotency_key: IdempotencyKey = None,
 ) -> SettlementRead:
     return await service.commit(
-        intent_id,
+        settlement_ref,
         body.commit,
         idempotency_key=idempotency_key or "",
         actor=principal.actor,
@@ -85,7 +86,7 @@ async def commit(
 
 
 @router.post(
-    "/{intent_id}/reveal",
+    "/{settlement_ref}/reveal",
     response_model=SettlementRead,
     summary="Check the seller's REVEAL against the COMMIT: delivered, or refund + slash",
     description="Match before the delivery deadline → `delivered` (challenge window starts; "
@@ -103,7 +104,7 @@ async def commit(
     },
 )
 async def reveal(
-    intent_id: str,
+    settlement_ref: SettlementRef,
     body: RevealBody,
     principal: ProviderPrincipal,
     service: Service,
@@ -111,7 +112,7 @@ async def reveal(
     idempotency_key: IdempotencyKey = None,
 ) -> SettlementRead:
     return await service.reveal(
-        intent_id,
+        settlement_ref,
         body.reveal,
         idempotency_key=idempotency_key or "",
         actor=principal.actor,
@@ -120,7 +121,7 @@ async def reveal(
 
 
 @router.post(
-    "/{intent_id}/challenge",
+    "/{settlement_ref}/challenge",
     response_model=SettlementRead,
     summary="The buyer's challenge (a signed REJECT) inside the challenge window",
     description="No bearer token: the envelope must be signed by the settlement's buyer. "
@@ -129,7 +130,7 @@ async def reveal(
     "envelope again gets the same answer.",
     responses={
         403: problem_doc("Not signed by the settlement's buyer", "FAILED_IDENTITY", 403),
-        404: problem_doc("Unknown intent_id", "NOT_FOUND", 404),
+        404: problem_doc("Unknown settlement", "NOT_FOUND", 404),
         409: problem_doc(
             "Not delivered, or the challenge window has closed", "CHALLENGE_WINDOW_CLOSED", 409
         ),
@@ -142,6 +143,34 @@ async def reveal(
     },
 )
 async def challenge(
-    intent_id: str, body: ChallengeBody, service: Service, request_id: RequestId
+    settlement_ref: SettlementRef, body: ChallengeBody, service: Service, request_id: RequestId
 ) -> SettlementRead:
-    return await service.challenge(intent_id, body.challenge, request_id=request_id)
+    return await service.challenge(settlement_ref, body.challenge, request_id=request_id)
+
+
+@router.post(
+    "/{settlement_ref}/abort",
+    response_model=SettlementRead,
+    summary="The seller calls the trade off before delivering: full refund, bond returned",
+    description="A REJECT signed by the settlement's seller, `code` `FULFILMENT_FAILED` "
+    "(default) or `DELIVERY_WINDOW_TOO_SHORT`. Only while `locked` or `committed` (nothing "
+    "revealed yet): the buyer is refunded at once and no bond is slashed. The same envelope "
+    "again gets the settlement as it is.",
+    responses={
+        **_COMMON,
+        403: problem_doc("Not signed by the settlement's seller", "FAILED_IDENTITY", 403),
+        409: problem_doc("Pending, already revealed, or already ended", "STATE_CONFLICT", 409),
+        422: problem_doc("Bad envelope, message or code", "SCHEMA_VALIDATION_FAILED", 422),
+        **AUTH_ERRORS,
+    },
+)
+async def abort(
+    settlement_ref: SettlementRef,
+    body: AbortBody,
+    principal: ProviderPrincipal,
+    service: Service,
+    request_id: RequestId,
+) -> SettlementRead:
+    return await service.abort(
+        settlement_ref, body.abort, actor=principal.actor, request_id=request_id
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ChallengeBody", "CommitBody", "RevealBody"]
+__all__ = ["AbortBody", "ChallengeBody", "CommitBody", "RevealBody"]
 
 _ENVELOPE: dict[str, Any] = {
     "envelope_version": "pact-envelope/1.0",
@@ -41,7 +41,7 @@ class CommitBody(BaseModel):
 
     commit: dict[str, Any] = Field(
         description="COMMIT envelope signed by the settlement's seller (the quote's provider "
-        "key); `commit_hash_hex` = lowercase hex SHA-256 of payload bytes ‖ nonce bytes."
+        "key); `commit_hash_hex` = lowercase hex SHA-256 of the text payload_b64 + nonce_b64."
     )
 
 
@@ -98,4 +98,32 @@ class ChallengeBody(BaseModel):
     challenge: dict[str, Any] = Field(
         description="REJECT envelope signed by the settlement's buyer, same intent_id, `code` "
         "one of FAILED_PROOF | DELIVERY_DEADLINE_MISSED | LATENCY_BREACH, and a `reason`."
+    )
+
+
+class AbortBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "abort": {
+                        **_ENVELOPE,
+                        "message": {
+                            **_TIMES,
+                            "type": "REJECT",
+                            "code": "FULFILMENT_FAILED",
+                            "reason": "the upstream weather API answered 503",
+                            "sent_at_ms": 1764158401000,
+                            "expires_at_ms": 1764158431000,
+                        },
+                    }
+                }
+            ]
+        },
+    )
+
+    abort: dict[str, Any] = Field(
+        description="REJECT envelope signed by the settlement's seller; `code` "
+        "FULFILMENT_FAILED (default) or DELIVERY_WINDOW_TOO_SHORT."
     )

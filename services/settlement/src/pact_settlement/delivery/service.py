@@ -56,14 +56,15 @@ from pact_settlement.kit.errors import (
     BadRequest,
     Conflict,
     Forbidden,
-    NotFound,
     ProblemCode,
     SettlementError,
     Unprocessable,
 )
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms, to_ms
+from pact_settlement.receipts.service import delivery_latency_ms
 from pact_settlement.settlements.lifecycle import Lifecycle, LifecycleApplier
+from pact_settlement.settlements.lookup import find_settlement
 from pact_settlement.settlements.models import Settlement
 from pact_settlement.settlements.rail_steps import PlannedTransition
 from pact_settlement.settlements.repository import (
@@ -78,7 +79,13 @@ from pact_settlement.settlements.state_machine import (
 )
 from pact_settlement.transcripts.repository import OMITTED, TranscriptRepository
 
-__all__ = ["CHALLENGE_CODES", "ChallengeRejected", "ChallengeWindowClosed", "DeliveryService"]
+__all__ = [
+    "ABORT_CODES",
+    "CHALLENGE_CODES",
+    "ChallengeRejected",
+    "ChallengeWindowClosed",
+    "DeliveryService",
+]
 
 log = structlog.get_logger(__name__)
 S, E = SettlementState, SettlementEventType
@@ -90,6 +97,7 @@ CHALLENGE_CODES = (
     FailureCode.DELIVERY_DEADLINE_MISSED,
     FailureCode.LATENCY_BREACH,
 )
+ABORT_CODES = (FailureCode.FULFILMENT_FAILED, FailureCode.DELIVERY_WINDOW_TOO_SHORT)
 _IDENTITY_FAILURES = {
     EnvelopeFailure.BAD_HASH,
     EnvelopeFailure.HASH_MISMATCH,
@@ -164,7 +172,7 @@ class DeliveryService:
 
     @staticmethod
     def _verify(
-        raw: Any, *, expected: str, intent_id: str, what: str, identity_status: int
+        raw: Any, *, expected: str, what: str, identity_status: int
     ) -> tuple[VerifiedEnvelope, Message]:
         try:
             envelope = verify_envelope(raw)
@@ -186,19 +194,28 @@ class DeliveryService:
                 f"expected a {expected} message, got {message.type}",
                 code=FailureCode.UNEXPECTED_MESSAGE,
             )
-        if message.intent_id != intent_id:
-            raise Unprocessable(
-                f"the {expected} is for intent_id {message.intent_id!r}, not {intent_id!r}",
-                code=FailureCode.SCHEMA_VALIDATION_FAILED,
-            )
         return envelope, message
 
-    async def _locked_settlement(self, intent_id: str, *names: str) -> Settlement:
-        await lock_names(self.session, f"intent:{intent_id}", *names)
-        settlement = await self.settlements.get_by_intent(intent_id, for_update=True)
-        if settlement is None:
-            raise NotFound(f"no settlement for intent_id {intent_id!r}")
-        return settlement
+    async def _locked_settlement(
+        self,
+        ref: str,
+        message: Message,
+        *names: str,
+        buyer: str | None = None,
+        seller: str | None = None,
+    ) -> Settlement:
+        """The settlement ``ref`` names, row-locked, after the named locks (idempotency keys);
+        the signed message must be for that settlement's intent id."""
+        await lock_names(self.session, *names)
+        s = await find_settlement(
+            self.settlements, ref, buyer=buyer, seller=seller, for_update=True
+        )
+        if message.intent_id != s.intent_id:
+            raise Unprocessable(
+                f"the {message.type} is for intent_id {message.intent_id!r}, not {s.intent_id!r}",
+                code=FailureCode.SCHEMA_VALIDATION_FAILED,
+            )
+        return s
 
     @staticmethod
     def _check_key(idempotency_key: str) -> None:
@@ -266,7 +283,7 @@ class DeliveryService:
 
     async def commit(
         self,
-        intent_id: str,
+        ref: str,
         raw: dict[str, Any],
         *,
         idempotency_key: str,
@@ -274,16 +291,19 @@ class DeliveryService:
         request_id: str | None = None,
     ) -> SettlementRead:
         self._check_key(idempotency_key)
-        envelope, message = self._verify(
-            raw, expected="COMMIT", intent_id=intent_id, what="commit", identity_status=422
-        )
+        envelope, message = self._verify(raw, expected="COMMIT", what="commit", identity_status=422)
         assert isinstance(message, Commit)
         commit_hash = message.commit_hash_hex.lower()
-        request_fp = fingerprint(
-            {"intent_id": intent_id, "signer": envelope.signer, "commit_hash_hex": commit_hash}
+        s = await self._locked_settlement(
+            ref,
+            message,
+            f"idem:{COMMIT_SCOPE}:{idempotency_key}",
+            seller=envelope.signer,
         )
-        s = await self._locked_settlement(intent_id, f"idem:{COMMIT_SCOPE}:{idempotency_key}")
         self._signed_by(envelope, s.seller, "seller", s)
+        request_fp = fingerprint(
+            {"intent_id": s.intent_id, "signer": envelope.signer, "commit_hash_hex": commit_hash}
+        )
         earlier = await self.idempotency.lookup(COMMIT_SCOPE, idempotency_key, request_fp)
         if earlier is not None or s.commit_hash_hex == commit_hash:
             return await self.read(s)  # the same commitment again: the settlement as it is now
@@ -291,21 +311,28 @@ class DeliveryService:
             raise self._state_error(
                 s,
                 f"a different commitment ({s.commit_hash_hex}) is already recorded for "
-                f"{intent_id}; a commitment cannot change",
+                f"{s.intent_id}; a commitment cannot change",
             )
         if s.state != S.LOCKED:
             raise self._state_error(
-                s, f"settlement {intent_id} is {s.state}; a COMMIT needs it locked"
+                s, f"settlement {s.intent_id} is {s.state}; a COMMIT needs it locked"
             )
+        now = self.now()
+        latency = delivery_latency_ms(s.locked_at, now)
+        quoted = await self._quoted_latency_ms(s)
         await self.transcripts.store(
             settlement_id=s.id,
             kind="COMMIT",
             envelope=envelope.raw,
             message_hash_hex=envelope.envelope.message_hash_hex,
             signer=envelope.signer,
+            detail={"latency_ms": latency, "quoted_latency_ms": quoted},
         )
         await self.idempotency.record(COMMIT_SCOPE, idempotency_key, request_fp, s.id)
-        if self.now_ms() >= s.delivery_deadline_ms:
+        if s.commit_by_at is not None and now >= s.commit_by_at:
+            await self._commit_window_missed(s, actor=actor, request_id=request_id)
+            return await self.read(s)
+        if to_ms(now) >= s.delivery_deadline_ms:
             await self._deadline_fault(
                 s, actor=actor, request_id=request_id, values={"commit_hash_hex": commit_hash}
             )
@@ -313,19 +340,50 @@ class DeliveryService:
         await self.applier.transition(
             self.session,
             s,
-            PlannedTransition(E.COMMITTED, data={"commit_hash_hex": commit_hash}),
+            PlannedTransition(
+                E.COMMITTED,
+                data={
+                    "commit_hash_hex": commit_hash,
+                    "latency_ms": latency,
+                    "quoted_latency_ms": quoted,
+                },
+            ),
             actor=actor,
             request_id=request_id,
-            values={"commit_hash_hex": commit_hash},
+            values={"commit_hash_hex": commit_hash, "committed_at": now},
         )
-        log.info("settlement.committed", intent_id=intent_id, commit_hash_hex=commit_hash)
+        log.info(
+            "settlement.committed",
+            intent_id=s.intent_id,
+            commit_hash_hex=commit_hash,
+            latency_ms=latency,
+            quoted_latency_ms=quoted,
+        )
         return await self.read(s)
+
+    async def _commit_window_missed(
+        self, s: Settlement, *, actor: str, request_id: str | None
+    ) -> None:
+        assert s.commit_by_at is not None
+        detail = (
+            f"no COMMIT by {s.commit_by_at.isoformat()} (the quote's expiry plus the commit "
+            "grace): the buyer is refunded and no bond is slashed"
+        )
+        outcome = await self.lifecycle.cancel(
+            s, FailureCode.COMMIT_WINDOW_MISSED, detail, actor=actor, request_id=request_id
+        )
+        log.info(
+            "settlement.commit_window_missed",
+            intent_id=s.intent_id,
+            settlement_id=s.id,
+            outcome=outcome.status.value,
+        )
 
     # ------------------------------------------------------------------- REVEAL
 
     async def reveal(
         self,
-        intent_id: str,
+        ref: str,
         raw: dict[str, Any],
         *,
         idempotency_key: str,
@@ -333,16 +391,20 @@ class DeliveryService:
         request_id: str | None = None,
     ) -> SettlementRead:
         self._check_key(idempotency_key)
-        envelope, message = self._verify(
-            raw, expected="REVEAL", intent_id=intent_id, what="reveal", identity_status=422
-        )
+        envelope, message = self._verify(raw, expected="REVEAL", what="reveal", identity_status=422)
         assert isinstance(message, Reveal)
         digest, payload, nonce = reveal_digest(message)
+        s = await self._locked_settlement(
+            ref,
+            message,
+            f"idem:{REVEAL_SCOPE}:{idempotency_key}",
+            seller=envelope.signer,
+        )
+        self._signed_by(envelope, s.seller, "seller", s)
+        intent_id = s.intent_id
         request_fp = fingerprint(
             {"intent_id": intent_id, "signer": envelope.signer, "reveal_hash_hex": digest}
         )
-        s = await self._locked_settlement(intent_id, f"idem:{REVEAL_SCOPE}:{idempotency_key}")
-        self._signed_by(envelope, s.seller, "seller", s)
         earlier = await self.idempotency.lookup(REVEAL_SCOPE, idempotency_key, request_fp)
         if earlier is not None or (s.reveal_hash_hex is not None and s.reveal_hash_hex == digest):
             return await self.read(s)
@@ -421,17 +483,77 @@ class DeliveryService:
             },
         )
 
+    # -------------------------------------------------------------------- abort
+
+    async def abort(
+        self,
+        ref: str,
+        raw: dict[str, Any],
+        *,
+        actor: str,
+        request_id: str | None = None,
+    ) -> SettlementRead:
+        """The seller calls the trade off before delivering (a signed REJECT): the buyer is
+        refunded in full at once and the seller's bond is returned, since nothing was
+        delivered. Refused once the REVEAL is recorded (the buyer has the goods)."""
+        envelope, message = self._verify(raw, expected="REJECT", what="abort", identity_status=403)
+        assert isinstance(message, Reject)
+        s = await self._locked_settlement(ref, message, seller=envelope.signer)
+        self._signed_by(envelope, s.seller, "seller", s)
+        message_hash = envelope.envelope.message_hash_hex.lower()
+        if await self.transcripts.find(s.id, message_hash) is not None:
+            return await self.read(s)  # the same abort again
+        code = message.code or FailureCode.FULFILMENT_FAILED
+        if code not in ABORT_CODES:
+            raise Unprocessable(
+                f"an abort's code must be one of {', '.join(ABORT_CODES)}; got {code!r}",
+                code=FailureCode.SCHEMA_VALIDATION_FAILED,
+            )
+        if s.state not in (S.LOCKED, S.COMMITTED):
+            detail = (
+                "the funds are still being locked; abort once the lock has resolved"
+                if s.state == S.PENDING
+                else "the REVEAL is recorded: the buyer has the goods, the challenge window decides"
+                if s.state == S.DELIVERED
+                else "it has already ended"
+            )
+            raise self._state_error(s, f"settlement {s.intent_id} is {s.state}: {detail}")
+        await self.transcripts.store(
+            settlement_id=s.id,
+            kind="ABORT",
+            envelope=envelope.raw,
+            message_hash_hex=message_hash,
+            signer=envelope.signer,
+            detail={"code": code, "reason": message.reason},
+        )
+        outcome = await self.lifecycle.cancel(
+            s,
+            code,
+            f"the seller called the trade off before delivering: {message.reason}",
+            actor=actor,
+            request_id=request_id,
+        )
+        log.info(
+            "settlement.aborted",
+            intent_id=s.intent_id,
+            settlement_id=s.id,
+            code=code,
+            outcome=outcome.status.value,
+        )
+        return await self.read(s)
+
     # ---------------------------------------------------------------- challenge
 
     async def challenge(
-        self, intent_id: str, raw: dict[str, Any], *, request_id: str | None = None
+        self, ref: str, raw: dict[str, Any], *, request_id: str | None = None
     ) -> SettlementRead:
         envelope, message = self._verify(
-            raw, expected="REJECT", intent_id=intent_id, what="challenge", identity_status=403
+            raw, expected="REJECT", what="challenge", identity_status=403
         )
         assert isinstance(message, Reject)
-        s = await self._locked_settlement(intent_id)
+        s = await self._locked_settlement(ref, message, buyer=envelope.signer)
         self._signed_by(envelope, s.buyer, "buyer", s)
+        intent_id = s.intent_id
         message_hash = envelope.envelope.message_hash_hex.lower()
         seen = await self.transcripts.find(s.id, message_hash)
         if seen is not None:
@@ -530,13 +652,16 @@ class DeliveryService:
                 f"{'after' if late else 'before'} the deadline {s.delivery_deadline_ms}",
             )
         quoted = await self._quoted_latency_ms(s)
-        if s.locked_at is None or quoted is None:
-            return _Verdict(False, "no locked time or quoted latency is on record to judge by")
-        latency = max(0, delivered_ms - to_ms(s.locked_at))
+        latency = delivery_latency_ms(s.locked_at, s.committed_at)
+        if latency is None or quoted is None:
+            return _Verdict(
+                False, "no lock and COMMIT time or quoted latency on record to judge by"
+            )
         breach = latency > quoted
         return _Verdict(
             breach,
-            f"delivery took {latency} ms from the lock; the quote promised {quoted} ms",
+            f"the COMMIT came {latency} ms after the lock (this service's clock); the quote "
+            f"promised {quoted} ms",
         )
 
     async def _recorded_reveal_digest(self, s: Settlement) -> str | None:

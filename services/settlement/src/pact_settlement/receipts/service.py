@@ -8,8 +8,8 @@ without breaking reference buyers:
   the seller was paid, what went back to the buyer, and the seller bond paid to the buyer.
 
 ``fulfilled`` is true only for ``released``; ``failure_code`` is set whenever it is false;
-``latency_ms`` (delivery latency: REVEAL accepted minus funds locked) whenever there was a
-delivery.
+``latency_ms`` (the delivery latency a quote promises, on this service's clock: the seller's
+COMMIT recorded minus the funds locked) whenever there was a COMMIT.
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ RECEIPT_EXTRA_FIELDS = (
 _ZERO = Decimal(0)
 
 
-def delivery_latency_ms(locked_at: datetime | None, delivered_at: datetime | None) -> int | None:
-    if locked_at is None or delivered_at is None:
+def delivery_latency_ms(locked_at: datetime | None, committed_at: datetime | None) -> int | None:
+    """Milliseconds from the lock to the seller's COMMIT, on this service's clock: the
+    measure a quote's ``latency_ms`` promise (and a ``LATENCY_BREACH`` challenge) is judged by."""
+    if locked_at is None or committed_at is None:
         return None
-    return max(0, to_ms(delivered_at) - to_ms(locked_at))
+    return max(0, to_ms(committed_at) - to_ms(locked_at))
 
 
 class ReceiptIssuer:
@@ -90,7 +92,7 @@ class ReceiptIssuer:
         }
         latency = delivery_latency_ms(
             values.get("locked_at", settlement.locked_at),
-            values.get("delivered_at", settlement.delivered_at),
+            values.get("committed_at", settlement.committed_at),
         )
         if latency is not None:
             message["latency_ms"] = latency

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from pact_settlement.db.session import DBSession
 from pact_settlement.kit.auth import AnyPrincipal, ProviderPrincipal
@@ -113,26 +113,56 @@ async def list_settlements(
     )
 
 
+SettlementRef = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=256,
+        description="A settlement id (`st_…`), or the intent id (unique per buyer: when "
+        "several buyers used it, add `?buyer=` or use the settlement id)",
+    ),
+]
+BuyerFilter = Annotated[
+    str | None,
+    Query(max_length=64, description="Narrows an intent id that several buyers used"),
+]
+
+
 @router.get(
-    "/{intent_id}/transcript",
+    "/{settlement_ref}/transcript",
     summary="The settlement's signed envelopes and events, for audit (pact verify-transcript)",
-    responses={404: problem_doc("Unknown intent_id", "NOT_FOUND"), **AUTH_ERRORS},
+    responses={
+        404: problem_doc("Unknown settlement", "NOT_FOUND"),
+        409: problem_doc("The intent id names several buyers' settlements", "AMBIGUOUS_INTENT_ID"),
+        **AUTH_ERRORS,
+    },
 )
 async def get_transcript(
-    intent_id: str, principal: AnyPrincipal, session: DBSession, request: Request
+    settlement_ref: SettlementRef,
+    principal: AnyPrincipal,
+    session: DBSession,
+    request: Request,
+    buyer: BuyerFilter = None,
 ) -> dict[str, Any]:
     return await TranscriptService(
         session, settlement_public_key_b58=request.app.state.receipts.public_key_b58
-    ).document(intent_id)
+    ).document(settlement_ref, buyer=buyer)
 
 
 @router.get(
-    "/{intent_id}",
+    "/{settlement_ref}",
     response_model=SettlementRead,
     summary="One settlement with its event trail",
-    responses={404: problem_doc("Unknown intent_id", "NOT_FOUND"), **AUTH_ERRORS},
+    responses={
+        404: problem_doc("Unknown settlement", "NOT_FOUND"),
+        409: problem_doc("The intent id names several buyers' settlements", "AMBIGUOUS_INTENT_ID"),
+        **AUTH_ERRORS,
+    },
 )
 async def get_settlement(
-    intent_id: str, principal: AnyPrincipal, service: Service
+    settlement_ref: SettlementRef,
+    principal: AnyPrincipal,
+    service: Service,
+    buyer: BuyerFilter = None,
 ) -> SettlementRead:
-    return await service.get(intent_id)
+    return await service.get(settlement_ref, buyer=buyer)

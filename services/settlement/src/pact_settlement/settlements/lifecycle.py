@@ -189,7 +189,46 @@ class Lifecycle:
         """Refund the buyer; slash the seller's bond to the buyer when one is held.
         ``values``: further columns the terminal transition sets (JSON, e.g. the reveal
         digest)."""
-        slash = settlement.bond_locked > 0
+        return await self._refund(
+            settlement,
+            code,
+            detail,
+            slash=settlement.bond_locked > 0,
+            actor=actor,
+            request_id=request_id,
+            data=data,
+            values=values,
+        )
+
+    async def cancel(
+        self,
+        settlement: Settlement,
+        code: str,
+        detail: str,
+        *,
+        actor: str,
+        request_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> StepOutcome:
+        """Refund the buyer in full and return the seller's bond: nothing was delivered and
+        nobody is at fault that the records can show (the seller's own abort before delivery,
+        or a trade nobody started delivering in time)."""
+        return await self._refund(
+            settlement, code, detail, slash=False, actor=actor, request_id=request_id, data=data
+        )
+
+    async def _refund(
+        self,
+        settlement: Settlement,
+        code: str,
+        detail: str,
+        *,
+        slash: bool,
+        actor: str,
+        request_id: str | None,
+        data: dict[str, Any] | None,
+        values: dict[str, Any] | None = None,
+    ) -> StepOutcome:
         return await self.executor().run(
             settlement,
             StepPlan(

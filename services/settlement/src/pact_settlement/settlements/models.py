@@ -22,7 +22,8 @@ class Settlement(Base):
     __tablename__ = "settlements"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    intent_id: Mapped[str] = mapped_column(String(256), unique=True)
+    # Unique per buyer, not globally: see uq_settlements_buyer_intent_id below.
+    intent_id: Mapped[str] = mapped_column(String(256))
     state: Mapped[str] = mapped_column(String(16))
     rail: Mapped[str] = mapped_column(String(32))
     amount: Mapped[Decimal] = mapped_column(Money())
@@ -43,6 +44,10 @@ class Settlement(Base):
     # Delivery (hash_reveal): the seller's commitment, the digest of what was revealed (the
     # payload itself is not kept), and the clocks the sweeper and challenges are judged by.
     locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A locked settlement with no COMMIT by then is refunded without slashing.
+    commit_by_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The promised delivery latency is measured from locked_at to committed_at.
+    committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     commit_hash_hex: Mapped[str | None] = mapped_column(String(64))
     reveal_hash_hex: Mapped[str | None] = mapped_column(String(64))
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -60,6 +65,9 @@ class Settlement(Base):
     )
 
     __table_args__ = (
+        UniqueConstraint("buyer", "intent_id", name="uq_settlements_buyer_intent_id"),
+        Index("ix_settlements_intent_id", "intent_id"),
+        Index("ix_settlements_state_commit_by", "state", "commit_by_at"),
         Index("ix_settlements_state_deadline", "state", "delivery_deadline_at"),
         Index("ix_settlements_state_challenge", "state", "challenge_ends_at"),
         Index("ix_settlements_created", "created_at", "id"),

@@ -32,8 +32,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 # The hot lookups are built once, with bound parameters: constructing a statement costs more
 # Python than executing a cached one.
-_BY_INTENT = select(Settlement).where(Settlement.intent_id == bindparam("intent_id"))
-_BY_INTENT_FOR_UPDATE = _BY_INTENT.with_for_update().execution_options(populate_existing=True)
+_BY_BUYER_INTENT = select(Settlement).where(
+    Settlement.buyer == bindparam("buyer"), Settlement.intent_id == bindparam("intent_id")
+)
 _BY_ID = select(Settlement).where(Settlement.id == bindparam("settlement_id"))
 _BY_ID_FOR_UPDATE = _BY_ID.with_for_update().execution_options(populate_existing=True)
 _EVENTS_OF = (
@@ -84,9 +85,22 @@ _APPEND_EVENT = (
 class SettlementRepository(RepositoryBase[Settlement]):
     model = Settlement
 
-    async def get_by_intent(self, intent_id: str, *, for_update: bool = False) -> Settlement | None:
-        stmt = _BY_INTENT_FOR_UPDATE if for_update else _BY_INTENT
-        return await self.get_one_or_none(stmt, {"intent_id": intent_id})
+    async def get_by_buyer_intent(self, buyer: str, intent_id: str) -> Settlement | None:
+        """The buyer's settlement for ``intent_id`` (unique per buyer)."""
+        return await self.get_one_or_none(
+            _BY_BUYER_INTENT, {"buyer": buyer, "intent_id": intent_id}
+        )
+
+    async def find_by_intent(
+        self, intent_id: str, *, buyer: str | None = None, seller: str | None = None, limit: int = 2
+    ) -> list[Settlement]:
+        """Settlements for ``intent_id`` (several buyers may use one), narrowed by party."""
+        stmt = select(Settlement).where(Settlement.intent_id == intent_id)
+        if buyer is not None:
+            stmt = stmt.where(Settlement.buyer == buyer)
+        if seller is not None:
+            stmt = stmt.where(Settlement.seller == seller)
+        return await self.get_all(stmt.order_by(Settlement.created_at, Settlement.id).limit(limit))
 
     async def get_by_id(self, id_: str, *, for_update: bool = False) -> Settlement | None:
         stmt = _BY_ID_FOR_UPDATE if for_update else _BY_ID
@@ -97,6 +111,7 @@ class SettlementRepository(RepositoryBase[Settlement]):
         """Open settlements the sweeper must end: delivery deadline passed before a valid
         REVEAL, or challenge window closed after one."""
         return or_(
+            and_(Settlement.state == "locked", Settlement.commit_by_at <= now),
             and_(
                 Settlement.state.in_(("locked", "committed")),
                 Settlement.delivery_deadline_at <= now,
@@ -105,8 +120,14 @@ class SettlementRepository(RepositoryBase[Settlement]):
         )
 
     async def due_ids(self, now: datetime, limit: int) -> list[str]:
-        """Ids of due settlements, oldest deadline first (served by the (state, deadline) and
-        (state, challenge_ends_at) indexes)."""
+        """Ids of due settlements, oldest deadline first (served by the (state, commit_by_at),
+        (state, deadline) and (state, challenge_ends_at) indexes)."""
+        uncommitted = (
+            select(Settlement.id, Settlement.commit_by_at.label("due_at"))
+            .where(Settlement.state == "locked", Settlement.commit_by_at <= now)
+            .order_by(Settlement.commit_by_at)
+            .limit(limit)
+        )
         expired = (
             select(Settlement.id, Settlement.delivery_deadline_at.label("due_at"))
             .where(
@@ -122,11 +143,12 @@ class SettlementRepository(RepositoryBase[Settlement]):
             .order_by(Settlement.challenge_ends_at)
             .limit(limit)
         )
-        rows: list[tuple[str, Any]] = []
-        for stmt in (expired, closed):
-            rows += [(str(r[0]), r[1]) for r in (await self.session.execute(stmt)).all()]
-        rows.sort(key=lambda r: r[1])
-        return [id_ for id_, _ in rows[:limit]]
+        due: dict[str, datetime] = {}
+        for stmt in (uncommitted, expired, closed):
+            for settlement_id, due_at in (await self.session.execute(stmt)).all():
+                if due_at is not None:  # a locked one may match twice: keep its earliest
+                    due[str(settlement_id)] = min(due_at, due.get(str(settlement_id), due_at))
+        return sorted(due, key=due.__getitem__)[:limit]
 
     async def lock_if_due(self, id_: str, now: datetime) -> Settlement | None:
         """The settlement, row-locked, if it is still due; ``None`` when another worker holds

@@ -35,7 +35,6 @@ from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyServi
 from pact_settlement.kit.errors import (
     BadRequest,
     Conflict,
-    NotFound,
     ProblemCode,
     SettlementError,
     Unprocessable,
@@ -48,6 +47,7 @@ from pact_settlement.rails.base import PreparingRail, RailRefused, RailStep
 from pact_settlement.rails.registry import UnknownRail, get_rail
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements import state_machine
+from pact_settlement.settlements.lookup import find_settlement
 from pact_settlement.settlements.models import Settlement
 from pact_settlement.settlements.rail_steps import (
     PlannedTransition,
@@ -124,11 +124,10 @@ class SettlementService:
     async def read(self, settlement: Settlement) -> SettlementRead:
         return SettlementRead.of(settlement, await self.events.for_settlement(settlement.id))
 
-    async def get(self, intent_id: str) -> SettlementRead:
-        settlement = await self.settlements.get_by_intent(intent_id)
-        if settlement is None:
-            raise NotFound(f"no settlement for intent_id {intent_id!r}")
-        return await self.read(settlement)
+    async def get(self, ref: str, *, buyer: str | None = None) -> SettlementRead:
+        """The settlement ``ref`` names: a settlement id, or an intent id (see
+        :mod:`.lookup`), narrowed by ``buyer`` when several buyers used that intent id."""
+        return await self.read(await find_settlement(self.settlements, ref, buyer=buyer))
 
     async def list(
         self,
@@ -187,16 +186,21 @@ class SettlementService:
                 f"an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters is required"
             )
         request_fp = fingerprint({"accept": accept, "rail": rail})
+        # Unverified hints, good enough to serialise and look up: the real buyer and intent
+        # id are checked by verify_accept before anything is written.
         message = accept.get("message")
         raw_intent = message.get("intent_id") if isinstance(message, dict) else None
-        intent_hint = raw_intent if isinstance(raw_intent, str) else None
+        raw_buyer = accept.get("signer_public_key_b58")
+        hint: tuple[str, str] | None = None
+        if isinstance(raw_intent, str) and isinstance(raw_buyer, str):
+            hint = (raw_buyer, raw_intent)
 
         await lock_names(
             self.session,
             f"idem:{CREATE_SCOPE}:{idempotency_key}",
-            *([f"intent:{intent_hint}"] if intent_hint else []),
+            *([f"intent:{hint[0]}:{hint[1]}"] if hint else []),
         )
-        replay, existing = await self._replay(idempotency_key, request_fp, intent_hint)
+        replay, existing = await self._replay(idempotency_key, request_fp, hint)
         if replay is not None:
             self.metrics.settlements.labels("replayed", replay.rail).inc()
             return CreateResult(await self.read(replay), created=False)
@@ -212,7 +216,12 @@ class SettlementService:
             )
         except AcceptRefused as exc:
             self.metrics.settlements.labels("refused", rail_label).inc()
-            log.info("settlement.refused", code=exc.code, detail=exc.detail, intent_id=intent_hint)
+            log.info(
+                "settlement.refused",
+                code=exc.code,
+                detail=exc.detail,
+                intent_id=hint[1] if hint else None,
+            )
             raise Unprocessable(exc.detail, code=exc.code) from exc
         try:
             rail_impl = get_rail(rail_name, settings=self.settings, session=self.session)
@@ -222,12 +231,14 @@ class SettlementService:
                 f"{', '.join(self.settings.enabled_rails)})",
                 code=ProblemCode.RAIL_NOT_AVAILABLE,
             ) from exc
-        if verified.accept.intent_id != intent_hint:
-            existing = await self.settlements.get_by_intent(verified.accept.intent_id)
+        if hint != (verified.buyer, verified.accept.intent_id):
+            existing = await self.settlements.get_by_buyer_intent(
+                verified.buyer, verified.accept.intent_id
+            )
         if existing is not None:
             raise Conflict(
-                f"a settlement for intent_id {existing.intent_id!r} already exists with a "
-                "different request",
+                f"this buyer already has a settlement for intent_id {existing.intent_id!r}, "
+                "made by a different request",
                 code=ProblemCode.DUPLICATE_INTENT,
                 extra={"settlement_id": existing.id},
             )
@@ -299,18 +310,18 @@ class SettlementService:
         return CreateResult(view, created=True)
 
     async def _replay(
-        self, idempotency_key: str, request_fp: str, intent_id: str | None
+        self, idempotency_key: str, request_fp: str, hint: tuple[str, str] | None
     ) -> tuple[Settlement | None, Settlement | None]:
         """``(replay, existing)``: the settlement an identical earlier request made (answer it
-        again), else the settlement already recorded for ``intent_id`` by a different request
-        (a 409 once the new request is verified), else ``(None, None)``."""
+        again), else the settlement the same buyer already has for the intent id, made by a
+        different request (a 409 once the new request is verified), else ``(None, None)``."""
         row = await self.idempotency.lookup(CREATE_SCOPE, idempotency_key, request_fp)
         settlement: Settlement | None = None
         existing: Settlement | None = None
         if row is not None and row.resource_id is not None:
             settlement = await self.settlements.get_by_id(row.resource_id)
-        elif intent_id is not None:
-            existing = await self.settlements.get_by_intent(intent_id)
+        elif hint is not None:
+            existing = await self.settlements.get_by_buyer_intent(*hint)
             if existing is not None and existing.request_fingerprint == request_fp:
                 settlement, existing = existing, None
         if settlement is None:
@@ -354,6 +365,12 @@ class SettlementService:
             delivery_deadline_ms=accept.delivery_deadline_ms,
             delivery_deadline_at=from_ms(accept.delivery_deadline_ms),
             quote_expires_at=from_ms(verified.terms.ask.expires_at_ms),
+            commit_by_at=from_ms(
+                min(
+                    accept.delivery_deadline_ms,
+                    verified.terms.ask.expires_at_ms + self.settings.commit_grace_ms,
+                )
+            ),
             accept_hash=verified.envelope.envelope.message_hash_hex.lower(),
             request_fingerprint=request_fp,
         )
@@ -373,7 +390,7 @@ class SettlementService:
             )
         except IntegrityError as exc:  # a concurrent writer won despite the named lock
             raise Conflict(
-                f"a settlement for intent_id {accept.intent_id!r} already exists",
+                f"this buyer already has a settlement for intent_id {accept.intent_id!r}",
                 code=ProblemCode.DUPLICATE_INTENT,
             ) from exc
         await self.transcripts.store(

@@ -101,6 +101,7 @@ _TRANSITION_COLUMNS = frozenset(
         "failure_detail",
         "locked_at",
         "commit_hash_hex",
+        "committed_at",
         "reveal_hash_hex",
         "delivered_at",
         "challenge_ends_at",

@@ -3,7 +3,7 @@
 ::
 
     {"format": "pact-settlement-transcript/1", "intent_id": …, "settlement": {…},
-     "envelopes": [{"kind": "quote"|"accept"|"commit"|"reveal"|"challenge"|"receipt",
+     "envelopes": [{"kind": "quote"|"accept"|"commit"|"abort"|"reveal"|"challenge"|"receipt",
                     "envelope": {…exactly as signed…}, "recorded_at": …,
                     "message_hash_hex": …, "signer": …, "detail": {…}|null}, …],
      "omitted": [{"kind": "reveal", "message_hash_hex": …, "signer": …, "recorded_at": …,
@@ -11,7 +11,8 @@
      "events": [{seq, event, from_state, to_state, actor, reason, data, created_at}, …],
      "settlement_public_key_b58": …}
 
-Envelopes come in protocol order (quote, accept, commit, reveal, challenges, receipt; by time
+Envelopes come in protocol order (quote, accept, commit, the seller's abort, reveal, challenges,
+receipt; by time
 within a kind) and verify offline with ``pact verify-transcript`` (RECEIPTs against
 ``settlement_public_key_b58``, which must match ``/.well-known/pact-settlement``). A REVEAL
 larger than ``TRANSCRIPT_MAX_ENVELOPE_BYTES`` is listed under ``omitted`` with its hashes and
@@ -25,7 +26,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pact_settlement.kit.errors import NotFound
+from pact_settlement.settlements.lookup import find_settlement
 from pact_settlement.settlements.repository import (
     SettlementEventRepository,
     SettlementRepository,
@@ -42,6 +43,7 @@ KIND_NAMES = {
     "ASK": "quote",
     "ACCEPT": "accept",
     "COMMIT": "commit",
+    "ABORT": "abort",
     "REVEAL": "reveal",
     "CHALLENGE": "challenge",
     "RECEIPT": "receipt",
@@ -66,10 +68,10 @@ class TranscriptService:
         self.transcripts = TranscriptRepository.from_session(session)
         self.public_key = settlement_public_key_b58
 
-    async def document(self, intent_id: str) -> dict[str, Any]:
-        settlement = await self.settlements.get_by_intent(intent_id)
-        if settlement is None:
-            raise NotFound(f"no settlement for intent_id {intent_id!r}")
+    async def document(self, ref: str, *, buyer: str | None = None) -> dict[str, Any]:
+        """The transcript of the settlement ``ref`` names (a settlement id, or an intent id
+        narrowed by ``buyer`` when several buyers used it)."""
+        settlement = await find_settlement(self.settlements, ref, buyer=buyer)
         events = await self.events.for_settlement(settlement.id)
         rows = sorted(
             await self.transcripts.for_settlement(settlement.id),

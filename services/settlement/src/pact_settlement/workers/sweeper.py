@@ -2,9 +2,13 @@
 
 Each pass ends every open settlement that is due, one settlement per transaction:
 
-* ``locked`` / ``committed`` past ``delivery_deadline_at`` → refund the buyer and slash the
-  seller's bond to the buyer (``slashed``; ``refunded`` when no bond is held), failure code
-  ``DELIVERY_DEADLINE_MISSED``;
+* ``locked`` past ``commit_by_at`` (the quote's expiry + ``COMMIT_GRACE_MS``, at most the
+  delivery deadline) with no COMMIT → refund the buyer in full and return the bond
+  (``refunded``, ``COMMIT_WINDOW_MISSED``): nobody is delivering this trade, so its money must
+  not stay locked until a deadline that may be a day away;
+* ``committed`` (or a ``locked`` one made before the commit window existed) past
+  ``delivery_deadline_at`` → refund the buyer and slash the seller's bond to the buyer
+  (``slashed``; ``refunded`` when no bond is held), failure code ``DELIVERY_DEADLINE_MISSED``;
 * ``delivered`` past ``challenge_ends_at`` with no upheld challenge → ``released`` (seller
   paid, bond returned).
 
@@ -112,6 +116,18 @@ class Sweeper:
         intent_id = settlement.intent_id
         if settlement.state == SettlementState.DELIVERED:
             outcome = await lifecycle.release(settlement, actor=ACTOR)
+        elif (
+            settlement.state == SettlementState.LOCKED
+            and settlement.commit_by_at is not None
+            and settlement.commit_by_at <= now
+        ):
+            outcome = await lifecycle.cancel(
+                settlement,
+                FailureCode.COMMIT_WINDOW_MISSED,
+                f"no COMMIT by {settlement.commit_by_at.isoformat()} (the quote's expiry plus "
+                "the commit grace): nobody is delivering this trade",
+                actor=ACTOR,
+            )
         else:
             outcome = await lifecycle.fault(
                 settlement,
