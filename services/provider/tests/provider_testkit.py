@@ -16,7 +16,7 @@ import httpx
 from pact_provider.app import create_app
 from pact_provider.config import ProviderSettings
 from pact_provider.negotiation.service import AfterSettlement, no_fulfilment
-from pact_schema import Keypair, sign_message, verify_envelope
+from pact_schema import Keypair, commit_hash_hex, sign_message, verify_envelope
 from pact_schema.quote import QUOTE_FIELD
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -175,15 +175,21 @@ class SeenRequest:
 
 
 class FakeSettlement:
-    """A small settlement service: POST /v1/settlements (scripted or echo), GET /healthz."""
+    """A small settlement service: POST /v1/settlements (scripted, or recorded as ``locked``),
+    COMMIT / REVEAL / abort and GET by intent id on what it recorded, GET /healthz. A REVEAL
+    that proves the COMMIT (the reference commit rule) is ``delivered``; one that does not is
+    ``refunded`` with FAILED_PROOF, as the real service would end it."""
 
     def __init__(self) -> None:
         self.script: list[Scripted] = []
         self.requests: list[SeenRequest] = []
+        self.records: dict[str, dict[str, Any]] = {}
         self.healthy = True
         self.app = Starlette(
             routes=[
                 Route("/v1/settlements", self._settle, methods=["POST"]),
+                Route("/v1/settlements/{ref}", self._get, methods=["GET"]),
+                Route("/v1/settlements/{ref}/{step}", self._deliver, methods=["POST"]),
                 Route("/healthz", self._health, methods=["GET"]),
             ]
         )
@@ -213,7 +219,8 @@ class FakeSettlement:
                 step.json, status_code=step.status, headers=step.headers, media_type=media
             )
         accept = payload["accept"]["message"]
-        return JSONResponse(
+        record = self.records.setdefault(
+            f"stl-{accept['intent_id']}",
             {
                 "id": f"stl-{accept['intent_id']}",
                 "intent_id": accept["intent_id"],
@@ -223,10 +230,48 @@ class FakeSettlement:
                 "bond": "0",
                 "buyer": payload["accept"]["signer_public_key_b58"],
                 "seller": "provider",
+                "commit_hash_hex": None,
+                "failure_code": None,
             },
-            status_code=step.status,
-            headers=step.headers,
         )
+        return JSONResponse(record, status_code=step.status, headers=step.headers)
+
+    def _find(self, ref: str, buyer: str | None) -> dict[str, Any] | None:
+        for record in self.records.values():
+            if ref in (record["id"], record["intent_id"]) and buyer in (None, record["buyer"]):
+                return record
+        return None
+
+    async def _get(self, request: Request) -> Response:
+        record = self._find(request.path_params["ref"], request.query_params.get("buyer"))
+        if record is None:
+            return JSONResponse({"code": "NOT_FOUND"}, status_code=404)
+        return JSONResponse(record)
+
+    async def _deliver(self, request: Request) -> Response:
+        step = request.path_params["step"]
+        record = self._find(request.path_params["ref"], None)
+        body = json.loads(await request.body())
+        self.requests.append(SeenRequest(dict(request.headers), body))
+        if record is None:
+            return JSONResponse({"code": "NOT_FOUND"}, status_code=404)
+        message = body[step]["message"]
+        if step == "commit" and record["state"] == "locked":
+            record.update(state="committed", commit_hash_hex=message["commit_hash_hex"])
+        elif step == "reveal" and record["state"] == "committed":
+            proved = commit_hash_hex(message["payload_b64"], message["nonce_b64"])
+            if proved == record["commit_hash_hex"]:
+                record["state"] = "delivered"
+            else:
+                record.update(state="refunded", failure_code="FAILED_PROOF")
+        elif step == "abort" and record["state"] in ("locked", "committed"):
+            record.update(state="refunded", failure_code=message.get("code"))
+        else:
+            return JSONResponse(
+                {"code": "STATE_CONFLICT", "detail": f"{step} while {record['state']}"},
+                status_code=409,
+            )
+        return JSONResponse(record)
 
 
 # --- a running provider ----------------------------------------------------------------------

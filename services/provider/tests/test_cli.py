@@ -109,4 +109,6 @@ def test_pact_negotiate_accept_works_end_to_end_over_real_http(
     assert code == 0, result
     assert result["outcome"] == "ACCEPTED"
     assert result["price"] == "0.000075"
-    assert result["accept_reply"]["message"]["settlement"]["state"] == "locked"
+    assert result["accept_reply"]["message"]["settlement"]["state"] == "delivered"
+    assert result["delivery_verified"] is True
+    assert result["payload_b64"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pact_schema import verify_envelope
+from pact_schema import reveal_matches, verify_envelope
 from provider_testkit import running_provider
 
 
@@ -35,7 +35,11 @@ def test_pact_documents_reply_examples_and_problems(openapi: dict) -> None:
     types = {verify_envelope(e["value"]).message_raw["type"] for e in replies.values()}
     assert types == {"ASK", "REJECT", "ACCEPT"}
     ack = replies["ACCEPT"]["value"]["message"]
-    assert ack["settlement"]["state"] == "locked"
+    assert ack["settlement"]["state"] == "delivered"
+    delivery = ack["delivery"]
+    assert reveal_matches(
+        delivery["commit_hash_hex"], delivery["payload_b64"], delivery["nonce_b64"]
+    )
     for status in ("400", "413", "415", "503"):
         problem = responses[status]["content"]["application/problem+json"]
         assert problem["schema"] == {"$ref": "#/components/schemas/Problem"}

@@ -9,7 +9,7 @@ instances in one process) with the same settings and key behave identically.
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TextIO
 
@@ -172,19 +172,21 @@ def create_app(
                 transport=settlement_transport,
                 observe=metrics.settlement_attempt,
             )
-        hook = after_settlement
-        if hook is None:
-            hook = (
-                Fulfiller(
-                    keypair=identity.keypair,
-                    settlement=settlement,
-                    handlers=handler_book,
-                    log=log,
-                    message_ttl_ms=settings.reply_ttl_ms,
-                )
-                if settlement is not None and handler_book is not None
-                else no_fulfilment
+        hook: AfterSettlement = no_fulfilment
+        can_fulfil: Callable[[str], bool] | None = None
+        if after_settlement is not None:
+            hook = after_settlement
+        elif settlement is not None and handler_book is not None:
+            fulfiller = Fulfiller(
+                keypair=identity.keypair,
+                settlement=settlement,
+                handlers=handler_book,
+                log=log,
+                clock=clock,
+                message_ttl_ms=settings.reply_ttl_ms,
+                handler_timeout_s=settings.fulfilment_timeout_s,
             )
+            hook, can_fulfil = fulfiller, fulfiller.can_fulfil
         negotiator = Negotiator(
             identity=identity,
             price_book=price_book,
@@ -193,6 +195,7 @@ def create_app(
             settlement=settlement,
             log=log,
             after_settlement=hook,
+            can_fulfil=can_fulfil,
         )
         app.state.provider = ProviderRuntime(
             settings=settings,

@@ -14,12 +14,20 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_PRICE", "DEFAULT_PRICES", "ConfigError", "Environment", "ProviderSettings"]
+__all__ = [
+    "DEFAULT_LATENCY_MS",
+    "DEFAULT_PRICE",
+    "DEFAULT_PRICES",
+    "ConfigError",
+    "Environment",
+    "ProviderSettings",
+]
 
 Environment = Literal["development", "production"]
 SettlementMode = Literal["hash_reveal", "streaming"]
 
 DEFAULT_PRICE = Decimal("0.0001")
+DEFAULT_LATENCY_MS = 5_000
 DEFAULT_PRICES: dict[str, Decimal] = {
     "weather.data": Decimal("0.00008"),
     "compute.inference": Decimal("0.00012"),
@@ -120,10 +128,20 @@ class ProviderSettings(BaseSettings):
     default_price: Decimal = Field(
         default=DEFAULT_PRICE, gt=0, description="List price of intent types not in the book."
     )
+    latency_ms: int = Field(
+        default=DEFAULT_LATENCY_MS,
+        ge=0,
+        le=3_600_000,
+        description="The delivery latency every ASK promises (ms from the funds locking to "
+        "the provider's COMMIT, measured by settlement), unless the price book gives the "
+        "intent type its own `latency_ms`. A buyer's `constraints.latency_ms` never changes "
+        "it: the provider signs only promises it chose.",
+    )
     price_book_file: Path | None = Field(
         default=None,
-        description="TOML or JSON file with `prices` (table) and optional `default_price`; "
-        "replaces PRICES (and DEFAULT_PRICE when given).",
+        description="TOML or JSON file with `prices` (table: intent type -> price, or -> "
+        "{price, latency_ms}) and optional `default_price`, `latency_ms`; replaces PRICES "
+        "(and DEFAULT_PRICE / LATENCY_MS when given).",
     )
     restrict_intents: bool = Field(
         default=False,
@@ -179,6 +197,15 @@ class ProviderSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=65_536, ge=1_024, le=16 * 1024 * 1024, description="Largest accepted POST body."
     )
+    min_delivery_window_ms: int = Field(
+        default=30_000,
+        ge=1_000,
+        le=86_400_000,
+        description="Least time between an ACCEPT's arrival and its delivery_deadline_ms that "
+        "the provider needs to lock, fulfil, COMMIT and REVEAL; a nearer deadline is refused "
+        "(DELIVERY_WINDOW_TOO_SHORT) before any funds lock. Stated in every ASK as "
+        "`min_delivery_window_ms`.",
+    )
 
     # --- fulfilment ---------------------------------------------------------------------------
     fulfilment: Literal["demo", "none"] = Field(
@@ -191,6 +218,13 @@ class ProviderSettings(BaseSettings):
         default=None,
         description="Python module with `HANDLERS` (intent type -> async handler) and optional "
         "`DEFAULT_HANDLER`; replaces the demo handlers.",
+    )
+    fulfilment_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="Longest a fulfilment handler may take to produce the payload; past it "
+        "the trade is called off (FULFILMENT_FAILED) and the buyer refunded at once.",
     )
 
     # --- operations ---------------------------------------------------------------------------
@@ -232,6 +266,11 @@ class ProviderSettings(BaseSettings):
     def _production_needs_secrets(self) -> ProviderSettings:
         if self.quote_grace_ms > self.max_clock_skew_ms:
             raise ValueError("quote_grace_ms must not exceed max_clock_skew_ms")
+        if self.min_delivery_window_ms <= self.fulfilment_timeout_s * 1000:
+            raise ValueError(
+                "min_delivery_window_ms must leave room for fulfilment_timeout_s and the "
+                "settlement calls"
+            )
         if self.env != "production":
             return self
         missing = []

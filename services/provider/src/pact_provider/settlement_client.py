@@ -1,4 +1,5 @@
-"""HTTP client of the settlement service (settlements, commit, reveal, ``GET /healthz``).
+"""HTTP client of the settlement service (settlements, commit, reveal, abort, lookup,
+``GET /healthz``).
 
 One pooled ``httpx.AsyncClient`` per app, made in the lifespan. Every forward has a total time
 budget; 5xx, 429, 408, timeouts and connection errors are retried with the *same*
@@ -40,22 +41,28 @@ _MAX_DETAIL = 1_000
 
 @dataclass(frozen=True, slots=True)
 class SettlementRecord:
-    """What settlement answered for an ACCEPT (the fields the ACCEPT ack carries)."""
+    """What settlement answered about a settlement: what the provider decides delivery by,
+    and the summary the ACCEPT ack (or REJECT) carries."""
 
     id: str
     state: str
     rail: str | None
     amount: str | None
     bond: str | None
+    failure_code: str | None = None
+    commit_hash_hex: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {
+        summary: dict[str, Any] = {
             "id": self.id,
             "state": self.state,
             "rail": self.rail,
             "amount": self.amount,
             "bond": self.bond,
         }
+        if self.failure_code is not None:
+            summary["failure_code"] = self.failure_code
+        return summary
 
 
 class SettlementRefused(Exception):
@@ -79,12 +86,20 @@ class SettlementGateway(Protocol):
     ) -> SettlementRecord: ...
 
     async def commit(
-        self, intent_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
+        self, settlement_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord: ...
 
     async def reveal(
-        self, intent_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
+        self, settlement_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord: ...
+
+    async def abort(
+        self, settlement_id: str, abort_envelope: dict[str, Any], *, idempotency_key: str
+    ) -> SettlementRecord: ...
+
+    async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
+        """The buyer's settlement for ``intent_id``, or None when there is none."""
+        ...
 
     async def ping(self) -> bool: ...
 
@@ -117,6 +132,8 @@ def _record(response: httpx.Response) -> SettlementRecord | None:
         rail=_text(body.get("rail")),
         amount=_text(body.get("amount")),
         bond=_text(body.get("bond")),
+        failure_code=_text(body.get("failure_code")),
+        commit_hash_hex=_text(body.get("commit_hash_hex")),
     )
 
 
@@ -198,16 +215,47 @@ class HttpSettlementClient:
         return await self._post(SETTLEMENTS_PATH, body, idempotency_key)
 
     async def commit(
-        self, intent_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
+        self, settlement_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord:
-        path = f"{SETTLEMENTS_PATH}/{quote(intent_id, safe='')}/commit"
+        path = f"{SETTLEMENTS_PATH}/{quote(settlement_id, safe='')}/commit"
         return await self._post(path, {"commit": commit_envelope}, idempotency_key)
 
     async def reveal(
-        self, intent_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
+        self, settlement_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord:
-        path = f"{SETTLEMENTS_PATH}/{quote(intent_id, safe='')}/reveal"
+        path = f"{SETTLEMENTS_PATH}/{quote(settlement_id, safe='')}/reveal"
         return await self._post(path, {"reveal": reveal_envelope}, idempotency_key)
+
+    async def abort(
+        self, settlement_id: str, abort_envelope: dict[str, Any], *, idempotency_key: str
+    ) -> SettlementRecord:
+        path = f"{SETTLEMENTS_PATH}/{quote(settlement_id, safe='')}/abort"
+        return await self._post(path, {"abort": abort_envelope}, idempotency_key)
+
+    async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
+        path = f"{SETTLEMENTS_PATH}/{quote(intent_id, safe='')}"
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._total):
+                response = await self._http.get(path, params={"buyer": buyer_key})
+        except (TimeoutError, httpx.HTTPError) as exc:
+            self._observe("error", time.monotonic() - started)
+            raise SettlementUnavailable(
+                f"settlement is unreachable ({type(exc).__name__}); the same ACCEPT may be "
+                "sent again",
+                retry_after_s=self._retry_after,
+            ) from exc
+        if response.status_code == 404:
+            return None
+        record = _record(response) if response.status_code == 200 else None
+        if record is None:
+            self._observe("failed", time.monotonic() - started)
+            raise SettlementUnavailable(
+                f"settlement answered HTTP {response.status_code} to a lookup",
+                retry_after_s=_retry_after(response, self._retry_after),
+            )
+        self._observe("settled", time.monotonic() - started)
+        return record
 
     async def _post(
         self, path: str, body: dict[str, Any], idempotency_key: str

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -12,6 +13,7 @@ from pact_provider.config import ConfigError
 from pact_provider.errors import SettlementUnavailable
 from pact_provider.fulfilment.handlers import (
     FulfilmentRequest,
+    HandlerBook,
     demo_handlers,
     load_handler_book,
     weather_report,
@@ -20,43 +22,78 @@ from pact_provider.fulfilment.service import Fulfiller
 from pact_provider.negotiation.service import SettledAgreement
 from pact_provider.observability import make_logger
 from pact_provider.settlement_client import SettlementRecord, SettlementRefused
-from pact_schema import Keypair, parse_message, verify_envelope
+from pact_schema import Keypair, commit_hash_hex, parse_message, verify_envelope
 from pact_schema.messages import Accept
 from pact_schema.quote import QuoteTerms, quote_binding_fields, verify_carried_quote
 from provider_testkit import NOW, PROVIDER, accept_message, signed
 
 
 class RecordingSettlement:
-    """Settlement double that checks what the provider signs and answers like the real API."""
+    """Settlement double that checks what the provider signs and answers like the real API:
+    a REVEAL that proves the COMMIT → ``delivered``, a late one → ``refunded``."""
 
-    def __init__(self, *, fail_reveal: Exception | None = None, signer: Keypair = PROVIDER) -> None:
+    def __init__(
+        self,
+        *,
+        fail_reveal: Exception | None = None,
+        signer: Keypair = PROVIDER,
+        reveal_state: str = "delivered",
+    ) -> None:
         self.signer = signer.public_key_b58
         self.calls: list[tuple[str, dict[str, Any], str]] = []
         self.fail_reveal = fail_reveal
+        self.reveal_state = reveal_state
         self.state = "locked"
+        self.commit_hash: str | None = None
+
+    def _record(self) -> SettlementRecord:
+        return SettlementRecord(
+            "st_1", self.state, "ledger", "0.00008", "0", commit_hash_hex=self.commit_hash
+        )
+
+    def _seen(self, kind: str, envelope: dict[str, Any], key: str) -> dict[str, Any]:
+        verified = verify_envelope(envelope)
+        assert verified.signer == self.signer
+        message = verified.message_raw
+        assert parse_message(message).type == kind
+        self.calls.append((kind.lower(), envelope, key))
+        return message
 
     async def commit(
-        self, intent_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
+        self, settlement_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord:
-        verified = verify_envelope(commit_envelope)
-        assert verified.signer == self.signer
-        assert parse_message(verified.message_raw).type == "COMMIT"
-        self.calls.append(("commit", commit_envelope, idempotency_key))
+        self.commit_hash = self._seen("COMMIT", commit_envelope, idempotency_key)["commit_hash_hex"]
         self.state = "committed"
-        return SettlementRecord("stl_1", self.state, "ledger", "0.00008", "0")
+        return self._record()
 
     async def reveal(
-        self, intent_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
+        self, settlement_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord:
         if self.fail_reveal is not None:
             raise self.fail_reveal
-        verify_envelope(reveal_envelope)
-        self.calls.append(("reveal", reveal_envelope, idempotency_key))
-        self.state = "delivered"
-        return SettlementRecord("stl_1", self.state, "ledger", "0.00008", "0")
+        message = self._seen("REVEAL", reveal_envelope, idempotency_key)
+        assert self.commit_hash == commit_hash_hex(message["payload_b64"], message["nonce_b64"])
+        self.state = self.reveal_state
+        return self._record()
+
+    async def abort(
+        self, settlement_id: str, abort_envelope: dict[str, Any], *, idempotency_key: str
+    ) -> SettlementRecord:
+        self._seen("REJECT", abort_envelope, idempotency_key)
+        self.state = "refunded"
+        return self._record()
+
+    async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
+        return self._record()
 
 
-def _agreement(state: str = "locked") -> SettledAgreement:
+def _agreement(
+    state: str = "locked",
+    *,
+    intent_type: str = "weather.data",
+    commit_hash: str | None = None,
+    time_to_deliver: bool = True,
+) -> SettledAgreement:
     buyer = Keypair(bytes([3] * 32))
     ask = {
         "protocol_version": "pact/1.0",
@@ -72,7 +109,7 @@ def _agreement(state: str = "locked") -> SettledAgreement:
         **quote_binding_fields(
             buyer_key=buyer.public_key_b58,
             round_number=1,
-            intent_type="weather.data",
+            intent_type=intent_type,
             settlement_mode="hash_reveal",
             list_price=Decimal("0.00008"),
             scope={"city": "Zürich 🏔"},
@@ -89,69 +126,173 @@ def _agreement(state: str = "locked") -> SettledAgreement:
         accept=accept,
         accept_envelope=accept_env,
         terms=terms,
-        settlement=SettlementRecord("stl_1", state, "ledger", format(terms.price, "f"), "0"),
+        settlement=SettlementRecord(
+            "st_1", state, "ledger", format(terms.price, "f"), "0", commit_hash_hex=commit_hash
+        ),
+        time_to_deliver=time_to_deliver,
     )
 
 
-def _fulfiller(settlement: Any, keypair: Keypair = PROVIDER) -> Fulfiller:
+def _fulfiller(
+    settlement: Any, keypair: Keypair = PROVIDER, handlers: HandlerBook | None = None
+) -> Fulfiller:
     return Fulfiller(
         keypair=keypair,
         settlement=settlement,
-        handlers=demo_handlers(),
+        handlers=handlers or demo_handlers(),
         log=make_logger("ERROR", io.StringIO()),
+        clock=lambda: NOW,
+        handler_timeout_s=1.0,
     )
 
 
-async def test_delivery_commits_then_reveals_a_payload_the_buyer_can_check() -> None:
+async def test_delivery_commits_then_reveals_and_hands_over_a_payload_the_buyer_can_check() -> None:
     settlement = RecordingSettlement()
-    extra = await _fulfiller(settlement)(_agreement())
-    delivery = extra["delivery"]
-    payload = base64.b64decode(delivery["payload_b64"])
-    expected = hashlib.sha256((delivery["payload_b64"] + delivery["nonce_b64"]).encode())
-    assert expected.hexdigest() == delivery["commit_hash_hex"]
-    assert delivery["status"] == "delivered"
-    assert extra["settlement"]["state"] == "delivered"
+    delivery = await _fulfiller(settlement)(_agreement())
+    assert delivery.refusal is None
+    assert delivery.settlement.state == "delivered"
+    report = dict(delivery.report or {})
+    assert report["status"] == "delivered"
+    expected = hashlib.sha256((report["payload_b64"] + report["nonce_b64"]).encode())
+    assert expected.hexdigest() == report["commit_hash_hex"]
     assert [c[0] for c in settlement.calls] == ["commit", "reveal"]
     commit = settlement.calls[0][1]["message"]
-    assert commit["commit_hash_hex"] == delivery["commit_hash_hex"]
+    assert commit["commit_hash_hex"] == report["commit_hash_hex"]
+    assert commit["sent_at_ms"] == NOW  # the injected clock, not the wall clock
+    payload = base64.b64decode(report["payload_b64"])
     assert json.loads(payload)["scope"] == {"city": "Zürich 🏔"}
 
 
 async def test_any_replica_makes_the_same_commitment_for_the_same_intent() -> None:
     first = await _fulfiller(RecordingSettlement())(_agreement())
     second = await _fulfiller(RecordingSettlement())(_agreement())
-    assert first["delivery"]["commit_hash_hex"] == second["delivery"]["commit_hash_hex"]
+    assert first.report is not None
+    assert second.report is not None
+    assert first.report["commit_hash_hex"] == second.report["commit_hash_hex"]
     other = Keypair(bytes([5] * 32))
     other_key = await _fulfiller(RecordingSettlement(signer=other), other)(_agreement())
-    assert other_key["delivery"]["nonce_b64"] != first["delivery"]["nonce_b64"]
+    assert other_key.report is not None
+    assert other_key.report["nonce_b64"] != first.report["nonce_b64"]
 
 
-async def test_a_replayed_accept_after_delivery_sends_nothing_again() -> None:
+async def test_a_resent_accept_after_delivery_sends_nothing_and_hands_the_payload_again() -> None:
+    original = await _fulfiller(RecordingSettlement())(_agreement())
+    assert original.report is not None
     settlement = RecordingSettlement()
-    extra = await _fulfiller(settlement)(_agreement(state="delivered"))
+    again = await _fulfiller(settlement)(
+        _agreement("delivered", commit_hash=original.report["commit_hash_hex"])
+    )
     assert settlement.calls == []
-    assert extra["delivery"]["status"] == "delivered"
-    assert extra["settlement"]["state"] == "delivered"
+    assert again.report == original.report
 
 
 async def test_a_committed_settlement_is_only_revealed() -> None:
+    original = await _fulfiller(RecordingSettlement())(_agreement())
+    assert original.report is not None
     settlement = RecordingSettlement()
-    await _fulfiller(settlement)(_agreement(state="committed"))
+    settlement.commit_hash = original.report["commit_hash_hex"]
+    await _fulfiller(settlement)(
+        _agreement("committed", commit_hash=original.report["commit_hash_hex"])
+    )
     assert [c[0] for c in settlement.calls] == ["reveal"]
+
+
+async def test_no_payload_while_the_lock_is_pending() -> None:
+    settlement = RecordingSettlement()
+    delivery = await _fulfiller(settlement)(_agreement("pending"))
+    assert settlement.calls == []
+    assert delivery.report is not None
+    assert delivery.report["status"] == "pending"
+    assert "payload_b64" not in delivery.report
+    assert "nonce_b64" not in delivery.report
+
+
+async def test_no_payload_when_settlement_ends_the_trade_at_the_reveal() -> None:
+    """A REVEAL past the deadline is refunded by settlement: the buyer gets no goods."""
+    delivery = await _fulfiller(RecordingSettlement(reveal_state="refunded"))(_agreement())
+    assert delivery.settlement.state == "refunded"
+    assert delivery.report is None
 
 
 @pytest.mark.parametrize(
     "failure",
     [
         SettlementUnavailable("settlement did not answer in time", retry_after_s=2),
-        SettlementRefused("SETTLEMENT_FAILED", "state conflict", 409),
     ],
 )
-async def test_an_interrupted_delivery_is_reported_not_hidden(failure: Exception) -> None:
-    extra = await _fulfiller(RecordingSettlement(fail_reveal=failure))(_agreement())
-    assert extra["delivery"]["status"] == "incomplete"
-    assert "resend the same ACCEPT" in extra["delivery"]["detail"]
-    assert extra["settlement"]["state"] == "committed"
+async def test_an_unreachable_settlement_mid_delivery_is_a_retryable_503(
+    failure: Exception,
+) -> None:
+    with pytest.raises(SettlementUnavailable):
+        await _fulfiller(RecordingSettlement(fail_reveal=failure))(_agreement())
+
+
+async def test_a_refused_reveal_calls_the_trade_off_and_releases_no_payload() -> None:
+    settlement = RecordingSettlement(
+        fail_reveal=SettlementRefused("SETTLEMENT_FAILED", "state conflict", 409)
+    )
+    delivery = await _fulfiller(settlement)(_agreement())
+    assert [c[0] for c in settlement.calls] == ["commit", "reject"]
+    assert delivery.settlement.state == "refunded"
+    assert delivery.refusal is not None
+    assert delivery.refusal[0] == "FULFILMENT_FAILED"
+    assert delivery.report is None
+
+
+async def _broken(request: FulfilmentRequest) -> bytes:
+    raise RuntimeError("upstream answered 503")
+
+
+async def _slow(request: FulfilmentRequest) -> bytes:
+    await asyncio.Event().wait()  # never answers: the handler timeout must end it
+    return b""
+
+
+@pytest.mark.parametrize("handler", [_broken, _slow])
+async def test_a_failing_handler_calls_the_trade_off_at_once(handler: Any) -> None:
+    settlement = RecordingSettlement()
+    book = HandlerBook(handlers={"weather.data": handler})
+    delivery = await _fulfiller(settlement, handlers=book)(_agreement())
+    assert [c[0] for c in settlement.calls] == ["reject"]
+    abort = settlement.calls[0][1]["message"]
+    assert abort["code"] == "FULFILMENT_FAILED"
+    assert delivery.refusal is not None
+    assert delivery.refusal[0] == "FULFILMENT_FAILED"
+    assert delivery.settlement.state == "refunded"
+
+
+async def test_an_intent_nothing_delivers_is_called_off_not_left_locked() -> None:
+    settlement = RecordingSettlement()
+    book = HandlerBook(handlers={"weather.data": weather_report})
+    delivery = await _fulfiller(settlement, handlers=book)(_agreement(intent_type="other.thing"))
+    assert [c[0] for c in settlement.calls] == ["reject"]
+    assert delivery.settlement.state == "refunded"
+
+
+async def test_a_locked_trade_with_no_time_left_is_called_off_with_its_code() -> None:
+    settlement = RecordingSettlement()
+    delivery = await _fulfiller(settlement)(_agreement(time_to_deliver=False))
+    assert [c[0] for c in settlement.calls] == ["reject"]
+    assert settlement.calls[0][1]["message"]["code"] == "DELIVERY_WINDOW_TOO_SHORT"
+    assert delivery.refusal is not None
+    assert delivery.refusal[0] == "DELIVERY_WINDOW_TOO_SHORT"
+
+
+async def test_a_commitment_the_handler_can_no_longer_match_is_called_off() -> None:
+    settlement = RecordingSettlement()
+    settlement.state = "committed"
+    delivery = await _fulfiller(settlement)(_agreement("committed", commit_hash="ab" * 32))
+    assert [c[0] for c in settlement.calls] == ["reject"]
+    assert delivery.report is None
+
+
+async def test_a_delivered_trade_whose_payload_cannot_be_made_again_sends_no_other_bytes() -> None:
+    delivery = await _fulfiller(RecordingSettlement())(
+        _agreement("delivered", commit_hash="cd" * 32)
+    )
+    assert delivery.report is not None
+    assert delivery.report["status"] == "delivered"
+    assert "payload_b64" not in delivery.report
 
 
 async def test_demo_weather_report_is_deterministic_per_scope() -> None:

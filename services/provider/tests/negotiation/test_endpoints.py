@@ -56,12 +56,11 @@ async def test_pact_client_negotiates_bids_and_accepts_end_to_end(
             intent="weather.data",
             scope={"city": "Zürich", "emoji": "🏔️"},
             max_price=Decimal("0.0002"),
-            latency_ms=40,
-            bids=[Decimal("0.00008"), Decimal("0.00008")],
+            bids=[Decimal("0.00007"), Decimal("0.00007")],
             accept=True,
         )
     assert result.outcome == "ACCEPTED", result.reason
-    assert result.price == Decimal("0.000084")
+    assert result.price == Decimal("0.0000725")  # 0.00008 → 0.000075 → 0.0000725
     assert result.settlement is not None
     assert result.settlement["state"] == "locked"
     assert client.provider_key == PROVIDER.public_key_b58

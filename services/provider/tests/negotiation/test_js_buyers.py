@@ -157,8 +157,8 @@ async def test_js_buyer_negotiates_and_accepts_end_to_end(js_sign: Any) -> None:
         accept_text = (
             '{"protocol_version":"pact/1.0","type":"ACCEPT","intent_id":'
             + json.dumps(ask["intent_id"])
-            + ',"agreed_price":9.6e-5,"settlement_mode":"hash_reveal","proof_type":"hash_reveal",'
-            + '"challenge_window_ms":5000,"delivery_deadline_ms":1800000030000,'
+            + ',"agreed_price":8e-5,"settlement_mode":"hash_reveal","proof_type":"hash_reveal",'
+            + '"challenge_window_ms":5000,"delivery_deadline_ms":1800000060000,'
             + '"sent_at_ms":1800000000100,"expires_at_ms":1800000010000,"quote":'
             + ask_response.text
             + "}"

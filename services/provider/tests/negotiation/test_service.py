@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +13,7 @@ from pact_provider.identity import ProviderIdentity
 from pact_provider.negotiation.pricing import DEFAULT_BOOK, PriceBook
 from pact_provider.negotiation.service import (
     Decision,
+    Delivery,
     Negotiator,
     Policy,
     SettledAgreement,
@@ -43,6 +43,7 @@ class Gateway:
         self.outcome = outcome
         self.calls: list[tuple[dict[str, Any], str, dict[str, Any] | None]] = []
         self.rails: list[str | None] = []
+        self.lookups: list[tuple[str, str]] = []
 
     async def settle(
         self,
@@ -56,6 +57,13 @@ class Gateway:
         self.rails.append(rail)
         if isinstance(self.outcome, Exception):
             raise self.outcome
+        return self.outcome or SettlementRecord("stl-1", "locked", "ledger", "0.00008", "0")
+
+    async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
+        """What settlement holds: the last settled record, once an ACCEPT was taken."""
+        self.lookups.append((buyer_key, intent_id))
+        if not self.calls or isinstance(self.outcome, Exception):
+            return None
         return self.outcome or SettlementRecord("stl-1", "locked", "ledger", "0.00008", "0")
 
     async def ping(self) -> bool:
@@ -150,33 +158,60 @@ async def test_intent_price_comes_from_the_price_book(
     assert decision.price == Decimal(expected)
 
 
+FAST_BOOK = PriceBook(
+    DEFAULT_BOOK.prices,
+    DEFAULT_BOOK.default_price,
+    restricted=False,
+    latencies={"weather.data": 40},
+)
+
+
 @pytest.mark.parametrize(
-    ("constraints", "urgent", "expected"),
+    ("book", "constraints", "urgent", "expected"),
     [
-        ({"latency_ms": 49, "freshness_sec": 10}, None, "0.000096"),  # x1.2
-        ({"latency_ms": 50, "freshness_sec": 9}, None, "0.000088"),  # x1.1
-        ({"latency_ms": 50, "freshness_sec": 10}, True, "0.000092"),  # x1.15
-        ({"latency_ms": 0, "freshness_sec": 0}, True, "0.00012144"),  # all three
-        ({"latency_ms": 50, "freshness_sec": 10}, False, "0.00008"),
+        (FAST_BOOK, {"latency_ms": 5_000, "freshness_sec": 10}, None, "0.000096"),  # x1.2
+        (DEFAULT_BOOK, {"latency_ms": 50, "freshness_sec": 9}, None, "0.000088"),  # x1.1
+        (DEFAULT_BOOK, {"latency_ms": 50, "freshness_sec": 10}, True, "0.000092"),  # x1.15
+        (FAST_BOOK, {"latency_ms": 0, "freshness_sec": 0}, True, "0.00012144"),  # all three
+        (DEFAULT_BOOK, {"latency_ms": 50, "freshness_sec": 10}, False, "0.00008"),
+        # the buyer's latency demand changes neither the price nor the promise
+        (DEFAULT_BOOK, {"latency_ms": 0, "freshness_sec": 10}, None, "0.00008"),
     ],
 )
 async def test_intent_price_is_raised_exactly_in_decimal_for_tight_constraints(
-    clock: FakeClock, constraints: dict[str, int], urgent: bool | None, expected: str
+    clock: FakeClock,
+    book: PriceBook,
+    constraints: dict[str, int],
+    urgent: bool | None,
+    expected: str,
 ) -> None:
     message = intent_message(clock.now, constraints=constraints, urgent=urgent)
     if urgent is None:
         del message["urgent"]
-    decision = await decide(make(clock), message)
+    decision = await decide(make(clock, book=book), message)
     assert decision.price == Decimal(expected)
     assert decision.envelope["message"]["price"] == float(expected)
+    promised = book.offer("weather.data")
+    assert promised is not None
+    assert decision.envelope["message"]["latency_ms"] == promised.latency_ms
+
+
+@pytest.mark.parametrize("demanded", [0, 1, 49, 4_999, 60_000])
+async def test_the_ask_promises_the_sellers_latency_whatever_the_intent_demands(
+    clock: FakeClock, demanded: int
+) -> None:
+    message = intent_message(clock.now, constraints={"latency_ms": demanded, "freshness_sec": 30})
+    ask = (await decide(make(clock), message)).envelope["message"]
+    assert ask["latency_ms"] == DEFAULT_BOOK.default_latency_ms
+    assert ask["min_delivery_window_ms"] == Policy.defaults().min_delivery_window_ms
 
 
 async def test_intent_over_max_price_is_rejected_never_asked(clock: FakeClock) -> None:
     message = intent_message(
-        clock.now, max_price=0.0001, constraints={"latency_ms": 0, "freshness_sec": 0}
+        clock.now, max_price=0.00008, constraints={"latency_ms": 0, "freshness_sec": 0}
     )
     reject = assert_reject(await decide(make(clock), message), "PRICE_ABOVE_MAX")
-    assert "0.0001056" in reject["reason"]
+    assert "0.000088" in reject["reason"]
 
 
 async def test_intent_at_exactly_max_price_gets_ask(clock: FakeClock) -> None:
@@ -287,8 +322,8 @@ async def test_messages_a_provider_does_not_take_get_unexpected_message(
 
 
 async def test_bids_go_round_one_two_three_then_round_four_is_refused(clock: FakeClock) -> None:
-    negotiator = make(clock)
-    quote = await quote_for(negotiator, constraints={"latency_ms": 40, "freshness_sec": 30})
+    negotiator = make(clock, book=FAST_BOOK)
+    quote = await quote_for(negotiator)
     prices = [quote["message"]["price"]]
     for expected_round in (2, 3):
         decision = await decide(negotiator, bid_message(quote, 0.00008, clock.now))
@@ -464,14 +499,14 @@ async def test_after_settlement_hook_sees_the_agreement_and_extends_the_ack(
 ) -> None:
     seen: list[SettledAgreement] = []
 
-    async def fulfil(agreement: SettledAgreement) -> Mapping[str, Any]:
+    async def fulfil(agreement: SettledAgreement) -> Delivery:
         seen.append(agreement)
-        return {"commit_hash_hex": "cd" * 32}
+        return Delivery(agreement.settlement, {"status": "delivered", "commit_hash_hex": "cd" * 32})
 
     negotiator = make(clock, after_settlement=fulfil)
     quote = await quote_for(negotiator)
     decision = await decide(negotiator, accept_message(quote, clock.now))
-    assert decision.envelope["message"]["commit_hash_hex"] == "cd" * 32
+    assert decision.envelope["message"]["delivery"]["commit_hash_hex"] == "cd" * 32
     assert seen[0].terms is not None
     assert seen[0].terms.round == 1
     assert seen[0].settlement.id == "stl-1"
@@ -606,9 +641,98 @@ async def test_backdated_sent_at_does_not_extend_an_expired_quote(clock: FakeClo
     # Within the allowed skew, claiming to be sent while the quote was valid: still expired.
     within_skew = accept_message(quote, clock.now - 4_000)
     assert_reject(await decide(negotiator, within_skew), "QUOTE_EXPIRED")
-    # Claiming to be sent long ago: refused for the skew itself.
+    # Claiming to be sent long ago (a resend is old by nature): still the quote decides.
     far_back = accept_message(quote, clock.now - 20_000, expires_at_ms=clock.now + 10_000)
-    assert_reject(await decide(negotiator, far_back), "CLOCK_SKEW_TOO_LARGE")
+    assert_reject(await decide(negotiator, far_back), "QUOTE_EXPIRED")
+
+
+async def test_a_resent_accept_older_than_the_clock_skew_is_still_answered(
+    clock: FakeClock,
+) -> None:
+    """The 503 tells the buyer to resend the same ACCEPT: it is answered (settlement replays
+    it) for as long as its quote is valid, however old the ACCEPT itself is."""
+    gateway = Gateway()
+    negotiator = make(clock, gateway=gateway)
+    quote = await quote_for(negotiator)
+    accept = signed(
+        accept_message(
+            quote,
+            clock.now,
+            expires_at_ms=clock.now + 19_000,
+            delivery_deadline_ms=clock.now + 120_000,
+        )
+    )
+    first = await negotiator.handle_verified(verify_envelope(accept))
+    assert first.outcome == "ACCEPT"
+    clock.advance(15_000)  # three times MAX_CLOCK_SKEW_MS, inside the quote's 20 s
+    again = await negotiator.handle_verified(verify_envelope(accept))
+    assert again.outcome == "ACCEPT", again.envelope["message"]
+    assert [call[1] for call in gateway.calls] == [gateway.calls[0][1]] * 2  # same key
+
+
+async def test_a_deadline_the_provider_cannot_meet_is_refused_before_any_funds_lock(
+    clock: FakeClock,
+) -> None:
+    gateway = Gateway()
+    negotiator = make(clock, gateway=gateway)
+    quote = await quote_for(negotiator)
+    window = quote["message"]["min_delivery_window_ms"] - 1
+    message = accept_message(quote, clock.now, delivery_deadline_ms=clock.now + window)
+    reject = assert_reject(await decide(negotiator, message), "DELIVERY_WINDOW_TOO_SHORT")
+    assert str(window) in reject["reason"]
+    assert gateway.calls == []  # nothing forwarded, nothing locked
+    assert gateway.lookups == [(BUYER.public_key_b58, "intent-1")]
+
+
+async def test_a_resend_whose_deadline_is_now_near_is_answered_with_the_trade_it_names(
+    clock: FakeClock,
+) -> None:
+    seen: list[SettledAgreement] = []
+
+    async def fulfil(agreement: SettledAgreement) -> Delivery:
+        seen.append(agreement)
+        return Delivery(agreement.settlement, {"status": "delivered"})
+
+    gateway = Gateway()
+    negotiator = make(clock, gateway=gateway, after_settlement=fulfil)
+    quote = await quote_for(negotiator)
+    accept = signed(
+        accept_message(
+            quote,
+            clock.now,
+            expires_at_ms=clock.now + 19_000,
+            delivery_deadline_ms=clock.now + 30_000,
+        )
+    )
+    assert (await negotiator.handle_verified(verify_envelope(accept))).outcome == "ACCEPT"
+    clock.advance(10_000)
+    again = await negotiator.handle_verified(verify_envelope(accept))
+    assert again.outcome == "ACCEPT"
+    assert len(gateway.calls) == 1  # looked up, not created again
+    assert [a.time_to_deliver for a in seen] == [True, False]
+
+
+@pytest.mark.parametrize("state", ["refunded", "slashed", "failed"])
+async def test_an_ended_trade_is_answered_with_a_reject_never_an_accept(
+    clock: FakeClock, state: str
+) -> None:
+    record = SettlementRecord(
+        "stl-9", state, "ledger", "0.00008", "0", failure_code="COMMIT_WINDOW_MISSED"
+    )
+    negotiator = make(clock, gateway=Gateway(record))
+    quote = await quote_for(negotiator)
+    reject = assert_reject(
+        await decide(negotiator, accept_message(quote, clock.now)), "COMMIT_WINDOW_MISSED"
+    )
+    assert reject["settlement"]["state"] == state
+    assert "delivery" not in reject
+
+
+async def test_an_accept_dated_ahead_of_the_clock_is_refused(clock: FakeClock) -> None:
+    negotiator = make(clock)
+    quote = await quote_for(negotiator)
+    ahead = accept_message(quote, clock.now + 6_000, expires_at_ms=clock.now + 19_000)
+    assert_reject(await decide(negotiator, ahead), "CLOCK_SKEW_TOO_LARGE")
 
 
 async def test_expired_accept_is_rejected(clock: FakeClock) -> None:

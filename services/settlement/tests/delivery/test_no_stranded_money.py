@@ -148,9 +148,13 @@ async def test_the_seller_can_call_a_trade_off_before_delivering_without_being_s
     body = ended.json()
     assert body["state"] == "refunded"
     assert body["failure_code"] == "FULFILMENT_FAILED"
-    again = await _post(api, created["id"], "abort", abort)
-    assert again.status_code == 200
-    assert again.json()["events"] == body["events"]
+    resigned = _signed(
+        "REJECT", intent_id, pact.provider, code="FULFILMENT_FAILED", reason="retry, re-signed"
+    )
+    for retry in (abort, resigned):
+        again = await _post(api, created["id"], "abort", retry)
+        assert again.status_code == 200
+        assert again.json()["events"] == body["events"]
     assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1), Decimal(0))
     assert await api.balances(pact.provider.public_key_b58) == (Decimal(1), Decimal(0))
     kinds = [

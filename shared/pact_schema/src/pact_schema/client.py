@@ -100,6 +100,17 @@ class NegotiationResult:
         }
 
 
+DEFAULT_DELIVERY_WINDOW_MS = 60_000
+DELIVERY_SLACK_MS = 30_000
+
+
+def _default_delivery_window(ask: Ask) -> int:
+    stated = ask.extras.get("min_delivery_window_ms")
+    if isinstance(stated, int) and not isinstance(stated, bool) and stated > 0:
+        return stated + DELIVERY_SLACK_MS
+    return DEFAULT_DELIVERY_WINDOW_MS
+
+
 class PactClient:
     """Talks to one provider's ``POST /pact`` as a buyer agent.
 
@@ -172,10 +183,15 @@ class PactClient:
         bids: Sequence[Decimal] = (),
         accept: bool = False,
         challenge_window_ms: int = 5_000,
-        delivery_window_ms: int = 30_000,
+        delivery_window_ms: int | None = None,
         intent_id: str | None = None,
     ) -> NegotiationResult:
-        """INTENT → ASK, optional BID rounds, and (with ``accept``) ACCEPT bound to the quote."""
+        """INTENT → ASK, optional BID rounds, and (with ``accept``) ACCEPT bound to the quote.
+
+        ``delivery_window_ms`` (the ACCEPT's deadline, from now): by default the ASK's
+        ``min_delivery_window_ms`` plus ``DELIVERY_SLACK_MS`` (the provider refuses a deadline
+        it cannot meet), or ``DEFAULT_DELIVERY_WINDOW_MS`` when the ASK states none.
+        """
         intent_id = intent_id or f"intent-{uuid.uuid4()}"
         result = NegotiationResult(intent_id=intent_id, outcome="REJECTED")
         sent = now_ms()
@@ -223,6 +239,8 @@ class PactClient:
         if not accept:
             result.outcome = "QUOTED"
             return result
+        if delivery_window_ms is None:
+            delivery_window_ms = _default_delivery_window(ask)
         sent = now_ms()
         accept_msg = Accept(
             protocol_version=PROTOCOL_VERSION,

@@ -31,12 +31,17 @@ def well_known_document(
         "accepts": ["INTENT", "BID", "ACCEPT", "REJECT"],
         "intents": {name: _amount(price) for name, price in sorted(book.prices.items())},
         "default_price": None if book.restricted else _amount(book.default_price),
+        "latency_ms": {
+            "default": book.default_latency_ms,
+            "intents": dict(sorted(book.latencies.items())),
+            "measured": "by settlement, from the funds locking to the provider's COMMIT",
+        },
         "restrict_intents": book.restricted,
         "pricing": {
             "unit": "request",
             "multipliers": [
                 {
-                    "when": f"constraints.latency_ms < {pricing.LATENCY_THRESHOLD_MS}",
+                    "when": f"the promised latency_ms < {pricing.LATENCY_THRESHOLD_MS}",
                     "factor": _amount(pricing.LATENCY_FACTOR),
                 },
                 {
@@ -62,5 +67,6 @@ def well_known_document(
             "settlement_modes": list(settings.settlement_modes),
             "lenient_accept": settings.lenient_accept,
             "max_body_bytes": settings.max_body_bytes,
+            "min_delivery_window_ms": settings.min_delivery_window_ms,
         },
     }

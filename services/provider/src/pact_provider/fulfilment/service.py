@@ -1,35 +1,75 @@
-"""Commit → reveal through the settlement API, right after settlement locked the funds.
+"""Deliver a settled agreement with hash_reveal, and hand the payload over only once it counts.
 
-Stateless by construction: the payload comes from a deterministic handler and the nonce is an
-HMAC of the intent id under the provider's key, so any replica handling a resent ACCEPT makes
-the very same commitment, and settlement's idempotency turns the repeat into a no-op.
+Run after settlement took an ACCEPT (or found the one a resent ACCEPT names). By the
+settlement's state:
+
+* ``pending`` (an external rail's lock is in flight): nothing to deliver yet; the buyer resends
+  the same ACCEPT later;
+* ``locked``: produce the payload (the intent type's handler, bounded by
+  ``FULFILMENT_TIMEOUT_S``), COMMIT, REVEAL; ``committed``: REVEAL; ``delivered`` /
+  ``released``: produce the payload again for the buyer (it must hash to the commitment on
+  record);
+* the payload and nonce go into the ACCEPT ack only when settlement answered the REVEAL with
+  ``delivered`` (or ``released``): never beside a refund, a pending lock or a failed call;
+* when the provider cannot deliver (no handler, the handler failed or timed out, the deadline
+  too near to start, a commitment it can no longer match), it calls the trade off with a
+  signed abort: settlement refunds the buyer at once and no bond is slashed.
+
+Stateless by construction: the payload comes from a handler that is deterministic per intent
+and scope, and the nonce is an HMAC of the buyer key and intent id under the provider's key,
+so any replica handling a resent ACCEPT makes the very same commitment, and settlement's
+idempotency turns a repeat into a no-op.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from pact_schema import PROTOCOL_VERSION, Keypair, commit_hash_hex, now_ms, sign_message
+from pact_schema import PROTOCOL_VERSION, FailureCode, Keypair, commit_hash_hex, sign_message
 
-from pact_provider.errors import SettlementUnavailable
-from pact_provider.fulfilment.handlers import FulfilmentRequest, HandlerBook
-from pact_provider.negotiation.service import SettledAgreement
+from pact_provider.fulfilment.handlers import FulfilmentRequest, Handler, HandlerBook
+from pact_provider.negotiation.service import Delivery, SettledAgreement
 from pact_provider.observability import Logger
-from pact_provider.settlement_client import SettlementGateway, SettlementRefused
+from pact_provider.settlement_client import SettlementGateway, SettlementRecord, SettlementRefused
 
 __all__ = ["Fulfiller"]
 
-_NONCE_CONTEXT = b"pact-provider/fulfilment-nonce/1:"
-_COMMITTABLE = frozenset({"locked"})
-_REVEALABLE = frozenset({"locked", "committed"})
+_NONCE_CONTEXT = b"pact-provider/fulfilment-nonce/2:"
+_DELIVERED = frozenset({"delivered", "released"})
+_UNDELIVERED = frozenset({"locked", "committed"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Goods:
+    payload_b64: str
+    nonce_b64: str
+    commit_hash_hex: str
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "status": "delivered",
+            "proof_type": "hash_reveal",
+            "commit_hash_hex": self.commit_hash_hex,
+            "payload_b64": self.payload_b64,
+            "nonce_b64": self.nonce_b64,
+        }
+
+
+class _CannotDeliver(Exception):
+    def __init__(self, code: FailureCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 class Fulfiller:
-    """The ``after_settlement`` hook: deliver with hash_reveal and report it in the ACCEPT ack."""
+    """The ``after_settlement`` hook of a provider that delivers with its own handlers."""
 
     def __init__(
         self,
@@ -38,21 +78,114 @@ class Fulfiller:
         settlement: SettlementGateway,
         handlers: HandlerBook,
         log: Logger,
+        clock: Callable[[], int],
         message_ttl_ms: int = 60_000,
+        handler_timeout_s: float = 5.0,
     ) -> None:
         self._keypair = keypair
         self._settlement = settlement
         self._handlers = handlers
         self._log = log
+        self._clock = clock
         self._ttl = message_ttl_ms
+        self._handler_timeout_s = handler_timeout_s
 
-    def _nonce(self, intent_id: str) -> bytes:
-        return hmac.new(
-            self._keypair.seed, _NONCE_CONTEXT + intent_id.encode("utf-8"), hashlib.sha256
-        ).digest()[:16]
+    def can_fulfil(self, intent_type: str) -> bool:
+        """Whether a handler delivers this intent type (INTENTs for others are refused)."""
+        return self._handlers.for_intent(intent_type) is not None
+
+    async def __call__(self, agreement: SettledAgreement) -> Delivery:
+        record = agreement.settlement
+        if record.state == "pending":
+            return Delivery(
+                record,
+                {
+                    "status": "pending",
+                    "detail": "settlement is still locking the funds; resend the same ACCEPT "
+                    "later to receive the delivery",
+                },
+            )
+        if record.state not in _UNDELIVERED and record.state not in _DELIVERED:
+            return Delivery(record)  # ended without a delivery: answered with a REJECT
+        try:
+            goods = await self._goods(agreement)
+            if record.state == "locked" and not agreement.time_to_deliver:
+                raise _CannotDeliver(
+                    FailureCode.DELIVERY_WINDOW_TOO_SHORT,
+                    "the delivery deadline is too near to deliver now",
+                )
+            return await self._deliver(agreement, record, goods)
+        except _CannotDeliver as cannot:
+            return await self._call_off(agreement, record, cannot)
+
+    # --- the goods ------------------------------------------------------------------------
+
+    def _nonce(self, buyer_key: str, intent_id: str) -> bytes:
+        scope = f"{buyer_key}\n{intent_id}".encode()
+        return hmac.new(self._keypair.seed, _NONCE_CONTEXT + scope, hashlib.sha256).digest()[:16]
+
+    def _handler(self, agreement: SettledAgreement) -> Handler:
+        terms = agreement.terms
+        if agreement.accept.settlement_mode != "hash_reveal" or terms is None:
+            raise _CannotDeliver(
+                FailureCode.FULFILMENT_FAILED,
+                "this provider delivers hash_reveal trades made from its own quote only",
+            )
+        handler = self._handlers.for_intent(terms.intent_type)
+        if handler is None:
+            raise _CannotDeliver(
+                FailureCode.FULFILMENT_FAILED,
+                f"nothing here delivers intent type {terms.intent_type!r}",
+            )
+        return handler
+
+    async def _goods(self, agreement: SettledAgreement) -> _Goods:
+        handler = self._handler(agreement)
+        terms = agreement.terms
+        assert terms is not None
+        intent_id = agreement.accept.intent_id
+        request = FulfilmentRequest(
+            intent_id=intent_id,
+            intent_type=terms.intent_type,
+            scope=terms.scope,
+            buyer_key=terms.buyer_key,
+        )
+        try:
+            async with asyncio.timeout(self._handler_timeout_s):
+                payload = await handler(request)
+        except TimeoutError as exc:
+            raise _CannotDeliver(
+                FailureCode.FULFILMENT_FAILED,
+                f"the handler did not produce the payload within {self._handler_timeout_s} s",
+            ) from exc
+        except Exception as exc:  # a handler is seller code: any failure calls the trade off
+            self._log.warning(
+                "pact.fulfilment.handler_failed",
+                intent_id=intent_id,
+                error_type=type(exc).__name__,
+                error=str(exc)[:300],
+            )
+            raise _CannotDeliver(
+                FailureCode.FULFILMENT_FAILED, f"the handler failed ({type(exc).__name__})"
+            ) from exc
+        if not isinstance(payload, bytes):
+            raise _CannotDeliver(FailureCode.FULFILMENT_FAILED, "the handler returned no bytes")
+        payload_b64 = base64.b64encode(payload).decode("ascii")
+        nonce_b64 = base64.b64encode(self._nonce(terms.buyer_key, intent_id)).decode("ascii")
+        goods = _Goods(payload_b64, nonce_b64, commit_hash_hex(payload_b64, nonce_b64))
+        recorded = agreement.settlement.commit_hash_hex
+        if recorded is not None and recorded.lower() != goods.commit_hash_hex:
+            raise _CannotDeliver(
+                FailureCode.FULFILMENT_FAILED,
+                "the payload can no longer be produced as committed (the handler is not "
+                "deterministic for this intent and scope)",
+            )
+        return goods
+
+    # --- delivery through settlement ----------------------------------------------------
 
     def _sign(self, message_type: str, intent_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-        sent = now_ms()
+        sent = self._clock()
         message = {
             "protocol_version": PROTOCOL_VERSION,
             "type": message_type,
@@ -63,71 +196,84 @@ class Fulfiller:
         }
         return sign_message(message, self._keypair, signed_at_ms=sent)
 
-    async def __call__(self, agreement: SettledAgreement) -> Mapping[str, Any]:
-        terms = agreement.terms
+    async def _deliver(
+        self, agreement: SettledAgreement, record: SettlementRecord, goods: _Goods
+    ) -> Delivery:
         intent_id = agreement.accept.intent_id
-        if agreement.accept.settlement_mode != "hash_reveal" or terms is None:
-            return {"delivery": {"status": "not_offered"}}
-        handler = self._handlers.for_intent(terms.intent_type)
-        if handler is None:
-            return {"delivery": {"status": "not_offered"}}
-        payload = await handler(
-            FulfilmentRequest(
-                intent_id=intent_id,
-                intent_type=terms.intent_type,
-                scope=terms.scope,
-                buyer_key=terms.buyer_key,
-            )
-        )
-        payload_b64 = base64.b64encode(payload).decode("ascii")
-        nonce_b64 = base64.b64encode(self._nonce(intent_id)).decode("ascii")
-        commit_hash = commit_hash_hex(payload_b64, nonce_b64)
-        delivery: dict[str, Any] = {
-            "proof_type": "hash_reveal",
-            "commit_hash_hex": commit_hash,
-            "payload_b64": payload_b64,
-            "nonce_b64": nonce_b64,
-        }
-        state = agreement.settlement.state
         try:
-            if state in _COMMITTABLE:
+            if record.state == "locked":
                 record = await self._settlement.commit(
-                    intent_id,
-                    self._sign("COMMIT", intent_id, {"commit_hash_hex": commit_hash}),
-                    idempotency_key=f"commit-{intent_id}-{commit_hash}",
+                    record.id,
+                    self._sign("COMMIT", intent_id, {"commit_hash_hex": goods.commit_hash_hex}),
+                    idempotency_key=f"commit-{record.id}-{goods.commit_hash_hex}",
                 )
-                state = record.state
-            if state in _REVEALABLE:
+            if record.state == "committed":
                 record = await self._settlement.reveal(
-                    intent_id,
+                    record.id,
                     self._sign(
                         "REVEAL",
                         intent_id,
-                        {
-                            "payload_b64": delivery["payload_b64"],
-                            "nonce_b64": delivery["nonce_b64"],
-                        },
+                        {"payload_b64": goods.payload_b64, "nonce_b64": goods.nonce_b64},
                     ),
-                    idempotency_key=f"reveal-{intent_id}-{commit_hash}",
+                    idempotency_key=f"reveal-{record.id}-{goods.commit_hash_hex}",
                 )
-                state = record.state
-        except (SettlementRefused, SettlementUnavailable) as exc:
-            detail = str(exc.detail)
+        except SettlementRefused as exc:
+            # Someone else (another replica, the sweeper) moved the settlement on: decide
+            # from where it is now, never from what this call expected.
             self._log.warning(
-                "pact.fulfilment.incomplete", intent_id=intent_id, state=state, detail=detail
+                "pact.fulfilment.refused", intent_id=intent_id, code=exc.code, detail=exc.detail
             )
-            return {
-                "settlement": {**agreement.settlement.summary(), "state": state},
-                "delivery": {
-                    **delivery,
-                    "status": "incomplete",
-                    "detail": f"{detail}; resend the same ACCEPT to retry the delivery",
+            current = await self._settlement.find(agreement.buyer_key, intent_id)
+            if current is None or current.id != record.id:
+                return Delivery(record, refusal=(exc.code, exc.detail))
+            if current.state in _UNDELIVERED:
+                raise _CannotDeliver(
+                    FailureCode.FULFILMENT_FAILED, f"settlement refused the delivery: {exc.detail}"
+                ) from exc
+            record = current
+        if record.state in _DELIVERED:
+            self._log.info(
+                "pact.fulfilment.delivered",
+                intent_id=intent_id,
+                state=record.state,
+                commit=goods.commit_hash_hex,
+            )
+            return Delivery(record, goods.report())
+        return Delivery(record)  # refunded or slashed by settlement (e.g. a late REVEAL)
+
+    async def _call_off(
+        self, agreement: SettledAgreement, record: SettlementRecord, cannot: _CannotDeliver
+    ) -> Delivery:
+        """Abort the trade (full refund, no slash) when it is still undelivered; otherwise
+        report the delivery without the payload the provider cannot produce again."""
+        intent_id = agreement.accept.intent_id
+        if record.state in _DELIVERED:
+            return Delivery(
+                record,
+                {
+                    "status": "delivered",
+                    "commit_hash_hex": record.commit_hash_hex,
+                    "detail": f"delivered earlier; the payload cannot be sent again: "
+                    f"{cannot.reason}",
                 },
-            }
-        self._log.info(
-            "pact.fulfilment.delivered", intent_id=intent_id, state=state, commit=commit_hash
+            )
+        self._log.warning(
+            "pact.fulfilment.called_off",
+            intent_id=intent_id,
+            settlement_id=record.id,
+            code=cannot.code.value,
+            reason=cannot.reason,
         )
-        return {
-            "settlement": {**agreement.settlement.summary(), "state": state},
-            "delivery": {**delivery, "status": "delivered"},
-        }
+        try:
+            ended = await self._settlement.abort(
+                record.id,
+                self._sign(
+                    "REJECT", intent_id, {"code": cannot.code.value, "reason": cannot.reason}
+                ),
+                idempotency_key=f"abort-{record.id}",
+            )
+        except SettlementRefused as exc:
+            return Delivery(record, refusal=(FailureCode.SETTLEMENT_FAILED.value, exc.detail))
+        return Delivery(
+            ended, refusal=(cannot.code.value, f"{cannot.reason}; the buyer is refunded")
+        )

@@ -16,6 +16,8 @@ from pact_schema import PROTOCOL_VERSION, Keypair, decimal_from_wire, sign_messa
 from pact_schema.quote import QUOTE_FIELD
 
 from pact_provider.errors import problem_document
+from pact_provider.fulfilment.handlers import demo_handlers
+from pact_provider.fulfilment.service import Fulfiller
 from pact_provider.identity import ProviderIdentity
 from pact_provider.negotiation.pricing import DEFAULT_BOOK, bond_for
 from pact_provider.negotiation.service import Decision, Negotiator, Policy
@@ -31,6 +33,21 @@ _PROVIDER = Keypair(bytes(range(33, 65)))
 
 
 class _DocSettlement:
+    """Answers like a settlement service that locks, commits and reveals at once."""
+
+    def __init__(self) -> None:
+        self.commit_hash: str | None = None
+
+    def _record(self, state: str, amount: str = "0.00008") -> SettlementRecord:
+        return SettlementRecord(
+            id="st_01jgz5y3k8r2m4n6p8r0s2t4v6",
+            state=state,
+            rail="ledger",
+            amount=amount,
+            bond=format(bond_for(decimal_from_wire(float(amount))), "f"),
+            commit_hash_hex=self.commit_hash,
+        )
+
     async def settle(
         self,
         accept_envelope: dict[str, Any],
@@ -40,23 +57,26 @@ class _DocSettlement:
         rail: str | None = None,
     ) -> SettlementRecord:
         amount = decimal_from_wire(accept_envelope["message"]["agreed_price"])
-        return SettlementRecord(
-            id="stl_01JGZ5Y3K8R2",
-            state="locked",
-            rail="ledger",
-            amount=format(amount, "f"),
-            bond=format(bond_for(amount), "f"),
-        )
+        return self._record("locked", format(amount, "f"))
 
     async def commit(
-        self, intent_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
+        self, settlement_id: str, commit_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord:
-        raise NotImplementedError("the OpenAPI examples do not deliver")
+        self.commit_hash = commit_envelope["message"]["commit_hash_hex"]
+        return self._record("committed")
 
     async def reveal(
-        self, intent_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
+        self, settlement_id: str, reveal_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord:
-        raise NotImplementedError("the OpenAPI examples do not deliver")
+        return self._record("delivered")
+
+    async def abort(
+        self, settlement_id: str, abort_envelope: dict[str, Any], *, idempotency_key: str
+    ) -> SettlementRecord:
+        return self._record("refunded")
+
+    async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
+        return None
 
     async def ping(self) -> bool:
         return True
@@ -92,13 +112,22 @@ class OpenAPIExamples:
 
 
 def build_examples() -> OpenAPIExamples:
+    settlement = _DocSettlement()
+    log = make_logger("ERROR", io.StringIO())
     negotiator = Negotiator(
         identity=ProviderIdentity(_PROVIDER, frozenset({_PROVIDER.public_key_b58}), False),
         price_book=DEFAULT_BOOK,
         policy=Policy.defaults(),
         clock=lambda: EXAMPLE_NOW,
-        settlement=_DocSettlement(),
-        log=make_logger("ERROR", io.StringIO()),
+        settlement=settlement,
+        log=log,
+        after_settlement=Fulfiller(
+            keypair=_PROVIDER,
+            settlement=settlement,
+            handlers=demo_handlers(),
+            log=log,
+            clock=lambda: EXAMPLE_NOW,
+        ),
     )
 
     def answer(envelope: dict[str, Any]) -> Decision:
@@ -148,7 +177,7 @@ def build_examples() -> OpenAPIExamples:
             "settlement_mode": "hash_reveal",
             "proof_type": "hash_reveal",
             "challenge_window_ms": 5_000,
-            "delivery_deadline_ms": t + 30_000,
+            "delivery_deadline_ms": t + 60_000,
             "sent_at_ms": t,
             "expires_at_ms": t + 20_000,
             QUOTE_FIELD: counter,
@@ -180,7 +209,11 @@ def build_examples() -> OpenAPIExamples:
     replies = {
         "ASK": _example("ASK (round 1) answering the INTENT", ask),
         "ASK_COUNTER": _example("ASK (round 2) answering the BID: met halfway", counter),
-        "ACCEPT": _example("ACCEPT acknowledgement with the settlement's id and state", ack),
+        "ACCEPT": _example(
+            "ACCEPT acknowledgement: the settlement's id and state, and the delivery (payload "
+            "and nonce only once settlement recorded the REVEAL as delivered)",
+            ack,
+        ),
         "REJECT": _example("REJECT: the price exceeds max_price (PRICE_ABOVE_MAX)", refusal),
         "REJECT_ACK": _example("REJECT acknowledging the buyer's REJECT", reject_ack),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, ROUND_UP, Context, Decimal, localcontext
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +20,13 @@ from typing import Any
 from pact_schema import Intent
 from pact_schema.money import WireMoneyError, decimal_from_wire, decimal_to_wire, parse_decimal_text
 
-from pact_provider.config import DEFAULT_PRICE, DEFAULT_PRICES, ConfigError, ProviderSettings
+from pact_provider.config import (
+    DEFAULT_LATENCY_MS,
+    DEFAULT_PRICE,
+    DEFAULT_PRICES,
+    ConfigError,
+    ProviderSettings,
+)
 
 __all__ = [
     "DEFAULT_BOOK",
@@ -28,6 +34,7 @@ __all__ = [
     "MIN_BOND",
     "PRICE_QUANTUM",
     "AskNumbers",
+    "Offer",
     "PriceBook",
     "ask_numbers",
     "bond_for",
@@ -40,6 +47,7 @@ PRICE_DECIMALS = 12
 PRICE_QUANTUM = Decimal(1).scaleb(-PRICE_DECIMALS)
 MAX_SIGNIFICANT_DIGITS = 15  # every decimal with ≤ 15 significant digits survives a double
 MAX_LIST_PRICE = Decimal("1e9")
+MAX_LATENCY_MS = 3_600_000
 MIN_BOND = Decimal("0.00001")
 
 # The seed's multipliers: (condition, factor).
@@ -113,11 +121,23 @@ def concede(
 
 
 @dataclass(frozen=True, slots=True)
+class Offer:
+    """What the provider offers for one intent type: its list price and the delivery latency
+    it promises (ms from the lock to its COMMIT, on settlement's clock)."""
+
+    list_price: Decimal
+    latency_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class PriceBook:
     prices: Mapping[str, Decimal]
     default_price: Decimal
     restricted: bool
     """When set, intent types not in ``prices`` are not offered."""
+    latencies: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Per-intent latency promises; the others promise ``default_latency_ms``."""
+    default_latency_ms: int = DEFAULT_LATENCY_MS
 
     def list_price(self, intent_type: str) -> Decimal | None:
         """Base price of an intent type; None when the type is not offered."""
@@ -126,13 +146,22 @@ class PriceBook:
             return self.default_price
         return price
 
-    def price_for(self, intent: Intent, base: Decimal) -> Decimal:
-        """The seed's pricing: base * 1.2 (latency < 50 ms) * 1.1 (freshness < 10 s) * 1.15
-        (urgent), rounded to the price grid. Memoised per (base, multipliers): a pure function
-        of few distinct inputs, so the Decimal arithmetic runs once per combination."""
+    def offer(self, intent_type: str) -> Offer | None:
+        """The offer for an intent type; None when the type is not offered."""
+        price = self.list_price(intent_type)
+        if price is None:
+            return None
+        return Offer(price, self.latencies.get(intent_type, self.default_latency_ms))
+
+    def price_for(self, intent: Intent, offer: Offer) -> Decimal:
+        """The seed's pricing: list price * 1.2 (the *promised* latency < 50 ms) * 1.1
+        (freshness asked < 10 s) * 1.15 (urgent), rounded to the price grid. The latency
+        factor follows the seller's own promise, never the buyer's demand: a buyer cannot
+        make the provider charge for, or promise, a speed it did not choose. Memoised per
+        (price, multipliers): few distinct inputs, so the Decimal arithmetic runs once each."""
         return _multiplied(
-            base,
-            intent.constraints.latency_ms < LATENCY_THRESHOLD_MS,
+            offer.list_price,
+            offer.latency_ms < LATENCY_THRESHOLD_MS,
             intent.constraints.freshness_sec < FRESHNESS_THRESHOLD_SEC,
             bool(intent.urgent),
         )
@@ -179,10 +208,32 @@ def _read_document(path: Path) -> Any:
     raise ConfigError(f"price book {path}: use a .toml or .json file")
 
 
+def _as_latency(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LATENCY_MS:
+        raise ConfigError(f"price book: {name} must be an integer from 0 to {MAX_LATENCY_MS} ms")
+    return value
+
+
+def _entry(name: str, value: Any) -> tuple[Decimal, int | None]:
+    """A price-book entry: a price, or a table ``{price, latency_ms}``."""
+    if not isinstance(value, dict):
+        return _as_decimal(name, value), None
+    unknown = set(value) - {"price", "latency_ms"}
+    if unknown or "price" not in value:
+        raise ConfigError(f"price book: {name} takes `price` and optional `latency_ms` only")
+    latency = value.get("latency_ms")
+    return (
+        _as_decimal(name, value["price"]),
+        None if latency is None else _as_latency(f"{name}.latency_ms", latency),
+    )
+
+
 def build_price_book(settings: ProviderSettings) -> PriceBook:
-    """The effective price book: PRICE_BOOK_FILE if set, else PRICES; DEFAULT_PRICE for the rest."""
+    """The effective price book: PRICE_BOOK_FILE if set, else PRICES; DEFAULT_PRICE and
+    LATENCY_MS for the rest."""
     prices: Mapping[str, Any] = settings.prices
     default: Any = settings.default_price
+    default_latency: Any = settings.latency_ms
     if settings.price_book_file is not None:
         doc = _read_document(settings.price_book_file)
         if not isinstance(doc, dict) or not isinstance(doc.get("prices"), dict):
@@ -191,9 +242,14 @@ def build_price_book(settings: ProviderSettings) -> PriceBook:
             )
         prices = doc["prices"]
         default = doc.get("default_price", default)
-    book = {str(name): _as_decimal(str(name), value) for name, value in prices.items()}
+        default_latency = doc.get("latency_ms", default_latency)
+    entries = {str(name): _entry(str(name), value) for name, value in prices.items()}
     return PriceBook(
-        prices=MappingProxyType(book),
+        prices=MappingProxyType({name: price for name, (price, _) in entries.items()}),
         default_price=_as_decimal("default_price", default),
         restricted=settings.restrict_intents,
+        latencies=MappingProxyType(
+            {name: latency for name, (_, latency) in entries.items() if latency is not None}
+        ),
+        default_latency_ms=_as_latency("latency_ms", default_latency),
     )

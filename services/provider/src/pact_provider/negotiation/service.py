@@ -46,9 +46,11 @@ from pact_provider.settlement_client import SettlementGateway, SettlementRecord,
 
 __all__ = [
     "MESSAGE_TYPES",
+    "UNFULFILLED_STATES",
     "AfterSettlement",
     "Clock",
     "Decision",
+    "Delivery",
     "Negotiator",
     "Policy",
     "Record",
@@ -83,6 +85,7 @@ class Policy:
     price_floor_ratio: Decimal
     settlement_modes: frozenset[str]
     lenient_accept: bool
+    min_delivery_window_ms: int = 30_000
     settlement_rail: str | None = None
 
     @classmethod
@@ -101,6 +104,7 @@ class Policy:
             price_floor_ratio=settings.price_floor_ratio,
             settlement_modes=frozenset(settings.settlement_modes),
             lenient_accept=settings.lenient_accept,
+            min_delivery_window_ms=settings.min_delivery_window_ms,
             settlement_rail=settings.settlement_rail,
         )
 
@@ -145,39 +149,71 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class SettledAgreement:
-    """An ACCEPT that settlement has taken (funds locked or pending)."""
+    """An ACCEPT that settlement has taken (funds locked or pending), or a resent one."""
 
     accept: Accept
     accept_envelope: dict[str, Any]
     terms: QuoteTerms | None
     """The carried quote; None for a bare ACCEPT taken in lenient mode."""
     settlement: SettlementRecord
+    time_to_deliver: bool = True
+    """False when the delivery deadline is too near to start delivering now (a resent ACCEPT
+    found its settlement locked with less than MIN_DELIVERY_WINDOW_MS left)."""
+
+    @property
+    def buyer_key(self) -> str:
+        return str(self.accept_envelope["signer_public_key_b58"])
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the fulfilment hook did: the settlement as it ended up, the ``delivery`` report
+    for the ACCEPT ack, or a refusal (code, reason) to answer with a signed REJECT instead."""
+
+    settlement: SettlementRecord
+    report: Mapping[str, Any] | None = None
+    refusal: tuple[str, str] | None = None
 
 
 class AfterSettlement(Protocol):
-    """Hook run after settlement took an ACCEPT; returns extra fields for the ACCEPT ack.
+    """Hook run after settlement took an ACCEPT: delivers (commit/reveal) and says how it went.
 
-    This is the seam for per-intent fulfilment (commit/reveal of the payload).
+    The payload may leave the provider (in ``report``) only once settlement has recorded the
+    REVEAL as delivered.
     """
 
-    def __call__(self, agreement: SettledAgreement) -> Awaitable[Mapping[str, Any]]: ...
+    def __call__(self, agreement: SettledAgreement) -> Awaitable[Delivery]: ...
 
 
-async def no_fulfilment(agreement: SettledAgreement) -> Mapping[str, Any]:
-    return {}
+async def no_fulfilment(agreement: SettledAgreement) -> Delivery:
+    """Delivery is left to another process using the settlement API."""
+    return Delivery(agreement.settlement)
+
+
+#: Settlement states in which the buyer paid nothing and got nothing: the answer is a REJECT.
+UNFULFILLED_STATES = frozenset({"refunded", "slashed", "failed"})
 
 
 class _Refusal(Exception):
     """Control flow: the message is refused with a signed REJECT."""
 
     def __init__(
-        self, code: str, reason: str, *, price: Decimal | None = None, round: int | None = None
+        self,
+        code: str,
+        reason: str,
+        *,
+        price: Decimal | None = None,
+        round: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        settlement_id: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
         self.price = price
         self.round = round
+        self.extra = dict(extra or {})
+        self.settlement_id = settlement_id
 
 
 def parse_envelope(body: bytes) -> VerifiedEnvelope:
@@ -222,8 +258,10 @@ class Negotiator:
         settlement: SettlementGateway | None,
         log: Logger,
         after_settlement: AfterSettlement = no_fulfilment,
+        can_fulfil: Callable[[str], bool] | None = None,
     ) -> None:
         self.identity = identity
+        self.can_fulfil = can_fulfil
         self.price_book = price_book
         self.policy = policy
         self.clock = clock
@@ -295,23 +333,30 @@ class Negotiator:
                 FailureCode.SETTLEMENT_MODE_NOT_ALLOWED.value,
                 f"settlement_mode {intent.settlement_mode!r} is not offered",
             )
-        base = self.price_book.list_price(intent.intent)
-        if base is None:
+        offer = self.price_book.offer(intent.intent)
+        if offer is None:
             raise _Refusal(
                 FailureCode.INTENT_NOT_ALLOWED.value,
                 f"intent type {intent.intent!r} is not offered by this provider",
             )
-        price = self.price_book.price_for(intent, base)
+        if self.can_fulfil is not None and not self.can_fulfil(intent.intent):
+            raise _Refusal(
+                FailureCode.INTENT_NOT_ALLOWED.value,
+                f"intent type {intent.intent!r} has a price but nothing here delivers it",
+            )
+        price = self.price_book.price_for(intent, offer)
         if price > intent.max_price:
             raise _Refusal(
                 FailureCode.PRICE_ABOVE_MAX.value,
                 f"the price {price:f} exceeds max_price {intent.max_price:f}",
                 price=price,
             )
+        # The promised latency is the provider's own figure, whatever the INTENT asks for: a
+        # buyer must not be able to dictate a promise the provider would then break.
         envelope = self._sign_ask(
             intent_id=intent.intent_id,
             price=price,
-            latency_ms=intent.constraints.latency_ms,
+            latency_ms=offer.latency_ms,
             now=now,
             binding=quote_binding_fields(
                 buyer_key=verified.signer,
@@ -385,7 +430,7 @@ class Negotiator:
 
     async def _on_accept(self, verified: VerifiedEnvelope, accept: Accept) -> Decision:
         now = self.clock()
-        self._check_clock(accept, now)
+        self._check_accept_clock(accept, now)
         terms: QuoteTerms | None = None
         provider_quote: dict[str, Any] | None = None
         if verified.message_raw.get(QUOTE_FIELD) is None and self.policy.lenient_accept:
@@ -403,16 +448,93 @@ class Negotiator:
                 price=accept.agreed_price,
             )
         accept_hash = verified.envelope.message_hash_hex.lower()
-        idempotency_key = f"accept-{accept_hash}"
+        window = accept.delivery_deadline_ms - now
+        time_to_deliver = window >= self.policy.min_delivery_window_ms
+        if time_to_deliver:
+            record = await self._settle(self.settlement, verified, accept, provider_quote)
+        else:
+            # Too late to start a delivery: take no new ACCEPT, but a resent one whose trade
+            # settlement already holds is answered with that trade (delivered, or called off).
+            found = await self.settlement.find(verified.signer, accept.intent_id)
+            if found is None:
+                raise _Refusal(
+                    FailureCode.DELIVERY_WINDOW_TOO_SHORT.value,
+                    f"delivery_deadline_ms is {window} ms away; this provider needs at least "
+                    f"{self.policy.min_delivery_window_ms} ms to deliver (its ASK says so "
+                    "in min_delivery_window_ms) and takes no ACCEPT it cannot meet",
+                    price=accept.agreed_price,
+                )
+            record = found
+        delivery = await self.after_settlement(
+            SettledAgreement(
+                accept=accept,
+                accept_envelope=verified.raw,
+                terms=terms,
+                settlement=record,
+                time_to_deliver=time_to_deliver,
+            )
+        )
+        record = delivery.settlement
+        if delivery.refusal is not None or record.state in UNFULFILLED_STATES:
+            code, reason = delivery.refusal or (
+                record.failure_code or FailureCode.SETTLEMENT_FAILED.value,
+                f"settlement {record.id} ended {record.state}: nothing is delivered and the "
+                "buyer keeps its money",
+            )
+            raise _Refusal(
+                code,
+                reason,
+                price=accept.agreed_price,
+                extra={"accept_hash_hex": accept_hash, "settlement": record.summary()},
+                settlement_id=record.id,
+            )
+        sent = self.clock()
+        ack = {
+            "protocol_version": PROTOCOL_VERSION,
+            "type": "ACCEPT",
+            "intent_id": accept.intent_id,
+            "agreed_price": verified.message_raw["agreed_price"],
+            "settlement_mode": accept.settlement_mode,
+            "proof_type": accept.proof_type,
+            "challenge_window_ms": accept.challenge_window_ms,
+            "delivery_deadline_ms": accept.delivery_deadline_ms,
+            "sent_at_ms": sent,
+            "expires_at_ms": sent + self.policy.reply_ttl_ms,
+            "accept_hash_hex": accept_hash,
+            "settlement": record.summary(),
+        }
+        if delivery.report is not None:
+            ack["delivery"] = dict(delivery.report)
+        return Decision(
+            envelope=sign_message(ack, self._keypair, signed_at_ms=sent),
+            event="pact.accept.settled",
+            message_type="ACCEPT",
+            outcome="ACCEPT",
+            intent_id=accept.intent_id,
+            price=accept.agreed_price,
+            round=None if terms is None else terms.round,
+            buyer=verified.signer,
+            settlement_id=record.id,
+        )
+
+    async def _settle(
+        self,
+        settlement: SettlementGateway,
+        verified: VerifiedEnvelope,
+        accept: Accept,
+        provider_quote: dict[str, Any] | None,
+    ) -> SettlementRecord:
+        """Forward the ACCEPT (a resend is replayed by settlement: same key, same answer)."""
+        idempotency_key = f"accept-{verified.envelope.message_hash_hex.lower()}"
         self.log.info(
             "pact.accept.forwarded",
             intent_id=accept.intent_id,
             idempotency_key=idempotency_key,
             price=format(accept.agreed_price, "f"),
-            lenient=terms is None,
+            lenient=provider_quote is not None,
         )
         try:
-            record = await self.settlement.settle(
+            return await settlement.settle(
                 verified.raw,
                 idempotency_key=idempotency_key,
                 provider_quote=provider_quote,
@@ -429,37 +551,6 @@ class Negotiator:
                 detail=exc.detail,
             )
             raise
-        agreement = SettledAgreement(
-            accept=accept, accept_envelope=verified.raw, terms=terms, settlement=record
-        )
-        extra = dict(await self.after_settlement(agreement))
-        sent = self.clock()
-        ack = {
-            "protocol_version": PROTOCOL_VERSION,
-            "type": "ACCEPT",
-            "intent_id": accept.intent_id,
-            "agreed_price": verified.message_raw["agreed_price"],
-            "settlement_mode": accept.settlement_mode,
-            "proof_type": accept.proof_type,
-            "challenge_window_ms": accept.challenge_window_ms,
-            "delivery_deadline_ms": accept.delivery_deadline_ms,
-            "sent_at_ms": sent,
-            "expires_at_ms": sent + self.policy.reply_ttl_ms,
-            "accept_hash_hex": accept_hash,
-            "settlement": record.summary(),
-            **extra,
-        }
-        return Decision(
-            envelope=sign_message(ack, self._keypair, signed_at_ms=sent),
-            event="pact.accept.settled",
-            message_type="ACCEPT",
-            outcome="ACCEPT",
-            intent_id=accept.intent_id,
-            price=accept.agreed_price,
-            round=None if terms is None else terms.round,
-            buyer=verified.signer,
-            settlement_id=record.id,
-        )
 
     def _on_reject(self, verified: VerifiedEnvelope, reject: Reject) -> Decision:
         return Decision(
@@ -477,6 +568,23 @@ class Negotiator:
         )
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _check_accept_clock(self, accept: Accept, now: int) -> None:
+        """An ACCEPT may be old: the buyer resends the same signed ACCEPT after a 503, and it
+        is answered with the settlement's outcome for as long as its quote is valid (checked
+        with the quote). It must not be expired, nor dated ahead of this clock."""
+        if accept.expires_at_ms <= now:
+            raise _Refusal(
+                FailureCode.INTENT_EXPIRED.value,
+                f"the ACCEPT expired at {accept.expires_at_ms} (provider clock {now})",
+            )
+        ahead = accept.sent_at_ms - now
+        if ahead > self.policy.max_clock_skew_ms:
+            raise _Refusal(
+                FailureCode.CLOCK_SKEW_TOO_LARGE.value,
+                f"sent_at_ms is {ahead:+d} ms ahead of the provider clock "
+                f"(allowed +{self.policy.max_clock_skew_ms} ms)",
+            )
 
     def _check_clock(self, message: Intent | Bid | Accept, now: int) -> None:
         if message.expires_at_ms <= now:
@@ -563,6 +671,7 @@ class Negotiator:
             "valid_for_ms": valid_for,
             "bond_required": numbers.wire_bond,
             "type": "ASK",
+            "min_delivery_window_ms": self.policy.min_delivery_window_ms,
             **binding,
         }
         return sign_message(ask, self._keypair, signed_at_ms=now)
@@ -594,7 +703,7 @@ class Negotiator:
         buyer: str | None,
     ) -> Decision:
         return Decision(
-            envelope=self._sign_reject(intent_id, refusal.reason, refusal.code),
+            envelope=self._sign_reject(intent_id, refusal.reason, refusal.code, **refusal.extra),
             event=event,
             message_type=message_type,
             outcome="REJECT",
@@ -603,4 +712,5 @@ class Negotiator:
             price=refusal.price,
             round=refusal.round,
             buyer=buyer,
+            settlement_id=refusal.settlement_id,
         )

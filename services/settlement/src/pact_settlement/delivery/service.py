@@ -495,14 +495,15 @@ class DeliveryService:
     ) -> SettlementRead:
         """The seller calls the trade off before delivering (a signed REJECT): the buyer is
         refunded in full at once and the seller's bond is returned, since nothing was
-        delivered. Refused once the REVEAL is recorded (the buyer has the goods)."""
+        delivered. Refused once the REVEAL is recorded (the buyer has the goods). Any abort
+        after the first answers the settlement as it is: a retry may be signed anew."""
         envelope, message = self._verify(raw, expected="REJECT", what="abort", identity_status=403)
         assert isinstance(message, Reject)
         s = await self._locked_settlement(ref, message, seller=envelope.signer)
         self._signed_by(envelope, s.seller, "seller", s)
         message_hash = envelope.envelope.message_hash_hex.lower()
-        if await self.transcripts.find(s.id, message_hash) is not None:
-            return await self.read(s)  # the same abort again
+        if await self.transcripts.latest_of_kind(s.id, "ABORT") is not None:
+            return await self.read(s)  # aborted already (a retry may be signed anew)
         code = message.code or FailureCode.FULFILMENT_FAILED
         if code not in ABORT_CODES:
             raise Unprocessable(
