@@ -175,16 +175,20 @@ class SeenRequest:
 
 
 class FakeSettlement:
-    """A small settlement service: POST /v1/settlements (scripted or echo), GET /healthz."""
+    """A small settlement service: POST /v1/settlements (scripted or echo), GET /healthz, and
+    GET /v1/whoami, which knows ``provider_token`` and ``admin_token`` as settlement does."""
 
     def __init__(self) -> None:
         self.script: list[Scripted] = []
         self.requests: list[SeenRequest] = []
         self.healthy = True
+        self.provider_token = SETTLEMENT_TOKEN
+        self.admin_token = "test-settlement-admin-token"
         self.app = Starlette(
             routes=[
                 Route("/v1/settlements", self._settle, methods=["POST"]),
                 Route("/healthz", self._health, methods=["GET"]),
+                Route("/v1/whoami", self._whoami, methods=["GET"]),
             ]
         )
 
@@ -198,6 +202,22 @@ class FakeSettlement:
 
     async def _health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"}, status_code=200 if self.healthy else 503)
+
+    async def _whoami(self, request: Request) -> Response:
+        if not self.healthy:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        roles = {
+            f"Bearer {self.provider_token}": "provider",
+            f"Bearer {self.admin_token}": "admin",
+        }
+        role = roles.get(request.headers.get("authorization", ""))
+        if role is None:
+            return JSONResponse(
+                {"status": 401, "code": "UNAUTHORIZED"},
+                status_code=401,
+                media_type="application/problem+json",
+            )
+        return JSONResponse({"role": role})
 
     async def _settle(self, request: Request) -> Response:
         payload = json.loads(await request.body())

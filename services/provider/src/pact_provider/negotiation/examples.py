@@ -58,8 +58,8 @@ class _DocSettlement:
     ) -> SettlementRecord:
         raise NotImplementedError("the OpenAPI examples do not deliver")
 
-    async def ping(self) -> bool:
-        return True
+    async def readiness(self) -> str:
+        return "ok"
 
     async def aclose(self) -> None:
         return None
