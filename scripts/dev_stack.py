@@ -1,6 +1,7 @@
 """`make run` and `make demo`: the whole suite on one machine, embedded defaults, no Docker.
 
-run:  generates dev keys and tokens once into .dev/ (git-ignored), starts settlement (:8001,
+run:  generates dev keys and tokens once into .dev/ (git-ignored; keys and tokens owner-only,
+      written atomically, never through a symlink), starts settlement (:8001,
       SQLite + mock ledger) and the provider (:8000) wired to it, funds the demo buyer, and
       stays in the foreground; Ctrl-C stops both.
 demo: a buyer against that stack, printing the lifecycle step by step with balances before
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 from pact_schema import Keypair, verify_envelope
 from pact_schema.client import PactClient, PactClientError
+from pact_schema.files import ensure_private_dir, write_private
 from pact_schema.money import format_wire_amount
 from pact_schema.transcript import verify_transcript
 
@@ -44,15 +46,15 @@ def _say(text: str) -> None:
 
 def _stack() -> dict[str, Any]:
     """Keys and tokens of the dev stack, made once and kept in .dev/ (never committed)."""
-    DEV.mkdir(exist_ok=True)
+    ensure_private_dir(DEV)
     if STACK_ENV.exists():
         data: dict[str, Any] = json.loads(STACK_ENV.read_text())
         return data
-    keys = DEV / "keys"
+    keys = ensure_private_dir(DEV / "keys")
     for name in ("provider", "buyer", "settlement"):
         path = keys / f"{name}.json"
         if not path.exists():
-            Keypair.generate().save(path)
+            Keypair.generate().save(path, overwrite=False)
     data = {
         "api_token": "dev-api-" + secrets.token_urlsafe(24),
         "admin_token": "dev-admin-" + secrets.token_urlsafe(24),
@@ -60,9 +62,8 @@ def _stack() -> dict[str, Any]:
         "buyer_key_file": str(keys / "buyer.json"),
         "settlement_key_file": str(keys / "settlement.json"),
     }
-    fd = os.open(STACK_ENV, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
+    # Atomically, 0600, never through a symlink (pact_schema.files).
+    write_private(STACK_ENV, json.dumps(data, indent=2), overwrite=False)
     return data
 
 

@@ -517,6 +517,8 @@ def test_images_migrate_serve_and_stop_gracefully_without_the_source_tree(
             PACT_PROVIDER_ENV="production",
             PACT_PROVIDER_SIGNING_KEY=generated_env["PACT_PROVIDER_SIGNING_KEY"],
             PACT_PROVIDER_SETTLEMENT_URL=f"http://127.0.0.1:{settlement_port}",
+            PACT_PROVIDER_ALLOW_PLAINTEXT_SETTLEMENT="true",  # loopback, as in-cluster
+            PACT_PROVIDER_FULFILMENT="none",  # production refuses the demo handlers
             PACT_PROVIDER_SETTLEMENT_TOKEN=generated_env["PACT_SETTLEMENT_API_TOKEN"],
             PACT_PROVIDER_PRICE_BOOK_FILE=str(ROOT / "deploy" / "k8s" / "base" / "price-book.toml"),
         )

@@ -176,21 +176,25 @@ class SeenRequest:
 
 class FakeSettlement:
     """A small settlement service: POST /v1/settlements (scripted, or recorded as ``locked``),
-    COMMIT / REVEAL / abort and GET by intent id on what it recorded, GET /healthz. A REVEAL
-    that proves the COMMIT (the reference commit rule) is ``delivered``; one that does not is
-    ``refunded`` with FAILED_PROOF, as the real service would end it."""
+    COMMIT / REVEAL / abort and GET by intent id on what it recorded, GET /healthz, and
+    GET /v1/whoami, which knows ``provider_token`` and ``admin_token`` as settlement does. A
+    REVEAL that proves the COMMIT (the reference commit rule) is ``delivered``; one that does
+    not is ``refunded`` with FAILED_PROOF, as the real service would end it."""
 
     def __init__(self) -> None:
         self.script: list[Scripted] = []
         self.requests: list[SeenRequest] = []
         self.records: dict[str, dict[str, Any]] = {}
         self.healthy = True
+        self.provider_token = SETTLEMENT_TOKEN
+        self.admin_token = "test-settlement-admin-token"
         self.app = Starlette(
             routes=[
                 Route("/v1/settlements", self._settle, methods=["POST"]),
                 Route("/v1/settlements/{ref}", self._get, methods=["GET"]),
                 Route("/v1/settlements/{ref}/{step}", self._deliver, methods=["POST"]),
                 Route("/healthz", self._health, methods=["GET"]),
+                Route("/v1/whoami", self._whoami, methods=["GET"]),
             ]
         )
 
@@ -204,6 +208,22 @@ class FakeSettlement:
 
     async def _health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"}, status_code=200 if self.healthy else 503)
+
+    async def _whoami(self, request: Request) -> Response:
+        if not self.healthy:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        roles = {
+            f"Bearer {self.provider_token}": "provider",
+            f"Bearer {self.admin_token}": "admin",
+        }
+        role = roles.get(request.headers.get("authorization", ""))
+        if role is None:
+            return JSONResponse(
+                {"status": 401, "code": "UNAUTHORIZED"},
+                status_code=401,
+                media_type="application/problem+json",
+            )
+        return JSONResponse({"role": role})
 
     async def _settle(self, request: Request) -> Response:
         payload = json.loads(await request.body())

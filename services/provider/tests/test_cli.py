@@ -8,13 +8,13 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import uvicorn
 from pact_provider import cli
 from pact_provider.app import create_app
 from pact_schema.cli import main as pact_main
+from pact_schema.serving import GuardedConfig
 from provider_testkit import PROVIDER, FakeSettlement, settings
 
 
@@ -49,17 +49,21 @@ def test_serve_refuses_an_unreadable_key_file(
 def test_serve_runs_uvicorn_with_workers_through_the_factory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    calls: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    calls: list[GuardedConfig] = []
+    monkeypatch.setattr(cli, "run_server", lambda config: calls.append(config) or 0)
     PROVIDER.save(tmp_path / "key.json")
     monkeypatch.setenv("PACT_PROVIDER_SIGNING_KEY_FILE", str(tmp_path / "key.json"))
+    monkeypatch.setenv("PACT_PROVIDER_HTTP_HEADER_TIMEOUT_S", "7.5")
+    monkeypatch.setenv("PACT_PROVIDER_HTTP_MAX_CONNECTIONS", "321")
     assert cli.main(["serve", "--host", "0.0.0.0", "--port", "9001", "--workers", "3"]) == 0
-    target, options = calls[0]
-    assert target == "pact_provider.app:app_from_env"
-    assert options["factory"] is True
-    assert options["workers"] == 3
-    assert (options["host"], options["port"]) == ("0.0.0.0", 9001)
-    assert options["access_log"] is False
+    config = calls[0]
+    assert config.app == "pact_provider.app:app_from_env"
+    assert config.factory is True
+    assert config.workers == 3
+    assert (config.host, config.port) == ("0.0.0.0", 9001)
+    assert config.access_log is False
+    assert config.http_limits.header_timeout_s == 7.5
+    assert config.limit_concurrency == 321
 
 
 def _free_port() -> int:

@@ -13,6 +13,8 @@ from pact_schema.keys import b58encode
 from provider_testkit import PROVIDER, SETTLEMENT_TOKEN, SETTLEMENT_URL
 from pydantic import ValidationError
 
+STRONG_TOKEN = "Wq3bq9s1xQd0P4uVnZkT7yHc2LmR8eJfA6oGiXw5"
+
 
 def _production(**values: object) -> ProviderSettings:
     return ProviderSettings(env="production", **values)  # type: ignore[arg-type]
@@ -55,7 +57,10 @@ def test_production_starts_with_key_url_and_token(tmp_path: Path) -> None:
     key_file = tmp_path / "provider.json"
     PROVIDER.save(key_file)
     settings = _production(
-        signing_key_file=key_file, settlement_url=SETTLEMENT_URL, settlement_token="t0ken"
+        signing_key_file=key_file,
+        settlement_url="https://settlement.test",
+        settlement_token=STRONG_TOKEN,
+        fulfilment="none",
     )
     identity = load_identity(settings)
     assert identity.keypair.public_key_b58 == PROVIDER.public_key_b58

@@ -192,10 +192,10 @@ async def test_lenient_bare_accept_sends_the_provider_minted_quote(
     assert minted["message"]["price"] == 0.0002
 
 
-async def test_ping_reports_settlement_health(settlement: FakeSettlement) -> None:
-    client = HttpSettlementClient(
+def _client(settlement: FakeSettlement, token: str | None) -> HttpSettlementClient:
+    return HttpSettlementClient(
         "http://settlement.test",
-        None,
+        token,
         total_timeout_s=1,
         connect_timeout_s=1,
         attempts=1,
@@ -204,7 +204,21 @@ async def test_ping_reports_settlement_health(settlement: FakeSettlement) -> Non
         max_connections=2,
         transport=settlement.transport,
     )
-    assert await client.ping()
+
+
+async def test_readiness_proves_the_token_is_settlements_provider_token(
+    settlement: FakeSettlement,
+) -> None:
+    good = _client(settlement, SETTLEMENT_TOKEN)
+    assert await good.readiness() == "ok"
     settlement.healthy = False
-    assert not await client.ping()
-    await client.aclose()
+    assert await good.readiness() == "settlement answered HTTP 503"
+    settlement.healthy = True
+    wrong = _client(settlement, "not-the-token")
+    assert await wrong.readiness() == "settlement refused the provider's token (HTTP 401)"
+    none = _client(settlement, None)
+    assert await none.readiness() == "settlement refused the provider's token (HTTP 401)"
+    admin = _client(settlement, settlement.admin_token)
+    assert "admin token, not its provider token" in await admin.readiness()
+    for client in (good, wrong, none, admin):
+        await client.aclose()

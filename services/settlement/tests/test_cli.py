@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -29,8 +30,8 @@ def _env(**extra: str) -> dict[str, str]:
         PACT_SETTLEMENT_API_TOKEN=TOKEN,
         PACT_SETTLEMENT_ADMIN_TOKEN=ADMIN,
         PACT_SETTLEMENT_ENV="test",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -89,6 +90,18 @@ def test_default_sqlite_serves_and_migrates_itself(tmp_path: Path) -> None:
     result = _serve_and_probe(_env(), tmp_path)
     assert result == {"ready": 200, "deposit": 201}
     assert (tmp_path / ".dev" / "settlement.sqlite3").exists()
+
+
+def test_development_database_and_receipt_key_are_created_owner_only(tmp_path: Path) -> None:
+    result = _serve_and_probe(_env(PACT_SETTLEMENT_ENV="development"), tmp_path)
+    assert result == {"ready": 200, "deposit": 201}
+    dev = tmp_path / ".dev"
+    assert stat.S_IMODE(dev.stat().st_mode) == 0o700
+    written = sorted(p.name for p in dev.iterdir())
+    assert "settlement.sqlite3" in written
+    assert "settlement-signing.key" in written
+    for name in written:  # the database, its -wal/-shm files, the RECEIPT key
+        assert stat.S_IMODE((dev / name).stat().st_mode) == 0o600, name
 
 
 def test_migrate_then_serve(fresh_database_url: str, tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ from pact_settlement.config import DEV_ADMIN_TOKEN, DEV_API_TOKEN, SettlementSet
 from pydantic import ValidationError
 
 KEY = "4vJ9JU1bJJE96FWSJKvHsmmFADCg4gpZQff4P3bkLKi"  # 32 bytes, base58
-STRONG_A = "p" * 32
-STRONG_B = "q" * 32
+STRONG_A = "pV3x9QeL0tKzR7wNa2Bc5YhJ8mUo4GfD1sTiE6rW"
+STRONG_B = "qM8c2ZkP5vXn1RbHe7LwT0yQa4JgS9uFo3DiC6tN"
+DATABASE = "postgresql+asyncpg://pact:pw@db.internal:5432/pact"
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,12 @@ def test_env_vars_are_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> N
     ],
 )
 def test_production_refuses_missing_or_placeholder_secrets(overrides: dict[str, object]) -> None:
-    values: dict[str, object] = {"env": "production", "provider_keys": [KEY], **overrides}
+    values: dict[str, object] = {
+        "env": "production",
+        "provider_keys": [KEY],
+        "database_url": DATABASE,
+        **overrides,
+    }
     with pytest.raises(ValidationError):
         SettlementSettings(**values)  # type: ignore[arg-type]
 
@@ -71,6 +77,7 @@ def test_production_accepts_real_secrets() -> None:
         api_token=STRONG_A,  # type: ignore[arg-type]
         admin_token=STRONG_B,  # type: ignore[arg-type]
         provider_keys=[KEY],
+        database_url=DATABASE,  # type: ignore[arg-type]
     )
     assert settings.env == "production"
 

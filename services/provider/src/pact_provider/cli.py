@@ -1,4 +1,5 @@
-"""``pact-provider serve``: run the provider with uvicorn."""
+"""``pact-provider serve``: run the provider with uvicorn, bounded against slow clients
+(``pact_schema.serving``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import argparse
 import sys
 from typing import Any
 
-import uvicorn
+from pact_schema.serving import GuardedConfig, HttpLimits, run_server
+from pact_schema.settings_errors import settings_error_lines
 from pydantic import ValidationError
 
 from pact_provider.app import create_app, freeze_startup_objects
@@ -15,6 +17,7 @@ from pact_provider.config import ConfigError, ProviderSettings
 __all__ = ["build_parser", "main"]
 
 EXIT_CONFIG = 2
+ENV_PREFIX = "PACT_PROVIDER_"
 
 
 def uvicorn_log_config(level: str) -> dict[str, Any]:
@@ -54,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str) -> int:
-    print(f"pact-provider: configuration error: {message}", file=sys.stderr)
+def _fail(*lines: str) -> int:
+    """Configuration problems, one line each, never with a value (tokens, keys)."""
+    for line in lines:
+        print(f"pact-provider: configuration error: {line}", file=sys.stderr)
     return EXIT_CONFIG
 
 
@@ -63,7 +68,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = ProviderSettings()
     except ValidationError as exc:
-        return _fail(str(exc))
+        return _fail(*settings_error_lines(exc, ENV_PREFIX))
     if args.workers < 1:
         return _fail("--workers must be at least 1")
     if args.workers > 1 and not settings.has_signing_key:
@@ -82,13 +87,26 @@ def serve(args: argparse.Namespace) -> int:
         "server_header": False,
         "log_config": uvicorn_log_config(settings.log_level),
         "timeout_graceful_shutdown": 10,
+        "limits": http_limits(settings),
     }
     if args.workers == 1:
         freeze_startup_objects()
-        uvicorn.run(app, **common)
-    else:
-        uvicorn.run("pact_provider.app:app_from_env", factory=True, workers=args.workers, **common)
-    return 0
+        return run_server(GuardedConfig(app, **common))
+    return run_server(
+        GuardedConfig(
+            "pact_provider.app:app_from_env", factory=True, workers=args.workers, **common
+        )
+    )
+
+
+def http_limits(settings: ProviderSettings) -> HttpLimits:
+    """The server's bounds on slow clients and connections (the HTTP_* settings)."""
+    return HttpLimits(
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        keep_alive_timeout_s=settings.http_keep_alive_timeout_s,
+        max_connections=settings.http_max_connections,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

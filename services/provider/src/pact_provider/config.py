@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from pact_schema.token_policy import token_weakness
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -53,13 +54,20 @@ class ProviderSettings(BaseSettings):
     """Settings of one provider replica. All replicas of one provider share them."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PACT_PROVIDER_", extra="ignore", frozen=True, validate_default=True
+        env_prefix="PACT_PROVIDER_",
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+        # Never echo a value in an error: a model-level check would print every setting read,
+        # the signing key and token included (pact_schema.settings_errors renders the errors).
+        hide_input_in_errors=True,
     )
 
     env: Environment = Field(
         default="development",
         description="`development` or `production`. Production refuses to start without "
-        "SIGNING_KEY_FILE/SIGNING_KEY, SETTLEMENT_URL and SETTLEMENT_TOKEN.",
+        "SIGNING_KEY_FILE/SIGNING_KEY, SETTLEMENT_URL and SETTLEMENT_TOKEN, with a weak token, "
+        "a plaintext SETTLEMENT_URL (unless ALLOW_PLAINTEXT_SETTLEMENT) or the demo fulfilment.",
     )
 
     # --- identity -----------------------------------------------------------------------------
@@ -118,6 +126,14 @@ class ProviderSettings(BaseSettings):
     )
     settlement_max_connections: int = Field(
         default=100, ge=1, le=10_000, description="Connection pool size towards settlement."
+    )
+
+    # --- production hygiene -------------------------------------------------------------------
+    allow_plaintext_settlement: bool = Field(
+        default=False,
+        description="Allow an http:// SETTLEMENT_URL in production, for in-cluster traffic on a "
+        "private network (the bearer token then travels unencrypted). Off: production "
+        "refuses a SETTLEMENT_URL without TLS.",
     )
 
     # --- pricing ------------------------------------------------------------------------------
@@ -232,6 +248,34 @@ class ProviderSettings(BaseSettings):
         default="INFO", description="Lowest log level written (JSON lines on stdout)."
     )
 
+    # --- HTTP server: slow clients and the connection cap (pact_schema.serving) ---------------
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A connection must deliver a request's complete headers within this many "
+        "seconds of opening (or of the request's first byte on a kept-alive connection); "
+        "else 408 and closed.",
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A request's complete body must arrive within this many seconds after its "
+        "headers; else 408 (or, once answered, the connection is closed).",
+    )
+    http_keep_alive_timeout_s: int = Field(
+        default=5, ge=1, le=3600, description="An idle kept-alive connection is closed after this."
+    )
+    http_max_connections: int = Field(
+        default=1000,
+        ge=2,
+        le=1_000_000,
+        description="Per worker process: a request that arrives while this many connections "
+        "(its own included) or requests are open is answered 503. Keep it above the idle "
+        "keep-alive connections a proxy in front pools.",
+    )
+
     @field_validator("previous_keys", "settlement_modes", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
@@ -280,9 +324,32 @@ class ProviderSettings(BaseSettings):
             missing.append("PACT_PROVIDER_SETTLEMENT_URL")
         if not _secret(self.settlement_token):
             missing.append("PACT_PROVIDER_SETTLEMENT_TOKEN")
-        if missing:
-            raise ValueError("production mode requires " + ", ".join(missing))
+        problems = ["production mode requires " + ", ".join(missing)] if missing else []
+        problems += self._production_refusals()
+        if problems:
+            raise ValueError("\n".join(problems))  # one line each
         return self
+
+    def _production_refusals(self) -> list[str]:
+        """What production refuses besides missing secrets (README "Production refusals")."""
+        problems = []
+        token = _secret(self.settlement_token)
+        if token and (weakness := token_weakness(token)) is not None:
+            problems.append(f"PACT_PROVIDER_SETTLEMENT_TOKEN is too weak: {weakness}")
+        url = self.settlement_url or ""
+        if url.startswith("http://") and not self.allow_plaintext_settlement:
+            problems.append(
+                "PACT_PROVIDER_SETTLEMENT_URL is plaintext http://, so the settlement token "
+                "would travel unencrypted: use https://, or set "
+                "PACT_PROVIDER_ALLOW_PLAINTEXT_SETTLEMENT=true for in-cluster traffic"
+            )
+        if self.fulfilment == "demo" and not self.fulfilment_module:
+            problems.append(
+                "PACT_PROVIDER_FULFILMENT=demo (the default) delivers made-up demo payloads: "
+                "set PACT_PROVIDER_FULFILMENT=none (another process delivers) or "
+                "PACT_PROVIDER_FULFILMENT_MODULE"
+            )
+        return problems
 
     @property
     def has_signing_key(self) -> bool:

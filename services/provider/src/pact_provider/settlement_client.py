@@ -1,5 +1,5 @@
 """HTTP client of the settlement service (settlements, commit, reveal, abort, lookup,
-``GET /healthz``).
+``GET /v1/whoami``).
 
 One pooled ``httpx.AsyncClient`` per app, made in the lifespan. Every forward has a total time
 budget; 5xx, 429, 408, timeouts and connection errors are retried with the *same*
@@ -33,7 +33,8 @@ __all__ = [
 ]
 
 SETTLEMENTS_PATH = "/v1/settlements"
-HEALTH_PATH = "/healthz"
+WHOAMI_PATH = "/v1/whoami"
+READY = "ok"
 _RETRYABLE = frozenset({408, 425, 429})
 _KNOWN_CODES = frozenset(code.value for code in FailureCode)
 _MAX_DETAIL = 1_000
@@ -101,7 +102,9 @@ class SettlementGateway(Protocol):
         """The buyer's settlement for ``intent_id``, or None when there is none."""
         ...
 
-    async def ping(self) -> bool: ...
+    async def readiness(self) -> str:
+        """``"ok"`` when settlement answers and takes our token as the provider's, else why not."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -194,12 +197,25 @@ class HttpSettlementClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def ping(self) -> bool:
+    async def readiness(self) -> str:
+        """An authenticated ``GET /v1/whoami``: proves settlement answers *and* that our token
+        is its provider token (an admin token would be refused on every ACCEPT)."""
         try:
-            response = await self._http.get(HEALTH_PATH, timeout=min(self._total, 2.0))
+            response = await self._http.get(WHOAMI_PATH, timeout=min(self._total, 2.0))
         except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+            return "unreachable"
+        status = response.status_code
+        if status in (401, 403):
+            return f"settlement refused the provider's token (HTTP {status})"
+        if status != 200:
+            return f"settlement answered HTTP {status}"
+        body: Any = None
+        with contextlib.suppress(orjson.JSONDecodeError):
+            body = orjson.loads(response.content)
+        role = body.get("role") if isinstance(body, dict) else None
+        if role != "provider":
+            return f"the token is settlement's {role or 'unknown'} token, not its provider token"
+        return READY
 
     async def settle(
         self,

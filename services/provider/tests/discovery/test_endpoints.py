@@ -64,7 +64,36 @@ async def test_readyz_is_503_when_settlement_is_unhealthy(settlement: FakeSettle
     async with running_provider(settlement=settlement) as p:
         response = await p.http.get("/readyz")
     assert response.status_code == 503
-    assert response.json()["checks"]["settlement"] == "unreachable"
+    assert response.json()["checks"]["settlement"] == "settlement answered HTTP 503"
+
+
+async def test_readyz_is_503_with_the_reason_when_settlement_refuses_the_token(
+    settlement: FakeSettlement,
+) -> None:
+    settlement.provider_token = "the-token-settlement-really-has"
+    async with running_provider(settlement=settlement) as p:
+        required = await p.http.get("/readyz")
+        optional = await p.http.get("/readyz", params={"settlement": "optional"})
+    reason = "settlement refused the provider's token (HTTP 401)"
+    assert required.status_code == 503
+    assert required.json() == {
+        "status": "not ready",
+        "checks": {"config": "ok", "signing_key": "ok", "settlement": reason},
+    }
+    # ?settlement=optional keeps its meaning: negotiation stays in rotation, reason reported.
+    assert optional.status_code == 200
+    assert optional.json()["checks"]["settlement"] == reason
+
+
+async def test_readyz_is_503_when_the_token_is_settlements_admin_token(
+    settlement: FakeSettlement,
+) -> None:
+    async with running_provider(
+        settings(settlement_token=settlement.admin_token), settlement=settlement
+    ) as p:
+        response = await p.http.get("/readyz")
+    assert response.status_code == 503
+    assert "admin token, not its provider token" in response.json()["checks"]["settlement"]
 
 
 async def test_readyz_with_settlement_optional_stays_ready_through_a_settlement_outage(
@@ -77,7 +106,11 @@ async def test_readyz_with_settlement_optional_stays_ready_through_a_settlement_
     assert optional.status_code == 200
     assert optional.json() == {
         "status": "ready",
-        "checks": {"config": "ok", "signing_key": "ok", "settlement": "unreachable"},
+        "checks": {
+            "config": "ok",
+            "signing_key": "ok",
+            "settlement": "settlement answered HTTP 503",
+        },
     }
     assert required.status_code == 503
 

@@ -48,9 +48,12 @@ def _free_port() -> int:
 
 
 class _HealthySettlement(BaseHTTPRequestHandler):
-    """Answers settlement's /healthz (so /readyz is green); anything else 503."""
+    """Answers settlement's /healthz and /v1/whoami (so /readyz is green); anything else 503."""
 
     def do_GET(self) -> None:
+        if self.path == "/v1/whoami":
+            self._answer(200, b'{"role": "provider"}')
+            return
         status = 200 if self.path == "/healthz" else 404
         self._answer(status, b'{"status": "ok"}')
 

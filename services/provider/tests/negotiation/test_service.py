@@ -66,8 +66,8 @@ class Gateway:
             return None
         return self.outcome or SettlementRecord("stl-1", "locked", "ledger", "0.00008", "0")
 
-    async def ping(self) -> bool:
-        return True
+    async def readiness(self) -> str:
+        return "ok"
 
     async def aclose(self) -> None:
         return None

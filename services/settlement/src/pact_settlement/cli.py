@@ -7,21 +7,30 @@ import asyncio
 import sys
 from typing import Any
 
+from pact_schema.settings_errors import settings_error_lines
 from pydantic import ValidationError
 
 from pact_settlement.config import Environment, SettlementSettings
+
+ENV_PREFIX = "PACT_SETTLEMENT_"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _settings() -> SettlementSettings:
+def _config_error(lines: list[str]) -> int:
+    """Configuration problems, one line each, never with a value (tokens, keys, URLs)."""
+    for line in lines:
+        print(f"pact-settlement: configuration error: {line}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _settings(**overrides: Any) -> SettlementSettings:
     try:
-        return SettlementSettings()
+        return SettlementSettings(**overrides)
     except ValidationError as exc:
-        print(f"pact-settlement: invalid configuration:\n{exc}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from exc
+        raise SystemExit(_config_error(settings_error_lines(exc, ENV_PREFIX))) from None
 
 
 def _shares_signing_key(settings: SettlementSettings) -> bool:
@@ -33,10 +42,11 @@ def _shares_signing_key(settings: SettlementSettings) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from pact_schema.serving import GuardedConfig, HttpLimits, run_server
 
     from pact_settlement.app import create_app
     from pact_settlement.kit.observability import configure_logging
+    from pact_settlement.receipts.keys import SigningKeyError
 
     if args.workers < 1:
         print("pact-settlement: --workers must be at least 1", file=sys.stderr)
@@ -53,7 +63,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, json=settings.log_json)
     # Builds the app once here even with several workers: that validates the settings and the
     # RECEIPT key up front (and writes the development key file before any worker reads it).
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SigningKeyError as exc:
+        return _config_error([str(exc)])
     common: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
@@ -61,16 +74,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "access_log": False,
         "proxy_headers": True,
         "timeout_graceful_shutdown": args.graceful_timeout,
+        "limits": HttpLimits(
+            header_timeout_s=settings.http_header_timeout_s,
+            body_timeout_s=settings.http_body_timeout_s,
+            keep_alive_timeout_s=settings.http_keep_alive_timeout_s,
+            max_connections=settings.http_max_connections,
+        ),
     }
     if args.workers == 1:
-        uvicorn.run(app, **common)
-        return EXIT_OK
+        return run_server(GuardedConfig(app, **common))
     if settings.should_auto_migrate:
         # Once, before the workers start, instead of N concurrent upgrades; each worker's own
         # start-up upgrade then finds the database at head and does nothing.
         asyncio.run(_migrate(settings, "head"))
-    uvicorn.run("pact_settlement.app:app_from_env", factory=True, workers=args.workers, **common)
-    return EXIT_OK
+    return run_server(
+        GuardedConfig(
+            "pact_settlement.app:app_from_env", factory=True, workers=args.workers, **common
+        )
+    )
 
 
 async def _migrate(settings: SettlementSettings, revision: str) -> str | None:
@@ -126,7 +147,9 @@ async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) ->
     from pact_settlement.rails.evm_gateway import deploy
     from pact_settlement.rails.minor_units import to_wei
 
-    rpc_url = args.rpc_url or settings.evm_rpc_url
+    rpc_url = args.rpc_url or (
+        settings.evm_rpc_url.get_secret_value() if settings.evm_rpc_url else None
+    )
     key = args.key or (
         settings.evm_operator_key.get_secret_value() if settings.evm_operator_key else None
     )
@@ -167,13 +190,9 @@ async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) ->
 
 
 def cmd_evm_deploy(args: argparse.Namespace) -> int:
-    try:
-        # Deploying comes before a contract address exists: do not require the evm rail's
-        # full configuration here.
-        settings = SettlementSettings(enabled_rails=["ledger"], default_rail="ledger")
-    except ValidationError as exc:
-        print(f"pact-settlement: invalid configuration:\n{exc}", file=sys.stderr)
-        return EXIT_USAGE
+    # Deploying comes before a contract address exists: do not require the evm rail's full
+    # configuration here.
+    settings = _settings(enabled_rails=["ledger"], default_rail="ledger")
     address = asyncio.run(_evm_deploy(args, settings))
     print(f"PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS={address}")
     return EXIT_OK

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 
 from pact_schema.keys import KeyFormatError, b58decode
+from pact_schema.token_policy import token_weakness
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 #: Development-only token defaults (documented in the README). Refused outside development.
 DEV_API_TOKEN = "dev-settlement-api-token"  # noqa: S105 - documented placeholder, refused in prod
 DEV_ADMIN_TOKEN = "dev-settlement-admin-token"  # noqa: S105 - documented placeholder
-_MIN_TOKEN_LENGTH = 24
 
 
 class Environment(StrEnum):
@@ -46,17 +46,21 @@ class SettlementSettings(BaseSettings):
         env_file=None,
         extra="ignore",
         validate_default=True,
+        # Never echo a value in an error: a model-level check would print every setting read,
+        # tokens and keys included (pact_schema.settings_errors renders the errors).
+        hide_input_in_errors=True,
     )
 
     env: Environment = Field(
         default=Environment.DEVELOPMENT,
         description="development | test | production. Production refuses dev defaults.",
     )
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         default=None,
         description=(
-            "SQLAlchemy async URL (postgresql+asyncpg://… or sqlite+aiosqlite:///…). "
-            "Unset: an embedded SQLite file at SQLITE_PATH."
+            "SQLAlchemy async URL (postgresql+asyncpg://… or sqlite+aiosqlite:///…); a secret "
+            "(it carries the password). Unset: an embedded SQLite file at SQLITE_PATH "
+            "(refused in production: name the database explicitly)."
         ),
     )
     sqlite_path: Path = Field(
@@ -170,8 +174,10 @@ class SettlementSettings(BaseSettings):
         default=2, ge=0, le=10, description="SDK retries (same idempotency key) on network errors."
     )
     # -- EVM escrow rail (PactEscrow through web3) -----------------------------------------
-    evm_rpc_url: str | None = Field(
-        default=None, description="JSON-RPC endpoint (http(s)://…). Required when 'evm' is enabled."
+    evm_rpc_url: SecretStr | None = Field(
+        default=None,
+        description="JSON-RPC endpoint (http(s)://…); a secret (hosted nodes put an API key in "
+        "it). Required when 'evm' is enabled.",
     )
     evm_operator_key: SecretStr | None = Field(
         default=None,
@@ -273,6 +279,52 @@ class SettlementSettings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python log level name.")
     log_json: bool = Field(default=True, description="JSON log lines (false: console format).")
     page_size_max: int = Field(default=100, ge=1, le=1000, description="Largest list page.")
+    # -- HTTP server: slow clients and the connection cap (pact_schema.serving) ------------
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A connection must deliver a request's complete headers within this many "
+        "seconds of opening (or of the request's first byte on a kept-alive connection); "
+        "else 408 and closed.",
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A request's complete body must arrive within this many seconds after its "
+        "headers; else 408 (or, once answered, the connection is closed).",
+    )
+    http_keep_alive_timeout_s: int = Field(
+        default=5, ge=1, le=3600, description="An idle kept-alive connection is closed after this."
+    )
+    http_max_connections: int = Field(
+        default=1000,
+        ge=2,
+        le=1_000_000,
+        description="Per worker process: a request that arrives while this many connections "
+        "(its own included) or requests are open is answered 503. Keep it above the idle "
+        "keep-alive connections a proxy in front pools.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        text = value.get_secret_value().strip()
+        try:
+            make_url(text)
+        except (ArgumentError, ValueError):
+            # sqlalchemy's message quotes the URL, password included: say it without it.
+            raise ValueError(
+                "PACT_SETTLEMENT_DATABASE_URL is not a SQLAlchemy URL "
+                "(driver://user:password@host:port/database)"
+            ) from None
+        return SecretStr(text)
 
     @field_validator("provider_keys", "enabled_rails", mode="before")
     @classmethod
@@ -354,24 +406,18 @@ class SettlementSettings(BaseSettings):
                     "defaults (refused outside development)",
                     ", ".join(defaults),
                 )
+        elif self.env is Environment.PRODUCTION:
+            problems = self._production_refusals()
+            if problems:
+                raise ValueError("\n".join(problems))
         else:
-            for name, secret, placeholder in (
-                ("API_TOKEN", self.api_token, DEV_API_TOKEN),
-                ("ADMIN_TOKEN", self.admin_token, DEV_ADMIN_TOKEN),
-            ):
+            for name, secret in (("API_TOKEN", self.api_token), ("ADMIN_TOKEN", self.admin_token)):
                 if secret is None:
                     raise ValueError(f"PACT_SETTLEMENT_{name} is required in {self.env}")
-                value = secret.get_secret_value()
-                if value in (DEV_API_TOKEN, DEV_ADMIN_TOKEN) or value == placeholder:
+                if secret.get_secret_value() in (DEV_API_TOKEN, DEV_ADMIN_TOKEN):
                     raise ValueError(
                         f"PACT_SETTLEMENT_{name} is a development default; set a real secret"
                     )
-                if self.env is Environment.PRODUCTION and len(value) < _MIN_TOKEN_LENGTH:
-                    raise ValueError(
-                        f"PACT_SETTLEMENT_{name} must be at least {_MIN_TOKEN_LENGTH} characters"
-                    )
-            if self.env is Environment.PRODUCTION and not self.provider_keys:
-                raise ValueError("PACT_SETTLEMENT_PROVIDER_KEYS is required in production")
         assert self.api_token is not None
         assert self.admin_token is not None
         if self.api_token.get_secret_value() == self.admin_token.get_secret_value():
@@ -379,6 +425,32 @@ class SettlementSettings(BaseSettings):
         self._check_rails()
         self._check_workers()
         return self
+
+    # -- production refusals (one line each, README "Production refusals") ----------------
+
+    def _production_refusals(self) -> list[str]:
+        """Everything production mode refuses, one line per problem (no values quoted)."""
+        problems = []
+        for name, secret in (("API_TOKEN", self.api_token), ("ADMIN_TOKEN", self.admin_token)):
+            value = secret.get_secret_value() if secret is not None else ""
+            if not value.strip():
+                problems.append(f"PACT_SETTLEMENT_{name} is required in production")
+            elif value in (DEV_API_TOKEN, DEV_ADMIN_TOKEN):
+                problems.append(
+                    f"PACT_SETTLEMENT_{name} is a development default; set a real secret"
+                )
+            elif (weakness := token_weakness(value)) is not None:
+                problems.append(f"PACT_SETTLEMENT_{name} is too weak: {weakness}")
+        if not self.provider_keys:
+            problems.append("PACT_SETTLEMENT_PROVIDER_KEYS is required in production")
+        if self.database_url is None:
+            # An explicit sqlite+aiosqlite:// URL stays possible (a deliberate single-node
+            # install); the default is a file in the working directory nobody chose.
+            problems.append(
+                "PACT_SETTLEMENT_DATABASE_URL is unset: production refuses the embedded SQLite "
+                "default database; set a PostgreSQL URL (postgresql+asyncpg://…)"
+            )
+        return problems
 
     def _check_workers(self) -> None:
         if self.reconcile_grace_s <= self.rail_call_timeout_s:
@@ -443,8 +515,8 @@ class SettlementSettings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
         return f"sqlite+aiosqlite:///{self.sqlite_path}"
 
     @property

@@ -79,8 +79,9 @@ def test_enabled_external_rails_need_their_settings() -> None:
 def test_production_needs_the_webhook_secret_and_the_chain_id() -> None:
     base: dict[str, Any] = {
         "env": "production",
-        "api_token": "a" * 32,
-        "admin_token": "b" * 32,
+        "api_token": "aT4vQ9xL2mR7cK0pZ5wN8bE3yH6jU1sD",
+        "admin_token": "bG7nW2qX9kF4tM0vJ5rC8zL3hS6pY1dA",
+        "database_url": "postgresql+asyncpg://pact:pw@db.internal:5432/pact",
         "provider_keys": ["GcQfK48DV9BzDuDeCyV2sShbAAY4vqmK8JSj1NBrwoVZ"],
         "signing_key": "GcQfK48DV9BzDuDeCyV2sShbAAY4vqmK8JSj1NBrwoVZ",
     }

@@ -243,13 +243,14 @@ async def test_the_app_runs_the_sweeper_and_stops_it_on_shutdown(
 
 def test_receipt_key_production_needs_one_development_keeps_one(tmp_path: Path) -> None:
     base: dict[str, Any] = {
-        "api_token": "a" * 32,
-        "admin_token": "b" * 32,
+        "api_token": "aT4vQ9xL2mR7cK0pZ5wN8bE3yH6jU1sD",
+        "admin_token": "bG7nW2qX9kF4tM0vJ5rC8zL3hS6pY1dA",
         "provider_keys": [Keypair.generate().public_key_b58],
         "sqlite_path": tmp_path / "dev" / "settlement.sqlite3",
     }
+    production = {**base, "database_url": "postgresql+asyncpg://pact:pw@db.internal:5432/pact"}
     with pytest.raises(SigningKeyError, match="required in production"):
-        create_app(SettlementSettings(env=Environment.PRODUCTION, **base))
+        create_app(SettlementSettings(env=Environment.PRODUCTION, **production))
     dev = SettlementSettings(env=Environment.DEVELOPMENT, **base)
     first = load_signing_key(dev)
     assert dev_key_path(dev).exists()
@@ -258,7 +259,7 @@ def test_receipt_key_production_needs_one_development_keeps_one(tmp_path: Path) 
     from pact_schema.keys import b58encode
 
     chosen = SettlementSettings(
-        env=Environment.PRODUCTION, signing_key=b58encode(explicit.seed), **base
+        env=Environment.PRODUCTION, signing_key=b58encode(explicit.seed), **production
     )
     assert create_app(chosen).state.receipts.public_key_b58 == explicit.public_key_b58
 

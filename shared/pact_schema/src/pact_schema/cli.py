@@ -42,10 +42,13 @@ def _read_json(path: str) -> Any:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise CLIError(f"{out} exists; pass --force to overwrite it")
     keypair = Keypair.generate()
-    keypair.save(out)
+    try:
+        keypair.save(out, overwrite=args.force)
+    except FileExistsError:
+        raise CLIError(f"{out} exists; pass --force to overwrite it") from None
+    except OSError as exc:  # a symbolic link at --out, a directory that cannot be written
+        raise CLIError(f"cannot write {out}: {exc.strerror or exc}") from exc
     print(f"wrote {out} (mode 600)", file=sys.stderr)
     print(keypair.public_key_b58)
     return EXIT_OK
@@ -189,8 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     keygen = sub.add_parser("keygen", help="write a new Ed25519 key file; prints the public key")
-    keygen.add_argument("--out", required=True, help="key file to write (mode 600)")
-    keygen.add_argument("--force", action="store_true", help="overwrite an existing file")
+    keygen.add_argument(
+        "--out",
+        required=True,
+        help="key file to write (mode 600, atomically; a symbolic link there is refused)",
+    )
+    keygen.add_argument(
+        "--force", action="store_true", help="replace an existing file (it becomes mode 600)"
+    )
     keygen.set_defaults(func=cmd_keygen)
 
     negotiate = sub.add_parser("negotiate", help="negotiate with a provider as a buyer")

@@ -11,6 +11,8 @@ from pathlib import Path
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from pact_schema.files import write_private
+
 __all__ = ["KeyFormatError", "Keypair", "b58decode", "b58encode", "verify_detached"]
 
 KEY_FILE_FORMAT = "pact-keypair/1"
@@ -124,8 +126,15 @@ class Keypair:
 
     @classmethod
     def from_secret_b58(cls, text: str) -> Keypair:
-        """Accepts a 32-byte seed or a 64-byte tweetnacl secret key (seed ‖ public key)."""
-        raw = b58decode(text.strip())
+        """Accepts a 32-byte seed or a 64-byte tweetnacl secret key (seed ‖ public key).
+
+        Errors never quote the text, not even the one character that is not base58: it is a
+        secret, and error messages end up in logs.
+        """
+        try:
+            raw = b58decode(text.strip())
+        except KeyFormatError:
+            raise KeyFormatError("secret key is not base58") from None
         if len(raw) == 64:
             pair = cls(raw[:32])
             if pair.public_key != raw[32:]:
@@ -155,19 +164,16 @@ class Keypair:
             raise KeyFormatError(f"{path}: public_key_b58 does not match the secret key")
         return pair
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the key file with owner-only permissions (created, never widened)."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
+        """Write the key file: atomically, mode 0600 whatever the mode of a file it replaces,
+        never through a symbolic link (see :func:`pact_schema.files.write_private`).
+        ``overwrite=False`` raises :class:`FileExistsError` when the file exists."""
         doc = {
             "format": KEY_FILE_FORMAT,
             "public_key_b58": self.public_key_b58,
             "secret_key_b58": b58encode(self.seed),
         }
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.write("\n")
+        write_private(path, json.dumps(doc, indent=2) + "\n", overwrite=overwrite)
 
     @property
     def public_key(self) -> bytes:

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from pact_provider.jsonio import json_bytes
 from pact_provider.runtime import RuntimeDep
+from pact_provider.settlement_client import READY
 
 __all__ = ["build_router"]
 
@@ -41,7 +42,7 @@ def build_router() -> APIRouter:
         methods=["GET"],
         tags=["operations"],
         summary="Readiness: configuration loaded, signing key present, settlement reachable "
-        "(`?settlement=optional`: without the last)",
+        "and taking our token (`?settlement=optional`: without the last)",
         response_class=Response,
         responses={503: {"description": "Not ready; `checks` says what is missing."}},
     )
@@ -84,8 +85,8 @@ async def readyz(
     if runtime.settlement is None:
         checks["settlement"] = "not configured"
     else:
-        checks["settlement"] = "ok" if await runtime.settlement.ping() else "unreachable"
-    ready = settlement == "optional" or checks["settlement"] == "ok"
+        checks["settlement"] = await runtime.settlement.readiness()
+    ready = settlement == "optional" or checks["settlement"] == READY
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return Response(json_bytes(body), status_code=200 if ready else 503, media_type=_JSON)
 

@@ -142,6 +142,9 @@ async def pact(request: Request) -> Response:
     return Response(payload, media_type=JSON_MEDIA_TYPE)
 
 
+CLIENT_CLOSED_REQUEST = 499
+
+
 class PactEndpoint:
     """``POST /pact`` as a bare ASGI app, with its :class:`RequestContext`: the body from
     ``receive``, the signed reply (or the problem document of a :class:`ProviderError`) in two
@@ -172,6 +175,11 @@ class PactEndpoint:
                 response.raw_headers.append(header)
                 status = exc.status
                 await response(scope, receive, send)
+                return
+            except ClientDisconnect:
+                # Gone before its body was complete (or cut off by the server's body timeout):
+                # no one to answer, and not an error of ours. 499 as nginx logs it.
+                status = CLIENT_CLOSED_REQUEST
                 return
             status = 200
             await send(

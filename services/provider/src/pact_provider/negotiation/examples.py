@@ -78,8 +78,8 @@ class _DocSettlement:
     async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
         return None
 
-    async def ping(self) -> bool:
-        return True
+    async def readiness(self) -> str:
+        return "ok"
 
     async def aclose(self) -> None:
         return None

@@ -1,15 +1,15 @@
 """Engine construction (called from ``lifespan`` and the CLI, never at import time).
 
-SQLite: WAL, foreign keys, a busy timeout, and ``BEGIN IMMEDIATE`` for every transaction so
-writers are serialised up front instead of failing with "database is locked" on upgrade from a
-read lock. Postgres: asyncpg with a bounded pool.
+SQLite: the database file created owner-only, WAL, foreign keys, a busy timeout, and
+``BEGIN IMMEDIATE`` for every transaction so writers are serialised up front instead of failing
+with "database is locked" on upgrade from a read lock. Postgres: asyncpg with a bounded pool.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from pact_schema.files import create_private_file
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -39,8 +39,10 @@ def make_engine(
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            # Created here, owner-only (0600, in a 0700 directory when that is new too),
+            # before SQLite opens it with the umask's mode; its -wal/-shm files inherit 0600.
+            create_private_file(database)
         engine = create_async_engine(
             url,
             echo=echo,

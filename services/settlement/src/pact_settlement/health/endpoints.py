@@ -1,4 +1,6 @@
-"""Liveness, readiness and metrics (unauthenticated; restrict with a NetworkPolicy)."""
+"""Liveness, readiness and metrics (unauthenticated; restrict with a NetworkPolicy), and
+``/v1/whoami``: the cheapest authenticated call, with which a client (the provider's ``/readyz``)
+proves its token works without touching any data."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pact_settlement.health.schemas import WhoAmI
 from pact_settlement.health.service import readiness
+from pact_settlement.kit.auth import AnyPrincipal
 from pact_settlement.kit.deps import AppMetrics
+from pact_settlement.kit.openapi import AUTH_ERRORS
 
 router = APIRouter(tags=["health"])
 
@@ -37,3 +42,13 @@ async def readyz(request: Request, metrics: AppMetrics) -> JSONResponse:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics_endpoint(metrics: AppMetrics) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/v1/whoami",
+    response_model=WhoAmI,
+    summary="The role of the presented bearer token (no data is read)",
+    responses={401: AUTH_ERRORS[401]},
+)
+async def whoami(principal: AnyPrincipal) -> WhoAmI:
+    return WhoAmI(role=principal.role.value)

@@ -101,7 +101,7 @@ class RailClients:
 
             from pact_settlement.rails.evm_gateway import EscrowGateway
 
-            provider = AsyncHTTPProvider(s.evm_rpc_url)
+            provider = AsyncHTTPProvider(s.evm_rpc_url.get_secret_value())
             self._evm = EscrowGateway(
                 AsyncWeb3(provider),
                 s.evm_contract_address,

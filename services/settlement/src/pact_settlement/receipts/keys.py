@@ -47,7 +47,12 @@ def load_signing_key(settings: SettlementSettings) -> Keypair:
     if settings.env is Environment.TEST:
         return Keypair.generate()
     path = dev_key_path(settings)
-    if path.exists():
+    keypair = Keypair.generate()
+    try:
+        # Atomically, 0600, never through a symlink, and never over a key another process
+        # (a second worker) has just written: then that one is read.
+        keypair.save(path, overwrite=False)
+    except FileExistsError:
         try:
             keypair = Keypair.load(path)
         except KeyFormatError as exc:
@@ -59,8 +64,8 @@ def load_signing_key(settings: SettlementSettings) -> Keypair:
             detail="SIGNING_KEY_FILE unset; reusing the development key (refused in production)",
         )
         return keypair
-    keypair = Keypair.generate()
-    keypair.save(path)
+    except OSError as exc:
+        raise SigningKeyError(f"cannot write the development key {path}: {exc}") from exc
     log.warning(
         "settlement.config.dev_signing_key_generated",
         path=str(path),
