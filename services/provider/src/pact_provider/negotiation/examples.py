@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pact_schema import PROTOCOL_VERSION, Keypair, decimal_from_wire, sign_message, verify_envelope
+from pact_schema.money import format_amount
 from pact_schema.quote import QUOTE_FIELD
 
 from pact_provider.errors import problem_document
@@ -44,8 +45,8 @@ class _DocSettlement:
             id="stl_01JGZ5Y3K8R2",
             state="locked",
             rail="ledger",
-            amount=format(amount, "f"),
-            bond=format(bond_for(amount), "f"),
+            amount=format_amount(amount),
+            bond=format_amount(bond_for(amount)),
         )
 
     async def commit(
