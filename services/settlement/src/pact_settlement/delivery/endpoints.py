@@ -13,6 +13,7 @@ from pact_settlement.delivery.service import DeliveryService
 from pact_settlement.kit.auth import ProviderPrincipal
 from pact_settlement.kit.deps import AppMetrics, Clock, RequestId, Settings
 from pact_settlement.kit.openapi import AUTH_ERRORS, problem_doc
+from pact_settlement.kit.params import IntentIdPath
 from pact_settlement.settlements.lifecycle import LifecycleApplier
 from pact_settlement.settlements.schemas import SettlementRead
 
@@ -68,7 +69,7 @@ _COMMON: dict[int | str, dict[str, Any]] = {
     },
 )
 async def commit(
-    intent_id: str,
+    intent_id: IntentIdPath,
     body: CommitBody,
     principal: ProviderPrincipal,
     service: Service,
@@ -103,7 +104,7 @@ async def commit(
     },
 )
 async def reveal(
-    intent_id: str,
+    intent_id: IntentIdPath,
     body: RevealBody,
     principal: ProviderPrincipal,
     service: Service,
@@ -142,6 +143,6 @@ async def reveal(
     },
 )
 async def challenge(
-    intent_id: str, body: ChallengeBody, service: Service, request_id: RequestId
+    intent_id: IntentIdPath, body: ChallengeBody, service: Service, request_id: RequestId
 ) -> SettlementRead:
     return await service.challenge(intent_id, body.challenge, request_id=request_id)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pact_schema.keys import PublicKeyB58
 
 from pact_settlement.db.session import DBSession
 from pact_settlement.kit.auth import AnyPrincipal, ProviderPrincipal
 from pact_settlement.kit.deps import AppMetrics, Clock, RequestId, Settings
 from pact_settlement.kit.openapi import AUTH_ERRORS, problem_doc
+from pact_settlement.kit.params import IntentIdPath, RailName
 from pact_settlement.settlements.schemas import SettlementCreate, SettlementPage, SettlementRead
 from pact_settlement.settlements.service import SettlementService
 from pact_settlement.settlements.state_machine import SettlementState
@@ -97,9 +99,9 @@ async def list_settlements(
     service: Service,
     settings: Settings,
     state: SettlementState | None = None,
-    buyer: Annotated[str | None, Query(max_length=64)] = None,
-    seller: Annotated[str | None, Query(max_length=64)] = None,
-    rail: Annotated[str | None, Query(max_length=32)] = None,
+    buyer: Annotated[PublicKeyB58 | None, Query(description="buyer key, base58")] = None,
+    seller: Annotated[PublicKeyB58 | None, Query(description="seller key, base58")] = None,
+    rail: Annotated[RailName | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> SettlementPage:
@@ -119,7 +121,7 @@ async def list_settlements(
     responses={404: problem_doc("Unknown intent_id", "NOT_FOUND"), **AUTH_ERRORS},
 )
 async def get_transcript(
-    intent_id: str, principal: AnyPrincipal, session: DBSession, request: Request
+    intent_id: IntentIdPath, principal: AnyPrincipal, session: DBSession, request: Request
 ) -> dict[str, Any]:
     return await TranscriptService(
         session, settlement_public_key_b58=request.app.state.receipts.public_key_b58
@@ -133,6 +135,6 @@ async def get_transcript(
     responses={404: problem_doc("Unknown intent_id", "NOT_FOUND"), **AUTH_ERRORS},
 )
 async def get_settlement(
-    intent_id: str, principal: AnyPrincipal, service: Service
+    intent_id: IntentIdPath, principal: AnyPrincipal, service: Service
 ) -> SettlementRead:
     return await service.get(intent_id)

@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 from pact_schema import FailureCode
+from pact_schema.text import is_intent_id
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -189,7 +190,9 @@ class SettlementService:
         request_fp = fingerprint({"accept": accept, "rail": rail})
         message = accept.get("message")
         raw_intent = message.get("intent_id") if isinstance(message, dict) else None
-        intent_hint = raw_intent if isinstance(raw_intent, str) else None
+        # Only a valid intent id names a lock or a row; anything else is refused by the
+        # verification below before the database sees it.
+        intent_hint = raw_intent if is_intent_id(raw_intent) else None
 
         await lock_names(
             self.session,
