@@ -1,5 +1,5 @@
-"""The wire contract of identifiers, keys, text and amounts (pact_schema README, "Wire
-contract"): one type for each, strict, and every length checked before any decoding."""
+"""The wire contract of identifiers, keys, text and amounts (root README, "Wire contract"):
+one type for each, strict, and every length checked before any decoding."""
 
 from __future__ import annotations
 

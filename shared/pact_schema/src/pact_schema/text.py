@@ -1,6 +1,6 @@
 """What text the wire accepts: intent ids, and strings that are safe to store.
 
-Both are part of the wire contract (see the pact_schema README, "Identifiers and text"):
+Both are part of the wire contract (see the root README, "Wire contract"):
 
 * an **intent id** names a negotiation in every message, in settlement URLs and in database
   keys: 1 to 128 characters from ``A-Z a-z 0-9 . _ : -``, starting with a letter or digit. That
