@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pact_schema import keys
+from pact_schema.client import PactClient
 from pact_schema.envelope import EnvelopeError, EnvelopeFailure, sign_message, verify_envelope
 from pact_schema.keys import (
     MAX_PUBLIC_KEY_CHARS,
@@ -358,3 +359,12 @@ def test_formatted_amounts_read_back_exactly_without_exponents_or_trailing_zeros
 def test_wire_amounts_are_formatted_by_the_same_helper() -> None:
     assert format_wire_amount(8e-05) == "0.00008"
     assert format_wire_amount("not a number") == "not a number"
+
+
+@pytest.mark.parametrize("pinned", [KEY.public_key_b58 + "\n", "z" * 1_000_000])
+def test_the_client_pins_only_an_exact_provider_key(pinned: str) -> None:
+    with pytest.raises(KeyFormatError):
+        PactClient("http://127.0.0.1:9", KEY, provider_key=pinned)
+    assert PactClient("http://x", KEY, provider_key=KEY.public_key_b58).provider_key == (
+        KEY.public_key_b58
+    )
