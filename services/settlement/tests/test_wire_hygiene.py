@@ -4,6 +4,7 @@ write — never a 500, never a second name for an account, never half-done money
 
 from __future__ import annotations
 
+import base64
 import json
 from decimal import Decimal
 from typing import Any
@@ -293,3 +294,27 @@ async def test_an_integer_price_beyond_2_53_fails_cleanly_with_its_receipt(
     assert settlement["amount"] == "18446744073709552000"
     assert settlement["receipt"] is not None
     assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1), Decimal(0))
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        ["2026-11-26T12:00:00+00:00", "st_\u0000"],
+        ["2026-11-26T12:00:00+00:00", "st_\ud800"],
+        ["2026-11-26T12:00:00", "st_01jdq7x3k9v2m4n6p8r0s2t4v6"],  # a naive time
+        ["2026-11-26T12:00:00+00:00", "x" * 300],
+        ["2026-11-26T12:00:00+00:00"],
+        {"a": 1, "b": 2},
+    ],
+    ids=repr,
+)
+async def test_a_forged_cursor_is_a_400_not_a_query(
+    api: Any, client: httpx.AsyncClient, position: Any
+) -> None:
+    """Found while auditing for issue 12: a cursor is client input; its id reached the query
+    (NUL: a 500 on Postgres) and a naive time failed in the column type (a 500 on both)."""
+    cursor = base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+    response = await client.get(
+        "/v1/settlements", params={"cursor": cursor}, headers=api.provider_auth
+    )
+    _problem(response, 400, "BAD_REQUEST")
