@@ -98,7 +98,9 @@ def describe_evm(settings: SettlementSettings) -> dict[str, Any]:
         "currency": "native (wei)",
         "unit": f"1 price unit = {unit}",
         "minimum_amount": decimal_text(Decimal(1) / Decimal(per_unit)),
-        "rounding": "none: amounts needing a fraction of a wei are refused",
+        "amount_quantum": decimal_text(Decimal(1) / Decimal(per_unit)),
+        "rounding": "none: amounts needing a fraction of a wei are refused "
+        "(AMOUNT_NOT_IN_RAIL_UNITS)",
         "supports_bond": True,
         "confirmations": settings.evm_confirmations,
         "chain_id": settings.evm_chain_id,
