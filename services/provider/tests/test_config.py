@@ -92,8 +92,9 @@ def test_previous_keys_are_comma_separated_and_checked(monkeypatch: pytest.Monke
     monkeypatch.setenv("PACT_PROVIDER_PREVIOUS_KEYS", f" {other} ,")
     identity = load_identity(ProviderSettings(), PROVIDER)
     assert identity.trusted_keys == {PROVIDER.public_key_b58, other}
-    with pytest.raises(ConfigError, match="PREVIOUS_KEYS"):
-        load_identity(ProviderSettings(previous_keys=["abc"]), PROVIDER)
+    for bad in ["abc", f"{other}\n", f"1{other}", "z" * 10_000]:
+        with pytest.raises(ValidationError, match="previous_keys"):
+            ProviderSettings(previous_keys=[bad])
 
 
 def test_lists_and_price_book_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

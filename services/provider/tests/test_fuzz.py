@@ -2,7 +2,9 @@
 
 Three layers: arbitrary bytes and JSON; envelope fields mutated around a valid signature; and
 correctly *signed* messages built from the OpenAPI request examples with fields replaced or
-removed, which must always get a verifiable, schema-valid signed reply.
+removed, which must always get a verifiable, schema-valid signed reply. The values include the
+hostile classes of issue 12 (NUL, lone surrogates, path-like and non-ASCII ids, keys with
+whitespace, huge and tiny numbers), and every signed reply must itself keep the wire contract.
 """
 
 from __future__ import annotations
@@ -41,12 +43,42 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
+# The input classes of issue 12: text a database or a JSON writer cannot take (NUL, lone
+# surrogates), ids that are paths or whitespace, non-ASCII digits, keys with whitespace, and
+# numbers at and beyond every limit (what 1e-400 and -0 parse to, 1e308, beyond 2**64).
+hostile_text = st.sampled_from(
+    [
+        "\x00",
+        "a\x00b",
+        "\ud800",
+        "x\udfffy",
+        "../etc/passwd",
+        "a/b",
+        "..",
+        " intent-1",
+        "intent-1\n",
+        "\u0661\u0662",
+        "\uff11\uff12",
+        "1_000",
+        "NaN",
+        "Infinity",
+        PROVIDER.public_key_b58 + "\n",
+        "1" + PROVIDER.public_key_b58,
+        "z" * 2_000,
+        "\u202e\u0000",
+    ]
+) | st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+hostile_numbers = st.sampled_from(
+    [1e308, -1e308, 1e20, 9.99e19, 5e-324, 0.0, -0.0, 2**64, 2**80, -(2**63), 1e-19]
+)
 scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**80), max_value=2**80)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
+    | hostile_text
+    | hostile_numbers
     | st.sampled_from(
         [NOW, NOW + 1, NOW - 10**9, 0, -1, 2**53 + 1, 1e-7, 0.00008, 5.0, "pact/1.0", "", "INTENT"]
     )

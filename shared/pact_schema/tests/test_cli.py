@@ -87,3 +87,27 @@ def test_negotiate_against_nothing_fails_fast_with_unavailable(
     )
     assert code == EXIT_UNAVAILABLE
     assert "cannot reach provider" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "price", ["1_000", "\u0661", "\uff11", "+1", " 0.1", "1e-4", "NaN", "Infinity", "1" * 70]
+)
+def test_negotiate_takes_only_plain_decimal_max_prices_and_bids(
+    capsys: pytest.CaptureFixture[str], price: str
+) -> None:
+    args = ["negotiate", "http://127.0.0.1:9", "--intent", "x", "--scope", "s"]
+    assert main([*args, "--max-price", price]) == EXIT_USAGE
+    assert "--max-price:" in capsys.readouterr().err
+    assert main([*args, "--max-price", "0.1", "--bid", price]) == EXIT_USAGE
+    assert "--bid:" in capsys.readouterr().err
+
+
+def test_verify_transcript_takes_only_an_exact_settlement_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.json"
+    path.write_text("[]")
+    key = Keypair(bytes(range(32))).public_key_b58
+    for bad in [key + "\n", "1" + key, "z" * 1_000_000]:
+        assert main(["verify-transcript", str(path), "--settlement-key", bad]) == EXIT_USAGE
+        assert "--settlement-key" in capsys.readouterr().err

@@ -88,6 +88,9 @@ _b58_texts = (
 )
 
 
+_ROOMY = 128  # bytes: every text below decodes within it
+
+
 def _reference_decode(text: str) -> bytes | str:
     try:
         return bytes(base58.b58decode(text.encode("ascii")))
@@ -97,7 +100,7 @@ def _reference_decode(text: str) -> bytes | str:
 
 def _our_decode(text: str) -> bytes | str:
     try:
-        return b58decode(text)
+        return b58decode(text, max_bytes=_ROOMY)
     except KeyFormatError as exc:
         return str(exc)
 
@@ -107,13 +110,18 @@ def _our_decode(text: str) -> bytes | str:
 def test_b58encode_writes_what_the_base58_package_writes(data: bytes) -> None:
     text = b58encode(data)
     assert text == base58.b58encode(data).decode("ascii")
-    assert b58decode(text) == data
+    assert b58decode(text, max_bytes=_ROOMY) == data
 
 
 @settings(max_examples=1000, deadline=None)
 @given(_b58_texts)
 def test_b58decode_reads_or_refuses_what_the_base58_package_does(text: str) -> None:
-    assert _our_decode(text) == _reference_decode(text)
+    if text != text.rstrip():
+        # The one difference: the package ignores trailing whitespace, we refuse it (a key
+        # with a newline would otherwise be a second name of the same key).
+        assert isinstance(_our_decode(text), str)
+    else:
+        assert _our_decode(text) == _reference_decode(text)
 
 
 @pytest.mark.parametrize(
@@ -129,12 +137,11 @@ def test_b58decode_reads_or_refuses_what_the_base58_package_does(text: str) -> N
         ("5R", b"\x01\x00"),
         ("7YXq9G", b"\xff" * 4),
         ("4HUtbHhN2TkpR", bytes(range(1, 11))),
-        ("zz \n", b"\x0d\x23"),  # trailing whitespace is ignored, as before
     ],
 )
 def test_b58decode_known_values(text: str, expected: bytes) -> None:
-    assert b58decode(text) == expected
-    assert b58encode(expected) == text.rstrip()
+    assert b58decode(text, max_bytes=16) == expected
+    assert b58encode(expected) == text
 
 
 @pytest.mark.parametrize(
@@ -144,11 +151,13 @@ def test_b58decode_known_values(text: str, expected: bytes) -> None:
         ("I", "not base58: Invalid character 'I'"),
         (" abc", "not base58: Invalid character ' '"),
         ("ab\x00", "not base58: Invalid character '\\x00'"),
+        ("zz \n", "not base58: Invalid character ' '"),  # trailing whitespace too
+        ("zz\n", "not base58: Invalid character '\\n'"),
     ],
 )
 def test_b58decode_names_the_first_foreign_character(text: str, message: str) -> None:
     with pytest.raises(KeyFormatError) as caught:
-        b58decode(text)
+        b58decode(text, max_bytes=16)
     assert str(caught.value) == message
 
 

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 from pact_schema.codes import FailureCode
+from pact_schema.keys import Keypair
 from pact_schema.messages import Ask, Intent, MessageValidationError, message_to_wire, parse_message
 from pact_schema_testkit import NOW, intent_dict
 
@@ -92,7 +93,7 @@ def test_wire_numbers_of_every_json_kind_parse_as_javascript_reads_them() -> Non
         intent_dict(max_price=2**60, constraints={"latency_ms": 20.0, "freshness_sec": 0})
     )
     assert isinstance(intent, Intent)
-    assert intent.max_price == Decimal(float(2**60))  # beyond 2**53: the double JS would read
+    assert intent.max_price == Decimal(repr(float(2**60)))  # beyond 2**53: the double JS reads
     assert intent.constraints.latency_ms == 20
     assert type(intent.constraints.latency_ms) is int
     assert parse_message(intent_dict(max_price=0.1)).max_price == Decimal("0.1")  # type: ignore[union-attr]
@@ -160,8 +161,8 @@ def test_receipt_has_no_expiry_and_round_trips() -> None:
         "protocol_version": "pact/1.0",
         "type": "RECEIPT",
         "intent_id": "i",
-        "buyer_agent_id": "b",
-        "seller_agent_id": "s",
+        "buyer_agent_id": Keypair(bytes(range(32))).public_key_b58,
+        "seller_agent_id": Keypair(bytes(range(1, 33))).public_key_b58,
         "agreed_price": 0.00008,
         "fulfilled": True,
         "latency_ms": 12,

@@ -48,7 +48,7 @@ def test_equal_decimals_give_one_wire_number_and_refusals_repeat() -> None:
 
 
 def test_decimal_text_parsing_refuses_nan_and_garbage() -> None:
-    assert parse_decimal_text(" 1.25 ") == Decimal("1.25")
+    assert parse_decimal_text("1.25") == Decimal("1.25")
     for bad in ["NaN", "Infinity", "abc", ""]:
         with pytest.raises(WireMoneyError):
             parse_decimal_text(bad)

@@ -11,6 +11,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from pact_schema.keys import PublicKeyB58
+from pact_schema.money import AmountText
 from pact_schema.token_policy import token_weakness
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -80,10 +82,10 @@ class ProviderSettings(BaseSettings):
         description="The provider's Ed25519 secret as base58 (32-byte seed or 64-byte secret "
         "key), for secret stores. Used when SIGNING_KEY_FILE is unset.",
     )
-    previous_keys: Annotated[list[str], NoDecode] = Field(
+    previous_keys: Annotated[list[PublicKeyB58], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated base58 public keys of earlier provider keys whose quotes "
-        "are still honoured (key rotation).",
+        "are still honoured (key rotation). Each exactly a 32-byte key in canonical base58.",
     )
 
     # --- settlement ---------------------------------------------------------------------------
@@ -137,12 +139,15 @@ class ProviderSettings(BaseSettings):
     )
 
     # --- pricing ------------------------------------------------------------------------------
-    prices: dict[str, Decimal] = Field(
+    prices: dict[str, AmountText] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
-        description='Price book as JSON, e.g. {"weather.data": "0.00008"}.',
+        description='Price book as JSON, e.g. {"weather.data": "0.00008"} (plain decimal '
+        "strings or JSON numbers).",
     )
-    default_price: Decimal = Field(
-        default=DEFAULT_PRICE, gt=0, description="List price of intent types not in the book."
+    default_price: AmountText = Field(
+        default=DEFAULT_PRICE,
+        gt=0,
+        description="List price of intent types not in the book (plain decimal).",
     )
     latency_ms: int = Field(
         default=DEFAULT_LATENCY_MS,
@@ -169,7 +174,7 @@ class ProviderSettings(BaseSettings):
         "hash_reveal only (streaming is refused there with SETTLEMENT_MODE_NOT_ALLOWED), so "
         "offer streaming only with a settlement backend that supports it.",
     )
-    price_floor_ratio: Decimal = Field(
+    price_floor_ratio: AmountText = Field(
         default=Decimal("0.8"),
         gt=0,
         le=1,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pact_schema import KeyFormatError, Keypair
-from pact_schema.keys import b58decode
 
 from pact_provider.config import ConfigError, ProviderSettings
 
@@ -37,16 +36,6 @@ def _configured_keypair(settings: ProviderSettings) -> Keypair | None:
         raise ConfigError(f"cannot load the provider signing key: {exc}") from exc
 
 
-def _checked_public_key(text: str) -> str:
-    try:
-        raw = b58decode(text)
-    except KeyFormatError as exc:
-        raise ConfigError(f"PACT_PROVIDER_PREVIOUS_KEYS: {text!r}: {exc}") from exc
-    if len(raw) != 32:
-        raise ConfigError(f"PACT_PROVIDER_PREVIOUS_KEYS: {text!r} is not a 32-byte public key")
-    return text
-
-
 def load_identity(settings: ProviderSettings, keypair: Keypair | None = None) -> ProviderIdentity:
     """The key from ``keypair``, else from settings, else (development only) a fresh one."""
     ephemeral = False
@@ -56,9 +45,9 @@ def load_identity(settings: ProviderSettings, keypair: Keypair | None = None) ->
         if settings.env == "production":
             raise ConfigError("production mode requires a signing key")
         keypair, ephemeral = Keypair.generate(), True
-    previous = {_checked_public_key(k) for k in settings.previous_keys}
     return ProviderIdentity(
         keypair=keypair,
-        trusted_keys=frozenset({keypair.public_key_b58, *previous}),
+        # PREVIOUS_KEYS are PublicKeyB58: checked (exact, canonical) when settings are read.
+        trusted_keys=frozenset({keypair.public_key_b58, *settings.previous_keys}),
         ephemeral=ephemeral,
     )

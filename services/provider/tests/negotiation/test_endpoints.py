@@ -156,14 +156,19 @@ async def test_unknown_routes_and_methods_are_problem_documents(clock: FakeClock
     _problem(wrong_method, 405, "METHOD_NOT_ALLOWED")
 
 
-async def test_lone_surrogates_get_a_signed_reject_for_the_same_intent_id(
+async def test_lone_surrogates_get_a_signed_reject_that_does_not_echo_them(
     clock: FakeClock,
 ) -> None:
     async with running_provider(clock=clock) as provider:
-        response = await provider.post(signed(intent_message(clock.now, intent_id="i-\ud800")))
-    reject = reply_of(response)
-    assert reject["intent_id"] == "i-\ud800"
+        in_id = await provider.post(signed(intent_message(clock.now, intent_id="i-\ud800")))
+        in_scope = await provider.post(signed(intent_message(clock.now, scope="x\udc00y")))
+    reject = reply_of(in_id)
+    assert reject["intent_id"] == "unknown"  # an id outside the alphabet is never echoed
     assert reject["code"] == "SCHEMA_VALIDATION_FAILED"
+    reject = reply_of(in_scope)
+    assert reject["intent_id"] == "intent-1"
+    assert reject["code"] == "SCHEMA_VALIDATION_FAILED"
+    assert "lone UTF-16 surrogate" in reject["reason"]
 
 
 async def test_integers_beyond_64_bits_are_quoted_and_forwarded_exactly(

@@ -10,7 +10,7 @@ const cases = [
   {
     name: "js_numbers_and_astral_scope",
     expect: { type: "ASK", price: 0.00008 }, // the INTENT's latency demand does not raise the price
-    message_text: String.raw`{"protocol_version":"pact/1.0","type":"INTENT","intent_id":"intent-js-😀-𝄞","intent":"weather.data","scope":"Zürich 🏔️ \ud83d\uddfd caf\u00e9","constraints":{"latency_ms":4.0e1,"freshness_sec":30.0},"max_price":2e-4,"settlement_mode":"hash_reveal","sent_at_ms":1.8e12,"expires_at_ms":1800000060000,"urgent":false}`,
+    message_text: String.raw`{"protocol_version":"pact/1.0","type":"INTENT","intent_id":"intent-js-astral-scope","intent":"weather.data","scope":"Zürich 🏔️ \ud83d\uddfd caf\u00e9","constraints":{"latency_ms":4.0e1,"freshness_sec":30.0},"max_price":2e-4,"settlement_mode":"hash_reveal","sent_at_ms":1.8e12,"expires_at_ms":1800000060000,"urgent":false}`,
   },
   {
     name: "object_scope_utf16_key_order_and_whitespace",

@@ -137,9 +137,8 @@ def cmd_check(_: argparse.Namespace) -> int:
 
 
 async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) -> str:
-    from decimal import Decimal
-
     from eth_account import Account
+    from pact_schema.money import WireMoneyError, parse_decimal_text
     from web3 import AsyncWeb3
     from web3.providers import AsyncHTTPProvider
     from web3.types import Wei
@@ -158,6 +157,10 @@ async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) ->
             "pact-settlement evm-deploy: set PACT_SETTLEMENT_EVM_RPC_URL and "
             "PACT_SETTLEMENT_EVM_OPERATOR_KEY (or pass --rpc-url / --key)"
         )
+    try:
+        fund_wei = to_wei(parse_decimal_text(args.fund)) if args.fund else 0
+    except (WireMoneyError, ValueError) as exc:
+        raise SystemExit(f"pact-settlement evm-deploy: --fund: {exc}") from exc
     account = Account.from_key(key)
     provider = AsyncHTTPProvider(rpc_url)
     w3 = AsyncWeb3(provider)
@@ -168,11 +171,11 @@ async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) ->
                 f"pact-settlement evm-deploy: the node is on chain {chain_id}, "
                 f"PACT_SETTLEMENT_EVM_CHAIN_ID is {settings.evm_chain_id}"
             )
-        if args.fund:
+        if fund_wei:
             # Development nodes (ganache, anvil) unlock their first account: top up the operator.
             funder = (await w3.eth.accounts)[0]
             tx = await w3.eth.send_transaction(
-                {"from": funder, "to": account.address, "value": Wei(to_wei(Decimal(args.fund)))}
+                {"from": funder, "to": account.address, "value": Wei(fund_wei)}
             )
             await w3.eth.wait_for_transaction_receipt(tx, timeout=60)
         operators = [account.address, *args.operator]

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pact_schema.keys import KeyFormatError, b58decode
+from pact_schema.keys import SECRET_KEY_BYTES, KeyFormatError, PublicKeyB58, b58decode
 from pact_schema.token_policy import token_weakness
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -82,9 +82,10 @@ class SettlementSettings(BaseSettings):
         default=None,
         description="Bearer token of operators (deposits, read). Must differ from API_TOKEN.",
     )
-    provider_keys: Annotated[list[str], NoDecode] = Field(
+    provider_keys: Annotated[list[PublicKeyB58], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated base58 Ed25519 keys whose ASKs this service honours.",
+        description="Comma-separated base58 Ed25519 keys whose ASKs this service honours "
+        "(each exactly a 32-byte key in canonical base58).",
     )
     default_rail: str = Field(default="ledger", description="Rail used when a request names none.")
     enabled_rails: Annotated[list[str], NoDecode] = Field(
@@ -376,18 +377,6 @@ class SettlementSettings(BaseSettings):
             )
         return str(to_checksum_address(text))
 
-    @field_validator("provider_keys")
-    @classmethod
-    def _valid_keys(cls, keys: list[str]) -> list[str]:
-        for key in keys:
-            try:
-                raw = b58decode(key)
-            except KeyFormatError as exc:
-                raise ValueError(f"provider key {key!r} is not base58") from exc
-            if len(raw) != 32:
-                raise ValueError(f"provider key {key!r} is not a 32-byte Ed25519 key")
-        return keys
-
     @model_validator(mode="after")
     def _check_secrets(self) -> Self:
         if self.default_rail not in self.enabled_rails:
@@ -460,7 +449,9 @@ class SettlementSettings(BaseSettings):
             )
         if self.signing_key is not None:
             try:
-                raw = b58decode(self.signing_key.get_secret_value().strip())
+                raw = b58decode(
+                    self.signing_key.get_secret_value().strip(), max_bytes=SECRET_KEY_BYTES
+                )
             except KeyFormatError as exc:
                 raise ValueError("PACT_SETTLEMENT_SIGNING_KEY is not base58") from exc
             if len(raw) not in (32, 64):

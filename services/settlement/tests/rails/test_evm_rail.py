@@ -170,7 +170,7 @@ async def test_an_amount_needing_a_fraction_of_a_wei_is_refused(harness: Harness
     gwei_units = harness.settings.model_copy(update={"evm_wei_per_unit": 10**9})
     with pytest.raises(RailRefused) as info:
         await harness.prepared("0.0000000001", settings=gwei_units)
-    assert info.value.code == FailureCode.AMOUNT_BELOW_RAIL_MINIMUM
+    assert info.value.code == FailureCode.AMOUNT_NOT_IN_RAIL_UNITS
 
 
 # ---------------------------------------------------------------------------------- steps

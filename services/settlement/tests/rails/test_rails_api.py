@@ -47,6 +47,8 @@ async def test_rails_lists_each_enabled_rail_with_its_limits(api: Any) -> None:
         "0.5",
         False,
     )
+    assert stripe["amount_quantum"] == "0.01"  # whole cents only: nothing is rounded
+    assert stripe["rounding"].startswith("none")
     assert stripe["authorization_validity_s"] == 7 * 86_400
     assert stripe["webhook_configured"] is True
     evm = rails["evm"]

@@ -144,17 +144,37 @@ async def test_amount_below_the_stripe_minimum_is_refused_before_anything_is_sen
     assert before < after_setup == len(await localstripe_requests(localstripe_url))
 
 
-async def test_half_a_cent_rounds_half_up_and_the_charged_amount_is_recorded(
-    harness: Harness,
+@pytest.mark.parametrize("amount", ["0.505", "1.001", "20.0000001"])
+async def test_a_fraction_of_a_cent_is_refused_never_rounded_into_another_charge(
+    harness: Harness, localstripe_url: str, amount: str
 ) -> None:
-    rail, settlement = await harness.prepared("0.505")
+    before = len(await localstripe_requests(localstripe_url))
+    card = await harness.saved_card()
+    after_setup = len(await localstripe_requests(localstripe_url))
+    async with harness.maker() as session:
+        await harness.profile(session, card)
+        settlement = await insert_settlement(
+            session, rail="stripe", amount=amount, buyer=BUYER, seller=SELLER
+        )
+        with pytest.raises(RailRefused) as info:
+            await StripeRail(session, harness.settings, harness.gateway).prepare(
+                rail_view_of(settlement)
+            )
+        assert info.value.code == FailureCode.AMOUNT_NOT_IN_RAIL_UNITS
+        assert f"cannot charge {amount} USD on stripe exactly" in info.value.detail
+        assert await session.get(RailBinding, settlement.id) is None
+    assert before < after_setup == len(await localstripe_requests(localstripe_url))
+
+
+async def test_whole_cents_are_charged_exactly_and_recorded(harness: Harness) -> None:
+    rail, settlement = await harness.prepared("0.51")
     result = await rail.lock(rail_view_of(settlement), idempotency_key=key(settlement, "lock"))
     assert result.detail["amount_minor"] == 51
     async with harness.maker() as session:
         binding = await session.get(RailBinding, settlement.id)
         assert binding is not None
         assert binding.params["amount_minor"] == 51
-        assert binding.params["amount"] == "0.505"
+        assert binding.params["amount"] == "0.51"
 
 
 async def test_a_seller_bond_is_refused_on_stripe(harness: Harness) -> None:

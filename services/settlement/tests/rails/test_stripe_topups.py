@@ -92,7 +92,7 @@ async def test_a_top_up_charges_once_credits_once_and_funds_micropayments(
 
 @pytest.mark.parametrize(
     ("amount", "code"),
-    [("0.40", "AMOUNT_BELOW_RAIL_MINIMUM"), ("20.005", "SCHEMA_VALIDATION_FAILED")],
+    [("0.40", "AMOUNT_BELOW_RAIL_MINIMUM"), ("20.005", "AMOUNT_NOT_IN_RAIL_UNITS")],
 )
 async def test_top_ups_below_the_minimum_or_in_fractions_of_a_cent_are_refused(
     api: Any, pact: Any, saved_card: CardFactory, amount: str, code: str

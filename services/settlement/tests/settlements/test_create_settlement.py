@@ -271,7 +271,7 @@ async def test_too_precise_price_is_refused(api: Any, pact: Any) -> None:
     await _fund(api, pact)
     response = await api.create(pact.accept(price=Decimal("1e-20"), bond=Decimal(0)))
     assert response.status_code == 422
-    assert response.json()["code"] == "AMOUNT_BELOW_RAIL_MINIMUM"
+    assert response.json()["code"] == "AMOUNT_NOT_IN_RAIL_UNITS"
 
 
 async def test_ask_instead_of_accept_is_refused(api: Any, pact: Any) -> None:

@@ -43,7 +43,9 @@ async def test_provider_quote_must_be_trusted_and_match(api: Any, pact: Any) -> 
     dearer = pact.ask(intent_id=intent_id, price=Decimal("0.6"))
     response = await api.create(accept, body=_body(accept, dearer))
     assert response.json()["code"] == "PRICE_MISMATCH"
-    other_buyer = pact.ask(intent_id=intent_id, price=Decimal("0.5"), buyer_key="1" * 44)
+    other_buyer = pact.ask(
+        intent_id=intent_id, price=Decimal("0.5"), buyer_key=pact.other_provider.public_key_b58
+    )
     response = await api.create(accept, body=_body(accept, other_buyer))
     assert response.json()["code"] == "FAILED_IDENTITY"
     assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1), Decimal(0))

@@ -12,9 +12,14 @@ from typing import Any
 from pact_schema.canonical import parse_json
 from pact_schema.client import NegotiationResult, PactClient, PactClientError
 from pact_schema.envelope import EnvelopeError, verify_envelope
-from pact_schema.keys import KeyFormatError, Keypair
+from pact_schema.keys import KeyFormatError, Keypair, check_public_key
 from pact_schema.messages import MessageValidationError
-from pact_schema.money import WireMoneyError, format_wire_amount, parse_decimal_text
+from pact_schema.money import (
+    WireMoneyError,
+    format_amount,
+    format_wire_amount,
+    parse_decimal_text,
+)
 from pact_schema.transcript import verify_transcript
 
 EXIT_OK = 0
@@ -73,6 +78,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_transcript(args: argparse.Namespace) -> int:
+    if args.settlement_key is not None:
+        try:
+            check_public_key(args.settlement_key)
+        except KeyFormatError as exc:
+            raise CLIError(f"--settlement-key: {exc}") from exc
     document = _read_json(args.file)
     try:
         check = verify_transcript(document, settlement_key=args.settlement_key)
@@ -126,7 +136,8 @@ def _print_human(result: NegotiationResult) -> None:
         elif kind == "REJECT":
             detail = f"code={msg.get('code')} reason={msg.get('reason')!r}"
         print(f"{kind:<7} {detail}  (signed by {signer})")
-    print(f"outcome: {result.outcome}" + (f" at {result.price}" if result.price else ""))
+    price = f" at {format_amount(result.price)}" if result.price is not None else ""
+    print(f"outcome: {result.outcome}{price}")
     settlement = result.settlement
     if settlement:
         print(
@@ -153,9 +164,12 @@ def _print_human(result: NegotiationResult) -> None:
 async def _negotiate(args: argparse.Namespace) -> int:
     try:
         max_price = parse_decimal_text(args.max_price)
+    except WireMoneyError as exc:
+        raise CLIError(f"--max-price: {exc}") from exc
+    try:
         bids = [parse_decimal_text(b) for b in args.bid]
     except WireMoneyError as exc:
-        raise CLIError(str(exc)) from exc
+        raise CLIError(f"--bid: {exc}") from exc
     if max_price <= 0:
         raise CLIError("--max-price must be greater than 0")
     keypair = _load_or_make_key(args.key_file)
@@ -206,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     negotiate.add_argument("provider_url", help="e.g. http://127.0.0.1:8000")
     negotiate.add_argument("--intent", required=True, help="intent type, e.g. weather.data")
     negotiate.add_argument("--scope", required=True, help="scope text, or a JSON object")
-    negotiate.add_argument("--max-price", required=True, help="decimal, e.g. 0.0002")
+    negotiate.add_argument(
+        "--max-price", required=True, help="plain decimal (ASCII digits, one '.'), e.g. 0.0002"
+    )
     negotiate.add_argument("--latency-ms", type=int, default=500)
     negotiate.add_argument("--freshness-sec", type=int, default=60)
     negotiate.add_argument("--urgent", action="store_true")

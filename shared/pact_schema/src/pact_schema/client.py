@@ -21,7 +21,7 @@ from pact_schema.envelope import (
     sign_message,
     verify_envelope,
 )
-from pact_schema.keys import Keypair
+from pact_schema.keys import Keypair, check_public_key
 from pact_schema.messages import (
     PROTOCOL_VERSION,
     Accept,
@@ -33,6 +33,7 @@ from pact_schema.messages import (
     Reject,
     SettlementMode,
 )
+from pact_schema.money import format_amount
 from pact_schema.quote import BUYER_KEY_FIELD, QUOTE_FIELD
 
 __all__ = ["NegotiationResult", "Outcome", "PactClient", "PactClientError", "ProviderHTTPError"]
@@ -88,7 +89,7 @@ class NegotiationResult:
         return {
             "intent_id": self.intent_id,
             "outcome": self.outcome,
-            "price": None if self.price is None else str(self.price),
+            "price": None if self.price is None else format_amount(self.price),
             "reject_code": self.reject_code,
             "reason": self.reason,
             "transcript": self.transcript,
@@ -129,7 +130,7 @@ class PactClient:
     ) -> None:
         self.provider_url = provider_url.rstrip("/")
         self.keypair = keypair
-        self.provider_key = provider_key
+        self.provider_key = None if provider_key is None else check_public_key(provider_key)
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout_s)
 
@@ -233,7 +234,10 @@ class PactClient:
                 return result
         ask_envelope, ask = quote
         if ask.price > max_price:
-            result.reason = f"quoted price {ask.price} exceeds max_price {max_price}"
+            result.reason = (
+                f"quoted price {format_amount(ask.price)} exceeds max_price "
+                f"{format_amount(max_price)}"
+            )
             return result
         result.price = ask.price
         if not accept:

@@ -59,6 +59,9 @@ class FailureCode(StrEnum):
     """A message type the receiving endpoint does not handle."""
     AMOUNT_BELOW_RAIL_MINIMUM = "AMOUNT_BELOW_RAIL_MINIMUM"
     """The amount cannot be charged on the chosen rail (e.g. below Stripe's minimum)."""
+    AMOUNT_NOT_IN_RAIL_UNITS = "AMOUNT_NOT_IN_RAIL_UNITS"
+    """The amount is not a whole number of the rail's smallest unit (a fraction of a cent on
+    Stripe, of a wei on the evm rail): charging it would round it into a different amount."""
     DELIVERY_DEADLINE_MISSED = "DELIVERY_DEADLINE_MISSED"
     """The seller did not deliver (reveal) before the ACCEPT's delivery_deadline_ms."""
     CHALLENGE_WINDOW_CLOSED = "CHALLENGE_WINDOW_CLOSED"

@@ -15,7 +15,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pact_schema.canonical import CanonicalJSONError, canonical_json, sha256_hex
-from pact_schema.keys import KeyFormatError, Keypair, b58encode, verify_detached
+from pact_schema.keys import (
+    KeyFormatError,
+    Keypair,
+    PublicKeyB58,
+    SignatureB58,
+    b58encode,
+    verify_detached,
+)
 from pact_schema.messages import Message, message_to_wire, parse_message
 
 __all__ = [
@@ -65,9 +72,22 @@ class Envelope(BaseModel):
     message_hash_hex: str = Field(
         description="SHA-256 of the canonical JSON of `message`, 64 hex chars"
     )
-    signer_public_key_b58: str = Field(description="Ed25519 public key, base58 (Bitcoin)")
-    signature_b58: str = Field(description="Ed25519 signature over the 32 raw hash bytes, base58")
+    signer_public_key_b58: PublicKeyB58 = Field(
+        description="Ed25519 public key, base58 (Bitcoin): 32 bytes, canonical text"
+    )
+    signature_b58: SignatureB58 = Field(
+        description="Ed25519 signature over the 32 raw hash bytes, base58: 64 bytes"
+    )
     signed_at_ms: int = Field(ge=0)
+
+
+#: A malformed key or signature text gets its own failure, not ``malformed``: the envelope's
+#: shape is right, its key (or signature) is not one.
+_FIELD_FAILURES = {
+    "signer_public_key_b58": EnvelopeFailure.BAD_KEY,
+    "signature_b58": EnvelopeFailure.BAD_SIGNATURE,
+}
+_SHAPE_ERRORS = frozenset({"missing", "string_type"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +140,19 @@ def verify_envelope(raw: object) -> VerifiedEnvelope:
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()
+        first = errors[0]
+        for err in errors:
+            failure = _FIELD_FAILURES.get(str(err["loc"][0])) if err["loc"] else None
+            if failure is not None and err["type"] not in _SHAPE_ERRORS:
+                first = err
+                break
+        else:
+            failure = None
         where = ".".join(str(p) for p in first["loc"]) or "envelope"
-        raise EnvelopeError(EnvelopeFailure.MALFORMED, f"{where}: {first['msg']}") from exc
+        raise EnvelopeError(
+            failure or EnvelopeFailure.MALFORMED, f"{where}: {first['msg']}"
+        ) from exc
     if envelope.envelope_version != ENVELOPE_VERSION:
         raise EnvelopeError(
             EnvelopeFailure.BAD_VERSION,

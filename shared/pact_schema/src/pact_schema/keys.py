@@ -1,4 +1,10 @@
-"""Ed25519 keys (PyNaCl) with base58 (Bitcoin alphabet) text forms, and key files."""
+"""Ed25519 keys (PyNaCl) with base58 (Bitcoin alphabet) text forms, and key files.
+
+Base58 text is strict: only the 58 alphabet characters, no whitespace, and for public keys the
+canonical form (re-encoding the 32 bytes gives the same text), so one key has exactly one name:
+``"KEY\n"`` is not ``"KEY"``. Every length is checked *before* decoding: decoding costs time
+quadratic in the length of the text, so an over-long string is refused without being read.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,46 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
+from pydantic import AfterValidator, StringConstraints
 
 from pact_schema.files import write_private
 
-__all__ = ["KeyFormatError", "Keypair", "b58decode", "b58encode", "verify_detached"]
+__all__ = [
+    "MAX_PUBLIC_KEY_CHARS",
+    "MAX_SECRET_KEY_CHARS",
+    "MAX_SIGNATURE_CHARS",
+    "PUBLIC_KEY_BYTES",
+    "SECRET_KEY_BYTES",
+    "SIGNATURE_BYTES",
+    "KeyFormatError",
+    "Keypair",
+    "PublicKeyB58",
+    "SignatureB58",
+    "b58decode",
+    "b58encode",
+    "check_public_key",
+    "check_signature",
+    "max_b58_chars",
+    "public_key_bytes",
+    "signature_bytes",
+    "verify_detached",
+]
 
 KEY_FILE_FORMAT = "pact-keypair/1"
+PUBLIC_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+SECRET_KEY_BYTES = 64  # tweetnacl's secret key (seed ‖ public key); a bare seed is 32
 
 # Base58 with the Bitcoin alphabet, as the reference SDK (bs58) writes it: the big-endian number,
 # with one leading "1" per leading zero byte. It is what the ``base58`` package (2.1.1) computes,
-# byte for byte and error for error (a property test holds the two equal), in a third of the
-# time: five digits per big-integer step (58**5 < 2**30 is one CPython "digit", so each step is
-# a single-digit multiply or divide) instead of one, and ``int.to_bytes``/``from_bytes``.
+# byte for byte (a property test holds the two equal), except that nothing is stripped: the
+# package ignores trailing whitespace, we refuse it. Five digits per big-integer step (58**5 <
+# 2**30 is one CPython "digit", so each step is a single-digit multiply or divide) instead of
+# one, and ``int.to_bytes``/``from_bytes``.
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)  # two digits, "11" … "zz"
 _STEP = 58**5
@@ -30,10 +61,11 @@ _DIGITS = bytes(
     _ALPHABET.encode("ascii").index(byte) if chr(byte) in _ALPHABET else _NOT_A_DIGIT
     for byte in range(256)
 )  # a ``bytes.translate`` table: ASCII character → digit value, anything else → 0xFF
+_B58_CLASS = "[1-9A-HJ-NP-Za-km-z]"
 
 
 class KeyFormatError(ValueError):
-    """A key or key file is malformed."""
+    """A key, signature or key file is malformed."""
 
 
 def b58encode(data: bytes) -> str:
@@ -50,14 +82,34 @@ def b58encode(data: bytes) -> str:
     return "1" * (len(data) - len(body)) + "".join(parts).lstrip("1")
 
 
-def b58decode(text: str) -> bytes:
+@lru_cache(maxsize=64)
+def max_b58_chars(max_bytes: int) -> int:
+    """The longest base58 text of at most ``max_bytes`` bytes (44 for 32 bytes, 88 for 64)."""
+    return len(b58encode(b"\xff" * max_bytes)) if max_bytes > 0 else 0
+
+
+MAX_PUBLIC_KEY_CHARS = max_b58_chars(PUBLIC_KEY_BYTES)  # 44
+MAX_SIGNATURE_CHARS = max_b58_chars(SIGNATURE_BYTES)  # 88
+MAX_SECRET_KEY_CHARS = max_b58_chars(SECRET_KEY_BYTES)  # 88
+
+
+def b58decode(text: str, *, max_bytes: int) -> bytes:
     """The bytes of base58 ``text``; raises :class:`KeyFormatError` when it is not base58.
 
-    As the ``base58`` package did: trailing ASCII whitespace is ignored, and the error names the
-    first character outside the alphabet (or the codec's complaint about a non-ASCII one).
+    Text longer than any encoding of ``max_bytes`` bytes is refused before it is decoded (the
+    decoding is quadratic in the length). Nothing is stripped: whitespace is a foreign
+    character like any other, and the error names the first one (or the codec's complaint about
+    a non-ASCII one).
     """
+    if not isinstance(text, str):
+        raise KeyFormatError(f"not base58: expected a string, got {type(text).__name__}")
+    limit = max_b58_chars(max_bytes)
+    if len(text) > limit:
+        raise KeyFormatError(
+            f"not base58 of at most {max_bytes} bytes: {len(text)} characters (at most {limit})"
+        )
     try:
-        encoded = text.encode("ascii").rstrip()
+        encoded = text.encode("ascii")
     except UnicodeEncodeError as exc:
         raise KeyFormatError(f"not base58: {exc}") from exc
     body = encoded.lstrip(b"1")
@@ -76,26 +128,104 @@ def b58decode(text: str) -> bytes:
     return zeros + number.to_bytes((number.bit_length() + 7) // 8, "big")
 
 
+def _decode_exact(text: str, size: int, what: str) -> bytes:
+    """``size`` bytes from their canonical base58 text, or :class:`KeyFormatError`."""
+    raw = b58decode(text, max_bytes=size)
+    if len(raw) != size:
+        raise KeyFormatError(f"{what} must be {size} bytes, got {len(raw)}")
+    if b58encode(raw) != text:  # one value, one text: no second name for the same key
+        raise KeyFormatError(f"{what} is not in canonical base58 form")
+    return raw
+
+
+@lru_cache(maxsize=1024)
+def _public_key_bytes(text: str) -> bytes:
+    return _decode_exact(text, PUBLIC_KEY_BYTES, "public key")
+
+
+def public_key_bytes(text: str) -> bytes:
+    """The 32 bytes of a base58 Ed25519 public key (exact, canonical text).
+
+    Memoised for well-formed keys: a buyer signs many messages with one key. The length is
+    checked before the memo is consulted, so an over-long string is neither hashed nor decoded.
+    Raises :class:`KeyFormatError` (refusals are not memoised).
+    """
+    if not isinstance(text, str) or len(text) > MAX_PUBLIC_KEY_CHARS:
+        size = len(text) if isinstance(text, str) else type(text).__name__
+        raise KeyFormatError(
+            f"public key must be base58 of {PUBLIC_KEY_BYTES} bytes "
+            f"(at most {MAX_PUBLIC_KEY_CHARS} characters), got {size}"
+        )
+    return _public_key_bytes(text)
+
+
+def signature_bytes(text: str) -> bytes:
+    """The 64 bytes of a base58 Ed25519 signature (exact, canonical text)."""
+    if not isinstance(text, str) or len(text) > MAX_SIGNATURE_CHARS:
+        size = len(text) if isinstance(text, str) else type(text).__name__
+        raise KeyFormatError(
+            f"signature must be base58 of {SIGNATURE_BYTES} bytes "
+            f"(at most {MAX_SIGNATURE_CHARS} characters), got {size}"
+        )
+    return _decode_exact(text, SIGNATURE_BYTES, "signature")
+
+
+def check_public_key(text: str) -> str:
+    """``text`` when it is the canonical base58 text of a 32-byte key, else ValueError."""
+    public_key_bytes(text)
+    return text
+
+
+def check_signature(text: str) -> str:
+    """``text`` when it is the canonical base58 text of a 64-byte signature, else ValueError."""
+    signature_bytes(text)
+    return text
+
+
+PublicKeyB58 = Annotated[
+    str,
+    StringConstraints(
+        strict=True,
+        min_length=PUBLIC_KEY_BYTES,  # 32 leading zero bytes are 32 "1"s; nothing is shorter
+        max_length=MAX_PUBLIC_KEY_CHARS,
+        pattern=f"^{_B58_CLASS}+$",
+    ),
+    AfterValidator(check_public_key),
+]
+"""An Ed25519 public key as base58 text: 32 bytes, canonical form, nothing else (agent ids,
+envelope signers, quote bindings, provider allow-lists). The length and alphabet are checked
+before anything is decoded."""
+
+SignatureB58 = Annotated[
+    str,
+    StringConstraints(
+        strict=True,
+        min_length=SIGNATURE_BYTES,
+        max_length=MAX_SIGNATURE_CHARS,
+        pattern=f"^{_B58_CLASS}+$",
+    ),
+    AfterValidator(check_signature),
+]
+"""An Ed25519 signature as base58 text: 64 bytes, canonical form."""
+
+
 @lru_cache(maxsize=1024)
 def _verify_key(public_key_b58: str) -> VerifyKey:
-    """The verifying key of a base58 public key, memoised: a buyer signs many messages (INTENT,
-    BIDs, ACCEPT) with one key, and decoding plus ``VerifyKey`` cost a tenth of a verification.
-    Malformed keys raise :class:`KeyFormatError` (and are not memoised)."""
-    key = b58decode(public_key_b58)
-    if len(key) != 32:
-        raise KeyFormatError(f"public key must be 32 bytes, got {len(key)}")
-    return VerifyKey(key)
+    """The verifying key of a base58 public key, memoised: decoding plus ``VerifyKey`` cost a
+    tenth of a verification. Malformed keys raise :class:`KeyFormatError` (not memoised)."""
+    return VerifyKey(public_key_bytes(public_key_b58))
 
 
 def verify_detached(public_key_b58: str, signature_b58: str, data: bytes) -> bool:
     """True when ``signature_b58`` is a valid Ed25519 signature of ``data`` by the key.
 
-    Raises :class:`KeyFormatError` when the key or signature is not well-formed.
+    Raises :class:`KeyFormatError` when the key or signature is not well-formed (the lengths
+    are checked before anything is decoded or memoised).
     """
+    if not isinstance(public_key_b58, str) or len(public_key_b58) > MAX_PUBLIC_KEY_CHARS:
+        public_key_bytes(public_key_b58)  # raises with the reason
+    signature = signature_bytes(signature_b58)
     verify_key = _verify_key(public_key_b58)
-    signature = b58decode(signature_b58)
-    if len(signature) != 64:
-        raise KeyFormatError(f"signature must be 64 bytes, got {len(signature)}")
     try:
         verify_key.verify(data, signature)
     except BadSignatureError:
@@ -132,7 +262,7 @@ class Keypair:
         secret, and error messages end up in logs.
         """
         try:
-            raw = b58decode(text.strip())
+            raw = b58decode(text.strip(), max_bytes=SECRET_KEY_BYTES)
         except KeyFormatError:
             raise KeyFormatError("secret key is not base58") from None
         if len(raw) == 64:

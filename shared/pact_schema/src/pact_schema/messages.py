@@ -2,7 +2,10 @@
 
 Models are for *reading*: signatures are always checked over the raw dict as received
 (see :mod:`pact_schema.envelope`). Unknown fields are kept (``extra="allow"``) because the
-signature covers them; money fields are ``Decimal``.
+signature covers them; money fields are ``Decimal`` (finite, below ``MAX_AMOUNT``). Every
+``intent_id`` is an :data:`~pact_schema.text.IntentId`, every agent key a
+:data:`~pact_schema.keys.PublicKeyB58`, and every string of a message, at any depth and in
+unknown fields too, storable text (no NUL, no lone surrogate): see :mod:`pact_schema.text`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from pydantic import (
 )
 
 from pact_schema.codes import FailureCode
-from pact_schema.money import WireMoneyError, decimal_from_wire, decimal_to_wire
+from pact_schema.keys import PublicKeyB58
+from pact_schema.money import MAX_AMOUNT, WireMoneyError, decimal_from_wire, decimal_to_wire
+from pact_schema.text import IntentId, UnsafeTextError, check_storable
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -42,16 +47,18 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = "pact/1.0"
-_INF = float("inf")
 
 
 _float_text = float.__repr__
 
 
+_MAX_FLOAT = float(MAX_AMOUNT)  # 1e20 is exact as a double
+
+
 def _wire_amount(value: object) -> Decimal:
-    # Fast path for what JSON parsing gives for a price, a finite float: the Decimal of its
+    # Fast path for what JSON parsing gives for a price, a float in range: the Decimal of its
     # shortest round-trip text, exactly what decimal_from_wire returns for it.
-    if type(value) is float and -_INF < value < _INF:
+    if type(value) is float and -_MAX_FLOAT < value < _MAX_FLOAT:
         return Decimal(_float_text(value))
     try:
         return decimal_from_wire(value)
@@ -86,7 +93,19 @@ class _Base(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, strict=False)
 
     protocol_version: Literal["pact/1.0"]
-    intent_id: Annotated[str, Field(min_length=1, max_length=256)]
+    intent_id: IntentId
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        # Every string, known field or not, at any depth: what is refused here is never
+        # stored, echoed in a reply or logged as a value.
+        if isinstance(data, dict):
+            try:
+                check_storable(data)
+            except UnsafeTextError as exc:
+                raise ValueError(str(exc)) from exc
+        return data
 
     @property
     def extras(self) -> dict[str, Any]:
@@ -172,8 +191,8 @@ class Reveal(_Timed):
 
 class Receipt(_Base):
     type: Literal["RECEIPT"]
-    buyer_agent_id: Annotated[str, Field(min_length=1)]
-    seller_agent_id: Annotated[str, Field(min_length=1)]
+    buyer_agent_id: PublicKeyB58
+    seller_agent_id: PublicKeyB58
     agreed_price: PositiveAmount
     fulfilled: StrictBool
     latency_ms: NonNegativeInt | None = None

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from pact_schema.codes import FailureCode
 from pact_schema.envelope import EnvelopeError, VerifiedEnvelope, verify_envelope
+from pact_schema.keys import PublicKeyB58
 from pact_schema.messages import Accept, Ask, MessageValidationError, parse_message
 from pact_schema.money import WireMoneyError, decimal_from_wire, decimal_to_wire
 
@@ -97,6 +100,20 @@ def quote_binding_fields(
     return fields
 
 
+_PUBLIC_KEY: TypeAdapter[str] = TypeAdapter(PublicKeyB58)
+
+
+def _bound_key(ask: Ask) -> str:
+    """The buyer key the quote was made for: exactly a base58 public key, or QUOTE_INVALID."""
+    try:
+        return _PUBLIC_KEY.validate_python(ask.extras.get(BUYER_KEY_FIELD))
+    except ValidationError as exc:
+        raise QuoteError(
+            FailureCode.QUOTE_INVALID,
+            f"quote lacks a valid {BUYER_KEY_FIELD!r} binding: {exc.errors()[0]['msg']}",
+        ) from exc
+
+
 def _bound_str(ask: Ask, name: str) -> str:
     value = ask.extras.get(name)
     if not isinstance(value, str) or not value:
@@ -138,7 +155,7 @@ def verify_carried_quote(
         raise QuoteError(FailureCode.QUOTE_INVALID, f"quote must be an ASK, got {ask.type}")
     if ask.intent_id != carrier.message_raw.get("intent_id"):
         raise QuoteError(FailureCode.QUOTE_INVALID, "quote is for a different intent_id")
-    buyer_key = _bound_str(ask, BUYER_KEY_FIELD)
+    buyer_key = _bound_key(ask)
     if buyer_key != carrier.signer:
         raise QuoteError(FailureCode.FAILED_IDENTITY, "quote was made for a different buyer key")
     round_number = ask.extras.get(ROUND_FIELD)

@@ -139,7 +139,7 @@ const T0 = 1735689600000; // 2025-01-01T00:00:00Z
 const intentStringScope = {
   protocol_version: "pact/1.0",
   type: "INTENT",
-  intent_id: "intent-7f3c2a9e-ünïcode-🗽",
+  intent_id: "intent-7f3c2a9e-4b1d-4c3e-9f00-6a5b4c3d2e1f",
   intent: "weather.data",
   scope: "NYC 🗽 Zürich",
   constraints: { latency_ms: 50, freshness_sec: 10 },
@@ -172,7 +172,7 @@ const askSentAt = T0 + 150;
 const ask = {
   protocol_version: "pact/1.0",
   type: "ASK",
-  intent_id: "intent-7f3c2a9e-ünïcode-🗽",
+  intent_id: "intent-7f3c2a9e-4b1d-4c3e-9f00-6a5b4c3d2e1f",
   price: 0.00008,
   unit: "request",
   latency_ms: 40,
@@ -212,7 +212,7 @@ addEnvelope(
   {
     protocol_version: "pact/1.0",
     type: "ACCEPT",
-    intent_id: "intent-7f3c2a9e-ünïcode-🗽",
+    intent_id: "intent-7f3c2a9e-4b1d-4c3e-9f00-6a5b4c3d2e1f",
     agreed_price: 0.00008,
     settlement_mode: "hash_reveal",
     proof_type: "hash_reveal",

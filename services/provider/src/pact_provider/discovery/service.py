@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pact_schema import ENVELOPE_VERSION, PROTOCOL_VERSION
+from pact_schema.money import format_amount
 
 from pact_provider.config import ProviderSettings
 from pact_provider.identity import ProviderIdentity
@@ -15,7 +16,7 @@ __all__ = ["well_known_document"]
 
 
 def _amount(value: Any) -> str:
-    return format(value, "f")
+    return format_amount(value)
 
 
 def well_known_document(

@@ -193,6 +193,9 @@ def _as_decimal(name: str, value: Any) -> Decimal:
 
 
 def _read_document(path: Path) -> Any:
+    """The price book document; its fractional numbers stay text, for
+    :func:`~pact_schema.money.parse_decimal_text` (plain decimal notation only: ``1e-5``,
+    ``1_000.5``, ``inf``, ``nan`` are refused as they would be anywhere else)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -200,9 +203,9 @@ def _read_document(path: Path) -> Any:
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
-            return tomllib.loads(text, parse_float=Decimal)
+            return tomllib.loads(text, parse_float=str)
         if suffix == ".json":
-            return json.loads(text, parse_float=Decimal)
+            return json.loads(text, parse_float=str)
     except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
         raise ConfigError(f"price book {path} is not valid {suffix[1:]}: {exc}") from exc
     raise ConfigError(f"price book {path}: use a .toml or .json file")

@@ -28,6 +28,7 @@ from pact_schema import (
     sign_message,
     verify_envelope,
 )
+from pact_schema.money import format_amount
 from pact_schema.quote import (
     QUOTE_FIELD,
     QuoteError,
@@ -36,6 +37,7 @@ from pact_schema.quote import (
     quote_binding_fields,
     verify_carried_quote,
 )
+from pact_schema.text import is_intent_id
 
 from pact_provider.config import ProviderSettings
 from pact_provider.errors import BadEnvelope, SettlementUnavailable
@@ -136,7 +138,7 @@ class Decision:
         if self.code is not None:
             fields["code"] = self.code
         if self.price is not None:
-            fields["price"] = format(self.price, "f")
+            fields["price"] = format_amount(self.price)
         if self.round is not None:
             fields["round"] = self.round
         if self.buyer is not None:
@@ -234,10 +236,11 @@ def parse_envelope(body: bytes) -> VerifiedEnvelope:
 
 
 def _intent_id_of(message: Mapping[str, Any]) -> str:
+    """The intent id to answer an invalid message with: its own when that is a valid intent
+    id (the buyer can match the REJECT), else ``unknown`` — an id outside the wire alphabet is
+    never echoed into a signed reply, a log line or a settlement request."""
     value = message.get("intent_id")
-    if isinstance(value, str) and 0 < len(value) <= 256:
-        return value
-    return UNKNOWN_INTENT_ID
+    return value if is_intent_id(value) else UNKNOWN_INTENT_ID
 
 
 def _type_of(message: Mapping[str, Any]) -> str:
@@ -348,7 +351,8 @@ class Negotiator:
         if price > intent.max_price:
             raise _Refusal(
                 FailureCode.PRICE_ABOVE_MAX.value,
-                f"the price {price:f} exceeds max_price {intent.max_price:f}",
+                f"the price {format_amount(price)} exceeds max_price "
+                f"{format_amount(intent.max_price)}",
                 price=price,
             )
         # The promised latency is the provider's own figure, whatever the INTENT asks for: a
@@ -530,7 +534,7 @@ class Negotiator:
             "pact.accept.forwarded",
             intent_id=accept.intent_id,
             idempotency_key=idempotency_key,
-            price=format(accept.agreed_price, "f"),
+            price=format_amount(accept.agreed_price),
             lenient=provider_quote is not None,
         )
         try:
@@ -623,7 +627,8 @@ class Negotiator:
         if accept.agreed_price < floor:
             raise _Refusal(
                 FailureCode.QUOTE_MISSING.value,
-                f"a bare ACCEPT (no quote) is taken only at agreed_price ≥ {floor:f}; "
+                f"a bare ACCEPT (no quote) is taken only at agreed_price ≥ "
+                f"{format_amount(floor)}; "
                 "send an INTENT and carry the signed ASK in the ACCEPT's 'quote' field",
                 price=accept.agreed_price,
             )

@@ -20,6 +20,7 @@ from pact_settlement.db.session import DBSession
 from pact_settlement.kit.auth import AdminPrincipal, AnyPrincipal
 from pact_settlement.kit.deps import AppMetrics
 from pact_settlement.kit.openapi import AUTH_ERRORS, problem_doc
+from pact_settlement.kit.params import AgentIdPath, RailPath
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
@@ -64,7 +65,7 @@ TopUps = Annotated[TopUpService, Depends(get_topup_service)]
     },
 )
 async def deposit(
-    agent_id: str,
+    agent_id: AgentIdPath,
     body: DepositCreate,
     response: Response,
     principal: AdminPrincipal,
@@ -85,7 +86,9 @@ async def deposit(
     summary="An agent's available and locked balances",
     responses={404: problem_doc("No account for this agent", "NOT_FOUND"), **AUTH_ERRORS},
 )
-async def get_account(agent_id: str, principal: AnyPrincipal, service: Service) -> AccountRead:
+async def get_account(
+    agent_id: AgentIdPath, principal: AnyPrincipal, service: Service
+) -> AccountRead:
     return await service.get(agent_id)
 
 
@@ -107,8 +110,8 @@ async def get_account(agent_id: str, principal: AnyPrincipal, service: Service) 
     },
 )
 async def put_payment_profile(
-    agent_id: str,
-    rail: str,
+    agent_id: AgentIdPath,
+    rail: RailPath,
     body: PaymentProfilePut,
     response: Response,
     principal: AdminPrincipal,
@@ -126,7 +129,7 @@ async def put_payment_profile(
     responses={422: problem_doc("Bad agent id", "SCHEMA_VALIDATION_FAILED"), **AUTH_ERRORS},
 )
 async def list_payment_profiles(
-    agent_id: str, principal: AnyPrincipal, service: ProfileService
+    agent_id: AgentIdPath, principal: AnyPrincipal, service: ProfileService
 ) -> list[PaymentProfileRead]:
     return await service.list(agent_id)
 
@@ -138,7 +141,7 @@ async def list_payment_profiles(
     responses={404: problem_doc("No profile for this rail", "NOT_FOUND"), **AUTH_ERRORS},
 )
 async def get_payment_profile(
-    agent_id: str, rail: str, principal: AnyPrincipal, service: ProfileService
+    agent_id: AgentIdPath, rail: RailPath, principal: AnyPrincipal, service: ProfileService
 ) -> PaymentProfileRead:
     return await service.get(agent_id, rail)
 
@@ -150,7 +153,7 @@ async def get_payment_profile(
     responses={404: problem_doc("No profile for this rail", "NOT_FOUND"), **AUTH_ERRORS},
 )
 async def delete_payment_profile(
-    agent_id: str, rail: str, principal: AdminPrincipal, service: ProfileService
+    agent_id: AgentIdPath, rail: RailPath, principal: AdminPrincipal, service: ProfileService
 ) -> Response:
     await service.delete(agent_id, rail)
     return Response(status_code=204)
@@ -180,7 +183,7 @@ async def delete_payment_profile(
     },
 )
 async def top_up(
-    agent_id: str,
+    agent_id: AgentIdPath,
     body: TopUpCreate,
     response: Response,
     principal: AdminPrincipal,

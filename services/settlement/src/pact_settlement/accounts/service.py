@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import structlog
 from pact_schema import FailureCode, KeyFormatError
-from pact_schema.keys import b58decode
+from pact_schema.keys import check_public_key
 from pact_schema.money import WireMoneyError, parse_decimal_text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,7 +39,7 @@ from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import MoneyError, decimal_text, to_money
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import utcnow
-from pact_settlement.ledger.service import LedgerService
+from pact_settlement.ledger.service import BalanceLimitExceeded, LedgerService
 
 __all__ = [
     "PROFILE_RAILS",
@@ -55,16 +55,18 @@ log = structlog.get_logger(__name__)
 
 
 def validate_agent_id(agent_id: str) -> str:
+    """``agent_id`` when it is exactly a base58 Ed25519 public key (the routes' ``AgentIdPath``
+    checks the same; this guards the services' other callers)."""
     try:
-        raw = b58decode(agent_id)
+        return check_public_key(agent_id)
     except KeyFormatError as exc:
-        raise Unprocessable(f"agent_id is not base58: {agent_id!r}") from exc
-    if len(raw) != 32:
-        raise Unprocessable("agent_id must be a base58 Ed25519 public key (32 bytes)")
-    return agent_id
+        raise Unprocessable(
+            f"agent_id must be a base58 Ed25519 public key (32 bytes, canonical): {exc}"
+        ) from exc
 
 
 def parse_amount(text: str) -> Decimal:
+    """A positive amount from plain decimal text that the ledger holds exactly."""
     try:
         value = parse_decimal_text(text)
         value = to_money(value)
@@ -109,7 +111,7 @@ class AccountService:
             if row is not None and row.response is not None:
                 return DepositRead.model_validate(row.response), False
             ledger_key = f"deposit-key-{idempotency_key}"
-        transaction = await self.ledger.deposit(agent_id, amount, idempotency_key=ledger_key)
+        transaction = await _deposit(self.ledger, agent_id, amount, ledger_key)
         result = DepositRead(
             deposit_id=transaction.id,
             agent_id=agent_id,
@@ -124,6 +126,15 @@ class AccountService:
         self.metrics.deposits.inc()
         log.info("account.deposited", agent_id=agent_id, amount=decimal_text(amount))
         return result, True
+
+
+async def _deposit(ledger: LedgerService, agent_id: str, amount: Decimal, key: str) -> Any:
+    """The ledger deposit, or 422 ``BALANCE_LIMIT_EXCEEDED`` (nothing written) when a balance
+    would pass what the ledger holds."""
+    try:
+        return await ledger.deposit(agent_id, amount, idempotency_key=key)
+    except BalanceLimitExceeded as exc:
+        raise Unprocessable(str(exc), code=ProblemCode.BALANCE_LIMIT_EXCEEDED) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,7 +278,7 @@ async def credit_topup(
     existing = await ledger.journal.get_by_key(key)
     if existing is not None:
         return existing, False
-    return await ledger.deposit(agent_id, amount, idempotency_key=key), True
+    return await _deposit(ledger, agent_id, amount, key), True
 
 
 class TopUpService:
@@ -327,10 +338,18 @@ class TopUpService:
             raise Unprocessable(str(exc), code=FailureCode.AMOUNT_BELOW_RAIL_MINIMUM) from exc
         except AmountError as exc:
             raise Unprocessable(
-                f"a top-up must be whole {currency.upper()} minor units: {exc}"
+                f"a top-up must be whole {currency.upper()} minor units: {exc}",
+                code=exc.failure_code,
             ) from exc
         async with self.sessionmaker() as short:
             profile = await PaymentProfileRepository.from_session(short).get_for(agent_id, "stripe")
+            fits = await LedgerService(short).deposit_fits(agent_id, amount)
+        if not fits:  # before the charge: a charge that cannot be credited is never made
+            raise Unprocessable(
+                f"a top-up of {decimal_text(amount)} would take a balance past what the "
+                "ledger holds (1e20)",
+                code=ProblemCode.BALANCE_LIMIT_EXCEEDED,
+            )
         if profile is None or not profile.stripe_customer or not profile.stripe_payment_method:
             raise Unprocessable(
                 f"agent {agent_id} has no stripe payment profile",

@@ -13,7 +13,7 @@ from pact_settlement.delivery.service import DeliveryService
 from pact_settlement.kit.auth import ProviderPrincipal
 from pact_settlement.kit.deps import AppMetrics, Clock, RequestId, Settings
 from pact_settlement.kit.openapi import AUTH_ERRORS, problem_doc
-from pact_settlement.settlements.endpoints import SettlementRef
+from pact_settlement.kit.params import SettlementRefPath
 from pact_settlement.settlements.lifecycle import LifecycleApplier
 from pact_settlement.settlements.schemas import SettlementRead
 
@@ -69,7 +69,7 @@ _COMMON: dict[int | str, dict[str, Any]] = {
     },
 )
 async def commit(
-    settlement_ref: SettlementRef,
+    settlement_ref: SettlementRefPath,
     body: CommitBody,
     principal: ProviderPrincipal,
     service: Service,
@@ -104,7 +104,7 @@ async def commit(
     },
 )
 async def reveal(
-    settlement_ref: SettlementRef,
+    settlement_ref: SettlementRefPath,
     body: RevealBody,
     principal: ProviderPrincipal,
     service: Service,
@@ -143,7 +143,10 @@ async def reveal(
     },
 )
 async def challenge(
-    settlement_ref: SettlementRef, body: ChallengeBody, service: Service, request_id: RequestId
+    settlement_ref: SettlementRefPath,
+    body: ChallengeBody,
+    service: Service,
+    request_id: RequestId,
 ) -> SettlementRead:
     return await service.challenge(settlement_ref, body.challenge, request_id=request_id)
 
@@ -165,7 +168,7 @@ async def challenge(
     },
 )
 async def abort(
-    settlement_ref: SettlementRef,
+    settlement_ref: SettlementRefPath,
     body: AbortBody,
     principal: ProviderPrincipal,
     service: Service,

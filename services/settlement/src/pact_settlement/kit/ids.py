@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
+from typing import Final
 
-__all__ = ["new_id"]
+__all__ = ["SETTLEMENT_ID_PATTERN", "is_our_id", "new_id"]
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+#: What ``new_id("st")`` makes. It holds a "_", which no intent id can, so a URL segment is
+#: unambiguously one or the other.
+SETTLEMENT_ID_PATTERN: Final = r"st_[0-9a-hjkmnp-tv-z]{26}"
+_ID_RE: Final = re.compile(r"[a-z]{1,16}_[0-9a-hjkmnp-tv-z]{26}")
 
 
 def _b32(value: int, length: int) -> str:
@@ -22,3 +28,8 @@ def new_id(prefix: str) -> str:
     """``{prefix}_`` + 26 base32 chars; sorts by creation time (ms)."""
     ms = time.time_ns() // 1_000_000
     return f"{prefix}_{_b32(ms, 10)}{_b32(secrets.randbits(80), 16)}"
+
+
+def is_our_id(value: object) -> bool:
+    """True when ``value`` has the shape :func:`new_id` makes (so it may name a row)."""
+    return isinstance(value, str) and value.isascii() and _ID_RE.fullmatch(value) is not None

@@ -13,17 +13,20 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from pact_schema.money import MAX_AMOUNT, format_amount
 from sqlalchemy import Numeric, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
+    "MONEY_LIMIT",
     "MONEY_PRECISION",
     "MONEY_SCALE",
     "Money",
     "MoneyError",
     "add",
     "decimal_text",
+    "fits",
     "neg",
     "to_money",
     "total",
@@ -32,7 +35,9 @@ __all__ = [
 MONEY_PRECISION = 38
 MONEY_SCALE = 18
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
-_LIMIT = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE)
+MONEY_LIMIT = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE)
+"""Every stored amount and balance is smaller than this in magnitude (NUMERIC(38, 18))."""
+assert MONEY_LIMIT == MAX_AMOUNT  # the wire's limit is the ledger's (pact_schema.money)
 _CONTEXT = decimal.Context(
     prec=MONEY_PRECISION + 2, traps=[decimal.Inexact, decimal.InvalidOperation]
 )
@@ -74,22 +79,28 @@ def to_money(value: Decimal) -> Decimal:
     try:
         quantized = value.quantize(_QUANTUM, context=_CONTEXT)
     except (decimal.Inexact, decimal.InvalidOperation) as exc:
-        raise MoneyError(f"{value} has more than {MONEY_SCALE} decimal places") from exc
-    if quantized.copy_abs() >= _LIMIT:
-        raise MoneyError(f"{value} exceeds NUMERIC({MONEY_PRECISION}, {MONEY_SCALE})")
+        raise MoneyError(
+            f"{format_amount(value)} has more than {MONEY_SCALE} decimal places"
+        ) from exc
+    if quantized.copy_abs() >= MONEY_LIMIT:
+        raise MoneyError(
+            f"{format_amount(value)} is too large: amounts must be below 1e20 "
+            f"(NUMERIC({MONEY_PRECISION}, {MONEY_SCALE}))"
+        )
     if quantized == 0:
         quantized = Decimal(0).quantize(_QUANTUM)  # never "-0"
     return quantized
 
 
-def decimal_text(value: Decimal) -> str:
-    """Shortest plain decimal text: ``Decimal("0.000080000")`` → ``"0.00008"``, never exponents."""
-    if value == 0:
-        return "0"
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+def fits(value: Decimal) -> bool:
+    """True when ``value`` can be stored in a money column (magnitude below the limit)."""
+    return value.copy_abs() < MONEY_LIMIT
+
+
+#: Shortest plain decimal text (``Decimal("0.000080000000000000")`` → ``"0.00008"``, ``0E-18``
+#: → ``"0"``): the one amount formatter, ``pact_schema.money.format_amount``, for API bodies
+#: and every problem detail.
+decimal_text = format_amount
 
 
 class Money(TypeDecorator[Decimal]):

@@ -17,13 +17,14 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.kit.ids import new_id
-from pact_settlement.kit.money import add, neg, to_money, total
+from pact_settlement.kit.money import add, decimal_text, fits, neg, to_money, total
 from pact_settlement.kit.time import utcnow
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
 from pact_settlement.ledger.repository import JournalRepository, LedgerAccountRepository
 
 __all__ = [
     "EXTERNAL_ACCOUNT",
+    "BalanceLimitExceeded",
     "Bucket",
     "InsufficientFunds",
     "LedgerError",
@@ -47,11 +48,26 @@ class LedgerError(ValueError):
 
 class InsufficientFunds(Exception):
     def __init__(self, owner: str, bucket: Bucket, needed: Decimal, has: Decimal) -> None:
-        super().__init__(f"{owner} has {has} {bucket}, needs {needed}")
+        super().__init__(
+            f"{owner}: {decimal_text(needed)} needed, {decimal_text(has)} {bucket.value}"
+        )
         self.owner = owner
         self.bucket = bucket
         self.needed = needed
         self.has = has
+
+
+class BalanceLimitExceeded(Exception):
+    """A posting would take a balance past what a money column holds (1e20): refused before
+    anything is written. Only deposits can get there (all money enters through them, and the
+    external account, minus everything deposited, is checked like any other)."""
+
+    def __init__(self, owner: str, bucket: Bucket) -> None:
+        super().__init__(
+            f"the {bucket.value} balance of {owner} would reach 1e20, beyond what the ledger holds"
+        )
+        self.owner = owner
+        self.bucket = bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +135,10 @@ class LedgerService:
                     raise InsufficientFunds(
                         owner, Bucket.LOCKED, neg(delta[owner][Bucket.LOCKED]), account.locked
                     )
+            if not fits(available):
+                raise BalanceLimitExceeded(owner, Bucket.AVAILABLE)
+            if not fits(held):
+                raise BalanceLimitExceeded(owner, Bucket.LOCKED)
             new_balances[owner] = (available, held)
 
         transaction = JournalTransaction(
@@ -156,6 +176,16 @@ class LedgerService:
             memo=f"deposit to {owner}",
         )
         return transaction
+
+    async def deposit_fits(self, owner: str, amount: Decimal) -> bool:
+        """Whether a deposit of ``amount`` to ``owner`` would keep every balance storable now
+        (read without locks: a check before an external charge; :meth:`post` checks again)."""
+        for name, delta in ((owner, amount), (EXTERNAL_ACCOUNT, neg(amount))):
+            account = await self.accounts.get_by_owner(name)
+            current = account.available if account is not None else _ZERO
+            if not fits(add(current, delta)):
+                return False
+        return True
 
     async def account(self, owner: str) -> LedgerAccount | None:
         return await self.accounts.get_by_owner(owner)

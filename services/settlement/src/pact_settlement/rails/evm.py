@@ -86,7 +86,7 @@ def units_to_wei(amount: Decimal, wei_per_unit: int) -> int:
     scaled = ctx.multiply(Decimal(amount), Decimal(wei_per_unit))
     wei = to_minor_units(scaled, 0, rounding=None)
     if wei > MAX_UINT256:
-        raise AmountError(f"{amount} does not fit in a uint256 of wei")
+        raise AmountError(f"{decimal_text(amount)} does not fit in a uint256 of wei")
     return wei
 
 
@@ -98,7 +98,9 @@ def describe_evm(settings: SettlementSettings) -> dict[str, Any]:
         "currency": "native (wei)",
         "unit": f"1 price unit = {unit}",
         "minimum_amount": decimal_text(Decimal(1) / Decimal(per_unit)),
-        "rounding": "none: amounts needing a fraction of a wei are refused",
+        "amount_quantum": decimal_text(Decimal(1) / Decimal(per_unit)),
+        "rounding": "none: amounts needing a fraction of a wei are refused "
+        "(AMOUNT_NOT_IN_RAIL_UNITS)",
         "supports_bond": True,
         "confirmations": settings.evm_confirmations,
         "chain_id": settings.evm_chain_id,
@@ -149,9 +151,9 @@ class EvmEscrowRail:
             bond_wei = units_to_wei(s.bond, self.settings.evm_wei_per_unit)
         except AmountError as exc:
             raise RailRefused(
-                FailureCode.AMOUNT_BELOW_RAIL_MINIMUM,
-                f"{s.amount} (bond {s.bond}) cannot be held in whole wei at "
-                f"{self.settings.evm_wei_per_unit} wei per unit: {exc}",
+                FailureCode.AMOUNT_NOT_IN_RAIL_UNITS,
+                f"{decimal_text(s.amount)} (bond {decimal_text(s.bond)}) cannot be held in "
+                f"whole wei at {self.settings.evm_wei_per_unit} wei per unit: {exc}",
             ) from exc
         if amount_wei <= 0:
             raise RailRefused(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, "the amount is 0 wei")

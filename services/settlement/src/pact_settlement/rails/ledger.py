@@ -5,7 +5,7 @@ from __future__ import annotations
 from pact_schema import FailureCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pact_settlement.kit.money import neg
+from pact_settlement.kit.money import decimal_text, neg
 from pact_settlement.ledger.service import Bucket, InsufficientFunds, LedgerService, Posting
 from pact_settlement.rails.base import (
     RailInsufficientFunds,
@@ -56,10 +56,12 @@ class LedgerRail:
         except InsufficientFunds as exc:
             if exc.owner == s.buyer:
                 raise RailInsufficientFunds(
-                    f"buyer {s.buyer} has {exc.has} available, {s.amount} is needed"
+                    f"buyer {s.buyer}: {decimal_text(s.amount)} needed, "
+                    f"{decimal_text(exc.has)} available"
                 ) from exc
             raise RailInsufficientFunds(
-                f"seller {s.seller} has {exc.has} available, a bond of {s.bond} is needed",
+                f"seller {s.seller}: a bond of {decimal_text(s.bond)} needed, "
+                f"{decimal_text(exc.has)} available",
                 code=FailureCode.BOND_INSUFFICIENT,
             ) from exc
 

@@ -12,7 +12,10 @@ already lost the amount before we see it).
 - :func:`to_stripe_amount` / :func:`from_stripe_amount`: Stripe's integer ``amount`` for a
   currency, using Stripe's zero- and three-decimal currency lists, and refusing amounts below
   Stripe's minimum charge for the currency with :class:`AmountBelowRailMinimumError`
-  (failure code ``AMOUNT_BELOW_RAIL_MINIMUM``) *before* anything is sent.
+  (failure code ``AMOUNT_BELOW_RAIL_MINIMUM``) *before* anything is sent. Every caller in the
+  service asks for an exact conversion (``rounding=None``): an amount that is not a whole
+  number of minor units raises :class:`AmountPrecisionError` (``AMOUNT_NOT_IN_RAIL_UNITS``)
+  instead of being charged as a different amount.
 
 Micropayments: protocol prices go far below a cent, but Stripe refuses charges below its
 per-currency minimum (USD 0.50, ...). The operator aggregates instead of charging each price:
@@ -29,6 +32,7 @@ from types import MappingProxyType
 from typing import Final
 
 from pact_schema.codes import FailureCode
+from pact_schema.money import format_amount
 
 __all__ = [
     "MAX_UINT256",
@@ -106,6 +110,8 @@ class AmountError(ValueError):
 class AmountPrecisionError(AmountError):
     """The amount has more precision than the rail's unit and no rounding was asked for."""
 
+    failure_code = FailureCode.AMOUNT_NOT_IN_RAIL_UNITS
+
 
 class UnsupportedCurrencyError(AmountError):
     """The rail cannot charge this currency (not in its table)."""
@@ -118,7 +124,7 @@ class AmountBelowRailMinimumError(AmountError):
 
     def __init__(self, *, amount: Decimal, minimum: Decimal, currency: str, rail: str) -> None:
         super().__init__(
-            f"{amount} {currency.upper()} is below the {rail} minimum charge of "
+            f"{format_amount(amount)} {currency.upper()} is below the {rail} minimum charge of "
             f"{minimum} {currency.upper()}; aggregate such amounts (e.g. a pre-funded "
             "ledger balance) instead of charging them one by one"
         )
@@ -162,7 +168,8 @@ def to_minor_units(
         integral = scaled.to_integral_value(context=ctx)
         if integral != scaled:
             raise AmountPrecisionError(
-                f"{value} has more than {exponent} decimal places and no rounding was requested"
+                f"{format_amount(value)} has more than {exponent} decimal places and no "
+                "rounding was requested"
             )
     else:
         try:
@@ -238,17 +245,26 @@ def stripe_minimum_minor_units(currency: str) -> int:
     return to_minor_units(STRIPE_MINIMUM_CHARGE[code], stripe_exponent(code), rounding=None)
 
 
-def to_stripe_amount(
-    amount: Decimal | int, currency: str, rounding: str | None = ROUND_HALF_UP
-) -> int:
+def to_stripe_amount(amount: Decimal | int, currency: str, rounding: str | None = None) -> int:
     """Stripe's integer ``amount`` for a Decimal price, refusing anything below the minimum.
 
-    Raises :class:`AmountBelowRailMinimumError` (``AMOUNT_BELOW_RAIL_MINIMUM``) when the
-    *rounded* amount is below Stripe's minimum for the currency, :class:`UnsupportedCurrencyError`
-    for a currency without a known minimum, and :class:`AmountError` for invalid amounts.
+    Exact by default: an amount that is not a whole number of minor units raises
+    :class:`AmountPrecisionError` (``AMOUNT_NOT_IN_RAIL_UNITS``) unless ``rounding`` asks for
+    rounding on purpose. Raises :class:`AmountBelowRailMinimumError`
+    (``AMOUNT_BELOW_RAIL_MINIMUM``) when the amount (rounded, when rounding is asked for) is
+    below Stripe's minimum for the currency, :class:`UnsupportedCurrencyError` for a currency
+    without a known minimum, and :class:`AmountError` for invalid amounts.
     """
     code = _normalise_currency(currency)
     exponent = stripe_exponent(code)
+    if rounding is None and _check_decimal(amount) < STRIPE_MINIMUM_CHARGE[code]:
+        # Below the minimum whatever its precision: that is the reason to give.
+        raise AmountBelowRailMinimumError(
+            amount=_check_decimal(amount),
+            minimum=STRIPE_MINIMUM_CHARGE[code],
+            currency=code,
+            rail="stripe",
+        )
     if exponent == 3:
         # Stripe requires the last of the three decimals to be 0.
         minor = to_minor_units(amount, 2, rounding) * 10

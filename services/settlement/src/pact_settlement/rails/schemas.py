@@ -20,7 +20,9 @@ class RailInfo(BaseModel):
                     "currency": "usd",
                     "unit": "USD (1 price unit = 1 USD)",
                     "minimum_amount": "0.5",
-                    "rounding": "half_up to the currency's minor unit",
+                    "amount_quantum": "0.01",
+                    "rounding": "none: amounts must be whole minor units (else "
+                    "AMOUNT_NOT_IN_RAIL_UNITS)",
                     "supports_bond": False,
                     "authorization_validity_s": 604800,
                     "capture_margin_s": 86400,
@@ -39,6 +41,11 @@ class RailInfo(BaseModel):
     currency: str
     unit: str = Field(description="what one unit of a settlement amount is on this rail")
     minimum_amount: str = Field(description="smallest settlement amount accepted (decimal)")
+    amount_quantum: str | None = Field(
+        default=None,
+        description="every amount must be a whole multiple of this (decimal); others are "
+        "refused with AMOUNT_NOT_IN_RAIL_UNITS, never rounded",
+    )
     rounding: str
     supports_bond: bool = Field(description="can hold the seller's bond (REQUIRE_SELLER_BOND)")
     confirmations: int | None = None

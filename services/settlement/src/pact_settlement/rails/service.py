@@ -19,7 +19,8 @@ def describe_ledger(_: SettlementSettings) -> dict[str, Any]:
         "currency": "ledger balance",
         "unit": "1 price unit (the agent's deposited balance)",
         "minimum_amount": "0.000000000000000001",
-        "rounding": "none: NUMERIC(38, 18), exact",
+        "amount_quantum": "0.000000000000000001",
+        "rounding": "none: NUMERIC(38, 18), exact (else AMOUNT_NOT_IN_RAIL_UNITS)",
         "supports_bond": True,
     }
 

@@ -18,10 +18,13 @@ status   retrieve (or find by ``metadata.settlement_id``) (read only)
 ======== ============================================== =========================================
 
 Amounts: the settlement amount (a Decimal in the agreed price unit) is charged in
-``STRIPE_CURRENCY``, rounded half-up to the currency's minor unit; the charged integer amount
-is recorded in the binding and in the lock's result. An amount below Stripe's minimum for the
-currency (USD 0.50, …) is refused in ``prepare`` with ``AMOUNT_BELOW_RAIL_MINIMUM`` — before
-anything is recorded or sent (micropayments belong on the ledger rail, see the README).
+``STRIPE_CURRENCY`` exactly: the agreed price must be a whole number of the currency's minor
+units (cents; 10 fils for the three-decimal currencies), else ``prepare`` refuses it with
+``AMOUNT_NOT_IN_RAIL_UNITS`` — it is never rounded into a different charge. The charged integer
+amount is recorded in the binding and in the lock's result. An amount below Stripe's minimum
+for the currency (USD 0.50, …) is refused in ``prepare`` with ``AMOUNT_BELOW_RAIL_MINIMUM``.
+Both refusals happen before anything is recorded or sent (micropayments belong on the ledger
+rail against a top-up balance, see the README).
 
 Failures: a decline ends the lock ``failed`` (``INSUFFICIENT_ESCROW`` for ``insufficient_funds``,
 else ``FAILED_ESCROW``); network errors, timeouts, Stripe 5xx and rate limits leave the step
@@ -33,7 +36,6 @@ lapse about 7 days after the lock: ``hold_expires_at`` on the binding drives the
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import ROUND_HALF_UP
 from typing import Any, Final
 
 import structlog
@@ -60,6 +62,7 @@ from pact_settlement.rails.minor_units import (
     AmountBelowRailMinimumError,
     AmountError,
     from_stripe_amount,
+    stripe_exponent,
     to_stripe_amount,
 )
 from pact_settlement.rails.stripe_gateway import (
@@ -76,7 +79,6 @@ from pact_settlement.rails.stripe_gateway import (
 __all__ = ["StripeRail", "describe_stripe"]
 
 log = structlog.get_logger(__name__)
-ROUNDING = ROUND_HALF_UP
 #: A lock is (re)sent only within this time of being recorded: inside Stripe's 24 h
 #: idempotency window, so a replay can never create a second PaymentIntent.
 LOCK_REPLAY_WINDOW: Final = timedelta(hours=23)
@@ -90,7 +92,8 @@ def describe_stripe(settings: SettlementSettings) -> dict[str, Any]:
         "currency": currency,
         "unit": f"{currency.upper()} (1 price unit = 1 {currency.upper()})",
         "minimum_amount": decimal_text(STRIPE_MINIMUM_CHARGE[currency]),
-        "rounding": "half_up to the currency's minor unit",
+        "amount_quantum": decimal_text(from_stripe_amount(_quantum_minor(currency), currency)),
+        "rounding": "none: amounts must be whole minor units (else AMOUNT_NOT_IN_RAIL_UNITS)",
         "supports_bond": False,
         "authorization_validity_s": int(AUTHORIZATION_VALIDITY.total_seconds()),
         "capture_margin_s": settings.stripe_capture_margin_s,
@@ -98,6 +101,11 @@ def describe_stripe(settings: SettlementSettings) -> dict[str, Any]:
         "webhook_configured": settings.stripe_webhook_secret is not None,
         "needs_profile": {"buyer": ["stripe_customer", "stripe_payment_method"]},
     }
+
+
+def _quantum_minor(currency: str) -> int:
+    """The smallest chargeable step in Stripe's integer units (10 for three-decimal ones)."""
+    return 10 if stripe_exponent(currency) == 3 else 1
 
 
 def _key_step(idempotency_key: str) -> RailStep:
@@ -150,11 +158,16 @@ class StripeRail:
             )
         currency = self.settings.stripe_currency
         try:
-            amount_minor = to_stripe_amount(s.amount, currency, ROUNDING)
+            # Exact: a price that is not whole minor units is refused, never charged rounded.
+            amount_minor = to_stripe_amount(s.amount, currency, rounding=None)
         except AmountBelowRailMinimumError as exc:
             raise RailRefused(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, str(exc)) from exc
         except AmountError as exc:
-            raise RailRefused(exc.failure_code, f"cannot charge {s.amount}: {exc}") from exc
+            raise RailRefused(
+                exc.failure_code,
+                f"cannot charge {decimal_text(s.amount)} {currency.upper()} on stripe exactly: "
+                f"{exc}",
+            ) from exc
         profile = await PaymentProfileRepository.from_session(self.session).get_for(
             s.buyer, self.name
         )

@@ -42,7 +42,8 @@ Card authorisations lapse (about 7 days for online card payments):
 reports it and ``created + 7 days`` otherwise; the sweeper must capture or cancel before it.
 
 Amounts are Decimal; :func:`~pact_settlement.rails.minor_units.to_stripe_amount` converts them
-with explicit rounding and refuses amounts below Stripe's minimum *before* any request.
+exactly (an amount that is not whole minor units raises ``AmountPrecisionError``) and refuses
+amounts below Stripe's minimum *before* any request.
 
 The ``stripe`` SDK (a third of a second to import) is imported when a gateway is made or a
 webhook verified, not with this module: the results and errors here are imported by every app,
@@ -57,7 +58,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, cast
@@ -377,8 +378,9 @@ def _sdk_errors(*, mutating: bool) -> Iterator[None]:
 class StripeGateway:
     """Async PaymentIntent operations for one Stripe account (its own client, no globals).
 
-    ``api_base`` points the SDK elsewhere (localstripe in tests). ``rounding`` is used to turn
-    Decimal prices into Stripe's integer amounts (default half-up).
+    ``api_base`` points the SDK elsewhere (localstripe in tests). ``rounding`` turns
+    Decimal prices into Stripe's integer amounts: ``None`` (the default, and what the service
+    uses) means exact — a fraction of a minor unit is refused, never charged rounded.
     """
 
     def __init__(
@@ -389,7 +391,7 @@ class StripeGateway:
         max_network_retries: int = 2,
         timeout_s: float = 10,
         *,
-        rounding: str = ROUND_HALF_UP,
+        rounding: str | None = None,
         search_max_scan: int = 1000,
     ) -> None:
         if not api_key:

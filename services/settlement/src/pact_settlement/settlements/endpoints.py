@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pact_schema.keys import PublicKeyB58
 
 from pact_settlement.db.session import DBSession
 from pact_settlement.kit.auth import AnyPrincipal, ProviderPrincipal
 from pact_settlement.kit.deps import AppMetrics, Clock, RequestId, Settings
 from pact_settlement.kit.openapi import AUTH_ERRORS, problem_doc
+from pact_settlement.kit.params import RailName, SettlementRefPath
 from pact_settlement.settlements.schemas import SettlementCreate, SettlementPage, SettlementRead
 from pact_settlement.settlements.service import SettlementService
 from pact_settlement.settlements.state_machine import SettlementState
@@ -97,9 +99,9 @@ async def list_settlements(
     service: Service,
     settings: Settings,
     state: SettlementState | None = None,
-    buyer: Annotated[str | None, Query(max_length=64)] = None,
-    seller: Annotated[str | None, Query(max_length=64)] = None,
-    rail: Annotated[str | None, Query(max_length=32)] = None,
+    buyer: Annotated[PublicKeyB58 | None, Query(description="buyer key, base58")] = None,
+    seller: Annotated[PublicKeyB58 | None, Query(description="seller key, base58")] = None,
+    rail: Annotated[RailName | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> SettlementPage:
@@ -113,18 +115,9 @@ async def list_settlements(
     )
 
 
-SettlementRef = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=256,
-        description="A settlement id (`st_…`), or the intent id (unique per buyer: when "
-        "several buyers used it, add `?buyer=` or use the settlement id)",
-    ),
-]
 BuyerFilter = Annotated[
-    str | None,
-    Query(max_length=64, description="Narrows an intent id that several buyers used"),
+    PublicKeyB58 | None,
+    Query(description="buyer key, base58: narrows an intent id that several buyers used"),
 ]
 
 
@@ -138,7 +131,7 @@ BuyerFilter = Annotated[
     },
 )
 async def get_transcript(
-    settlement_ref: SettlementRef,
+    settlement_ref: SettlementRefPath,
     principal: AnyPrincipal,
     session: DBSession,
     request: Request,
@@ -160,7 +153,7 @@ async def get_transcript(
     },
 )
 async def get_settlement(
-    settlement_ref: SettlementRef,
+    settlement_ref: SettlementRefPath,
     principal: AnyPrincipal,
     service: Service,
     buyer: BuyerFilter = None,

@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 
 from pact_settlement.kit.errors import Conflict, NotFound, ProblemCode
+from pact_settlement.kit.ids import SETTLEMENT_ID_PATTERN
 from pact_settlement.settlements.models import Settlement
 from pact_settlement.settlements.repository import SettlementRepository
 
-__all__ = ["SETTLEMENT_ID_PATTERN", "find_settlement"]
+__all__ = ["find_settlement"]
 
-SETTLEMENT_ID_PATTERN = r"st_[0-9a-hjkmnp-tv-z]{26}"
 _SETTLEMENT_ID = re.compile(SETTLEMENT_ID_PATTERN)
 
 
@@ -35,8 +35,9 @@ async def find_settlement(
     reference naming exactly one settlement is returned whoever asks, so the caller's own
     signer check answers a wrong party with 403, not a misleading 404.
     """
-    settlement = await repo.get_by_id(ref) if _SETTLEMENT_ID.fullmatch(ref) else None
-    if settlement is None:
+    if _SETTLEMENT_ID.fullmatch(ref):  # never an intent id: that alphabet has no "_"
+        settlement = await repo.get_by_id(ref)
+    else:
         matches = await repo.find_by_intent(ref)
         if len(matches) > 1 and (buyer is not None or seller is not None):
             matches = await repo.find_by_intent(ref, buyer=buyer, seller=seller)

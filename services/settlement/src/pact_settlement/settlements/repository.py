@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
 
+from pact_settlement.kit.ids import is_our_id
 from pact_settlement.kit.repository import RepositoryBase
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 
@@ -23,11 +24,17 @@ def encode_cursor(created_at: datetime, id_: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position of an :func:`encode_cursor` cursor; ValueError for anything else (a cursor
+    comes from the client: its id must be one of ours and its time aware before either
+    reaches a query — a NUL or a naive time there was a 500)."""
     padded = cursor + "=" * (-len(cursor) % 4)
     created, id_ = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    if not isinstance(created, str) or not isinstance(id_, str):
+    if not isinstance(created, str) or not is_our_id(id_):
         raise ValueError("bad cursor")
-    return datetime.fromisoformat(created), id_
+    position = datetime.fromisoformat(created)
+    if position.tzinfo is None:
+        raise ValueError("bad cursor")
+    return position, id_
 
 
 # The hot lookups are built once, with bound parameters: constructing a statement costs more

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pact_settlement.kit.money import decimal_text
+from pact_settlement.kit.params import RailName
 from pact_settlement.kit.time import to_ms
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 
@@ -55,7 +56,7 @@ class SettlementCreate(BaseModel):
             "provider-signed ASK envelope in `quote`."
         )
     )
-    rail: str | None = Field(
+    rail: RailName | None = Field(
         default=None, description="Rail to settle on (default: the service's DEFAULT_RAIL)."
     )
     provider_quote: dict[str, Any] | None = Field(

@@ -22,10 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 from pact_schema import FailureCode
+from pact_schema.keys import KeyFormatError, check_public_key
+from pact_schema.text import is_intent_id
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,6 +79,16 @@ __all__ = ["CreateResult", "EscrowRefused", "SettlementService"]
 
 CREATE_SCOPE = "settlements.create"
 log = structlog.get_logger(__name__)
+
+
+def _is_public_key(value: object) -> TypeGuard[str]:
+    if not isinstance(value, str):
+        return False
+    try:
+        check_public_key(value)
+    except KeyFormatError:
+        return False
+    return True
 
 
 class EscrowRefused(SettlementError):
@@ -191,8 +203,10 @@ class SettlementService:
         message = accept.get("message")
         raw_intent = message.get("intent_id") if isinstance(message, dict) else None
         raw_buyer = accept.get("signer_public_key_b58")
+        # Only a valid intent id and buyer key name a lock or a row; anything else is refused
+        # by the verification below before the database sees it.
         hint: tuple[str, str] | None = None
-        if isinstance(raw_intent, str) and isinstance(raw_buyer, str):
+        if is_intent_id(raw_intent) and _is_public_key(raw_buyer):
             hint = (raw_buyer, raw_intent)
 
         await lock_names(

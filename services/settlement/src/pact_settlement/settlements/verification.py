@@ -93,7 +93,7 @@ def _money(value: Decimal, what: str) -> Decimal:
         return to_money(value)
     except MoneyError as exc:
         raise AcceptRefused(
-            FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, f"{what} cannot be held exactly: {exc}"
+            FailureCode.AMOUNT_NOT_IN_RAIL_UNITS, f"{what} cannot be held exactly: {exc}"
         ) from exc
 
 

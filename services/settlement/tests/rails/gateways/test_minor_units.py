@@ -116,7 +116,7 @@ def test_stripe_exponents_follow_stripe_currency_lists() -> None:
     ],
 )
 def test_to_stripe_amount(amount: Decimal, currency: str, expected: int) -> None:
-    assert to_stripe_amount(amount, currency) == expected
+    assert to_stripe_amount(amount, currency, rounding=ROUND_HALF_UP) == expected
     assert from_stripe_amount(expected, currency) == Decimal(expected).scaleb(
         -stripe_exponent(currency)
     )
@@ -135,14 +135,27 @@ def test_to_stripe_amount(amount: Decimal, currency: str, expected: int) -> None
     ],
 )
 def test_below_stripe_minimum_is_refused_with_failure_code(amount: Decimal, currency: str) -> None:
-    with pytest.raises(AmountBelowRailMinimumError) as info:
-        to_stripe_amount(amount, currency)
+    for rounding in (None, ROUND_HALF_UP):  # below the minimum whatever the rounding
+        with pytest.raises(AmountBelowRailMinimumError) as info:
+            to_stripe_amount(amount, currency, rounding=rounding)
     err = info.value
     assert err.failure_code is FailureCode.AMOUNT_BELOW_RAIL_MINIMUM
     assert err.currency == currency
     assert err.minimum == STRIPE_MINIMUM_CHARGE[currency]
     assert err.amount == amount
     assert "minimum" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"),
+    [(Decimal("0.505"), "usd"), (Decimal("12.345"), "eur"), (Decimal("50.5"), "jpy")],
+)  # fmt: skip
+def test_by_default_a_fraction_of_a_minor_unit_is_refused_not_rounded(
+    amount: Decimal, currency: str
+) -> None:
+    with pytest.raises(AmountPrecisionError) as info:
+        to_stripe_amount(amount, currency)
+    assert info.value.failure_code is FailureCode.AMOUNT_NOT_IN_RAIL_UNITS
 
 
 def test_minimum_table_has_the_documented_values() -> None:
