@@ -261,8 +261,14 @@ class Keypair:
         Errors never quote the text, not even the one character that is not base58: it is a
         secret, and error messages end up in logs.
         """
+        stripped = text.strip()
+        if len(stripped) > max_b58_chars(SECRET_KEY_BYTES):
+            raise KeyFormatError(
+                f"secret key is at most {max_b58_chars(SECRET_KEY_BYTES)} base58 characters, "
+                f"got {len(stripped)}"
+            )
         try:
-            raw = b58decode(text.strip(), max_bytes=SECRET_KEY_BYTES)
+            raw = b58decode(stripped, max_bytes=SECRET_KEY_BYTES)
         except KeyFormatError:
             raise KeyFormatError("secret key is not base58") from None
         if len(raw) == 64:
