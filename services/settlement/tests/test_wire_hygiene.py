@@ -62,7 +62,7 @@ def _envelope(kind: str, intent_id: str, signer: Keypair, **fields: Any) -> dict
 
 
 @pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
-@pytest.mark.parametrize("route", ["get", "transcript", "commit", "reveal", "challenge"])
+@pytest.mark.parametrize("route", ["get", "transcript", "commit", "reveal", "challenge", "abort"])
 async def test_every_route_taking_an_intent_id_refuses_one_outside_the_alphabet(
     api: Any, pact: Any, client: httpx.AsyncClient, route: str, bad: str
 ) -> None:
@@ -73,14 +73,16 @@ async def test_every_route_taking_an_intent_id_refuses_one_outside_the_alphabet(
     elif route == "transcript":
         response = await client.get(f"{base}/transcript", headers=api.provider_auth)
     else:
-        kind = {"commit": "COMMIT", "reveal": "REVEAL", "challenge": "REJECT"}[route]
+        kind = {"commit": "COMMIT", "reveal": "REVEAL", "challenge": "REJECT", "abort": "REJECT"}[
+            route
+        ]
         envelope = _envelope(kind, "intent-ok", pact.provider)
         response = await _post(client, f"{base}/{route}", {route: envelope}, auth)
     if "/" in bad:  # %2F is decoded before routing: another path, which no route takes
         _problem(response, 404, "NOT_FOUND")
         return
     body = _problem(response, 422, "SCHEMA_VALIDATION_FAILED")
-    assert "intent_id" in body["detail"]
+    assert "settlement_ref" in body["detail"]  # a settlement id or an intent id, and it is neither
 
 
 @pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
