@@ -145,8 +145,17 @@ async def test_postgres_sessions_carry_lock_and_statement_timeouts(settings: Any
     service_engine = create_engine(settings)
     try:
         async with service_engine.connect() as conn:
-            lock = (await conn.execute(text("SHOW lock_timeout"))).scalar_one()
-            statement = (await conn.execute(text("SHOW statement_timeout"))).scalar_one()
+            shown = [
+                (await conn.execute(text(f"SHOW {name}"))).scalar_one()
+                for name in (
+                    "lock_timeout",
+                    "statement_timeout",
+                    "idle_in_transaction_session_timeout",
+                )
+            ]
+            raw = await conn.get_raw_connection()
+            command_timeout = raw.driver_connection._config.command_timeout  # type: ignore[union-attr]
     finally:
         await service_engine.dispose()
-    assert (lock, statement) == ("10s", "30s")
+    assert shown == ["2s", "3s", "1min"]
+    assert command_timeout == settings.db_command_timeout_s == 4.0

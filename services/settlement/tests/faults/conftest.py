@@ -1,11 +1,15 @@
 """Fault-injection helpers: a settlement service as a real process on a throw-away Postgres
-database, which the tests may SIGKILL and restart; SQL checks of the money invariants."""
+database, which the tests may SIGKILL and restart; a throw-away Postgres *cluster* the tests
+may stop, freeze, make read-only or fill up; SQL checks of the money invariants."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,3 +205,189 @@ async def ledger_totals(dsn: str) -> dict[str, Decimal]:
         "deposits": Decimal(deposits),
         "legs": Decimal(legs),
     }
+
+
+# ------------------------------------------------------------------ a throw-away Postgres cluster
+
+
+def _pg_version() -> str | None:
+    root = Path("/etc/postgresql")
+    if not shutil.which("pg_createcluster") or not root.is_dir():
+        return None
+    versions = sorted(
+        (p.name for p in root.iterdir() if p.name.replace(".", "").isdigit()), key=float
+    )
+    return versions[-1] if versions else None
+
+
+class Cluster:
+    """A ``pg_createcluster`` cluster on a free port, never the machine's main one: the tests
+    stop it, freeze it (SIGSTOP), make its databases read-only and fill their disk."""
+
+    def __init__(self, version: str, name: str, port: int) -> None:
+        self.version, self.name, self.port = version, name, port
+        self.data_dir = Path(f"/var/lib/postgresql/{version}/{name}")
+        self._frozen: list[int] = []
+
+    def ctl(self, action: str, *extra: str, check: bool = True) -> None:
+        subprocess.run(
+            ["pg_ctlcluster", self.version, self.name, action, *extra],
+            check=check,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def processes(self) -> list[int]:
+        """The postmaster and its children (backends, checkpointer, walwriter, …)."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        children = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == postmaster:
+                children.append(int(entry.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP every process of the cluster: connections stay open, nothing answers."""
+        assert not self._frozen
+        for pid in self.processes():  # the postmaster first, so it forks no new backend
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                self._frozen.append(pid)
+
+    def thaw(self) -> None:
+        for pid in reversed(self._frozen):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._frozen.clear()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One throw-away cluster for the session's fault tests (each test makes its own database
+    in it); running when each test starts."""
+    version = _pg_version()
+    if version is None or os.geteuid() != 0:
+        message = "pg_createcluster (postgresql-common) and root are needed for the cluster tests"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    name = f"faults_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    created = False
+    try:
+        subprocess.run(
+            ["pg_createcluster", version, name, "--port", str(port), "--", "--auth=trust"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        created = True
+        c = Cluster(version, name, port)
+        c.ctl("start")
+        yield c
+    finally:
+        if created:
+            c.thaw()
+            subprocess.run(
+                ["pg_dropcluster", version, name, "--stop"],
+                check=False,
+                capture_output=True,
+                timeout=120,
+            )
+
+
+@pytest.fixture
+def cluster(pg_cluster: Cluster) -> Iterator[Cluster]:
+    """The session's cluster, started (a test that stopped or froze it is undone here)."""
+    pg_cluster.thaw()
+    pg_cluster.ctl("start", check=False)  # exit code 2: already running
+    yield pg_cluster
+    pg_cluster.thaw()
+    pg_cluster.ctl("start", check=False)
+
+
+@contextmanager
+def cluster_database(cluster: Cluster, *, tablespace: str | None = None) -> Iterator[str]:
+    """An empty database in the cluster (optionally in ``tablespace``), dropped afterwards."""
+    name = f"faults_{uuid.uuid4().hex[:10]}"
+    where = f" TABLESPACE {tablespace}" if tablespace else ""
+    run_blocking(pg_exec(cluster.admin_dsn, f'CREATE DATABASE "{name}"{where}'))
+    try:
+        yield cluster.url(name)
+    finally:
+        cluster.thaw()
+        run_blocking(pg_exec(cluster.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class SmallDisk:
+    """A tmpfs of ``size_mb`` mounted for a tablespace: the disk a test can fill up."""
+
+    def __init__(self, size_mb: int) -> None:
+        self.mount = Path(tempfile.mkdtemp(prefix="pact-faults-disk-"))
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", str(self.mount)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        self.space = self.mount / "pg"
+        self.space.mkdir()
+        shutil.chown(self.space, "postgres", "postgres")
+        self.filler = self.mount / "filler"
+
+    def fill(self) -> int:
+        """Take every free byte (as root, beside the tablespace); returns the bytes taken."""
+        taken = 0
+        with self.filler.open("ab") as out:
+            for chunk in (1 << 20, 1 << 13, 1 << 9):
+                block = b"\0" * chunk
+                while True:
+                    try:
+                        out.write(block)
+                        out.flush()
+                    except OSError as exc:
+                        if exc.errno != errno.ENOSPC:
+                            raise
+                        out.seek(0, os.SEEK_END)
+                        break
+                    taken += chunk
+        return taken
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        subprocess.run(["umount", "-l", str(self.mount)], check=False, capture_output=True)
+        shutil.rmtree(self.mount, ignore_errors=True)
+
+
+async def wait_for(
+    http: httpx.AsyncClient, path: str, status: int, *, within: float, interval: float = 0.1
+) -> httpx.Response:
+    """GET ``path`` until it answers ``status``; the last answer when it does not in time."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            r = await http.get(path, timeout=max(0.5, deadline - time.monotonic()))
+            if r.status_code == status:
+                return r
+            last = (r.status_code, r.text[:300])
+        except httpx.HTTPError as exc:
+            last = exc
+        await asyncio.sleep(interval)
+    raise AssertionError(f"GET {path} never answered {status} within {within}s: {last}")

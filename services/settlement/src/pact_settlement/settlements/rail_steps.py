@@ -76,6 +76,7 @@ from pact_schema import FailureCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.config import SettlementSettings
+from pact_settlement.kit.deadline import time_left
 from pact_settlement.kit.errors import Conflict, ProblemCode
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import utcnow
@@ -392,9 +393,17 @@ class RailStepExecutor:
         self, rail: Rail, step: RailStep, view: RailSettlement, op: RailOperation
     ) -> tuple[RailResult | None, RailError | None]:
         """``(result, None)``, ``(None, definite or retryable error)``, or ``(None, None)``
-        when the outcome is unknown (timeout, crash of the call, unexpected exception)."""
+        when the outcome is unknown (timeout, crash of the call, unexpected exception).
+
+        Bounded by ``RAIL_CALL_TIMEOUT_S`` and, inside a request, by what is left of the
+        request's budget (``REQUEST_TIMEOUT_S``, less the reserve for recording the outcome):
+        the request then answers with the step in flight rather than running out of time."""
+        limit = self.settings.rail_call_timeout_s
+        left = time_left(for_rail_call=True)
+        if left is not None:
+            limit = min(limit, left)
         try:
-            async with asyncio.timeout(self.settings.rail_call_timeout_s):
+            async with asyncio.timeout(limit):
                 result = await self._call(rail, step, view, op.idempotency_key)
         except RailError as exc:
             return None, exc
