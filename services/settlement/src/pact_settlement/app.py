@@ -130,7 +130,9 @@ def _workers(app: FastAPI) -> WorkerRunner:
                 **common,
             )
         )
-    return WorkerRunner(workers, metrics=app.state.metrics)
+    return WorkerRunner(
+        workers, metrics=app.state.metrics, max_backoff_s=settings.worker_max_backoff_s
+    )
 
 
 def create_app(

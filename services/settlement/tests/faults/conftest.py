@@ -339,7 +339,7 @@ class SmallDisk:
     def __init__(self, size_mb: int) -> None:
         self.mount = Path(tempfile.mkdtemp(prefix="pact-faults-disk-"))
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", str(self.mount)],
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(self.mount)],
             check=True,
             capture_output=True,
             timeout=30,
@@ -352,19 +352,19 @@ class SmallDisk:
     def fill(self) -> int:
         """Take every free byte (as root, beside the tablespace); returns the bytes taken."""
         taken = 0
-        with self.filler.open("ab") as out:
-            for chunk in (1 << 20, 1 << 13, 1 << 9):
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for chunk in (1 << 20, 1 << 12, 1 << 9):
                 block = b"\0" * chunk
                 while True:
                     try:
-                        out.write(block)
-                        out.flush()
+                        taken += os.write(fd, block)
                     except OSError as exc:
                         if exc.errno != errno.ENOSPC:
                             raise
-                        out.seek(0, os.SEEK_END)
                         break
-                    taken += chunk
+        finally:
+            os.close(fd)
         return taken
 
     def free(self) -> None:

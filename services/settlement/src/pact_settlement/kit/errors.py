@@ -240,9 +240,11 @@ def database_outage(exc: BaseException) -> Outage | None:
             return found
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) else current.__cause__
-    if isinstance(exc, ConnectionError | OSError | OperationalError):
-        return Outage.UNREACHABLE  # connection refused, server gone, "database is locked", …
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError)
+    ):
+        return Outage.UNREACHABLE  # connection refused or lost, "database is locked", …
+    if isinstance(exc, ConnectionError | OSError):
         return Outage.UNREACHABLE
     return None
 
@@ -254,8 +256,6 @@ def is_unavailable(exc: BaseException) -> bool:
 def _driver_outage(error: BaseException) -> Outage | None:
     if type(error).__name__ in _UNAVAILABLE_DRIVER_ERRORS:
         return Outage.UNREACHABLE
-    if isinstance(error, TimeoutError):
-        return Outage.TIMEOUT
     sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
     if isinstance(sqlstate, str):
         if sqlstate.startswith("08"):

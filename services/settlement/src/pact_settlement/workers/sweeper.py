@@ -21,6 +21,7 @@ reconciler after ``RECONCILE_GRACE_S``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ from pact_schema import FailureCode, now_ms
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.config import SettlementSettings
+from pact_settlement.kit.errors import is_unavailable
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms
 from pact_settlement.settlements.lifecycle import Lifecycle, LifecycleApplier
@@ -89,9 +91,15 @@ class Sweeper:
                 try:
                     await self._end(session, settlement_id, now, report)
                     await session.commit()
-                except Exception:
-                    await session.rollback()
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        await session.rollback()
                     report.errors += 1
+                    if is_unavailable(exc):
+                        # The database refuses (down, read-only, full): the rest of the batch
+                        # would fail the same way. End the pass; the runner backs off.
+                        self.metrics.sweeps.labels("unavailable").inc()
+                        raise
                     self.metrics.sweeps.labels("error").inc()
                     log.exception("sweeper.error", settlement_id=settlement_id)
         return report
