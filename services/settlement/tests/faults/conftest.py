@@ -391,3 +391,97 @@ async def wait_for(
             last = exc
         await asyncio.sleep(interval)
     raise AssertionError(f"GET {path} never answered {status} within {within}s: {last}")
+
+
+# ------------------------------------------------------------------ a Stripe that can freeze
+
+LOCALSTRIPE = Path(__file__).resolve().parents[1] / "rails" / "gateways" / "localstripe_server.py"
+STRIPE_KEY = "sk_test_pact_faults"
+
+
+class StripeServer:
+    """A private localstripe (its own store) that a test may freeze: SIGSTOP leaves its socket
+    open, so calls are accepted and never answered — a Stripe hung on the other side of the
+    call. Thawed, it handles what it had accepted."""
+
+    def __init__(self) -> None:
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="localstripe-faults-", suffix=".log", delete=False
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, str(LOCALSTRIPE), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        port = None
+        while port is None:
+            line = self.proc.stdout.readline()  # the server prints its port, then nothing
+            if line.startswith("LOCALSTRIPE_PORT="):
+                port = int(line.split("=", 1)[1])
+            elif not line or time.monotonic() > deadline:
+                self.close()
+                raise AssertionError("localstripe did not start: " + self._output())
+        self.url = f"http://127.0.0.1:{port}"
+        self.frozen = False
+
+    def _output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-4000:]
+
+    def freeze(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        if self.frozen:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+            self.frozen = False
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.thaw()
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def _stripe_server() -> Iterator[StripeServer]:
+    server = StripeServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def stripe_server(_stripe_server: StripeServer) -> Iterator[StripeServer]:
+    """The session's private localstripe, thawed whatever the test did."""
+    yield _stripe_server
+    _stripe_server.thaw()
+
+
+async def saved_card(stripe_url: str, number: str = "4242424242424242") -> dict[str, str]:
+    """A customer with a card on ``stripe_url``: the body of a stripe payment profile."""
+    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
+    async with httpx.AsyncClient(base_url=stripe_url, headers=auth, timeout=10) as http:
+        customer = (await http.post("/v1/customers", data={"email": "b@example.test"})).json()
+        card = {
+            "type": "card",
+            "card[number]": number,
+            "card[exp_month]": "12",
+            "card[exp_year]": "2034",
+            "card[cvc]": "123",
+        }
+        pm = (await http.post("/v1/payment_methods", data=card)).json()
+        attached = await http.post(
+            f"/v1/payment_methods/{pm['id']}/attach", data={"customer": customer["id"]}
+        )
+        assert attached.status_code == 200, attached.text
+    return {"stripe_customer": customer["id"], "stripe_payment_method": pm["id"]}

@@ -103,8 +103,8 @@ class Metrics:
         )
         self.sweeps = Counter(
             "pact_settlement_sweeps_total",
-            "Settlements the sweeper ended, by outcome (released, refunded, slashed, in_flight, "
-            "skipped, error).",
+            "Settlements the sweeper handled, by outcome (released, refunded, slashed, in_flight, "
+            "failed, skipped, error, unavailable).",
             ["outcome"],
             registry=r,
         )

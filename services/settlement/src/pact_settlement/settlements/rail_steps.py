@@ -110,7 +110,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Longest back-off between two reconciler looks at the same unresolved operation.
+#: Longest back-off between two reconciler looks at the same unresolved operation, and between
+#: two attempts of a failed release/refund/slash.
 MAX_BACKOFF = timedelta(hours=1)
 
 
@@ -473,8 +474,16 @@ class RailStepExecutor:
             applied = await self._apply(settlement, op, plan, plan.on_succeeded, None)
             return StepOutcome(StepStatus.SUCCEEDED, op, result=result, applied=applied)
         assert error is not None
+        retry_at = None
+        if plan.on_failed is None:  # re-opened by a later run: not before its pause is over
+            pause = timedelta(seconds=self.settings.sweep_interval_s)
+            retry_at = utcnow() + min(pause * 2 ** max(0, op.attempts - 1), MAX_BACKOFF)
         await self.ops.resolve(
-            op, RailOpStatus.FAILED, error_code=error.code, error_detail=error.detail
+            op,
+            RailOpStatus.FAILED,
+            error_code=error.code,
+            error_detail=error.detail,
+            retry_at=retry_at,
         )
         self.metrics.rail_operations.labels(op.rail, op.step, "failed").inc()
         log.warning(
@@ -486,7 +495,18 @@ class RailStepExecutor:
             code=error.code,
             detail=error.detail,
             attempts=op.attempts,
+            retry_at=retry_at.isoformat() if retry_at else None,
         )
+        if retry_at is not None and op.attempts >= self.settings.rail_max_attempts:
+            log.error(
+                "rail_step.exhausted",
+                settlement_id=settlement.id,
+                intent_id=settlement.intent_id,
+                step=op.step,
+                rail=op.rail,
+                attempts=op.attempts,
+                detail="left to an operator: the sweeper no longer retries this step",
+            )
         applied = False
         if plan.on_failed is not None:
             applied = await self._apply(settlement, op, plan, plan.on_failed, error)

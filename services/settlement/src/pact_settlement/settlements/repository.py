@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
 
 from pact_settlement.kit.repository import RepositoryBase
+from pact_settlement.rails.models import RailOperation
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 
 __all__ = ["SettlementEventRepository", "SettlementRepository", "decode_cursor", "encode_cursor"]
@@ -104,26 +105,58 @@ class SettlementRepository(RepositoryBase[Settlement]):
             and_(Settlement.state == "delivered", Settlement.challenge_ends_at <= now),
         )
 
-    async def due_ids(self, now: datetime, limit: int) -> list[str]:
-        """Ids of due settlements, oldest deadline first (served by the (state, deadline) and
-        (state, challenge_ends_at) indexes)."""
-        expired = (
-            select(Settlement.id, Settlement.delivery_deadline_at.label("due_at"))
+    async def due_ids(
+        self, now: datetime, limit: int, *, retry_now: datetime, max_attempts: int
+    ) -> list[str]:
+        """Ids of due settlements the sweeper can act on now, by next attempt: when it fell
+        due, or, for one whose last rail step failed, when that step may be tried again.
+
+        A settlement whose rail step is in flight (a pending operation: its caller's or the
+        reconciler's), failed and waiting for its retry time (``lease_until`` after
+        ``retry_now``, the wall clock the leases are written with), or failed
+        ``max_attempts`` times (an operator's) is skipped: it cannot be moved on now, and it
+        must not hold the front of the queue against the settlements behind it."""
+        ops = RailOperation
+        blocked = (
+            select(ops.id)
             .where(
-                Settlement.state.in_(("locked", "committed")),
-                Settlement.delivery_deadline_at <= now,
+                ops.settlement_id == Settlement.id,
+                or_(
+                    ops.status == "pending",
+                    and_(
+                        ops.status == "failed",
+                        or_(ops.lease_until > retry_now, ops.attempts >= max_attempts),
+                    ),
+                ),
             )
-            .order_by(Settlement.delivery_deadline_at)
-            .limit(limit)
+            .exists()
         )
-        closed = (
-            select(Settlement.id, Settlement.challenge_ends_at.label("due_at"))
-            .where(Settlement.state == "delivered", Settlement.challenge_ends_at <= now)
-            .order_by(Settlement.challenge_ends_at)
-            .limit(limit)
+        retry_at = (
+            select(func.max(ops.lease_until))
+            .where(ops.settlement_id == Settlement.id, ops.status == "failed")
+            .scalar_subquery()
         )
         rows: list[tuple[str, Any]] = []
-        for stmt in (expired, closed):
+        for due_at, condition in (
+            (
+                Settlement.delivery_deadline_at,
+                and_(
+                    Settlement.state.in_(("locked", "committed")),
+                    Settlement.delivery_deadline_at <= now,
+                ),
+            ),
+            (
+                Settlement.challenge_ends_at,
+                and_(Settlement.state == "delivered", Settlement.challenge_ends_at <= now),
+            ),
+        ):
+            next_at = func.coalesce(retry_at, due_at).label("next_at")
+            stmt = (
+                select(Settlement.id, next_at)
+                .where(condition, ~blocked)
+                .order_by(next_at, Settlement.id)
+                .limit(limit)
+            )
             rows += [(str(r[0]), r[1]) for r in (await self.session.execute(stmt)).all()]
         rows.sort(key=lambda r: r[1])
         return [id_ for id_, _ in rows[:limit]]
