@@ -169,6 +169,10 @@ class StepPlan:
     on_failed: PlannedTransition | None = None
     actor: str = "system"
     request_id: str | None = None
+    #: The Idempotency-Key of the request whose answer is this step's outcome (a create's
+    #: lock): when the step resolves after its caller answered "in flight", the applier's
+    #: :meth:`TransitionApplier.resolved_later` completes that request's record.
+    request_key: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +181,7 @@ class StepPlan:
             "on_failed": self.on_failed.to_json() if self.on_failed else None,
             "actor": self.actor,
             "request_id": self.request_id,
+            "request_key": self.request_key,
         }
 
     @classmethod
@@ -188,6 +193,7 @@ class StepPlan:
             on_failed=PlannedTransition.from_json(failed) if failed else None,
             actor=str(raw.get("actor") or "system"),
             request_id=raw.get("request_id"),
+            request_key=raw.get("request_key"),
         )
 
 
@@ -248,6 +254,17 @@ class TransitionApplier:
         )
         if self.metrics is not None:
             self.metrics.transitions.labels(planned.event.value, settlement.state).inc()
+
+    async def resolved_later(
+        self,
+        session: AsyncSession,
+        settlement: Settlement,
+        operation: RailOperation,
+        plan: StepPlan,
+    ) -> None:
+        """A step whose caller stopped waiting for it (it answered "in flight") has been
+        resolved by the reconciler (or a webhook), in ``session``'s transaction. Nothing here;
+        the settlement lifecycle's applier completes the waiting request's record."""
 
     @staticmethod
     def event_data(
@@ -540,8 +557,20 @@ class RailStepExecutor:
 
         Asks the rail's own records (``status``) outside any transaction; ``not_found`` →
         the step is re-issued with the same key (until ``RAIL_MAX_ATTEMPTS``); then resolves
-        and transitions in a new transaction, which the caller commits.
+        and transitions in a new transaction, which the caller commits — together with what
+        :meth:`TransitionApplier.resolved_later` writes once the step is resolved.
         """
+        outcome = await self._reconcile(op_id)
+        op = outcome.operation
+        if outcome.status is not StepStatus.IN_FLIGHT and op.plan:
+            settlement = await self.settlements.get_by_id(op.settlement_id)
+            assert settlement is not None
+            await self.applier.resolved_later(
+                self.session, settlement, op, StepPlan.from_json(op.plan)
+            )
+        return outcome
+
+    async def _reconcile(self, op_id: str) -> StepOutcome:
         op = await self.ops.get(op_id)
         settlement = await self.settlements.get_by_id(op.settlement_id) if op else None
         if op is None or settlement is None:
