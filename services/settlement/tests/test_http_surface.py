@@ -139,10 +139,17 @@ async def test_oversized_bodies_are_413(api: Any, client: Any) -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_postgres_sessions_carry_lock_and_statement_timeouts(settings: Any) -> None:
+    from pact_settlement.config import SettlementSettings
     from pact_settlement.db.engine import create_engine
     from sqlalchemy import text
 
-    service_engine = create_engine(settings)
+    defaults = SettlementSettings(  # the documented defaults, not the tests' wide bounds
+        env="test",  # type: ignore[arg-type]
+        database_url=settings.database_url,
+        api_token="t" * 30,  # type: ignore[arg-type]
+        admin_token="a" * 30,  # type: ignore[arg-type]
+    )
+    service_engine = create_engine(defaults)
     try:
         async with service_engine.connect() as conn:
             shown = [
@@ -158,4 +165,4 @@ async def test_postgres_sessions_carry_lock_and_statement_timeouts(settings: Any
     finally:
         await service_engine.dispose()
     assert shown == ["2s", "3s", "1min"]
-    assert command_timeout == settings.db_command_timeout_s == 4.0
+    assert command_timeout == defaults.db_command_timeout_s == 4.0
