@@ -52,6 +52,18 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+#: The request budget and database bounds of a test that is not about them: wide, so that a
+#: busy 2-core CI machine never turns a slow statement into a 503 (the tests that are about
+#: them set their own).
+RELAXED_TIMEOUTS = {
+    "PACT_SETTLEMENT_REQUEST_TIMEOUT_S": "30",
+    "PACT_SETTLEMENT_DB_POOL_TIMEOUT_S": "10",
+    "PACT_SETTLEMENT_DB_LOCK_TIMEOUT_MS": "10000",
+    "PACT_SETTLEMENT_DB_STATEMENT_TIMEOUT_MS": "15000",
+    "PACT_SETTLEMENT_DB_COMMAND_TIMEOUT_S": "20",
+}
+
+
 def settlement_env(database_url: str, provider_key: str, **extra: str) -> dict[str, str]:
     return clean_env() | {
         "PACT_SETTLEMENT_ENV": "test",
@@ -60,6 +72,7 @@ def settlement_env(database_url: str, provider_key: str, **extra: str) -> dict[s
         "PACT_SETTLEMENT_ADMIN_TOKEN": ADMIN_TOKEN,
         "PACT_SETTLEMENT_PROVIDER_KEYS": provider_key,
         "PACT_SETTLEMENT_LOG_LEVEL": "WARNING",
+        **RELAXED_TIMEOUTS,
         **extra,
     }
 
@@ -80,9 +93,12 @@ def migrate(env: dict[str, str], cwd: Path) -> None:
 class SettlementProcess:
     """``pact-settlement serve`` on a fixed port; start / SIGKILL / stop, output to a file."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], cwd: Path, port: int | None = None, *, workers: int = 1
+    ) -> None:
         self.env = env
         self.cwd = cwd
+        self.workers = workers
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[Any] | None = None
@@ -92,7 +108,10 @@ class SettlementProcess:
 
     def start(self, *, wait_ready: bool = True) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pact_settlement.cli", "serve", "--port", str(self.port)],
+            [
+                *(sys.executable, "-m", "pact_settlement.cli", "serve"),
+                *("--port", str(self.port), "--workers", str(self.workers)),
+            ],
             env=self.env,
             cwd=self.cwd,
             stdout=self.log,
