@@ -37,8 +37,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.evm, pytest.
 
 REPLICAS = 2
 WORKERS = 2
-LOCKS = 32
-CONCURRENT = 16
+LOCKS = 20
+CONCURRENT = 10
 PRICE = Decimal("0.001")  # ether
 ETH = 10**18
 
@@ -66,8 +66,7 @@ async def test_two_replicas_of_two_workers_share_one_operator_nonce_sequence(
     replicas = [SettlementProcess(env, tmp_path, workers=WORKERS) for _ in range(REPLICAS)]
     nonce_before = await chain.w3.eth.get_transaction_count(chain.operator.address)
     try:
-        for replica in replicas:
-            replica.start()
+        await asyncio.gather(*(asyncio.to_thread(r.start) for r in replicas))
         clients = [httpx.AsyncClient(base_url=r.url, timeout=60) for r in replicas]
         try:
             for agent, address in (

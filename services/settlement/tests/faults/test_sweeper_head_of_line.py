@@ -12,11 +12,14 @@ waiting for its retry time; nothing moved twice.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from pact_settlement.kit.time import from_ms, utcnow
+from pact_settlement.settlements.repository import SettlementRepository
 
 from ..rails.flow import state_of
 from ..rails.lifecycle import commit, reveal, sweeper
@@ -116,3 +119,15 @@ async def test_stuck_captures_do_not_hold_up_the_releases_behind_them(
         )
     available, locked = await api.balances(pact.provider.public_key_b58)
     assert (available, locked) == (LEDGER_PRICE * BEHIND, 0)
+    if stuck == "refused":
+        # Once its pause is over a refused release is a candidate again, first in line (it
+        # fell due first); after RAIL_MAX_ATTEMPTS it never is (an operator's).
+        async with app.state.sessionmaker() as session:
+            repo = SettlementRepository.from_session(session)
+            now = from_ms(clock())
+            later = utcnow() + timedelta(hours=1)
+            ids = await repo.due_ids(now, STUCK, retry_now=later, max_attempts=2)
+            exhausted = await repo.due_ids(now, STUCK, retry_now=later, max_attempts=1)
+        by_id = {(await api.settlement(i))["id"]: i for i in stuck_ids}
+        assert sorted(by_id[i] for i in ids) == sorted(stuck_ids)
+        assert exhausted == []

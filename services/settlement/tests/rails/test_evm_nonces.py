@@ -20,7 +20,7 @@ from .conftest import Chain
 
 pytestmark = pytest.mark.evm
 
-SENDS = 12
+SENDS = 8
 WEI = 10**15
 
 
