@@ -326,8 +326,9 @@ async def running_provider(
     clock: FakeClock | None = None,
     settlement: FakeSettlement | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
-    after_settlement: AfterSettlement = no_fulfilment,
+    after_settlement: AfterSettlement | None = no_fulfilment,
 ) -> AsyncIterator[Provider]:
+    """``after_settlement=None``: the app's own fulfilment (FULFILMENT settings)."""
     logs = io.StringIO()
     app = create_app(
         provider_settings if provider_settings is not None else settings(),

@@ -56,6 +56,25 @@ async def test_accept_is_posted_with_bearer_token_idempotency_key_and_the_envelo
     assert seen.body == {"accept": accept, "rail": None}
 
 
+async def test_a_lock_still_in_flight_202_is_answered_pending_without_retries_or_payload(
+    clock: FakeClock, settlement: FakeSettlement
+) -> None:
+    """Settlement answers 202 while an external rail's lock is in flight (and to a replay of
+    it): the buyer is told the trade is pending, gets no goods, and resends later."""
+    pending = {"id": "st_x", "state": "pending", "rail": "stripe", "amount": "0.00008"}
+    settlement.then(Scripted(202, pending))
+    async with running_provider(
+        settings(fulfilment="demo"), clock=clock, settlement=settlement, after_settlement=None
+    ) as provider:
+        _, response = await _accept(provider, clock)
+    ack = reply_of(response)
+    assert ack["type"] == "ACCEPT"
+    assert ack["settlement"]["state"] == "pending"
+    assert len(settlement.requests) == 1
+    assert ack["delivery"]["status"] == "pending"
+    assert "payload_b64" not in ack["delivery"]
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 429, 408])
 async def test_transient_settlement_failures_are_retried_with_the_same_idempotency_key(
     clock: FakeClock, settlement: FakeSettlement, status: int

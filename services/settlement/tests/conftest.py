@@ -244,6 +244,13 @@ def settings(database_url: str, settings_overrides: dict[str, Any]) -> Settlemen
         "db_pool_size": 25,
         "log_json": True,
         "workers_enabled": False,  # tests drive the workers' run_once() themselves
+        # Wide request budget and database bounds: these tests are not about them (the fault
+        # tests are), and a busy 2-core CI machine must not turn a slow statement into a 503.
+        "request_timeout_s": 30,
+        "db_pool_timeout_s": 10,
+        "db_lock_timeout_ms": 10_000,
+        "db_statement_timeout_ms": 15_000,
+        "db_command_timeout_s": 20,
     }
     values.update(settings_overrides)
     return SettlementSettings(**values)

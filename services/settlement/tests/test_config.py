@@ -89,3 +89,35 @@ def test_bad_provider_keys_and_rails_are_refused() -> None:
         SettlementSettings(provider_keys=["abc"])
     with pytest.raises(ValidationError):
         SettlementSettings(default_rail="stripe")
+
+
+def test_the_request_budget_nests_inside_the_providers() -> None:
+    """Issue 13 item 2: a request ends (503 at worst) before the provider stops waiting, and
+    each database bound fits inside the request's budget."""
+    from pact_provider.config import ProviderSettings
+
+    settings = SettlementSettings()
+    provider_budget = ProviderSettings.model_fields["settlement_timeout_s"].default
+    assert settings.request_timeout_s < provider_budget
+    assert settings.db_pool_timeout_s < settings.request_timeout_s
+    assert settings.db_lock_timeout_ms < settings.db_statement_timeout_ms
+    assert settings.db_statement_timeout_ms < settings.db_command_timeout_s * 1000
+    assert settings.db_command_timeout_s < settings.request_timeout_s
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"db_statement_timeout_ms": 5_000, "db_command_timeout_s": 5},
+        {"db_idle_in_transaction_timeout_ms": 20_000},  # not above RAIL_CALL_TIMEOUT_S (30 s)
+        {
+            "db_idle_in_transaction_timeout_ms": 9_000,
+            "rail_call_timeout_s": 5,
+            "request_timeout_s": 10,
+        },
+        {"request_timeout_s": 90},  # the idle-in-transaction bound would be shorter
+    ],
+)
+def test_timeouts_that_do_not_nest_are_refused(overrides: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="must exceed"):
+        SettlementSettings(**overrides)  # type: ignore[arg-type]

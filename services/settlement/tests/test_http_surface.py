@@ -139,14 +139,30 @@ async def test_oversized_bodies_are_413(api: Any, client: Any) -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_postgres_sessions_carry_lock_and_statement_timeouts(settings: Any) -> None:
+    from pact_settlement.config import SettlementSettings
     from pact_settlement.db.engine import create_engine
     from sqlalchemy import text
 
-    service_engine = create_engine(settings)
+    defaults = SettlementSettings(  # the documented defaults, not the tests' wide bounds
+        env="test",  # type: ignore[arg-type]
+        database_url=settings.database_url,
+        api_token="t" * 30,  # type: ignore[arg-type]
+        admin_token="a" * 30,  # type: ignore[arg-type]
+    )
+    service_engine = create_engine(defaults)
     try:
         async with service_engine.connect() as conn:
-            lock = (await conn.execute(text("SHOW lock_timeout"))).scalar_one()
-            statement = (await conn.execute(text("SHOW statement_timeout"))).scalar_one()
+            shown = [
+                (await conn.execute(text(f"SHOW {name}"))).scalar_one()
+                for name in (
+                    "lock_timeout",
+                    "statement_timeout",
+                    "idle_in_transaction_session_timeout",
+                )
+            ]
+            raw = await conn.get_raw_connection()
+            command_timeout = raw.driver_connection._config.command_timeout  # type: ignore[union-attr]
     finally:
         await service_engine.dispose()
-    assert (lock, statement) == ("10s", "30s")
+    assert shown == ["2s", "3s", "1min"]
+    assert command_timeout == defaults.db_command_timeout_s == 4.0

@@ -295,7 +295,9 @@ class HttpSettlementClient:
                 last = f"settlement is unreachable ({type(exc).__name__})"
             else:
                 status = response.status_code
-                if status in (200, 201):
+                # 202: settlement recorded the trade but an external rail's lock is still in
+                # flight (state ``pending``); a record to act on, not an error to retry.
+                if status in (200, 201, 202):
                     record = _record(response)
                     if record is None:
                         self._observe("failed", time.monotonic() - started)

@@ -14,8 +14,10 @@ from pact_settlement.accounts.endpoints import router as accounts_router
 from pact_settlement.config import SettlementSettings
 from pact_settlement.db import migrate
 from pact_settlement.db.engine import create_engine, create_sessionmaker
+from pact_settlement.db.health import DatabaseHealth
 from pact_settlement.delivery.endpoints import router as delivery_router
 from pact_settlement.health.endpoints import router as health_router
+from pact_settlement.kit.deadline import RequestDeadlineMiddleware
 from pact_settlement.kit.errors import install_error_handlers
 from pact_settlement.kit.limits import BodySizeLimitMiddleware
 from pact_settlement.kit.observability import (
@@ -49,13 +51,16 @@ in its own database and holds the money on a rail.
   admin token makes deposits; both can read.
 * Money is always a decimal string (`"0.00008"`), never a JSON number.
 * Errors are `application/problem+json` (RFC 9457) with a machine-readable `code`.
+* Every request ends within `REQUEST_TIMEOUT_S`; an outage (database unreachable, frozen,
+  read-only or full) is a 503 problem with `Retry-After`: resend the same request.
 """
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: SettlementSettings = app.state.settings
-    engine = create_engine(settings)
+    app.state.db_health = DatabaseHealth(settings.write_refusal_hold_s)
+    engine = create_engine(settings, health=app.state.db_health)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     rail_clients: RailClients = app.state.rail_clients or RailClients(settings)
@@ -125,7 +130,9 @@ def _workers(app: FastAPI) -> WorkerRunner:
                 **common,
             )
         )
-    return WorkerRunner(workers, metrics=app.state.metrics)
+    return WorkerRunner(
+        workers, metrics=app.state.metrics, max_backoff_s=settings.worker_max_backoff_s
+    )
 
 
 def create_app(
@@ -160,6 +167,7 @@ def create_app(
     app.include_router(receipts_router)
     app.include_router(webhooks_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestDeadlineMiddleware, budget_s=settings.request_timeout_s)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app
 

@@ -124,17 +124,55 @@ class SettlementSettings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, description="Postgres connection pool size.")
     db_max_overflow: int = Field(default=10, ge=0, description="Extra Postgres connections.")
     db_pool_timeout_s: float = Field(
-        default=10.0, gt=0, description="Seconds to wait for a pooled connection before 503."
+        default=2.0, gt=0, description="Seconds to wait for a pooled connection before 503."
     )
     db_lock_timeout_ms: int = Field(
-        default=10_000,
+        default=2_000,
         ge=0,
         description="Postgres lock_timeout for requests (0: none); a longer wait answers 503.",
     )
     db_statement_timeout_ms: int = Field(
-        default=30_000,
+        default=3_000,
         ge=0,
         description="Postgres statement_timeout for requests (0: none). Not applied to migrate.",
+    )
+    db_idle_in_transaction_timeout_ms: int = Field(
+        default=60_000,
+        ge=0,
+        description=(
+            "Postgres idle_in_transaction_session_timeout (0: none): the server ends a session "
+            "left idle inside a transaction (a frozen or partitioned process) and frees its "
+            "locks. Must exceed RAIL_CALL_TIMEOUT_S and REQUEST_TIMEOUT_S."
+        ),
+    )
+    db_command_timeout_s: float = Field(
+        default=4.0,
+        gt=0,
+        le=600,
+        description=(
+            "Client-side bound on connecting and on any one database command (asyncpg "
+            "command_timeout): what ends a command when the server cannot answer at all "
+            "(frozen, partitioned). Must exceed DB_STATEMENT_TIMEOUT_MS."
+        ),
+    )
+    request_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description=(
+            "Budget of one HTTP request, end to end: past it the answer is 503 "
+            "DEADLINE_EXCEEDED with Retry-After and the request's transaction is rolled back. "
+            "Keep it below the provider's SETTLEMENT_TIMEOUT_S."
+        ),
+    )
+    write_refusal_hold_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "/readyz answers 503 this long after the database last refused a write (read-only, "
+            "disk full): such a database still connects and reads."
+        ),
     )
     max_body_bytes: int = Field(
         default=262_144, ge=1024, description="Largest request body accepted (413 above)."
@@ -264,6 +302,15 @@ class SettlementSettings(BaseSettings):
         description=(
             "Attempts per rail operation (first call, reconciler retries, sweeps re-opening a "
             "failed release/refund/slash) before it is left to an operator."
+        ),
+    )
+    worker_max_backoff_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Longest pause of a worker whose passes fail because the database is unavailable "
+            "or refuses writes (the pause doubles from its interval up to this)."
         ),
     )
     worker_batch_size: int = Field(
@@ -413,6 +460,7 @@ class SettlementSettings(BaseSettings):
             raise ValueError("PACT_SETTLEMENT_API_TOKEN and ADMIN_TOKEN must differ")
         self._check_rails()
         self._check_workers()
+        self._check_timeouts()
         return self
 
     # -- production refusals (one line each, README "Production refusals") ----------------
@@ -440,6 +488,24 @@ class SettlementSettings(BaseSettings):
                 "default database; set a PostgreSQL URL (postgresql+asyncpg://…)"
             )
         return problems
+
+    def _check_timeouts(self) -> None:
+        """The request budget's parts must nest (README "Failure behaviour")."""
+        if self.db_statement_timeout_ms and (
+            self.db_command_timeout_s * 1000 <= self.db_statement_timeout_ms
+        ):
+            raise ValueError(
+                "PACT_SETTLEMENT_DB_COMMAND_TIMEOUT_S must exceed DB_STATEMENT_TIMEOUT_MS (the "
+                "server's own timeout should end a slow statement cleanly first)"
+            )
+        longest_ms = max(self.rail_call_timeout_s, self.request_timeout_s) * 1000
+        if self.db_idle_in_transaction_timeout_ms and (
+            self.db_idle_in_transaction_timeout_ms <= longest_ms
+        ):
+            raise ValueError(
+                "PACT_SETTLEMENT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS must exceed "
+                "RAIL_CALL_TIMEOUT_S and REQUEST_TIMEOUT_S"
+            )
 
     def _check_workers(self) -> None:
         if self.reconcile_grace_s <= self.rail_call_timeout_s:

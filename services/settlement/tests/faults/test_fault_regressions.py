@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pact_settlement
 import pytest
-from pact_settlement.kit.errors import _is_unavailable
+from pact_settlement.kit.errors import Outage, database_outage, is_unavailable
 from sqlalchemy.exc import DBAPIError
 
 pytestmark = pytest.mark.faults
@@ -41,12 +41,32 @@ def _wrapped(driver_error: BaseException) -> DBAPIError:
     ],
 )
 def test_wrapped_driver_outages_are_unavailable(driver_error: BaseException) -> None:
-    assert _is_unavailable(_wrapped(driver_error))
+    assert is_unavailable(_wrapped(driver_error))
+
+
+@pytest.mark.parametrize(
+    ("driver_error", "outage"),
+    [
+        (asyncpg.exceptions.ReadOnlySQLTransactionError("read-only"), Outage.READ_ONLY),
+        (asyncpg.exceptions.DiskFullError("could not extend file"), Outage.DISK_FULL),
+        (asyncpg.exceptions.OutOfMemoryError("out of memory"), Outage.OVERLOADED),
+        (asyncpg.exceptions.QueryCanceledError("statement timeout"), Outage.TIMEOUT),
+        (asyncpg.exceptions.LockNotAvailableError("lock timeout"), Outage.TIMEOUT),
+        (asyncpg.exceptions.DeadlockDetectedError("deadlock"), Outage.CONFLICT),
+        (asyncpg.exceptions.SerializationError("could not serialize"), Outage.CONFLICT),
+        (asyncpg.exceptions.IdleInTransactionSessionTimeoutError("idle"), Outage.TIMEOUT),
+    ],
+)
+def test_refused_writes_and_timeouts_are_outages_not_bugs(
+    driver_error: BaseException, outage: Outage
+) -> None:
+    """Issue 13 item 3: read-only (25006), disk full (53100) and their family were 500s."""
+    assert database_outage(_wrapped(driver_error)) is outage
 
 
 def test_other_database_errors_stay_errors() -> None:
-    assert not _is_unavailable(_wrapped(asyncpg.exceptions.UniqueViolationError("dup")))
-    assert not _is_unavailable(_wrapped(ValueError("bug")))
+    assert not is_unavailable(_wrapped(asyncpg.exceptions.UniqueViolationError("dup")))
+    assert not is_unavailable(_wrapped(ValueError("bug")))
 
 
 def test_no_log_call_passes_event_as_a_keyword() -> None:

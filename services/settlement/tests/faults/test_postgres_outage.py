@@ -1,6 +1,7 @@
 """Stop Postgres under load and start it again.
 
-A throw-away cluster (``pg_createcluster``) on a free port, never the machine's main one.
+A throw-away cluster (``pg_createcluster``, see ``conftest.Cluster``) on a free port, never the
+machine's main one.
 Proves: ``/readyz`` goes 503 within seconds of the stop and 200 after the start; requests in
 the gap fail fast with 503 problem+json + ``Retry-After`` (no 500, none slower than the pool
 timeout + margin); every settlement acknowledged with a 2xx, before or after, still exists with
@@ -10,12 +11,7 @@ its state afterwards, and the ledger still sums to the deposits.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,12 +23,12 @@ from pact_schema import Keypair
 from .conftest import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
+    Cluster,
     SettlementProcess,
     asyncpg_dsn,
-    free_port,
+    cluster_database,
     ledger_totals,
     migrate,
-    run_blocking,
     settlement_env,
 )
 
@@ -43,74 +39,16 @@ MARGIN_S = 3.0  # one request may wait a pool timeout, plus scheduling on a busy
 PRICE = Decimal("0.00008")
 
 
-def _pg_version() -> str | None:
-    root = Path("/etc/postgresql")
-    if not shutil.which("pg_createcluster") or not root.is_dir():
-        return None
-    versions = sorted(
-        (p.name for p in root.iterdir() if p.name.replace(".", "").isdigit()), key=float
-    )
-    return versions[-1] if versions else None
-
-
-class Cluster:
-    def __init__(self, version: str, name: str, port: int) -> None:
-        self.version, self.name, self.port = version, name, port
-
-    def ctl(self, action: str, *extra: str) -> None:
-        subprocess.run(
-            ["pg_ctlcluster", self.version, self.name, action, *extra],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/faults"
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    version = _pg_version()
-    if version is None or os.geteuid() != 0:
-        message = "pg_createcluster (postgresql-common) and root are needed for the outage test"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    name = f"faults_{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    created = False
-    try:
-        subprocess.run(
-            ["pg_createcluster", version, name, "--port", str(port), "--", "--auth=trust"],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        created = True
-        c = Cluster(version, name, port)
-        c.ctl("start")
-        from .conftest import pg_exec
-
-        dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        run_blocking(pg_exec(dsn, "CREATE DATABASE faults"))
-        yield c
-    finally:
-        if created:
-            subprocess.run(
-                ["pg_dropcluster", version, name, "--stop"],
-                check=False,
-                capture_output=True,
-                timeout=120,
-            )
-
-
 async def test_postgres_outage_answers_503_fast_and_loses_nothing(
     cluster: Cluster, pact: Any, tmp_path: Path
 ) -> None:
+    with cluster_database(cluster) as url:
+        await _outage(cluster, url, pact, tmp_path)
+
+
+async def _outage(cluster: Cluster, url: str, pact: Any, tmp_path: Path) -> None:
     env = settlement_env(
-        cluster.url,
+        url,
         pact.provider.public_key_b58,
         PACT_SETTLEMENT_DB_POOL_TIMEOUT_S=str(POOL_TIMEOUT_S),
         PACT_SETTLEMENT_SWEEP_INTERVAL_S="0.5",
@@ -216,7 +154,7 @@ async def test_postgres_outage_answers_503_fast_and_loses_nothing(
             assert Decimal(account["locked"]) == PRICE * len(acked)
             assert Decimal(account["available"]) + Decimal(account["locked"]) == 1
 
-        totals = await ledger_totals(asyncpg_dsn(cluster.url))
+        totals = await ledger_totals(asyncpg_dsn(url))
         assert totals["all"] == 0, totals
         assert totals["agents"] == totals["deposits"] == 1, totals
         print(

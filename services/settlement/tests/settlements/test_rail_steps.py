@@ -264,13 +264,15 @@ async def test_lost_lock_answer_is_202_pending_then_locked_by_the_reconciler(
     assert response.json()["state"] == "pending"
     intent_id = accept["message"]["intent_id"]
     replay = await api.create(accept, rail="memory")
-    assert replay.status_code == 200
+    assert replay.status_code == 202  # still in flight: what the first answer said
     assert replay.json()["state"] == "pending"
     assert await reconciler.run_once(now=_after_grace(settings)) == 1
     body = await api.settlement(intent_id)
     assert body["state"] == "locked"
     assert [e["event"] for e in body["events"]] == ["settlement.created", "settlement.locked"]
     assert len(rail.moves) == 1
+    replay = await api.create(accept, rail="memory")
+    assert (replay.status_code, replay.json()["state"]) == (200, "locked")
 
 
 async def test_refused_external_lock_ends_failed_with_nothing_pending(

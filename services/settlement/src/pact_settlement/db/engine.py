@@ -2,7 +2,16 @@
 
 SQLite: the database file created owner-only, WAL, foreign keys, a busy timeout, and
 ``BEGIN IMMEDIATE`` for every transaction so writers are serialised up front instead of failing
-with "database is locked" on upgrade from a read lock. Postgres: asyncpg with a bounded pool.
+with "database is locked" on upgrade from a read lock. Postgres: asyncpg with a bounded pool,
+server-side ``lock_timeout``, ``statement_timeout`` and ``idle_in_transaction_session_timeout``,
+and a client-side bound on connecting and on every command (``command_timeout``), which is what
+ends a command when the server cannot answer at all (frozen, partitioned).
+
+Every database error passes through one hook (:func:`_on_error`): a connection that timed out
+or that the server refused a write on for being read-only is discarded instead of going back to
+the pool (a session opened against a read-only server stays read-only after the server recovers;
+read-only invalidates the whole pool, so every such session is recycled), and refused writes are
+reported to :class:`~pact_settlement.db.health.DatabaseHealth` for ``/readyz``.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from typing import Any
 
 from pact_schema.files import create_private_file
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,6 +30,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from pact_settlement.config import SettlementSettings
+from pact_settlement.db.health import DatabaseHealth
+from pact_settlement.kit.errors import WRITE_REFUSALS, Outage, database_outage
 
 __all__ = ["create_engine", "create_sessionmaker", "make_engine"]
 
@@ -34,6 +45,9 @@ def make_engine(
     sqlite_busy_timeout_ms: int = 15_000,
     lock_timeout_ms: int | None = None,
     statement_timeout_ms: int | None = None,
+    idle_in_transaction_timeout_ms: int | None = None,
+    command_timeout_s: float | None = None,
+    health: DatabaseHealth | None = None,
     echo: bool = False,
 ) -> AsyncEngine:
     parsed = make_url(url)
@@ -50,6 +64,7 @@ def make_engine(
             connect_args={"timeout": sqlite_busy_timeout_ms / 1000},
         )
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
+        _watch_errors(engine, health)
         return engine
     kwargs: dict[str, Any] = {
         "pool_size": pool_size,
@@ -62,9 +77,39 @@ def make_engine(
         server_settings["lock_timeout"] = str(int(lock_timeout_ms))
     if statement_timeout_ms:
         server_settings["statement_timeout"] = str(int(statement_timeout_ms))
+    if idle_in_transaction_timeout_ms:
+        server_settings["idle_in_transaction_session_timeout"] = str(
+            int(idle_in_transaction_timeout_ms)
+        )
     if parsed.get_driver_name() == "asyncpg":
-        kwargs["connect_args"] = {"server_settings": server_settings}
-    return create_async_engine(url, echo=echo, **kwargs)
+        connect_args: dict[str, Any] = {"server_settings": server_settings}
+        if command_timeout_s:
+            connect_args["command_timeout"] = command_timeout_s
+            connect_args["timeout"] = command_timeout_s  # connecting, too
+        kwargs["connect_args"] = connect_args
+    engine = create_async_engine(url, echo=echo, **kwargs)
+    _watch_errors(engine, health)
+    return engine
+
+
+def _watch_errors(engine: AsyncEngine, health: DatabaseHealth | None) -> None:
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        outage = database_outage(context.original_exception)
+        if outage is None:
+            return
+        if outage in WRITE_REFUSALS and health is not None:
+            health.write_refused(outage)
+        if outage is Outage.READ_ONLY:
+            # Opened against a read-only server (a standby, a database switched read-only):
+            # such a session never becomes writable; recycle every pooled one.
+            context.is_disconnect = True
+            context.invalidate_pool_on_disconnect = True
+        elif isinstance(context.original_exception, TimeoutError):
+            # The client gave up on the server (command_timeout): the connection may still be
+            # busy or the server frozen; do not wait for it again, discard it.
+            context.is_disconnect = True
+            context.invalidate_pool_on_disconnect = False
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
@@ -84,7 +129,12 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(settings: SettlementSettings, *, for_migrations: bool = False) -> AsyncEngine:
+def create_engine(
+    settings: SettlementSettings,
+    *,
+    for_migrations: bool = False,
+    health: DatabaseHealth | None = None,
+) -> AsyncEngine:
     """The service's engine. Migrations run without the request-path timeouts."""
     return make_engine(
         settings.resolved_database_url,
@@ -94,6 +144,11 @@ def create_engine(settings: SettlementSettings, *, for_migrations: bool = False)
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         lock_timeout_ms=None if for_migrations else settings.db_lock_timeout_ms,
         statement_timeout_ms=None if for_migrations else settings.db_statement_timeout_ms,
+        idle_in_transaction_timeout_ms=(
+            None if for_migrations else settings.db_idle_in_transaction_timeout_ms
+        ),
+        command_timeout_s=None if for_migrations else settings.db_command_timeout_s,
+        health=health,
     )
 
 

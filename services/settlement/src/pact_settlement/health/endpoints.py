@@ -26,11 +26,11 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database reachable and migrations at head",
+    summary="Readiness: database reachable, taking writes, and migrations at head",
     responses={503: {"description": "Not ready (body says why)"}},
 )
 async def readyz(request: Request, metrics: AppMetrics) -> JSONResponse:
-    report: dict[str, Any] = await readiness(request.app.state.engine)
+    report: dict[str, Any] = await readiness(request.app.state.engine, request.app.state.db_health)
     metrics.ready.set(1 if report["ready"] else 0)
     return JSONResponse(
         report,

@@ -65,6 +65,12 @@ class IdempotencyService:
             flush=flush,
         )
 
+    async def incomplete(self, scope: str, key: str) -> IdempotencyKey | None:
+        """The record of ``(scope, key)`` if it has no answer yet (its request answered while
+        the outcome was still unknown)."""
+        row = await self.repo.find(scope, key)
+        return row if row is not None and row.completed_at is None else None
+
     async def complete(
         self, row: IdempotencyKey, status_code: int, response: dict[str, Any]
     ) -> None:

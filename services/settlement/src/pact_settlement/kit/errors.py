@@ -24,13 +24,17 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "DatabaseUnavailable",
+    "DeadlineExceeded",
     "Forbidden",
     "NotFound",
+    "Outage",
     "ProblemCode",
     "SettlementError",
     "Unauthorized",
     "Unprocessable",
+    "database_outage",
     "install_error_handlers",
+    "is_unavailable",
     "problem_response",
 ]
 
@@ -53,6 +57,7 @@ class ProblemCode(StrEnum):
     STATE_CONFLICT = "STATE_CONFLICT"
     RAIL_NOT_AVAILABLE = "RAIL_NOT_AVAILABLE"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     BALANCE_LIMIT_EXCEEDED = "BALANCE_LIMIT_EXCEEDED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
@@ -134,13 +139,59 @@ class Unprocessable(SettlementError):
     default_code = FailureCode.SCHEMA_VALIDATION_FAILED
 
 
+class Outage(StrEnum):
+    """Why the database cannot serve a request now (the same request will work later)."""
+
+    UNREACHABLE = "unreachable"  # connection refused or lost, restarting, pool exhausted
+    READ_ONLY = "read_only"  # writes refused: a standby, a failover, a read-only switch
+    DISK_FULL = "disk_full"  # writes refused: no space left
+    OVERLOADED = "overloaded"  # out of memory, too many connections, other limits
+    TIMEOUT = "timeout"  # statement, lock or client-side command timeout
+    CONFLICT = "conflict"  # serialization failure or deadlock: rolled back, retry
+
+
+#: Outages that refuse writes while reads may still work (``/readyz`` turns red on them).
+WRITE_REFUSALS = frozenset({Outage.READ_ONLY, Outage.DISK_FULL})
+
+_DETAILS = {
+    Outage.READ_ONLY: "the database refuses writes (read-only); retry shortly",
+    Outage.DISK_FULL: "the database is out of disk space; retry later",
+    Outage.TIMEOUT: "the database did not answer in time; retry shortly",
+    Outage.CONFLICT: "the database rolled the request back (a conflict); retry it",
+}
+
+
 class DatabaseUnavailable(SettlementError):
     status = 503
     title = "Service unavailable"
     default_code = ProblemCode.DATABASE_UNAVAILABLE
 
-    def __init__(self, detail: str = "the database is unavailable; retry shortly") -> None:
-        super().__init__(detail, headers={"Retry-After": "1"})
+    def __init__(
+        self,
+        detail: str = "the database is unavailable; retry shortly",
+        *,
+        reason: Outage = Outage.UNREACHABLE,
+    ) -> None:
+        super().__init__(
+            _DETAILS.get(reason, detail),
+            headers={"Retry-After": "1"},
+            extra={"reason": reason.value},
+        )
+
+
+class DeadlineExceeded(SettlementError):
+    """The request did not finish within ``REQUEST_TIMEOUT_S``; nothing it did was kept."""
+
+    status = 503
+    title = "Service unavailable"
+    default_code = ProblemCode.DEADLINE_EXCEEDED
+
+    def __init__(self, budget_s: float) -> None:
+        super().__init__(
+            f"the request did not finish within its {budget_s:g} s budget and was rolled "
+            "back; resend the same request",
+            headers={"Retry-After": "1"},
+        )
 
 
 def problem_response(
@@ -172,30 +223,50 @@ def _render(exc: SettlementError) -> JSONResponse:
     )
 
 
-def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, PoolTimeoutError | ConnectionError | OSError):
-        return True
-    if isinstance(exc, OperationalError):
-        return True  # connection refused, server gone, "database is locked", …
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    # The driver's own error, under SQLAlchemy's DBAPIError wrapper (and the asyncpg adapter's):
-    # "the database system is starting up / shutting down", too many connections, connection
-    # failures (SQLSTATE classes 08, 53300, 57P01-57P03) are outages, not bugs.
+def database_outage(exc: BaseException) -> Outage | None:
+    """The outage ``exc`` reports, or ``None`` when it is a bug (or a refusal) instead.
+
+    Looks through SQLAlchemy's wrapper and the driver adapter's at the driver's own error:
+    its SQLSTATE (Postgres), its result code (SQLite) or its type.
+    """
+    if isinstance(exc, PoolTimeoutError):
+        return Outage.OVERLOADED
+    if isinstance(exc, TimeoutError):  # asyncpg's command_timeout, connect timeouts
+        return Outage.TIMEOUT
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if type(current).__name__ in _UNAVAILABLE_DRIVER_ERRORS:
-            return True
-        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
-        if isinstance(sqlstate, str) and (
-            sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
-        ):
-            return True
+        found = _driver_outage(current)
+        if found is not None:
+            return found
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) else current.__cause__
-    return False
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError)
+    ):
+        return Outage.UNREACHABLE  # connection refused or lost, "database is locked", …
+    if isinstance(exc, ConnectionError | OSError):
+        return Outage.UNREACHABLE
+    return None
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    return database_outage(exc) is not None
+
+
+def _driver_outage(error: BaseException) -> Outage | None:
+    if type(error).__name__ in _UNAVAILABLE_DRIVER_ERRORS:
+        return Outage.UNREACHABLE
+    sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    if isinstance(sqlstate, str):
+        if sqlstate.startswith("08"):
+            return Outage.UNREACHABLE
+        return _OUTAGE_SQLSTATES.get(sqlstate)
+    sqlite_code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        return _OUTAGE_SQLITE_CODES.get(sqlite_code & 0xFF)
+    return None
 
 
 _UNAVAILABLE_DRIVER_ERRORS = frozenset(
@@ -208,7 +279,35 @@ _UNAVAILABLE_DRIVER_ERRORS = frozenset(
         "ConnectionFailureError",
     }
 )
-_UNAVAILABLE_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03"})
+# Postgres SQLSTATEs (appendix A) that mean "not now": class 08 (connection) is matched above.
+_OUTAGE_SQLSTATES = {
+    "25006": Outage.READ_ONLY,  # read_only_sql_transaction
+    "25P03": Outage.TIMEOUT,  # idle_in_transaction_session_timeout
+    "40001": Outage.CONFLICT,  # serialization_failure
+    "40P01": Outage.CONFLICT,  # deadlock_detected
+    "53000": Outage.OVERLOADED,  # insufficient_resources
+    "53100": Outage.DISK_FULL,  # disk_full
+    "53200": Outage.OVERLOADED,  # out_of_memory
+    "53300": Outage.OVERLOADED,  # too_many_connections
+    "53400": Outage.OVERLOADED,  # configuration_limit_exceeded
+    "55P03": Outage.TIMEOUT,  # lock_not_available (lock_timeout)
+    "57014": Outage.TIMEOUT,  # query_canceled (statement_timeout)
+    "57P01": Outage.UNREACHABLE,  # admin_shutdown
+    "57P02": Outage.UNREACHABLE,  # crash_shutdown
+    "57P03": Outage.UNREACHABLE,  # cannot_connect_now (starting up)
+    "57P05": Outage.TIMEOUT,  # idle_session_timeout
+    "58030": Outage.UNREACHABLE,  # io_error
+}
+# SQLite primary result codes (sqlite3 exceptions carry them as ``sqlite_errorcode``).
+_OUTAGE_SQLITE_CODES = {
+    5: Outage.TIMEOUT,  # SQLITE_BUSY: the write lock was not free within the busy timeout
+    6: Outage.TIMEOUT,  # SQLITE_LOCKED
+    7: Outage.OVERLOADED,  # SQLITE_NOMEM
+    8: Outage.READ_ONLY,  # SQLITE_READONLY
+    10: Outage.UNREACHABLE,  # SQLITE_IOERR
+    13: Outage.DISK_FULL,  # SQLITE_FULL
+    14: Outage.UNREACHABLE,  # SQLITE_CANTOPEN
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -250,9 +349,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def database_error(_: Request, exc: Exception) -> JSONResponse:
-        if _is_unavailable(exc):
-            log.warning("settlement.database.unavailable", error=str(exc)[:300])
-            return _render(DatabaseUnavailable())
+        outage = database_outage(exc)
+        if outage is not None:
+            log.warning("settlement.database.unavailable", reason=outage, error=str(exc)[:300])
+            return _render(DatabaseUnavailable(reason=outage))
         log.error("settlement.database.error", error_type=type(exc).__name__, error=str(exc)[:300])
         return problem_response(
             500,
@@ -262,9 +362,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-        if _is_unavailable(exc):
-            log.warning("settlement.database.unavailable", error=str(exc)[:300])
-            return _render(DatabaseUnavailable())
+        outage = database_outage(exc)
+        if outage is not None:
+            log.warning("settlement.database.unavailable", reason=outage, error=str(exc)[:300])
+            return _render(DatabaseUnavailable(reason=outage))
         log.exception("settlement.internal_error", error_type=type(exc).__name__)
         return problem_response(
             500,

@@ -96,14 +96,15 @@ class Metrics:
         self.deposits = Counter("pact_settlement_deposits_total", "Deposits credited.", registry=r)
         self.worker_runs = Counter(
             "pact_settlement_worker_runs_total",
-            "Worker passes by worker (sweeper, reconciler) and result (ok, error).",
+            "Worker passes by worker (sweeper, reconciler) and result (ok, error, unavailable: "
+            "the database was down or refused writes).",
             ["worker", "result"],
             registry=r,
         )
         self.sweeps = Counter(
             "pact_settlement_sweeps_total",
-            "Settlements the sweeper ended, by outcome (released, refunded, slashed, in_flight, "
-            "skipped, error).",
+            "Settlements the sweeper handled, by outcome (released, refunded, slashed, in_flight, "
+            "failed, skipped, error, unavailable).",
             ["outcome"],
             registry=r,
         )
@@ -128,7 +129,9 @@ class Metrics:
         )
 
         self.ready = Gauge(
-            "pact_settlement_ready", "1 when the database is reachable and at head.", registry=r
+            "pact_settlement_ready",
+            "1 when the database is reachable, takes writes and is at the migration head.",
+            registry=r,
         )
 
 

@@ -27,5 +27,10 @@ def problem_doc(description: str, example_code: str, status: int = 0) -> dict[st
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: problem_doc("Missing or invalid bearer token", "UNAUTHORIZED", 401),
     403: problem_doc("Wrong kind of token", "FORBIDDEN", 403),
-    503: problem_doc("Database unavailable (see Retry-After)", "DATABASE_UNAVAILABLE", 503),
+    503: problem_doc(
+        "Database unavailable, or the request's budget (REQUEST_TIMEOUT_S) ran out; nothing was "
+        "kept: resend the same request after Retry-After",
+        "DATABASE_UNAVAILABLE",
+        503,
+    ),
 }

@@ -3,9 +3,11 @@
 A rail object is cheap and bound to one database session; what it talks to is not: the
 Stripe gateway keeps an HTTP connection pool, and the EVM gateway owns the operator account's
 nonce lock, which must be shared by every concurrent request, sweep and reconciler pass of the
-process (two gateways on one key would race for nonces). So the gateways live here, one per
-app, created on first use and closed at shutdown. Their SDKs are imported only then (web3 and
-its dependencies take about two seconds), so an app that does not use a rail never loads its SDK.
+process (two gateways on one key would race for nonces) — and, through the database
+(:mod:`pact_settlement.rails.evm_nonces`), by every other process and replica. So the
+gateways live here, one per app, created on first use and closed at shutdown. Their SDKs are
+imported only then (web3 and its dependencies take about two seconds), so an app that does not
+use a rail never loads its SDK.
 
 They reach the rails through the session: the app's sessionmaker puts this object in every
 session's ``info`` (``RailClients.attach``), so the request path, the sweeper and the
@@ -50,6 +52,7 @@ class RailClients:
         self.settings = settings
         self._stripe = stripe
         self._evm = evm
+        self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     # -- wiring --------------------------------------------------------------------------
@@ -59,6 +62,7 @@ class RailClients:
         info = dict(sessionmaker.kw.get("info") or {})
         info[INFO_KEY] = self
         sessionmaker.configure(info=info)
+        self._sessionmaker = sessionmaker
 
     @staticmethod
     def of(session: AsyncSession) -> RailClients:
@@ -100,7 +104,11 @@ class RailClients:
             from web3.providers import AsyncHTTPProvider
 
             from pact_settlement.rails.evm_gateway import EscrowGateway
+            from pact_settlement.rails.evm_nonces import DatabaseNonceGuard
 
+            guard = None
+            if self._sessionmaker is not None:  # every process and replica of the service
+                guard = DatabaseNonceGuard(self._sessionmaker, wait_s=s.rail_call_timeout_s)
             provider = AsyncHTTPProvider(s.evm_rpc_url.get_secret_value())
             self._evm = EscrowGateway(
                 AsyncWeb3(provider),
@@ -110,6 +118,7 @@ class RailClients:
                 receipt_timeout_s=s.evm_receipt_timeout_s,
                 poll_interval_s=s.evm_poll_interval_s,
                 expected_chain_id=s.evm_chain_id,
+                nonce_guard=guard,
             )
             self._closers.append(provider.disconnect)
         return self._evm

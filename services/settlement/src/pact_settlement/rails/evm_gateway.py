@@ -5,7 +5,9 @@ The gateway knows nothing about our database; the EVM :class:`Rail` wraps it.
 Why :class:`~web3.AsyncWeb3`: the settlement service is asyncio end to end, and web3's async
 API gives real non-blocking JSON-RPC over HTTP (aiohttp) and an in-process async tester
 provider, so no thread pool is needed and nonce allocation can be guarded by an
-:class:`asyncio.Lock` in the same loop.
+:class:`asyncio.Lock` in the same loop — and, across the processes and replicas that send with
+the same operator key, by a :class:`NonceGuard` (the service's is database-backed:
+:mod:`pact_settlement.rails.evm_nonces`).
 
 Escrow identity is deterministic and derived from our ids, so the rail can record it as
 pending *before* sending anything::
@@ -14,7 +16,8 @@ pending *before* sending anything::
     escrow_id         = keccak256(abi.encode(intent_id_bytes32, buyer, seller))   # escrow_id
 
 Transactions are signed locally with the operator key (never ``eth_sendTransaction``): nonce
-from the node's ``pending`` count under a per-gateway lock (one retry on "nonce too low"),
+from the node's ``pending`` count while holding the gateway's lock and the :class:`NonceGuard`
+(one sender per account at a time, everywhere; one retry on "nonce too low"),
 EIP-1559 fees when the latest block has a base fee and legacy ``gasPrice`` otherwise, a gas
 estimate (which doubles as a free pre-flight that surfaces custom errors) plus a margin, then
 the receipt, then ``confirmations`` blocks (re-checking the receipt's block hash for reorgs).
@@ -55,11 +58,12 @@ import asyncio
 import functools
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Protocol, cast
 
 from eth_abi import abi as eth_abi
 from eth_account.signers.local import LocalAccount
@@ -89,6 +93,8 @@ __all__ = [
     "EscrowTxFailedError",
     "EscrowTxResult",
     "EscrowTxTimeoutError",
+    "NonceGuard",
+    "ProcessNonceGuard",
     "add_operator",
     "decode_revert",
     "deploy",
@@ -103,6 +109,25 @@ MAX_UINT64: Final = 2**64 - 1
 
 OnSubmitted = Callable[[str], Awaitable[None]]
 """Called with the signed transaction's hash just before it is broadcast."""
+
+
+class NonceGuard(Protocol):
+    """One sender per account at a time, across every process and replica sending with it.
+
+    ``hold`` is entered after the gateway's own lock, around reading the nonce from the node,
+    signing and broadcasting (so the next holder's ``pending`` count includes the last
+    transaction); it raises :class:`EscrowTransientError` when it cannot be taken."""
+
+    def hold(self, chain_id: int, address: str) -> AbstractAsyncContextManager[None]: ...
+
+
+class ProcessNonceGuard:
+    """Nothing beyond the gateway's own lock: right when one process sends with the key (the
+    CLI, tests); several processes need a shared guard."""
+
+    @asynccontextmanager
+    async def hold(self, chain_id: int, address: str) -> AsyncIterator[None]:
+        yield
 
 
 @functools.cache
@@ -479,6 +504,7 @@ class _TxSender:
         max_priority_fee_wei: int | None = None,
         fee_mode: Literal["auto", "eip1559", "legacy"] = "auto",
         expected_chain_id: int | None = None,
+        nonce_guard: NonceGuard | None = None,
     ) -> None:
         if confirmations < 1:
             raise ValueError("confirmations must be >= 1 (1 = included in a block)")
@@ -499,6 +525,7 @@ class _TxSender:
         self.expected_chain_id = expected_chain_id
         self._chain_id: int | None = None
         self._nonce_lock = asyncio.Lock()
+        self._nonce_guard: NonceGuard = nonce_guard or ProcessNonceGuard()
         self._next_nonce: int | None = None
 
     @property
@@ -571,7 +598,7 @@ class _TxSender:
         """Sign, broadcast, wait for a confirmed receipt. Raises ``_Reverted`` on a revert."""
         try:
             chain_id = await self.chain_id()
-            async with self._nonce_lock:
+            async with self._nonce_lock, self._nonce_guard.hold(chain_id, self.address):
                 tx_hash = await self._sign_and_broadcast(fn, value, chain_id, on_submitted)
         except (_Reverted, EscrowGatewayError):
             raise
@@ -786,6 +813,7 @@ class EscrowGateway:
         fee_mode: Literal["auto", "eip1559", "legacy"] = "auto",
         expected_chain_id: int | None = None,
         log_chunk_blocks: int = 10_000,
+        nonce_guard: NonceGuard | None = None,
     ) -> None:
         self.w3 = w3
         self.address = to_checksum_address(contract_address)
@@ -803,6 +831,7 @@ class EscrowGateway:
             max_priority_fee_wei=max_priority_fee_wei,
             fee_mode=fee_mode,
             expected_chain_id=expected_chain_id,
+            nonce_guard=nonce_guard,
         )
 
     @property

@@ -34,8 +34,8 @@ class RailOperation(Base):
     # What resolving the step means for the settlement (``settlements.rail_steps.StepPlan``),
     # so the reconciler can finish it after a crash with no request context.
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # Not reconciled before this time: the caller's own call is in flight, or a reconciler
-    # holds the operation.
+    # Pending: not reconciled before this time (the caller's own call is in flight, or a
+    # reconciler holds the operation). Failed: not retried by the sweeper before this time.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

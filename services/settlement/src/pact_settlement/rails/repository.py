@@ -78,7 +78,9 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
         reference: str | None = None,
         error_code: str | None = None,
         error_detail: str | None = None,
+        retry_at: datetime | None = None,
     ) -> None:
+        """``retry_at``: a failed operation is not re-opened by the sweeper before then."""
         now = utcnow()
         op.status = status.value
         op.external_ref = reference
@@ -86,7 +88,7 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
         op.error_detail = error_detail
         op.updated_at = now
         op.resolved_at = now
-        op.lease_until = None
+        op.lease_until = retry_at
         await self.session.flush()
 
     async def note_attempt(

@@ -43,8 +43,9 @@ Service = Annotated[SettlementService, Depends(get_service)]
     responses={
         200: {"description": "Identical replay: the existing settlement", "model": SettlementRead},
         202: {
-            "description": "Recorded; an external rail's lock is in flight (state `pending`). "
-            "Poll GET or resend the same request.",
+            "description": "Recorded; an external rail's lock is in flight (state `pending`), "
+            "on the first answer and on replays until it resolves. Poll GET or resend the same "
+            "request.",
             "model": SettlementRead,
         },
         400: problem_doc("Missing Idempotency-Key", "BAD_REQUEST"),

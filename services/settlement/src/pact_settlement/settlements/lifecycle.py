@@ -36,6 +36,7 @@ from pact_settlement.settlements.rail_steps import (
     StepPlan,
     TransitionApplier,
 )
+from pact_settlement.settlements.service import complete_create_record
 from pact_settlement.settlements.state_machine import (
     TERMINAL_STATES,
     SettlementEventType,
@@ -78,6 +79,18 @@ class LifecycleApplier(TransitionApplier):
             operation=operation,
             error=error,
         )
+
+    async def resolved_later(
+        self,
+        session: AsyncSession,
+        settlement: Settlement,
+        operation: RailOperation,
+        plan: StepPlan,
+    ) -> None:
+        """A create answered 202 while its lock was in flight: now that the lock is resolved,
+        its idempotency record gets the answer a first request would have had."""
+        if plan.step is RailStep.LOCK and plan.request_key:
+            await complete_create_record(session, settlement, plan.request_key)
 
     async def transition(
         self,

@@ -76,6 +76,7 @@ from pact_schema import FailureCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.config import SettlementSettings
+from pact_settlement.kit.deadline import time_left
 from pact_settlement.kit.errors import Conflict, ProblemCode
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import utcnow
@@ -109,7 +110,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Longest back-off between two reconciler looks at the same unresolved operation.
+#: Longest back-off between two reconciler looks at the same unresolved operation, and between
+#: two attempts of a failed release/refund/slash.
 MAX_BACKOFF = timedelta(hours=1)
 
 
@@ -167,6 +169,10 @@ class StepPlan:
     on_failed: PlannedTransition | None = None
     actor: str = "system"
     request_id: str | None = None
+    #: The Idempotency-Key of the request whose answer is this step's outcome (a create's
+    #: lock): when the step resolves after its caller answered "in flight", the applier's
+    #: :meth:`TransitionApplier.resolved_later` completes that request's record.
+    request_key: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,6 +181,7 @@ class StepPlan:
             "on_failed": self.on_failed.to_json() if self.on_failed else None,
             "actor": self.actor,
             "request_id": self.request_id,
+            "request_key": self.request_key,
         }
 
     @classmethod
@@ -186,6 +193,7 @@ class StepPlan:
             on_failed=PlannedTransition.from_json(failed) if failed else None,
             actor=str(raw.get("actor") or "system"),
             request_id=raw.get("request_id"),
+            request_key=raw.get("request_key"),
         )
 
 
@@ -246,6 +254,17 @@ class TransitionApplier:
         )
         if self.metrics is not None:
             self.metrics.transitions.labels(planned.event.value, settlement.state).inc()
+
+    async def resolved_later(
+        self,
+        session: AsyncSession,
+        settlement: Settlement,
+        operation: RailOperation,
+        plan: StepPlan,
+    ) -> None:
+        """A step whose caller stopped waiting for it (it answered "in flight") has been
+        resolved by the reconciler (or a webhook), in ``session``'s transaction. Nothing here;
+        the settlement lifecycle's applier completes the waiting request's record."""
 
     @staticmethod
     def event_data(
@@ -392,9 +411,17 @@ class RailStepExecutor:
         self, rail: Rail, step: RailStep, view: RailSettlement, op: RailOperation
     ) -> tuple[RailResult | None, RailError | None]:
         """``(result, None)``, ``(None, definite or retryable error)``, or ``(None, None)``
-        when the outcome is unknown (timeout, crash of the call, unexpected exception)."""
+        when the outcome is unknown (timeout, crash of the call, unexpected exception).
+
+        Bounded by ``RAIL_CALL_TIMEOUT_S`` and, inside a request, by what is left of the
+        request's budget (``REQUEST_TIMEOUT_S``, less the reserve for recording the outcome):
+        the request then answers with the step in flight rather than running out of time."""
+        limit = self.settings.rail_call_timeout_s
+        left = time_left(for_rail_call=True)
+        if left is not None:
+            limit = min(limit, left)
         try:
-            async with asyncio.timeout(self.settings.rail_call_timeout_s):
+            async with asyncio.timeout(limit):
                 result = await self._call(rail, step, view, op.idempotency_key)
         except RailError as exc:
             return None, exc
@@ -464,8 +491,16 @@ class RailStepExecutor:
             applied = await self._apply(settlement, op, plan, plan.on_succeeded, None)
             return StepOutcome(StepStatus.SUCCEEDED, op, result=result, applied=applied)
         assert error is not None
+        retry_at = None
+        if plan.on_failed is None:  # re-opened by a later run: not before its pause is over
+            pause = timedelta(seconds=self.settings.sweep_interval_s)
+            retry_at = utcnow() + min(pause * 2 ** max(0, op.attempts - 1), MAX_BACKOFF)
         await self.ops.resolve(
-            op, RailOpStatus.FAILED, error_code=error.code, error_detail=error.detail
+            op,
+            RailOpStatus.FAILED,
+            error_code=error.code,
+            error_detail=error.detail,
+            retry_at=retry_at,
         )
         self.metrics.rail_operations.labels(op.rail, op.step, "failed").inc()
         log.warning(
@@ -477,7 +512,18 @@ class RailStepExecutor:
             code=error.code,
             detail=error.detail,
             attempts=op.attempts,
+            retry_at=retry_at.isoformat() if retry_at else None,
         )
+        if retry_at is not None and op.attempts >= self.settings.rail_max_attempts:
+            log.error(
+                "rail_step.exhausted",
+                settlement_id=settlement.id,
+                intent_id=settlement.intent_id,
+                step=op.step,
+                rail=op.rail,
+                attempts=op.attempts,
+                detail="left to an operator: the sweeper no longer retries this step",
+            )
         applied = False
         if plan.on_failed is not None:
             applied = await self._apply(settlement, op, plan, plan.on_failed, error)
@@ -511,8 +557,20 @@ class RailStepExecutor:
 
         Asks the rail's own records (``status``) outside any transaction; ``not_found`` →
         the step is re-issued with the same key (until ``RAIL_MAX_ATTEMPTS``); then resolves
-        and transitions in a new transaction, which the caller commits.
+        and transitions in a new transaction, which the caller commits — together with what
+        :meth:`TransitionApplier.resolved_later` writes once the step is resolved.
         """
+        outcome = await self._reconcile(op_id)
+        op = outcome.operation
+        if outcome.status is not StepStatus.IN_FLIGHT and op.plan:
+            settlement = await self.settlements.get_by_id(op.settlement_id)
+            assert settlement is not None
+            await self.applier.resolved_later(
+                self.session, settlement, op, StepPlan.from_json(op.plan)
+            )
+        return outcome
+
+    async def _reconcile(self, op_id: str) -> StepOutcome:
         op = await self.ops.get(op_id)
         settlement = await self.settlements.get_by_id(op.settlement_id) if op else None
         if op is None or settlement is None:

@@ -13,6 +13,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, updat
 
 from pact_settlement.kit.ids import is_our_id
 from pact_settlement.kit.repository import RepositoryBase
+from pact_settlement.rails.models import RailOperation
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 
 __all__ = ["SettlementEventRepository", "SettlementRepository", "decode_cursor", "encode_cursor"]
@@ -126,35 +127,65 @@ class SettlementRepository(RepositoryBase[Settlement]):
             and_(Settlement.state == "delivered", Settlement.challenge_ends_at <= now),
         )
 
-    async def due_ids(self, now: datetime, limit: int) -> list[str]:
-        """Ids of due settlements, oldest deadline first (served by the (state, commit_by_at),
-        (state, deadline) and (state, challenge_ends_at) indexes)."""
-        uncommitted = (
-            select(Settlement.id, Settlement.commit_by_at.label("due_at"))
-            .where(Settlement.state == "locked", Settlement.commit_by_at <= now)
-            .order_by(Settlement.commit_by_at)
-            .limit(limit)
-        )
-        expired = (
-            select(Settlement.id, Settlement.delivery_deadline_at.label("due_at"))
+    async def due_ids(
+        self, now: datetime, limit: int, *, retry_now: datetime, max_attempts: int
+    ) -> list[str]:
+        """Ids of due settlements the sweeper can act on now, by next attempt: when it fell
+        due, or, for one whose last rail step failed, when that step may be tried again.
+
+        A settlement whose rail step is in flight (a pending operation: its caller's or the
+        reconciler's), failed and waiting for its retry time (``lease_until`` after
+        ``retry_now``, the wall clock the leases are written with), or failed
+        ``max_attempts`` times (an operator's) is skipped: it cannot be moved on now, and it
+        must not hold the front of the queue against the settlements behind it."""
+        ops = RailOperation
+        blocked = (
+            select(ops.id)
             .where(
-                Settlement.state.in_(("locked", "committed")),
-                Settlement.delivery_deadline_at <= now,
+                ops.settlement_id == Settlement.id,
+                or_(
+                    ops.status == "pending",
+                    and_(
+                        ops.status == "failed",
+                        or_(ops.lease_until > retry_now, ops.attempts >= max_attempts),
+                    ),
+                ),
             )
-            .order_by(Settlement.delivery_deadline_at)
-            .limit(limit)
+            .exists()
         )
-        closed = (
-            select(Settlement.id, Settlement.challenge_ends_at.label("due_at"))
-            .where(Settlement.state == "delivered", Settlement.challenge_ends_at <= now)
-            .order_by(Settlement.challenge_ends_at)
-            .limit(limit)
+        retry_at = (
+            select(func.max(ops.lease_until))
+            .where(ops.settlement_id == Settlement.id, ops.status == "failed")
+            .scalar_subquery()
         )
-        due: dict[str, datetime] = {}
-        for stmt in (uncommitted, expired, closed):
-            for settlement_id, due_at in (await self.session.execute(stmt)).all():
-                if due_at is not None:  # a locked one may match twice: keep its earliest
-                    due[str(settlement_id)] = min(due_at, due.get(str(settlement_id), due_at))
+        due: dict[str, Any] = {}
+        for due_at, condition in (
+            (
+                Settlement.commit_by_at,
+                and_(Settlement.state == "locked", Settlement.commit_by_at <= now),
+            ),
+            (
+                Settlement.delivery_deadline_at,
+                and_(
+                    Settlement.state.in_(("locked", "committed")),
+                    Settlement.delivery_deadline_at <= now,
+                ),
+            ),
+            (
+                Settlement.challenge_ends_at,
+                and_(Settlement.state == "delivered", Settlement.challenge_ends_at <= now),
+            ),
+        ):
+            next_at = func.coalesce(retry_at, due_at).label("next_at")
+            stmt = (
+                select(Settlement.id, next_at)
+                .where(condition, ~blocked)
+                .order_by(next_at, Settlement.id)
+                .limit(limit)
+            )
+            for settlement_id, when in (await self.session.execute(stmt)).all():
+                key = str(settlement_id)  # a locked one may match twice: keep its earliest
+                due[key] = when if key not in due else min(due[key], when)
         return sorted(due, key=due.__getitem__)[:limit]
 
     async def lock_if_due(self, id_: str, now: datetime) -> Settlement | None:

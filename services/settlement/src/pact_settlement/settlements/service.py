@@ -75,7 +75,7 @@ from pact_settlement.settlements.verification import (
 )
 from pact_settlement.transcripts.repository import TranscriptRepository
 
-__all__ = ["CreateResult", "EscrowRefused", "SettlementService"]
+__all__ = ["CreateResult", "EscrowRefused", "SettlementService", "complete_create_record"]
 
 CREATE_SCOPE = "settlements.create"
 log = structlog.get_logger(__name__)
@@ -217,7 +217,9 @@ class SettlementService:
         replay, existing = await self._replay(idempotency_key, request_fp, hint)
         if replay is not None:
             self.metrics.settlements.labels("replayed", replay.rail).inc()
-            return CreateResult(await self.read(replay), created=False)
+            # As a first answer would: 202 while the lock is still in flight.
+            pending = replay.state == SettlementState.PENDING
+            return CreateResult(await self.read(replay), created=False, in_flight=pending)
 
         rail_name = rail or self.settings.default_rail
         rail_label = rail_name if rail_name in self.settings.enabled_rails else "other"
@@ -283,6 +285,7 @@ class SettlementService:
                 on_failed=PlannedTransition(SettlementEventType.LOCK_FAILED),
                 actor=actor,
                 request_id=request_id,
+                request_key=idempotency_key,  # completed by the reconciler if in flight
             ),
             new_settlement=True,
         )
@@ -344,7 +347,8 @@ class SettlementService:
             raise self._failure_error(settlement, persist=False)
         return settlement, None
 
-    def _failure_error(self, settlement: Settlement, *, persist: bool) -> SettlementError:
+    @staticmethod
+    def _failure_error(settlement: Settlement, *, persist: bool) -> SettlementError:
         code = settlement.failure_code or FailureCode.FAILED_ESCROW
         detail = settlement.failure_detail or "the escrow lock failed"
         extra = {
@@ -422,3 +426,24 @@ class SettlementService:
             signer=verified.seller,
         )  # flushed with the idempotency record and the rail operation, before the rail call
         return settlement
+
+
+async def complete_create_record(
+    session: AsyncSession, settlement: Settlement, idempotency_key: str
+) -> None:
+    """The create answered 202 while its lock was in flight; the lock is now resolved (by the
+    reconciler or a webhook): its idempotency record gets the answer a first request would
+    have had — 201 with the settlement, or the refusal's problem document."""
+    idempotency = IdempotencyService(session)
+    row = await idempotency.incomplete(CREATE_SCOPE, idempotency_key)
+    if row is None or row.resource_id != settlement.id:
+        return
+    if settlement.state == SettlementState.PENDING:
+        return
+    if settlement.state == SettlementState.FAILED:
+        error = SettlementService._failure_error(settlement, persist=False)
+        await idempotency.complete(row, error.status, error.to_problem())
+        return
+    events = await SettlementEventRepository.from_session(session).for_settlement(settlement.id)
+    view = SettlementRead.of(settlement, events)
+    await idempotency.complete(row, 201, view.model_dump(mode="json"))

@@ -24,6 +24,7 @@ re-read ``FOR UPDATE`` with its condition; the capture is idempotent on its key.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from pact_schema import FailureCode, now_ms
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.config import SettlementSettings
+from pact_settlement.kit.errors import is_unavailable
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms, utcnow
 from pact_settlement.rails.base import RailOpStatus, RailStep
@@ -113,9 +115,12 @@ class AuthorizationExpirySweeper:
                 try:
                     await self._handle(session, settlement_id, before, report)
                     await session.commit()
-                except Exception:
-                    await session.rollback()
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        await session.rollback()
                     report.errors += 1
+                    if is_unavailable(exc):  # end the pass; the runner backs off
+                        raise
                     log.exception("authorization_expiry.error", settlement_id=settlement_id)
         return report
 

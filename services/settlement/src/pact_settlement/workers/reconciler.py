@@ -20,12 +20,14 @@ resolution re-locks the operation and only applies it while it is still pending.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.config import SettlementSettings
+from pact_settlement.kit.errors import is_unavailable
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import utcnow
 from pact_settlement.rails.repository import RailOperationRepository
@@ -75,8 +77,12 @@ class Reconciler:
                         applier=self.applier,
                     ).reconcile(op_id)
                     await session.commit()
-                except Exception:
-                    await session.rollback()
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        await session.rollback()
+                    if is_unavailable(exc):  # end the pass; the runner backs off
+                        self.metrics.reconciles.labels(step, "unavailable").inc()
+                        raise
                     self.metrics.reconciles.labels(step, "error").inc()
                     log.exception(
                         "reconciler.error", operation_id=op_id, settlement_id=settlement_id

@@ -18,13 +18,20 @@ another sweeper holds is skipped and one that has moved on is not touched; on SQ
 transaction is ``BEGIN IMMEDIATE`` (one writer), and the re-check under it is as safe. The
 state machine's compare-and-set backs both up: a settlement transitions once.
 
+A settlement whose rail step is stuck never holds the front of the queue: while its step is in
+flight (pending: its caller's or the reconciler's) or failed and waiting for its retry time (a
+pause doubling from ``SWEEP_INTERVAL_S``, capped at an hour), or failed ``RAIL_MAX_ATTEMPTS``
+times (an operator's), it is not a candidate; candidates come by next attempt (when they fell
+due, or when their failed step may be retried).
+
 Bound: a settlement ends within its deadline (or window end) + ``SWEEP_INTERVAL_S`` + the rail
-call (immediate for the ledger); an external rail whose answer is lost is finished by the
-reconciler after ``RECONCILE_GRACE_S``.
+call (immediate for the ledger), whatever other settlements' rail steps are doing; an external
+rail whose answer is lost is finished by the reconciler after ``RECONCILE_GRACE_S``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,8 +41,9 @@ from pact_schema import FailureCode, now_ms
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.config import SettlementSettings
+from pact_settlement.kit.errors import is_unavailable
 from pact_settlement.kit.observability import Metrics
-from pact_settlement.kit.time import from_ms
+from pact_settlement.kit.time import from_ms, utcnow
 from pact_settlement.settlements.lifecycle import Lifecycle, LifecycleApplier
 from pact_settlement.settlements.rail_steps import StepStatus
 from pact_settlement.settlements.repository import SettlementRepository
@@ -51,6 +59,7 @@ ACTOR = "sweeper"
 class SweepReport:
     ended: dict[str, str] = field(default_factory=dict)  # intent_id → outcome
     in_flight: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # the rail refused; retried after a pause
     skipped: int = 0
     errors: int = 0
 
@@ -86,16 +95,25 @@ class Sweeper:
         report = SweepReport()
         async with self.sessionmaker() as session, session.begin():
             ids = await SettlementRepository.from_session(session).due_ids(
-                now, self.settings.worker_batch_size
+                now,
+                self.settings.worker_batch_size,
+                retry_now=utcnow(),
+                max_attempts=self.settings.rail_max_attempts,
             )
         for settlement_id in ids:
             async with self.sessionmaker() as session:
                 try:
                     await self._end(session, settlement_id, now, report)
                     await session.commit()
-                except Exception:
-                    await session.rollback()
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        await session.rollback()
                     report.errors += 1
+                    if is_unavailable(exc):
+                        # The database refuses (down, read-only, full): the rest of the batch
+                        # would fail the same way. End the pass; the runner backs off.
+                        self.metrics.sweeps.labels("unavailable").inc()
+                        raise
                     self.metrics.sweeps.labels("error").inc()
                     log.exception("sweeper.error", settlement_id=settlement_id)
         return report
@@ -138,6 +156,10 @@ class Sweeper:
         if outcome.status is StepStatus.IN_FLIGHT:
             report.in_flight.append(intent_id)
             self.metrics.sweeps.labels("in_flight").inc()
+            return
+        if outcome.status is StepStatus.FAILED:  # logged by the executor (rail_step.failed)
+            report.failed.append(intent_id)
+            self.metrics.sweeps.labels("failed").inc()
             return
         report.ended[intent_id] = settlement.state
         self.metrics.sweeps.labels(settlement.state).inc()
