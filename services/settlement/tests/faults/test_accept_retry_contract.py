@@ -30,7 +30,7 @@ from pact_schema import Keypair, now_ms, reveal_matches, sign_message, verify_en
 from pact_schema.keys import b58encode
 from settlement_processes import clean_env, process
 
-from .conftest import asyncpg_dsn
+from .conftest import RELAXED_TIMEOUTS, asyncpg_dsn
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(180)]
 
@@ -83,6 +83,8 @@ def stack(
         "PACT_SETTLEMENT_PROVIDER_KEYS": provider.public_key_b58,
         "PACT_SETTLEMENT_SWEEP_INTERVAL_S": "0.2",
         "PACT_SETTLEMENT_COMMIT_GRACE_MS": "1000",
+        # The create must wait out the held lock (released after ~1 s), not time out on it.
+        **RELAXED_TIMEOUTS,
     }
     with ExitStack() as stack_:
         settlement_url = stack_.enter_context(
