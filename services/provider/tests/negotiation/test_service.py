@@ -646,6 +646,21 @@ async def test_backdated_sent_at_does_not_extend_an_expired_quote(clock: FakeClo
     assert_reject(await decide(negotiator, far_back), "QUOTE_EXPIRED")
 
 
+async def _long_lived_accept(
+    negotiator: Negotiator, clock: FakeClock, *, deadline_in_ms: int
+) -> dict[str, Any]:
+    """A signed ACCEPT valid for as long as its quote (19 s), to be resent later."""
+    quote = await quote_for(negotiator)
+    return signed(
+        accept_message(
+            quote,
+            clock.now,
+            expires_at_ms=clock.now + 19_000,
+            delivery_deadline_ms=clock.now + deadline_in_ms,
+        )
+    )
+
+
 async def test_a_resent_accept_older_than_the_clock_skew_is_still_answered(
     clock: FakeClock,
 ) -> None:
@@ -653,15 +668,7 @@ async def test_a_resent_accept_older_than_the_clock_skew_is_still_answered(
     it) for as long as its quote is valid, however old the ACCEPT itself is."""
     gateway = Gateway()
     negotiator = make(clock, gateway=gateway)
-    quote = await quote_for(negotiator)
-    accept = signed(
-        accept_message(
-            quote,
-            clock.now,
-            expires_at_ms=clock.now + 19_000,
-            delivery_deadline_ms=clock.now + 120_000,
-        )
-    )
+    accept = await _long_lived_accept(negotiator, clock, deadline_in_ms=120_000)
     first = await negotiator.handle_verified(verify_envelope(accept))
     assert first.outcome == "ACCEPT"
     clock.advance(15_000)  # three times MAX_CLOCK_SKEW_MS, inside the quote's 20 s
@@ -695,15 +702,7 @@ async def test_a_resend_whose_deadline_is_now_near_is_answered_with_the_trade_it
 
     gateway = Gateway()
     negotiator = make(clock, gateway=gateway, after_settlement=fulfil)
-    quote = await quote_for(negotiator)
-    accept = signed(
-        accept_message(
-            quote,
-            clock.now,
-            expires_at_ms=clock.now + 19_000,
-            delivery_deadline_ms=clock.now + 30_000,
-        )
-    )
+    accept = await _long_lived_accept(negotiator, clock, deadline_in_ms=30_000)
     assert (await negotiator.handle_verified(verify_envelope(accept))).outcome == "ACCEPT"
     clock.advance(10_000)
     again = await negotiator.handle_verified(verify_envelope(accept))

@@ -66,6 +66,14 @@ class Stack:
         )
         return None if response.status_code == 404 else response.json()
 
+    def deposit(self, agent: Keypair, amount: str = "1") -> None:
+        httpx.post(
+            f"{self.settlement_url}/v1/accounts/{agent.public_key_b58}/deposits",
+            json={"amount": amount},
+            headers=self.admin,
+            timeout=10,
+        ).raise_for_status()
+
     def pact(self, envelope: dict[str, Any], timeout: float = 30) -> httpx.Response:
         return httpx.post(f"{self.provider_url}/pact", json=envelope, timeout=timeout)
 
@@ -197,12 +205,7 @@ def test_a_resent_accept_after_a_503_is_delivered_once(
 ) -> None:
     provider, buyer = Keypair.generate(), Keypair.generate()
     with stack(fresh_database_url, tmp_path, provider) as s:
-        httpx.post(
-            f"{s.settlement_url}/v1/accounts/{buyer.public_key_b58}/deposits",
-            json={"amount": "1"},
-            headers=s.admin,
-            timeout=10,
-        ).raise_for_status()
+        s.deposit(buyer)
         intent_id, accept = _quote_then_accept(s, buyer, delivery_in_ms=120_000)
         with IntentLock(s.database_url, buyer.public_key_b58, intent_id) as lock:
             _gave_up_with_503(s, accept)
@@ -243,13 +246,8 @@ def test_a_buyer_who_never_resends_is_refunded_promptly_without_a_slash(
         PACT_PROVIDER_MIN_DELIVERY_WINDOW_MS="2000",
         PACT_PROVIDER_FULFILMENT_TIMEOUT_S="1",
     ) as s:
-        for agent in (buyer, provider):
-            httpx.post(
-                f"{s.settlement_url}/v1/accounts/{agent.public_key_b58}/deposits",
-                json={"amount": "1"},
-                headers=s.admin,
-                timeout=10,
-            ).raise_for_status()
+        s.deposit(buyer)
+        s.deposit(provider)
         intent_id, accept = _quote_then_accept(s, buyer, delivery_in_ms=6_000)
         with IntentLock(s.database_url, buyer.public_key_b58, intent_id) as lock:
             _gave_up_with_503(s, accept)
