@@ -67,6 +67,7 @@ _ROUND_KINDS = {
 }
 _EVIDENCE_KINDS = ("commit", "reveal", "receipt")
 _HEX64 = frozenset("0123456789abcdef")
+_BAD_PROOF = v4_failure("FAILED_PROOF").code
 
 
 def _sha256_text(text: str) -> str:
@@ -123,7 +124,7 @@ def _summary(round_type: str, message: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _entries(document: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    if document.get("format") != SOURCE_FORMAT:
+    if not isinstance(document, Mapping) or document.get("format") != SOURCE_FORMAT:
         raise ValueError(
             f"expected a {SOURCE_FORMAT} transcript (GET /v1/settlements/ID/transcript)"
         )
@@ -424,7 +425,15 @@ def _check_metadata(
             )
             for c in commits
         )
-        check.record(holds, "REVEAL matches the COMMIT" if holds else "REVEAL matches no COMMIT")
+        failure = transcript.get("failure_event")
+        if holds:
+            check.record(True, "REVEAL matches the COMMIT")
+        elif isinstance(failure, dict) and failure.get("code") == _BAD_PROOF:
+            check.record(
+                True, f"REVEAL matches no COMMIT: the failure_event's ({_BAD_PROOF}) evidence"
+            )
+        else:
+            check.record(False, "REVEAL matches no COMMIT, and no failure_event says so")
 
 
 def verify_v4(transcript: Any, *, settlement_key: str | None = None) -> TranscriptCheck:
