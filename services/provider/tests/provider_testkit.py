@@ -239,6 +239,7 @@ class FakeSettlement:
                 step.json, status_code=step.status, headers=step.headers, media_type=media
             )
         accept = payload["accept"]["message"]
+        quote = payload.get("provider_quote") or accept.get("quote") or {}
         record = self.records.setdefault(
             f"stl-{accept['intent_id']}",
             {
@@ -249,7 +250,7 @@ class FakeSettlement:
                 "amount": str(accept["agreed_price"]),
                 "bond": "0",
                 "buyer": payload["accept"]["signer_public_key_b58"],
-                "seller": "provider",
+                "seller": quote.get("signer_public_key_b58", "provider"),
                 "commit_hash_hex": None,
                 "failure_code": None,
             },
