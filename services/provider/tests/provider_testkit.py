@@ -240,16 +240,20 @@ class FakeSettlement:
             )
         accept = payload["accept"]["message"]
         quote = payload.get("provider_quote") or accept.get("quote") or {}
+        buyer = payload["accept"]["signer_public_key_b58"]
+        sid = f"stl-{accept['intent_id']}"
+        if self.records.get(sid, {}).get("buyer", buyer) != buyer:  # intent ids are per buyer
+            sid = f"{sid}-{buyer[:8]}"
         record = self.records.setdefault(
-            f"stl-{accept['intent_id']}",
+            sid,
             {
-                "id": f"stl-{accept['intent_id']}",
+                "id": sid,
                 "intent_id": accept["intent_id"],
                 "state": "locked",
                 "rail": "ledger",
                 "amount": str(accept["agreed_price"]),
                 "bond": "0",
-                "buyer": payload["accept"]["signer_public_key_b58"],
+                "buyer": buyer,
                 "seller": quote.get("signer_public_key_b58", "provider"),
                 "commit_hash_hex": None,
                 "failure_code": None,
@@ -327,8 +331,9 @@ async def running_provider(
     clock: FakeClock | None = None,
     settlement: FakeSettlement | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
-    after_settlement: AfterSettlement = no_fulfilment,
+    after_settlement: AfterSettlement | None = no_fulfilment,
 ) -> AsyncIterator[Provider]:
+    """``after_settlement=None``: the fulfilment the settings choose (the demo handlers)."""
     logs = io.StringIO()
     app = create_app(
         provider_settings if provider_settings is not None else settings(),
