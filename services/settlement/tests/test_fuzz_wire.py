@@ -207,7 +207,9 @@ def _request(
         return "POST", url, {**admin, **json_type}, _json({"amount": "1"}), None
     if op == "list":
         name = ("buyer", "seller", "rail")[len(text) % 3]
-        return "GET", "/v1/settlements", provider, None, {name: text}
+        # Percent-encoded by hand as every hostile segment is: httpx cannot encode a lone
+        # surrogate in params, and the query must still reach the service.
+        return "GET", f"/v1/settlements?{name}={_segment(text)}", provider, None, None
     if op in ("accept", "ask", "rail", "idempotency_key"):
         ask = _signed_ask(fresh, now, **({field: value} if op == "ask" else {}))
         changes = {field: value} if op == "accept" else {}
