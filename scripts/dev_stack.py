@@ -81,15 +81,16 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 30)
     raise SystemExit(f"{url}/readyz did not turn ready within {seconds:.0f} s")
 
 
-def _fund_buyer(stack: dict[str, Any], buyer: str) -> None:
+def _fund(stack: dict[str, Any], agent: str) -> None:
+    """Deposit demo funds to an agent's ledger account (the buyer's money, the provider's bond)."""
     admin = {"Authorization": f"Bearer {stack['admin_token']}"}
-    account = httpx.get(f"{SETTLEMENT_URL}/v1/accounts/{buyer}", headers=admin, timeout=5)
+    account = httpx.get(f"{SETTLEMENT_URL}/v1/accounts/{agent}", headers=admin, timeout=5)
     available = Decimal(account.json()["available"]) if account.status_code == 200 else Decimal(0)
     if available >= DEMO_FUNDING / 2:
         return
     response = httpx.post(
-        f"{SETTLEMENT_URL}/v1/accounts/{buyer}/deposits",
-        headers={**admin, "Idempotency-Key": f"dev-fund-{buyer}-{int(time.time())}"},
+        f"{SETTLEMENT_URL}/v1/accounts/{agent}/deposits",
+        headers={**admin, "Idempotency-Key": f"dev-fund-{agent}-{int(time.time())}"},
         json={"amount": str(DEMO_FUNDING)},
         timeout=5,
     )
@@ -133,7 +134,8 @@ def run() -> int:
     ]
     try:
         _wait_ready(SETTLEMENT_URL, processes[0])
-        _fund_buyer(stack, buyer.public_key_b58)
+        _fund(stack, buyer.public_key_b58)
+        _fund(stack, provider.public_key_b58)  # its seller bond (REQUIRE_SELLER_BOND)
         _say(f"starting provider on {PROVIDER_URL} ...")
         processes.append(
             subprocess.Popen(

@@ -190,3 +190,12 @@ def test_chain_deploy_puts_the_escrow_where_settlement_expects_it(
         node.terminate()
         node.wait(timeout=30)
         log.close()
+
+
+def test_the_quote_store_is_optional_and_off_unless_asked_for(compose: dict[str, Any]) -> None:
+    store = compose["services"]["quote-store"]
+    assert store["profiles"] == ["quote-store"]
+    assert "ports" not in store, "the quote store stays on the compose network"
+    assert "--save" in store["command"]  # in memory only
+    provider = compose["services"]["provider"]["environment"]
+    assert provider["PACT_PROVIDER_QUOTE_STORE_URL"] == "${PACT_PROVIDER_QUOTE_STORE_URL:-}"

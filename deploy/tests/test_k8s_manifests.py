@@ -208,3 +208,23 @@ def test_self_hosted_adds_a_private_postgres(renderings: dict[str, Rendering]) -
     peers = [p["podSelector"] for rule in policy["ingress"] for p in rule["from"]]
     allowed = sorted(n for n, labels in pods.items() if any(_matches(p, labels) for p in peers))
     assert allowed == ["Deployment/pact-settlement", "Job/pact-settlement-migrate"]
+
+
+def test_the_self_hosted_quote_store_serves_the_providers_only(
+    renderings: dict[str, Rendering],
+) -> None:
+    rendering = renderings["overlays/self-hosted"]
+    rendering.get("Deployment", "pact-quote-store")
+    policy = rendering.get("NetworkPolicy", "pact-quote-store-ingress")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "pact-provider"}}}
+    ]
+    provider = rendering.get("Deployment", "pact-provider")
+    (container,) = provider["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert env["PACT_PROVIDER_QUOTE_STORE_URL"] == "redis://pact-quote-store:6379/0"
+    production = renderings["overlays/production"]
+    assert not [
+        d for d in production.of_kind("Deployment") if "quote-store" in d["metadata"]["name"]
+    ]

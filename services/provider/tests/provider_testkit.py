@@ -239,17 +239,22 @@ class FakeSettlement:
                 step.json, status_code=step.status, headers=step.headers, media_type=media
             )
         accept = payload["accept"]["message"]
+        quote = payload.get("provider_quote") or accept.get("quote") or {}
+        buyer = payload["accept"]["signer_public_key_b58"]
+        sid = f"stl-{accept['intent_id']}"
+        if self.records.get(sid, {}).get("buyer", buyer) != buyer:  # intent ids are per buyer
+            sid = f"{sid}-{buyer[:8]}"
         record = self.records.setdefault(
-            f"stl-{accept['intent_id']}",
+            sid,
             {
-                "id": f"stl-{accept['intent_id']}",
+                "id": sid,
                 "intent_id": accept["intent_id"],
                 "state": "locked",
                 "rail": "ledger",
                 "amount": str(accept["agreed_price"]),
                 "bond": "0",
-                "buyer": payload["accept"]["signer_public_key_b58"],
-                "seller": "provider",
+                "buyer": buyer,
+                "seller": quote.get("signer_public_key_b58", "provider"),
                 "commit_hash_hex": None,
                 "failure_code": None,
             },

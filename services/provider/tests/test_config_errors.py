@@ -23,7 +23,7 @@ from pydantic import SecretStr, ValidationError
 
 SETTINGS = ProviderSettings
 PREFIX = "PACT_PROVIDER_"
-EXPECTED_SECRETS = {"settlement_token", "signing_key"}
+EXPECTED_SECRETS = {"settlement_token", "signing_key", "quote_store_url"}
 
 
 def _is_secret(annotation: Any) -> bool:
@@ -39,7 +39,8 @@ def _candidates() -> list[tuple[str, str]]:
     """(value, its secret part) in each shape secrets take here, freshly random."""
     seed = b58encode(secrets.token_bytes(32))
     token = secrets.token_urlsafe(32)
-    return [(token, token), (seed, seed)]
+    password = secrets.token_hex(16)  # a Redis URL's password
+    return [(token, token), (seed, seed), (f"redis://:{password}@redis:6379/0", password)]
 
 
 def _well_formed(field: str) -> tuple[str, str]:

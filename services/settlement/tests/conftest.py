@@ -251,6 +251,12 @@ def settings(database_url: str, settings_overrides: dict[str, Any]) -> Settlemen
         "db_lock_timeout_ms": 10_000,
         "db_statement_timeout_ms": 15_000,
         "db_command_timeout_s": 20,
+        # The product default holds the seller's bond (REQUIRE_SELLER_BOND=true; test_config,
+        # settlements/test_create_settlement.py and every module that sets it again test that path).
+        # Tests about anything else trade without one, so their balances show only the
+        # buyer's money; the process-level end-to-end tests run the product defaults and fund
+        # the provider's bond account, as an operator must.
+        "require_seller_bond": False,
     }
     values.update(settings_overrides)
     return SettlementSettings(**values)

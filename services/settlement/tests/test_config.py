@@ -36,16 +36,16 @@ def test_development_uses_documented_dev_tokens_with_a_warning(
     assert settings.resolved_database_url == "sqlite+aiosqlite:///.dev/settlement.sqlite3"
     assert settings.should_auto_migrate is True
     assert settings.max_clock_skew_ms == 5000
-    assert settings.require_seller_bond is False
+    assert settings.require_seller_bond is True  # the seller's bond is held where a rail can
 
 
 def test_env_vars_are_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PACT_SETTLEMENT_PROVIDER_KEYS", f" {KEY} ,")
     monkeypatch.setenv("PACT_SETTLEMENT_DATABASE_URL", "postgresql+asyncpg://u@h/db")
-    monkeypatch.setenv("PACT_SETTLEMENT_REQUIRE_SELLER_BOND", "true")
+    monkeypatch.setenv("PACT_SETTLEMENT_REQUIRE_SELLER_BOND", "false")
     settings = SettlementSettings()
     assert settings.provider_keys == [KEY]
-    assert settings.require_seller_bond is True
+    assert settings.require_seller_bond is False
     assert settings.should_auto_migrate is False
 
 

@@ -48,6 +48,15 @@ def test_negotiate_accept_delivers_and_the_sweeper_releases(
             timeout=10,
         )
         assert deposit.status_code == 201, deposit.text
+        # The seller's bond (REQUIRE_SELLER_BOND, on by default) comes from the provider key's
+        # account: an operator funds it before the provider sells.
+        bond_float = httpx.post(
+            f"{settlement_url}/v1/accounts/{provider.public_key_b58}/deposits",
+            json={"amount": "1"},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=10,
+        )
+        assert bond_float.status_code == 201, bond_float.text
         provider_env = clean_env() | {
             "PACT_PROVIDER_SIGNING_KEY": b58encode(provider.seed),
             "PACT_PROVIDER_SETTLEMENT_URL": settlement_url,

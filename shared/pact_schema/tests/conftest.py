@@ -49,3 +49,33 @@ def js_verify(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return results
 
     return verify
+
+
+@pytest.fixture(scope="session")
+def js_replay_v4(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Replay pact-transcript/4.0 documents with the independent JavaScript model of the
+    reference replayer (``vectors/transcript_v4.mjs``); same requirements as ``js_verify``."""
+    node = shutil.which("node")
+    if node is None or not (VECTORS_DIR / "node_modules").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("node and `npm ci` in tests/vectors are required in CI")
+        pytest.skip("node or the vectors' node_modules missing (run `make install`)")
+
+    def replay(transcripts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        folder = tmp_path_factory.mktemp("v4")
+        paths = []
+        for i, transcript in enumerate(transcripts):
+            path = folder / f"{i}.json"
+            path.write_text(json.dumps(transcript, ensure_ascii=False), encoding="utf-8")
+            paths.append(str(path))
+        out = subprocess.run(
+            [node, str(VECTORS_DIR / "transcript_v4.mjs"), "verify", *paths],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        results: list[dict[str, Any]] = json.loads(out.stdout)["results"]
+        return results
+
+    return replay

@@ -47,6 +47,9 @@ from pact_provider.observability import (
     RequestContextMiddleware,
     make_logger,
 )
+from pact_provider.quotes.store import QuoteStore, RedisQuoteStore
+from pact_provider.reference.endpoints import build_router as reference_router
+from pact_provider.reference.service import ReferenceAdapter
 from pact_provider.runtime import ProviderRuntime
 from pact_provider.settlement_client import HttpSettlementClient, SettlementGateway
 
@@ -70,7 +73,18 @@ are `application/problem+json`. The provider's identity and prices are at
 `/.well-known/pact-provider`.
 """
 
-ROUTES = ("/pact", "/.well-known/pact-provider", "/healthz", "/readyz", "/metrics")
+ROUTES = (
+    "/pact",
+    "/quote",
+    "/commit",
+    "/reveal",
+    "/stream/chunk",
+    "/health",
+    "/.well-known/pact-provider",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -172,6 +186,13 @@ def create_app(
                 transport=settlement_transport,
                 observe=metrics.settlement_attempt,
             )
+        quote_store: QuoteStore | None = None
+        if settings.quote_store_url_value is not None:
+            quote_store = RedisQuoteStore(
+                settings.quote_store_url_value,
+                prefix=settings.quote_store_prefix,
+                timeout_s=settings.quote_store_timeout_s,
+            )
         hook: AfterSettlement = no_fulfilment
         can_fulfil: Callable[[str], bool] | None = None
         if after_settlement is not None:
@@ -196,6 +217,7 @@ def create_app(
             log=log,
             after_settlement=hook,
             can_fulfil=can_fulfil,
+            quote_store=quote_store,
         )
         app.state.provider = ProviderRuntime(
             settings=settings,
@@ -205,6 +227,17 @@ def create_app(
             metrics=metrics,
             log=log,
             well_known=well_known,
+            reference=ReferenceAdapter(
+                negotiator=negotiator,
+                settlement=settlement,
+                keypair=identity.keypair,
+                trusted_keys=frozenset(identity.trusted_keys),
+                clock=clock,
+                message_ttl_ms=settings.reply_ttl_ms,
+                quote_valid_for_ms=settings.quote_valid_for_ms,
+                settlement_modes=frozenset(settings.settlement_modes),
+            ),
+            quote_store=quote_store,
         )
         log.info(
             "pact.provider.started",
@@ -212,12 +245,15 @@ def create_app(
             public_key=identity.public_key_b58,
             settlement_url=settings.settlement_url,
             lenient_accept=settings.lenient_accept,
+            quote_store=quote_store is not None,
         )
         try:
             yield
         finally:
             if settlement is not None:
                 await settlement.aclose()
+            if quote_store is not None:
+                await quote_store.aclose()
             log.info("pact.provider.stopped")
 
     app = ProviderApp(
@@ -232,12 +268,19 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_tags=[
             {"name": "negotiation", "description": "The pact/1.0 message exchange."},
+            {
+                "name": "reference adapter",
+                "description": "The reference SDK's provider HTTP surface (its PROTOCOL.md "
+                "§11.2), mapped onto our quote binding and settlement: see the provider "
+                'README, "Compatibility with the reference SDK".',
+            },
             {"name": "identity", "description": "Who this provider is and what it sells."},
             {"name": "operations", "description": "Health, readiness and metrics."},
         ],
     )
     install_error_handlers(app)
     app.include_router(negotiation_router(build_examples()))
+    app.include_router(reference_router())
     app.include_router(discovery_router())
     context = RequestContext(log=log, metrics=metrics, routes=ROUTES)
     app.add_middleware(RequestContextMiddleware, context=context)

@@ -215,6 +215,38 @@ class ProviderSettings(BaseSettings):
         description="Accept a bare ACCEPT (no `quote`) when agreed_price is at least the highest "
         "price any intent can cost. Off: such ACCEPTs get QUOTE_MISSING.",
     )
+    max_negotiation_ms: int = Field(
+        default=300_000,
+        ge=1_000,
+        le=3_600_000,
+        description="Longest a negotiation may run, from the round-1 ASK: a later BID (provider "
+        "clock) or an ACCEPT signed later (its sent_at_ms) gets DURATION_EXCEEDED. The "
+        "reference policy's max_total_duration_ms, whose default this is.",
+    )
+
+    # --- quote store (optional, shared by the replicas) ----------------------------------------
+    quote_store_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL (redis:// or rediss://, optionally with a password and database "
+        "number) of a store every replica shares. Set: every signed ASK is stored by (buyer "
+        "key, intent id) until it expires, and a bare ACCEPT (no `quote`, as reference-SDK "
+        "buyers send) is honoured when it matches a stored quote. Unset: purely stateless.",
+    )
+    quote_store_prefix: str = Field(
+        default="pact:quotes:",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9:._-]+$",
+        description="Key prefix in the quote store (several providers may share one Redis).",
+    )
+    quote_store_timeout_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="Longest one quote-store call may take; past it the request is answered "
+        "503 QUOTE_STORE_UNAVAILABLE (with Retry-After) rather than a quote a bare ACCEPT "
+        "could not find.",
+    )
     max_body_bytes: int = Field(
         default=65_536, ge=1_024, le=16 * 1024 * 1024, description="Largest accepted POST body."
     )
@@ -285,6 +317,15 @@ class ProviderSettings(BaseSettings):
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("quote_store_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().strip().startswith(("redis://", "rediss://")):
+            raise ValueError("quote_store_url must start with redis:// or rediss://")
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("settlement_url")
     @classmethod
@@ -360,6 +401,10 @@ class ProviderSettings(BaseSettings):
     def has_signing_key(self) -> bool:
         """True when SIGNING_KEY_FILE or a non-blank SIGNING_KEY is configured."""
         return self.signing_key_file is not None or bool(_secret(self.signing_key))
+
+    @property
+    def quote_store_url_value(self) -> str | None:
+        return _secret(self.quote_store_url) or None
 
     @property
     def settlement_token_value(self) -> str | None:

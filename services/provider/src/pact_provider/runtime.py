@@ -11,6 +11,8 @@ from pact_provider.config import ProviderSettings
 from pact_provider.identity import ProviderIdentity
 from pact_provider.negotiation.service import Negotiator
 from pact_provider.observability import Logger, Metrics
+from pact_provider.quotes.store import QuoteStore
+from pact_provider.reference.service import ReferenceAdapter
 from pact_provider.settlement_client import SettlementGateway
 
 __all__ = ["ProviderRuntime", "RuntimeDep", "get_runtime"]
@@ -26,6 +28,9 @@ class ProviderRuntime:
     log: Logger
     well_known: bytes
     """The pre-rendered `/.well-known/pact-provider` document."""
+    reference: ReferenceAdapter
+    """The reference SDK's adapter endpoints (``/quote``, ``/commit``, ...)."""
+    quote_store: QuoteStore | None = None
 
 
 async def get_runtime(request: Request) -> ProviderRuntime:

@@ -21,11 +21,12 @@ import httpx
 import orjson
 from pact_schema import FailureCode
 
-from pact_provider.errors import SettlementUnavailable
+from pact_provider.errors import ProviderError, SettlementUnavailable
 from pact_provider.jsonio import json_bytes
 
 __all__ = [
     "HttpSettlementClient",
+    "SettlementAmbiguous",
     "SettlementGateway",
     "SettlementRecord",
     "SettlementRefused",
@@ -52,6 +53,8 @@ class SettlementRecord:
     bond: str | None
     failure_code: str | None = None
     commit_hash_hex: str | None = None
+    buyer: str | None = None
+    seller: str | None = None
 
     def summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -64,6 +67,13 @@ class SettlementRecord:
         if self.failure_code is not None:
             summary["failure_code"] = self.failure_code
         return summary
+
+
+class SettlementAmbiguous(ProviderError):
+    """Several buyers' settlements carry the intent id a lookup named without a buyer."""
+
+    status = 409
+    code = "AMBIGUOUS_INTENT_ID"
 
 
 class SettlementRefused(Exception):
@@ -98,8 +108,10 @@ class SettlementGateway(Protocol):
         self, settlement_id: str, abort_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord: ...
 
-    async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
-        """The buyer's settlement for ``intent_id``, or None when there is none."""
+    async def find(self, buyer_key: str | None, intent_id: str) -> SettlementRecord | None:
+        """The buyer's settlement for ``intent_id``, or None when there is none. Without a
+        buyer: the one settlement of that intent id, :class:`SettlementAmbiguous` when several
+        buyers used it."""
         ...
 
     async def readiness(self) -> str:
@@ -137,6 +149,8 @@ def _record(response: httpx.Response) -> SettlementRecord | None:
         bond=_text(body.get("bond")),
         failure_code=_text(body.get("failure_code")),
         commit_hash_hex=_text(body.get("commit_hash_hex")),
+        buyer=_text(body.get("buyer")),
+        seller=_text(body.get("seller")),
     )
 
 
@@ -248,12 +262,13 @@ class HttpSettlementClient:
         path = f"{SETTLEMENTS_PATH}/{quote(settlement_id, safe='')}/abort"
         return await self._post(path, {"abort": abort_envelope}, idempotency_key)
 
-    async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
+    async def find(self, buyer_key: str | None, intent_id: str) -> SettlementRecord | None:
         path = f"{SETTLEMENTS_PATH}/{quote(intent_id, safe='')}"
+        params = {} if buyer_key is None else {"buyer": buyer_key}
         started = time.monotonic()
         try:
             async with asyncio.timeout(self._total):
-                response = await self._http.get(path, params={"buyer": buyer_key})
+                response = await self._http.get(path, params=params)
         except (TimeoutError, httpx.HTTPError) as exc:
             self._observe("error", time.monotonic() - started)
             raise SettlementUnavailable(
@@ -263,6 +278,12 @@ class HttpSettlementClient:
             ) from exc
         if response.status_code == 404:
             return None
+        if response.status_code == 409:
+            self._observe("refused", time.monotonic() - started)
+            raise SettlementAmbiguous(
+                f"several buyers have a settlement for intent_id {intent_id!r}: name yours in "
+                "buyer_public_key_b58"
+            )
         record = _record(response) if response.status_code == 200 else None
         if record is None:
             self._observe("failed", time.monotonic() - started)

@@ -83,7 +83,7 @@ class RecordingSettlement:
         self.state = "refunded"
         return self._record()
 
-    async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
+    async def find(self, buyer_key: str | None, intent_id: str) -> SettlementRecord | None:
         return self._record()
 
 

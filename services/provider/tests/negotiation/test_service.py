@@ -59,7 +59,7 @@ class Gateway:
             raise self.outcome
         return self.outcome or SettlementRecord("stl-1", "locked", "ledger", "0.00008", "0")
 
-    async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
+    async def find(self, buyer_key: str | None, intent_id: str) -> SettlementRecord | None:
         """What settlement holds: the last settled record, once an ACCEPT was taken."""
         self.lookups.append((buyer_key, intent_id))
         if not self.calls or isinstance(self.outcome, Exception):

@@ -99,8 +99,12 @@ class SettlementSettings(BaseSettings):
         description="Grace for clock differences when checking quote/ACCEPT validity windows.",
     )
     require_seller_bond: bool = Field(
-        default=False,
-        description="Also lock the quote's bond_required from the seller's account.",
+        default=True,
+        description="Lock the quote's bond_required from the seller (the provider key's "
+        "account) beside the buyer's funds, on rails that can hold a bond (ledger, evm); the "
+        "stripe rail cannot (a card authorisation holds only the buyer's money), so its "
+        "settlements carry none. A seller who cannot cover the bond is refused "
+        "(BOND_INSUFFICIENT) and nothing is locked.",
     )
     max_delivery_window_ms: int = Field(
         default=86_400_000,

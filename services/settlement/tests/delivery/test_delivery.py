@@ -425,7 +425,11 @@ async def test_failed_lock_has_a_receipt_too(flow: Flow, api: Any, pact: Any) ->
     assert body["state"] == "failed"
     receipt = await flow.receipt(body)
     assert receipt.fulfilled is False
-    assert receipt.failure_code == "INSUFFICIENT_ESCROW"
+    # The reference's name for a lock that could not be funded, ours beside it.
+    assert receipt.failure_code == "FAILED_ESCROW"
+    assert receipt.extras["settlement_failure_code"] == "INSUFFICIENT_ESCROW"
+    assert receipt.paid_amount == 0
+    assert receipt.receipt_id == f"receipt-{body['intent_id']}-{receipt.timestamp_ms}"
     assert receipt.extras["outcome"] == "failed"
 
 

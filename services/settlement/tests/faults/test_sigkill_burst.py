@@ -46,6 +46,9 @@ async def test_sigkill_during_a_burst_loses_and_doubles_nothing(
         fault_database,
         provider.public_key_b58,
         PACT_SETTLEMENT_WORKERS_ENABLED="true",
+        # The subject is the buyer's money through the fault; the ledger sums below count it
+        # alone. The seller's bond (on by default) is exercised by test_conservation.py.
+        PACT_SETTLEMENT_REQUIRE_SELLER_BOND="false",
         PACT_SETTLEMENT_SWEEP_INTERVAL_S="0.2",
         PACT_SETTLEMENT_RECONCILE_INTERVAL_S="0.2",
         PACT_SETTLEMENT_RAIL_CALL_TIMEOUT_S="1",

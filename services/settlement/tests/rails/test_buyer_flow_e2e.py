@@ -178,14 +178,22 @@ async def test_buyer_flow_on_evm_escrows_then_releases_on_chain(
             result = await negotiate(provider_url, tmp_path / "buyer.json", "1", tmp_path)
         record = await released(settlement_url, result["intent_id"])
     price_wei = to_wei(Decimal(record["amount"]))
+    # REQUIRE_SELLER_BOND is on by default and the escrow can hold a bond: the operator posted
+    # it for the seller, and the release pays it back to the seller with the price.
+    bond_wei = to_wei(Decimal(record["bond_locked"]))
+    assert bond_wei > 0
     assert record["rail"] == "evm"
-    assert await chain.balance(chain.seller) == seller_before + price_wei
+    assert await chain.balance(chain.seller) == seller_before + price_wei + bond_wei
     rpc = AsyncHTTPProvider(ganache_url)
     try:
         gateway = EscrowGateway(AsyncWeb3(rpc), chain.escrow, chain.operator)
         eid = gateway.escrow_id(record["intent_id"], chain.buyer.address, chain.seller.address)
         state = await gateway.get_escrow(eid)
         assert (state.status, state.amount_wei) == (EscrowStatus.RELEASED, price_wei)
-        assert [e.name for e in await gateway.find_events(eid)] == ["Locked", "Released"]
+        assert [e.name for e in await gateway.find_events(eid)] == [
+            "Locked",
+            "BondPosted",
+            "Released",
+        ]
     finally:
         await rpc.disconnect()

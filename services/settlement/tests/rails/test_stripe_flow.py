@@ -128,14 +128,18 @@ async def test_a_buyer_without_a_saved_card_is_refused(api: Any, pact: Any) -> N
 
 
 @pytest.mark.parametrize("extra_settings", [{"require_seller_bond": True}])
-async def test_a_required_seller_bond_is_refused_on_stripe(
+async def test_stripe_settles_without_a_seller_bond_even_when_bonds_are_required(
     api: Any, pact: Any, saved_card: CardFactory
 ) -> None:
+    """A card authorisation holds only the buyer's money: REQUIRE_SELLER_BOND (the default)
+    holds the bond on the rails that can, and a stripe settlement carries none."""
     await buyer_card(api, pact, saved_card)
-    response = await api.create(pact.accept(price=PRICE), rail="stripe")
-    assert response.status_code == 422
-    assert response.json()["code"] == "RAIL_NOT_AVAILABLE"
-    assert "bond" in response.json()["detail"]
+    accept = pact.accept(price=PRICE)
+    response = await api.create(accept, rail="stripe")
+    assert response.status_code == 201, response.text
+    assert response.json()["state"] == "locked"
+    assert Decimal(response.json()["bond"]) > 0
+    assert Decimal(response.json()["bond_locked"]) == 0
 
 
 async def test_a_declined_card_ends_the_settlement_failed(

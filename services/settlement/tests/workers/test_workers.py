@@ -50,6 +50,7 @@ class CrashingRail:
 
     name: str = "memory"
     transactional: bool = False
+    supports_bond: bool = True
     records: dict[str, RailResult] = field(default_factory=dict)
     moves: list[str] = field(default_factory=list)
     crash_before: set[str] = field(default_factory=set)

@@ -21,6 +21,7 @@ from pact_schema.money import (
     parse_decimal_text,
 )
 from pact_schema.transcript import verify_transcript
+from pact_schema.transcript_v4 import export_v4, is_v4, verify_v4
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # verification failed, or the provider refused
@@ -85,13 +86,50 @@ def cmd_verify_transcript(args: argparse.Namespace) -> int:
             raise CLIError(f"--settlement-key: {exc}") from exc
     document = _read_json(args.file)
     try:
-        check = verify_transcript(document, settlement_key=args.settlement_key)
+        if is_v4(document):
+            check = verify_v4(document, settlement_key=args.settlement_key)
+        else:
+            check = verify_transcript(document, settlement_key=args.settlement_key)
     except ValueError as exc:
         raise CLIError(f"{args.file}: {exc}") from exc
     for good, text in check.lines:
         print(f"{'ok  ' if good else 'FAIL'} {text}")
     print("transcript verifies" if check.ok else "transcript does NOT verify")
     return EXIT_OK if check.ok else EXIT_REFUSED
+
+
+def cmd_transcript_export(args: argparse.Namespace) -> int:
+    """``pact transcript export --format v4 FILE``: a settlement transcript as
+    pact-transcript/4.0 (stdout, or ``--out``)."""
+    document = _read_json(args.file)
+    try:
+        exported = export_v4(document)
+    except (ValueError, KeyError, TypeError) as exc:
+        detail = str(exc) if isinstance(exc, ValueError) else f"missing or malformed {exc}"
+        raise CLIError(f"{args.file}: not a settlement transcript: {detail}") from exc
+    text = json.dumps(exported, ensure_ascii=False, indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CLIError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
+    print(f"wrote {args.out} ({exported['transcript_version']})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_transcript_commands(sub: Any) -> None:
+    transcript = sub.add_parser("transcript", help="convert settlement transcripts")
+    commands = transcript.add_subparsers(dest="transcript_command", required=True)
+    export = commands.add_parser(
+        "export",
+        help="a settlement transcript (GET /v1/settlements/ID/transcript) as pact-transcript/4.0",
+    )
+    export.add_argument("file", help="settlement transcript JSON, or - for stdin")
+    export.add_argument("--format", choices=["v4"], required=True, help="v4: pact-transcript/4.0")
+    export.add_argument("--out", help="write here instead of stdout")
+    export.set_defaults(func=cmd_transcript_export)
 
 
 def _load_or_make_key(path: str | None) -> Keypair:
@@ -243,13 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     transcript = sub.add_parser(
-        "verify-transcript", help="check every envelope of a settlement transcript"
+        "verify-transcript",
+        help="check every envelope of a settlement transcript, or a pact-transcript/4.0",
     )
-    transcript.add_argument("file", help="transcript JSON (GET /v1/settlements/ID/transcript)")
+    transcript.add_argument(
+        "file",
+        help="transcript JSON (GET /v1/settlements/ID/transcript, with or without "
+        "?format=pact-transcript/4.0)",
+    )
     transcript.add_argument(
         "--settlement-key", help="pin the settlement's public key (base58) that signs RECEIPTs"
     )
     transcript.set_defaults(func=cmd_verify_transcript)
+    _add_transcript_commands(sub)
     return parser
 
 

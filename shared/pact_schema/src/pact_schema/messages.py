@@ -190,13 +190,20 @@ class Reveal(_Timed):
 
 
 class Receipt(_Base):
+    """The reference v1 receipt (``receipt_id`` ``receipt-{intent_id}-{timestamp_ms}``;
+    ``paid_amount``, ``ticks`` and ``chunks`` for streaming) as a signed message."""
+
     type: Literal["RECEIPT"]
+    receipt_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     buyer_agent_id: PublicKeyB58
     seller_agent_id: PublicKeyB58
     agreed_price: PositiveAmount
     fulfilled: StrictBool
     latency_ms: NonNegativeInt | None = None
     failure_code: str | None = None
+    paid_amount: NonNegativeAmount | None = None
+    ticks: NonNegativeInt | None = None
+    chunks: NonNegativeInt | None = None
     timestamp_ms: NonNegativeInt
 
 

@@ -1,9 +1,15 @@
-"""Stateless quote binding (DESIGN.md decision 1).
+"""Stateless quote binding (root README, "Stateless quote binding").
 
 A provider's ASK carries, as extra signed fields, everything needed to honour it later: the
-buyer's key it was made for, the negotiation round, the intent type and settlement mode, and
-the opening list price. A BID or ACCEPT must carry that ASK envelope back in its ``quote``
-field; any provider replica (and the settlement service) checks it without shared memory.
+buyer's key it was made for, the negotiation round, the intent type and settlement mode, the
+opening list price and when the negotiation started. A BID or ACCEPT must carry that ASK
+envelope back in its ``quote`` field; any provider replica (and the settlement service) checks
+it without shared memory.
+
+An *open* quote (``open_quote: true``, no buyer key) answers an unsigned request (the reference
+HTTP adapter's ``POST /quote``), so there is no key to bind it to: it is an offer at the list
+price to whoever carries it, once per buyer and intent id (settlement keeps intent ids unique
+per buyer). A BID against an open quote is answered with a quote bound to the BID's signer.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = [
     "check_accept",
     "quote_binding_fields",
     "verify_carried_quote",
+    "with_quote",
 ]
 
 QUOTE_FIELD = "quote"
@@ -37,6 +44,8 @@ INTENT_TYPE_FIELD = "intent"
 SETTLEMENT_MODE_FIELD = "settlement_mode"
 LIST_PRICE_FIELD = "list_price"
 SCOPE_FIELD = "scope"
+OPEN_FIELD = "open_quote"
+STARTED_FIELD = "negotiation_started_ms"
 
 
 class QuoteError(ValueError):
@@ -61,6 +70,11 @@ class QuoteTerms:
     settlement_mode: str
     list_price: Decimal
     scope: str | dict[str, Any] | None = None
+    open: bool = False
+    """An open quote: made for no buyer key; ``buyer_key`` is then the carrier's signer."""
+    started_ms: int | None = None
+    """When the negotiation began (the provider's clock at the round-1 ASK); None on quotes
+    made before the binding had it."""
 
     @property
     def intent_id(self) -> str:
@@ -77,19 +91,26 @@ class QuoteTerms:
 
 def quote_binding_fields(
     *,
-    buyer_key: str,
+    buyer_key: str | None,
     round_number: int,
     intent_type: str,
     settlement_mode: str,
     list_price: Decimal,
     scope: str | dict[str, Any] | None = None,
+    started_ms: int | None = None,
 ) -> dict[str, Any]:
     """Extra fields a provider puts into an ASK so it can be honoured statelessly.
 
-    ``scope`` (the INTENT's) lets the provider fulfil an ACCEPT without remembering the INTENT.
+    ``buyer_key`` None makes an open quote (round 1 only). ``scope`` (the INTENT's) lets the
+    provider fulfil an ACCEPT without remembering the INTENT; ``started_ms`` (the round-1
+    ASK's time, carried through every round) bounds the whole negotiation's duration.
     """
-    fields: dict[str, Any] = {
-        BUYER_KEY_FIELD: buyer_key,
+    if buyer_key is None and round_number != 1:
+        raise ValueError("only a round-1 quote can be open")
+    fields: dict[str, Any] = (
+        {OPEN_FIELD: True} if buyer_key is None else {BUYER_KEY_FIELD: buyer_key}
+    )
+    fields |= {
         ROUND_FIELD: round_number,
         INTENT_TYPE_FIELD: intent_type,
         SETTLEMENT_MODE_FIELD: settlement_mode,
@@ -97,10 +118,34 @@ def quote_binding_fields(
     }
     if scope is not None:
         fields[SCOPE_FIELD] = scope
+    if started_ms is not None:
+        fields[STARTED_FIELD] = started_ms
     return fields
 
 
 _PUBLIC_KEY: TypeAdapter[str] = TypeAdapter(PublicKeyB58)
+
+
+def _is_open(ask: Ask) -> bool:
+    """An open quote: ``open_quote: true``, no buyer key, round 1 (else QUOTE_INVALID)."""
+    marker = ask.extras.get(OPEN_FIELD)
+    if marker is None:
+        return False
+    if marker is not True or BUYER_KEY_FIELD in ask.extras or ask.extras.get(ROUND_FIELD) != 1:
+        raise QuoteError(
+            FailureCode.QUOTE_INVALID,
+            f"an open quote has {OPEN_FIELD!r}: true, no {BUYER_KEY_FIELD!r} and round 1",
+        )
+    return True
+
+
+def _started(ask: Ask) -> int | None:
+    value = ask.extras.get(STARTED_FIELD)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ask.sent_at_ms:
+        raise QuoteError(FailureCode.QUOTE_INVALID, f"quote has an invalid {STARTED_FIELD!r}")
+    return value
 
 
 def _bound_key(ask: Ask) -> str:
@@ -131,8 +176,9 @@ def verify_carried_quote(
     """Verify the provider-signed ASK carried in ``carrier.message['quote']``.
 
     Checks: present; a valid envelope; signed by a trusted provider key; an ASK for the same
-    intent id; made for the carrier's signer; not expired at ``now_ms`` (the receiver's clock,
-    allowing ``grace_ms`` for clock differences between replicas). The carrier's own
+    intent id; made for the carrier's signer (or open); not expired at ``now_ms`` (the
+    receiver's clock, allowing ``grace_ms`` for clock differences between replicas). The
+    carrier's own
     ``sent_at_ms`` is deliberately not used, so backdating a message cannot extend a quote.
     """
     raw_quote = carrier.message_raw.get(QUOTE_FIELD)
@@ -155,7 +201,8 @@ def verify_carried_quote(
         raise QuoteError(FailureCode.QUOTE_INVALID, f"quote must be an ASK, got {ask.type}")
     if ask.intent_id != carrier.message_raw.get("intent_id"):
         raise QuoteError(FailureCode.QUOTE_INVALID, "quote is for a different intent_id")
-    buyer_key = _bound_key(ask)
+    is_open = _is_open(ask)
+    buyer_key = carrier.signer if is_open else _bound_key(ask)
     if buyer_key != carrier.signer:
         raise QuoteError(FailureCode.FAILED_IDENTITY, "quote was made for a different buyer key")
     round_number = ask.extras.get(ROUND_FIELD)
@@ -180,6 +227,18 @@ def verify_carried_quote(
         settlement_mode=_bound_str(ask, SETTLEMENT_MODE_FIELD),
         list_price=list_price,
         scope=_bound_scope(ask),
+        open=is_open,
+        started_ms=_started(ask),
+    )
+
+
+def with_quote(carrier: VerifiedEnvelope, quote_envelope: dict[str, Any]) -> VerifiedEnvelope:
+    """``carrier`` as :func:`verify_carried_quote` sees it when its quote comes from elsewhere
+    (a bare ACCEPT and the provider's stored quote). The carrier's signature was verified over
+    the message exactly as signed; only the quote lookup changes."""
+    message = {**carrier.message_raw, QUOTE_FIELD: quote_envelope}
+    return VerifiedEnvelope(
+        envelope=carrier.envelope.model_copy(update={"message": message}), raw=carrier.raw
     )
 
 

@@ -41,8 +41,9 @@ def build_router() -> APIRouter:
         readyz,
         methods=["GET"],
         tags=["operations"],
-        summary="Readiness: configuration loaded, signing key present, settlement reachable "
-        "and taking our token (`?settlement=optional`: without the last)",
+        summary="Readiness: configuration loaded, signing key present, the quote store (when "
+        "configured) answering, settlement reachable and taking our token "
+        "(`?settlement=optional`: without the last)",
         response_class=Response,
         responses={503: {"description": "Not ready; `checks` says what is missing."}},
     )
@@ -86,7 +87,11 @@ async def readyz(
         checks["settlement"] = "not configured"
     else:
         checks["settlement"] = await runtime.settlement.readiness()
-    ready = settlement == "optional" or checks["settlement"] == READY
+    store_ready = True
+    if runtime.quote_store is not None:
+        checks["quote_store"] = await runtime.quote_store.readiness()
+        store_ready = checks["quote_store"] == READY
+    ready = store_ready and (settlement == "optional" or checks["settlement"] == READY)
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return Response(json_bytes(body), status_code=200 if ready else 503, media_type=_JSON)
 

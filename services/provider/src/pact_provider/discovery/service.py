@@ -7,7 +7,7 @@ from typing import Any
 from pact_schema import ENVELOPE_VERSION, PROTOCOL_VERSION
 from pact_schema.money import format_amount
 
-from pact_provider.config import ProviderSettings
+from pact_provider.config import MAX_QUOTE_VALID_FOR_MS, MIN_QUOTE_VALID_FOR_MS, ProviderSettings
 from pact_provider.identity import ProviderIdentity
 from pact_provider.negotiation import pricing
 from pact_provider.negotiation.pricing import PriceBook
@@ -30,6 +30,16 @@ def well_known_document(
         "envelope_versions": [ENVELOPE_VERSION],
         "endpoint": "/pact",
         "accepts": ["INTENT", "BID", "ACCEPT", "REJECT"],
+        "reference_endpoints": {
+            "quote": "/quote",
+            "commit": "/commit",
+            "reveal": "/reveal",
+            "stream_chunk": "/stream/chunk (refused: streaming is not offered)",
+            "health": "/health",
+        },
+        "bare_accept": "quote_store"
+        if settings.quote_store_url is not None
+        else ("lenient" if settings.lenient_accept else "refused"),
         "intents": {name: _amount(price) for name, price in sorted(book.prices.items())},
         "default_price": None if book.restricted else _amount(book.default_price),
         "latency_ms": {
@@ -69,5 +79,7 @@ def well_known_document(
             "lenient_accept": settings.lenient_accept,
             "max_body_bytes": settings.max_body_bytes,
             "min_delivery_window_ms": settings.min_delivery_window_ms,
+            "max_negotiation_ms": settings.max_negotiation_ms,
+            "bid_valid_for_ms": [MIN_QUOTE_VALID_FOR_MS, MAX_QUOTE_VALID_FOR_MS],
         },
     }

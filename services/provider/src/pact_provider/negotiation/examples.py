@@ -75,7 +75,7 @@ class _DocSettlement:
     ) -> SettlementRecord:
         return self._record("refunded")
 
-    async def find(self, buyer_key: str, intent_id: str) -> SettlementRecord | None:
+    async def find(self, buyer_key: str | None, intent_id: str) -> SettlementRecord | None:
         return None
 
     async def readiness(self) -> str:

@@ -36,14 +36,20 @@ from pact_schema.quote import (
     check_accept,
     quote_binding_fields,
     verify_carried_quote,
+    with_quote,
 )
 from pact_schema.text import is_intent_id
 
-from pact_provider.config import ProviderSettings
+from pact_provider.config import (
+    MAX_QUOTE_VALID_FOR_MS,
+    MIN_QUOTE_VALID_FOR_MS,
+    ProviderSettings,
+)
 from pact_provider.errors import BadEnvelope, SettlementUnavailable
 from pact_provider.identity import ProviderIdentity
 from pact_provider.negotiation.pricing import PriceBook, ask_numbers, concede
 from pact_provider.observability import Logger
+from pact_provider.quotes.store import QuoteStore
 from pact_provider.settlement_client import SettlementGateway, SettlementRecord, SettlementRefused
 
 __all__ = [
@@ -89,6 +95,7 @@ class Policy:
     lenient_accept: bool
     min_delivery_window_ms: int = 30_000
     settlement_rail: str | None = None
+    max_negotiation_ms: int = 300_000
 
     @classmethod
     def defaults(cls, **overrides: Any) -> Policy:
@@ -108,6 +115,7 @@ class Policy:
             lenient_accept=settings.lenient_accept,
             min_delivery_window_ms=settings.min_delivery_window_ms,
             settlement_rail=settings.settlement_rail,
+            max_negotiation_ms=settings.max_negotiation_ms,
         )
 
 
@@ -156,7 +164,8 @@ class SettledAgreement:
     accept: Accept
     accept_envelope: dict[str, Any]
     terms: QuoteTerms | None
-    """The carried quote; None for a bare ACCEPT taken in lenient mode."""
+    """The quote the ACCEPT takes (carried, or found in the quote store); None for a bare
+    ACCEPT taken in lenient mode."""
     settlement: SettlementRecord
     time_to_deliver: bool = True
     """False when the delivery deadline is too near to start delivering now (a resent ACCEPT
@@ -262,8 +271,10 @@ class Negotiator:
         log: Logger,
         after_settlement: AfterSettlement = no_fulfilment,
         can_fulfil: Callable[[str], bool] | None = None,
+        quote_store: QuoteStore | None = None,
     ) -> None:
         self.identity = identity
+        self.quote_store = quote_store
         self.can_fulfil = can_fulfil
         self.price_book = price_book
         self.policy = policy
@@ -306,9 +317,9 @@ class Negotiator:
             )
         try:
             if isinstance(message, Intent):
-                return self._on_intent(verified, message)
+                return await self._on_intent(verified, message)
             if isinstance(message, Bid):
-                return self._on_bid(verified, message)
+                return await self._on_bid(verified, message)
             if isinstance(message, Accept):
                 return await self._on_accept(verified, message)
             if isinstance(message, Reject):
@@ -328,9 +339,37 @@ class Negotiator:
 
     # --- message handlers -----------------------------------------------------------------
 
-    def _on_intent(self, verified: VerifiedEnvelope, intent: Intent) -> Decision:
+    async def _on_intent(self, verified: VerifiedEnvelope, intent: Intent) -> Decision:
         now = self.clock()
         self._check_clock(intent, now)
+        return await self._quote(intent, buyer=verified.signer, now=now)
+
+    async def quote(self, request: Intent) -> Decision:
+        """The reference HTTP adapter's ``POST /quote``: the same pricing and checks as an
+        INTENT, but the request is unsigned, so the ASK is an *open* quote bound to its intent
+        id and to no buyer (see :mod:`pact_schema.quote`). ``request`` is the quote request as
+        an INTENT (its times are the provider's)."""
+        try:
+            return await self._quote(request, buyer=None, now=self.clock())
+        except _Refusal as refusal:
+            return self._reject(
+                "QUOTE", request.intent_id, refusal, event="pact.quote.rejected", buyer=None
+            )
+
+    def refuse(self, message_type: str, intent_id: str, code: str, reason: str) -> Decision:
+        """A signed REJECT for a request the reference adapter could not take (its intent id
+        only when valid: what is refused is never echoed)."""
+        return self._reject(
+            message_type,
+            intent_id if is_intent_id(intent_id) else UNKNOWN_INTENT_ID,
+            _Refusal(code, reason),
+            event=f"pact.{message_type.lower()}.rejected",
+            buyer=None,
+        )
+
+    async def _quote(self, intent: Intent, *, buyer: str | None, now: int) -> Decision:
+        """A round-1 ASK for ``intent`` (bound to ``buyer``; None: an open quote), stored in
+        the quote store when there is one."""
         if intent.settlement_mode not in self.policy.settlement_modes:
             raise _Refusal(
                 FailureCode.SETTLEMENT_MODE_NOT_ALLOWED.value,
@@ -363,23 +402,39 @@ class Negotiator:
             latency_ms=offer.latency_ms,
             now=now,
             binding=quote_binding_fields(
-                buyer_key=verified.signer,
+                buyer_key=buyer,
                 round_number=1,
                 intent_type=intent.intent,
                 settlement_mode=intent.settlement_mode,
                 list_price=price,
                 scope=intent.scope,
+                started_ms=now,
             ),
         )
+        await self._keep(envelope, buyer=buyer, intent_id=intent.intent_id, round_number=1)
         return Decision(
             envelope=envelope,
-            event="pact.intent.quoted",
-            message_type="INTENT",
+            event="pact.intent.quoted" if buyer is not None else "pact.quote.quoted",
+            message_type="INTENT" if buyer is not None else "QUOTE",
             outcome="ASK",
             intent_id=intent.intent_id,
             price=price,
             round=1,
-            buyer=verified.signer,
+            buyer=buyer,
+        )
+
+    async def _keep(
+        self, envelope: dict[str, Any], *, buyer: str | None, intent_id: str, round_number: int
+    ) -> None:
+        """Store a signed ASK (when a quote store is configured) before it is handed out."""
+        if self.quote_store is None:
+            return
+        await self.quote_store.put(
+            buyer=buyer,
+            intent_id=intent_id,
+            round_number=round_number,
+            envelope=envelope,
+            ttl_ms=self.policy.quote_valid_for_ms + self.policy.quote_grace_ms,
         )
 
     def _rail_for(self, accept: Accept) -> str | None:
@@ -389,10 +444,18 @@ class Negotiator:
             return requested
         return self.policy.settlement_rail
 
-    def _on_bid(self, verified: VerifiedEnvelope, bid: Bid) -> Decision:
+    async def _on_bid(self, verified: VerifiedEnvelope, bid: Bid) -> Decision:
         now = self.clock()
         self._check_clock(bid, now)
+        if not MIN_QUOTE_VALID_FOR_MS <= bid.valid_for_ms <= MAX_QUOTE_VALID_FOR_MS:
+            raise _Refusal(
+                FailureCode.FIRM_QUOTE_OUT_OF_RANGE.value,
+                f"a BID's valid_for_ms must be {MIN_QUOTE_VALID_FOR_MS} to "
+                f"{MAX_QUOTE_VALID_FOR_MS} (the reference's firm-quote range), not "
+                f"{bid.valid_for_ms}",
+            )
         terms = self._carried_quote(verified, now)
+        self._check_duration(terms, now, "BID")
         if terms.round >= self.policy.max_rounds:
             raise _Refusal(
                 FailureCode.ROUND_EXCEEDED.value,
@@ -419,7 +482,11 @@ class Negotiator:
                 settlement_mode=terms.settlement_mode,
                 list_price=terms.list_price,
                 scope=terms.scope,
+                started_ms=terms.started_ms,
             ),
+        )
+        await self._keep(
+            envelope, buyer=terms.buyer_key, intent_id=bid.intent_id, round_number=terms.round + 1
         )
         return Decision(
             envelope=envelope,
@@ -437,14 +504,30 @@ class Negotiator:
         self._check_accept_clock(accept, now)
         terms: QuoteTerms | None = None
         provider_quote: dict[str, Any] | None = None
-        if verified.message_raw.get(QUOTE_FIELD) is None and self.policy.lenient_accept:
+        bare = verified.message_raw.get(QUOTE_FIELD) is None
+        if bare and self.quote_store is not None:
+            stored = await self._stored_quote(verified, accept, now)
+            if stored is not None:
+                terms, provider_quote = stored
+        if terms is None and bare and self.policy.lenient_accept:
             provider_quote = self._lenient_quote(verified, accept, now)
-        else:
+        elif terms is None:
+            if bare and self.quote_store is not None:
+                raise _Refusal(
+                    FailureCode.QUOTE_MISSING.value,
+                    "no quote for this buyer and intent id is on record (never made, or "
+                    "expired): send an INTENT (or POST /quote) first, or carry the signed ASK "
+                    "in the ACCEPT's 'quote' field",
+                    price=accept.agreed_price,
+                )
             terms = self._carried_quote(verified, now)
             try:
                 check_accept(accept, terms)
             except QuoteError as exc:
                 raise _Refusal(exc.code.value, exc.detail, price=accept.agreed_price) from exc
+        if terms is not None:
+            # The ACCEPT's own signed time: a resend keeps it, so it is answered alike.
+            self._check_duration(terms, accept.sent_at_ms, "ACCEPT")
         if self.settlement is None:
             raise _Refusal(
                 FailureCode.SETTLEMENT_FAILED.value,
@@ -603,6 +686,48 @@ class Negotiator:
                 f"sent_at_ms is {skew:+d} ms from the provider clock "
                 f"(allowed ±{self.policy.max_clock_skew_ms} ms)",
             )
+
+    def _check_duration(self, terms: QuoteTerms, at_ms: int, what: str) -> None:
+        """The whole negotiation, from its round-1 ASK, lasts at most MAX_NEGOTIATION_MS."""
+        if terms.started_ms is None:
+            return
+        elapsed = at_ms - terms.started_ms
+        if elapsed > self.policy.max_negotiation_ms:
+            raise _Refusal(
+                FailureCode.DURATION_EXCEEDED.value,
+                f"this {what} comes {elapsed} ms into a negotiation that may last "
+                f"{self.policy.max_negotiation_ms} ms; start again with an INTENT",
+            )
+
+    async def _stored_quote(
+        self, verified: VerifiedEnvelope, accept: Accept, now: int
+    ) -> tuple[QuoteTerms, dict[str, Any]] | None:
+        """The stored quote a bare ACCEPT takes: one made for its signer (or open) for its
+        intent id, unexpired, at exactly its price and mode. None when nothing is stored;
+        a refusal naming the first mismatch when quotes are stored but none matches."""
+        assert self.quote_store is not None
+        stored = await self.quote_store.candidates(verified.signer, accept.intent_id)
+        first_error: QuoteError | None = None
+        for envelope in stored:
+            try:
+                terms = verify_carried_quote(
+                    with_quote(verified, envelope),
+                    trusted_provider_keys=self.identity.trusted_keys,
+                    now_ms=now,
+                    grace_ms=self.policy.quote_grace_ms,
+                )
+                check_accept(accept, terms)
+            except QuoteError as exc:
+                first_error = first_error or exc
+                continue
+            return terms, envelope
+        if first_error is not None:
+            raise _Refusal(
+                first_error.code.value,
+                f"no stored quote matches this bare ACCEPT: {first_error.detail}",
+                price=accept.agreed_price,
+            )
+        return None
 
     def _carried_quote(self, verified: VerifiedEnvelope, now: int) -> QuoteTerms:
         try:

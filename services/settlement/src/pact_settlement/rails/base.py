@@ -102,6 +102,8 @@ class RailInsufficientFunds(RailError):
 class Rail(Protocol):
     name: str
     transactional: bool
+    supports_bond: bool
+    """Whether the rail can hold the seller's bond; settlement asks for one only then."""
 
     async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         """Hold the buyer's amount (and the seller's bond, when non-zero)."""

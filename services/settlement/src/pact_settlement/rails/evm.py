@@ -131,6 +131,7 @@ def _rail_error(exc: EscrowGatewayError, step: RailStep) -> RailError:
 class EvmEscrowRail:
     name = "evm"
     transactional = False
+    supports_bond = True
 
     def __init__(
         self, session: AsyncSession, settings: SettlementSettings, gateway: EscrowGateway

@@ -25,6 +25,7 @@ class LedgerRail:
 
     name = "ledger"
     transactional = True
+    supports_bond = True
 
     def __init__(self, session: AsyncSession) -> None:
         self.ledger = LedgerService(session)

@@ -137,6 +137,7 @@ def _rail_error(exc: StripeGatewayError, step: RailStep) -> RailError:
 class StripeRail:
     name = "stripe"
     transactional = False
+    supports_bond = False
 
     def __init__(
         self, session: AsyncSession, settings: SettlementSettings, gateway: StripeGateway

@@ -9,7 +9,7 @@ from pact_schema import ENVELOPE_VERSION, PROTOCOL_VERSION
 
 from pact_settlement.kit.deps import Settings
 from pact_settlement.rails.registry import available_rails
-from pact_settlement.receipts.service import RECEIPT_EXTRA_FIELDS
+from pact_settlement.receipts.service import RECEIPT_EXTRA_FIELDS, RECEIPT_FIELDS
 
 router = APIRouter(tags=["receipts"])
 
@@ -30,19 +30,14 @@ async def well_known(request: Request, settings: Settings) -> dict[str, Any]:
             "message_type": "RECEIPT",
             "signed_by": "public_key_b58 (Ed25519 over the SHA-256 of the message's canonical "
             "JSON, as every pact-envelope/1.0)",
-            "fields": [
-                "intent_id",
-                "buyer_agent_id",
-                "seller_agent_id",
-                "agreed_price",
-                "fulfilled",
-                "latency_ms",
-                "failure_code",
-                "timestamp_ms",
-            ],
+            "fields": list(RECEIPT_FIELDS),
+            "fields_of": "the reference v1 receipt (receipt_id = receipt-{intent_id}-"
+            "{timestamp_ms}); failure_code is the reference's code where one fits",
             "extra_fields": list(RECEIPT_EXTRA_FIELDS),
-            "amounts": "amount_released, amount_refunded and bond_slashed are decimal strings",
+            "amounts": "agreed_price and paid_amount are JSON numbers; amount_released, "
+            "amount_refunded and bond_slashed are decimal strings",
             "outcomes": ["released", "refunded", "slashed", "failed"],
         },
         "transcript": "GET /v1/settlements/{intent_id}/transcript",
+        "transcript_formats": ["pact-settlement-transcript/1", "pact-transcript/4.0"],
     }

@@ -1,15 +1,22 @@
-"""Build and sign a settlement's RECEIPT (pact/1.0 RECEIPT + our documented extra fields).
+"""Build and sign a settlement's RECEIPT: the reference v1 receipt, plus our extra fields.
 
-The reference parser strips unknown fields, so the extras ride along under the signature
-without breaking reference buyers:
+The reference v1 fields (its ``PROTOCOL.md`` §11.3): ``receipt_id``
+(``receipt-{intent_id}-{timestamp_ms}``), ``intent_id``, ``buyer_agent_id``,
+``seller_agent_id``, ``agreed_price``, ``fulfilled`` (true only for ``released``),
+``failure_code`` whenever it is false (the reference's code where one fits, see
+:func:`pact_schema.taxonomy.reference_failure_code`), ``latency_ms`` whenever there was a COMMIT
+(the delivery latency a quote promises, on this service's clock: the seller's COMMIT recorded
+minus the funds locked), ``paid_amount`` (what the seller was paid: the price when released,
+else 0) and ``timestamp_ms``. ``ticks`` and ``chunks`` belong to streaming receipts, which
+this service never makes (it settles hash_reveal only). Amounts are JSON numbers, as the
+reference writes them.
 
-* ``settlement_id``, ``outcome`` (the terminal state), ``rail``;
+The reference parser ignores unknown fields, so ours ride along under the signature:
+
+* ``settlement_id``, ``outcome`` (the terminal state), ``rail``, and
+  ``settlement_failure_code`` (our own code, whenever ``failure_code`` is set);
 * ``amount_released`` / ``amount_refunded`` / ``bond_slashed``: decimal strings (exact), what
   the seller was paid, what went back to the buyer, and the seller bond paid to the buyer.
-
-``fulfilled`` is true only for ``released``; ``failure_code`` is set whenever it is false;
-``latency_ms`` (the delivery latency a quote promises, on this service's clock: the seller's
-COMMIT recorded minus the funds locked) whenever there was a COMMIT.
 """
 
 from __future__ import annotations
@@ -22,18 +29,32 @@ from typing import Any
 from pact_schema import PROTOCOL_VERSION, Keypair, canonical_json, sign_message
 from pact_schema.codes import FailureCode
 from pact_schema.money import decimal_to_wire
+from pact_schema.taxonomy import reference_failure_code
 
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.time import to_ms
 from pact_settlement.settlements.models import Settlement
 from pact_settlement.settlements.state_machine import SettlementState
 
-__all__ = ["RECEIPT_EXTRA_FIELDS", "ReceiptIssuer"]
+__all__ = ["RECEIPT_EXTRA_FIELDS", "RECEIPT_FIELDS", "ReceiptIssuer", "receipt_id"]
 
+RECEIPT_FIELDS = (
+    "receipt_id",
+    "intent_id",
+    "buyer_agent_id",
+    "seller_agent_id",
+    "agreed_price",
+    "fulfilled",
+    "failure_code",
+    "latency_ms",
+    "paid_amount",
+    "timestamp_ms",
+)
 RECEIPT_EXTRA_FIELDS = (
     "settlement_id",
     "outcome",
     "rail",
+    "settlement_failure_code",
     "amount_released",
     "amount_refunded",
     "bond_slashed",
@@ -47,6 +68,11 @@ def delivery_latency_ms(locked_at: datetime | None, committed_at: datetime | Non
     if locked_at is None or committed_at is None:
         return None
     return max(0, to_ms(committed_at) - to_ms(locked_at))
+
+
+def receipt_id(intent_id: str, timestamp_ms: int) -> str:
+    """The reference's receipt id: ``receipt-{intent_id}-{timestamp_ms}``."""
+    return f"receipt-{intent_id}-{timestamp_ms}"
 
 
 class ReceiptIssuer:
@@ -74,15 +100,18 @@ class ReceiptIssuer:
             refunded = settlement.amount
             slashed = settlement.bond_locked
         fulfilled = outcome is SettlementState.RELEASED
+        timestamp = self.clock()
         message: dict[str, Any] = {
             "protocol_version": PROTOCOL_VERSION,
             "type": "RECEIPT",
+            "receipt_id": receipt_id(settlement.intent_id, timestamp),
             "intent_id": settlement.intent_id,
             "buyer_agent_id": settlement.buyer,
             "seller_agent_id": settlement.seller,
             "agreed_price": decimal_to_wire(settlement.amount),
             "fulfilled": fulfilled,
-            "timestamp_ms": self.clock(),
+            "paid_amount": decimal_to_wire(released),
+            "timestamp_ms": timestamp,
             "settlement_id": settlement.id,
             "outcome": outcome.value,
             "rail": settlement.rail,
@@ -97,8 +126,10 @@ class ReceiptIssuer:
         if latency is not None:
             message["latency_ms"] = latency
         if not fulfilled:
-            code = values.get("failure_code") or settlement.failure_code
-            message["failure_code"] = str(code or FailureCode.SETTLEMENT_FAILED)
+            recorded = values.get("failure_code") or settlement.failure_code
+            code = str(recorded or FailureCode.SETTLEMENT_FAILED)
+            message["failure_code"] = reference_failure_code(code)
+            message["settlement_failure_code"] = code
         return message
 
     def sign(self, message: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pact_schema.keys import PublicKeyB58
@@ -122,9 +122,16 @@ BuyerFilter = Annotated[
 ]
 
 
+TranscriptFormat = Literal["pact-settlement-transcript/1", "pact-transcript/4.0"]
+
+
 @router.get(
     "/{settlement_ref}/transcript",
     summary="The settlement's signed envelopes and events, for audit (pact verify-transcript)",
+    description="`format=pact-settlement-transcript/1` (default): every signed envelope "
+    "verbatim, the events and the settlement. `format=pact-transcript/4.0`: the reference "
+    "ecosystem's v4 transcript (hash-chained rounds, `final_hash`, a `failure_event` with the "
+    'v4 taxonomy code for refunds, slashes and failures); see the README, "v4 transcripts".',
     responses={
         404: problem_doc("Unknown settlement", "NOT_FOUND"),
         409: problem_doc("The intent id names several buyers' settlements", "AMBIGUOUS_INTENT_ID"),
@@ -137,10 +144,17 @@ async def get_transcript(
     session: DBSession,
     request: Request,
     buyer: BuyerFilter = None,
+    transcript_format: Annotated[
+        TranscriptFormat,
+        Query(alias="format", description="the transcript format"),
+    ] = "pact-settlement-transcript/1",
 ) -> dict[str, Any]:
-    return await TranscriptService(
+    service = TranscriptService(
         session, settlement_public_key_b58=request.app.state.receipts.public_key_b58
-    ).document(settlement_ref, buyer=buyer)
+    )
+    if transcript_format == "pact-transcript/4.0":
+        return await service.document_v4(settlement_ref, buyer=buyer)
+    return await service.document(settlement_ref, buyer=buyer)
 
 
 @router.get(

@@ -259,7 +259,14 @@ class SettlementService:
                 extra={"settlement_id": existing.id},
             )
 
-        settlement = await self._record(verified, rail_name, request_fp, actor, request_id)
+        settlement = await self._record(
+            verified,
+            rail_name,
+            request_fp,
+            actor,
+            request_id,
+            hold_bond=self.settings.require_seller_bond and rail_impl.supports_bond,
+        )
         if isinstance(rail_impl, PreparingRail):
             # In the recording transaction, before anything is committed or sent: a refusal
             # leaves nothing behind (the request's transaction rolls back).
@@ -365,9 +372,13 @@ class SettlementService:
         request_fp: str,
         actor: str,
         request_id: str | None,
+        *,
+        hold_bond: bool,
     ) -> Settlement:
+        """Record the verified ACCEPT; the quote's bond is held when ``hold_bond`` (the setting
+        asks for it and the rail can hold one)."""
         accept = verified.accept
-        bond_locked = verified.bond if self.settings.require_seller_bond else Decimal(0)
+        bond_locked = verified.bond if hold_bond else Decimal(0)
         settlement = Settlement(
             id=new_id("st"),
             intent_id=accept.intent_id,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pact_schema.transcript_v4 import export_v4
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.settlements.lookup import find_settlement
@@ -94,3 +95,8 @@ class TranscriptService:
             "events": [SettlementEventRead.of(e).model_dump(mode="json") for e in events],
             "settlement_public_key_b58": self.public_key,
         }
+
+    async def document_v4(self, ref: str, *, buyer: str | None = None) -> dict[str, Any]:
+        """The same transcript as ``pact-transcript/4.0`` (:func:`pact_schema.transcript_v4.
+        export_v4`): what ``pact transcript export --format v4`` makes of :meth:`document`."""
+        return export_v4(await self.document(ref, buyer=buyer))

@@ -1,0 +1,1 @@
+"""The optional shared quote store (bare ACCEPTs from reference-SDK buyers)."""
