@@ -124,7 +124,7 @@ def create_app(
     (default: from the FULFILMENT settings).
     """
     settings = settings if settings is not None else ProviderSettings()
-    log = make_logger(settings.log_level, log_stream)
+    log = make_logger(settings.log_level, log_stream, json=settings.log_json)
     identity = load_identity(settings, keypair)
     if identity.ephemeral:
         log.warning(

@@ -168,7 +168,7 @@ async def get_account(
             422,
             "SCHEMA_VALIDATION_FAILED",
             "Bad agent id, rail or profile fields",
-            "stripe_payment_method must be a Stripe PaymentMethod id (pm_…)",
+            "a stripe profile needs stripe_payment_method",
         ),
         DATABASE_UNAVAILABLE,
         success={

@@ -46,6 +46,10 @@ __all__ = [
 
 PROBLEM_REF: Final = {"$ref": "#/components/schemas/Problem"}
 _REQUIRED_MARK: Final = "x-pact-required"
+# FastAPI drops every null from the document it generates (exclude_none), examples included,
+# and a settlement's `failure_code: null` is part of what the API sends: examples carry this
+# stand-in for null (no real value holds a NUL) until finish_document puts the nulls back.
+_NULL: Final = "\x00null"
 _JSON: Final = "application/json"
 
 
@@ -144,11 +148,32 @@ def ok(description: str, example: Any, *, model: type[BaseModel] | None = None) 
     model its body follows)."""
     response: dict[str, Any] = {
         "description": description,
-        "content": {_JSON: {"example": example}},
+        "content": {_JSON: {"example": _keep_nulls(example)}},
     }
     if model is not None:
         response["model"] = model
     return response
+
+
+def _keep_nulls(value: Any) -> Any:
+    if value is None:
+        return _NULL
+    if isinstance(value, dict):
+        return {k: _keep_nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_keep_nulls(v) for v in value]
+    return value
+
+
+def _restore_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _restore_nulls(item)
+    elif isinstance(value, list):
+        value[:] = [_restore_nulls(item) for item in value]
+    elif value == _NULL:
+        return None
+    return value
 
 
 def _problem_response(refusals: list[Refusal]) -> dict[str, Any]:
@@ -269,6 +294,7 @@ def _fix_responses(operation: dict[str, Any]) -> None:
 
 def finish_document(document: dict[str, Any]) -> dict[str, Any]:
     """Hold every operation of a generated document to the conventions above."""
+    _restore_nulls(document)
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
@@ -287,15 +313,14 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = finish_document(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
-                    tags=app.openapi_tags,
-                )
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
             )
+            app.openapi_schema = finish_document(document)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
