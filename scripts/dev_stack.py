@@ -75,10 +75,32 @@ def _keys() -> dict[str, str]:
     return paths
 
 
-def _stack() -> dict[str, Any]:
-    """What `make demo` needs of the running stack (written by `make run`)."""
-    data: dict[str, Any] = json.loads(STACK_ENV.read_text())
+def _stack(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Prepare the stack's state in .dev/: the key files (made once) and ``stack.json``, what
+    `make demo` needs of the running stack (URLs, the admin token in force, the keys), written
+    atomically, owner-only, never through a symbolic link (``pact_schema.files``)."""
+    ensure_private_dir(DEV)
+    settings = stack_settings(os.environ if env is None else env, _keys())
+    data = {
+        "provider_url": PROVIDER_URL,
+        "settlement_url": SETTLEMENT_URL,
+        "admin_token": settings.settlement["PACT_SETTLEMENT_ADMIN_TOKEN"],
+        "provider_key": settings.provider_key,
+        "provider_key_file": settings.provider.get("PACT_PROVIDER_SIGNING_KEY_FILE"),
+        "buyer_key_file": settings.buyer_key_file,
+        "settlement_key_file": settings.settlement.get("PACT_SETTLEMENT_SIGNING_KEY_FILE"),
+    }
+    write_private(STACK_ENV, json.dumps(data, indent=2))
     return data
+
+
+def _read_stack() -> dict[str, Any] | None:
+    """``stack.json`` as `make run` last wrote it; None before the first run."""
+    try:
+        data: dict[str, Any] = json.loads(STACK_ENV.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if "provider_url" in data else None
 
 
 # --------------------------------------------------------------------------- settings
@@ -307,23 +329,9 @@ def run() -> int:
     # background job of a non-interactive shell).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    ensure_private_dir(DEV)
+    _stack()
     settings = stack_settings(os.environ, _keys())
     buyer = Keypair.load(settings.buyer_key_file)
-    # Atomically, 0600, never through a symlink (pact_schema.files): `make demo` reads it.
-    write_private(
-        STACK_ENV,
-        json.dumps(
-            {
-                "provider_url": PROVIDER_URL,
-                "settlement_url": SETTLEMENT_URL,
-                "admin_token": settings.settlement["PACT_SETTLEMENT_ADMIN_TOKEN"],
-                "provider_key": settings.provider_key,
-                "buyer_key_file": settings.buyer_key_file,
-            },
-            indent=2,
-        ),
-    )
     processes: list[subprocess.Popen[bytes]] = []
     with _own_terminal():
         try:
@@ -393,10 +401,10 @@ def _amount(message: dict[str, Any], name: str) -> str:
 
 
 async def _demo() -> int:
-    if not STACK_ENV.exists() or "provider_url" not in _stack():
+    stack = _read_stack()
+    if stack is None:
         _say("No dev stack found: start it with `make run` in another terminal first.")
         return 2
-    stack = _stack()
     provider_url, settlement_url = stack["provider_url"], stack["settlement_url"]
     buyer = Keypair.load(stack["buyer_key_file"])
     provider_key = stack["provider_key"]

@@ -53,8 +53,8 @@ AMBIGUOUS = Refusal(
     409,
     "AMBIGUOUS_INTENT_ID",
     "The intent id names several buyers' settlements: use the settlement id or ?buyer=",
-    "intent_id 'intent-7f3c2a9e-5b1d-4c8e-9a2f-0d6b3e8c1f47' names 2 settlements; name one by "
-    "its settlement id or add ?buyer=",
+    "intent_id 'intent-7f3c2a9e-5b1d-4c8e-9a2f-0d6b3e8c1f47' names settlements of more than "
+    "one buyer; use the settlement id instead",
     extra={"settlement_ids": ["st_01kb0ybq0g7m4n6p8r0s2t4v6w", "st_01kb0yc2h5j7k9m1n3p5q7r9s1"]},
 )
 
