@@ -207,7 +207,8 @@ def _request(
         return "POST", url, {**admin, **json_type}, _json({"amount": "1"}), None
     if op == "list":
         name = ("buyer", "seller", "rail")[len(text) % 3]
-        return "GET", "/v1/settlements", provider, None, {name: text}
+        # Percent-encoded by hand, as _segment does: httpx refuses to encode a lone surrogate.
+        return "GET", f"/v1/settlements?{name}={_segment(text)}", provider, None, None
     if op in ("accept", "ask", "rail", "idempotency_key"):
         ask = _signed_ask(fresh, now, **({field: value} if op == "ask" else {}))
         changes = {field: value} if op == "accept" else {}

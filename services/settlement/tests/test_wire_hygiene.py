@@ -80,7 +80,7 @@ async def test_every_route_taking_an_intent_id_refuses_one_outside_the_alphabet(
         _problem(response, 404, "NOT_FOUND")
         return
     body = _problem(response, 422, "SCHEMA_VALIDATION_FAILED")
-    assert "intent_id" in body["detail"]
+    assert "settlement_ref" in body["detail"]  # {ref}: a settlement id or an intent id
 
 
 @pytest.mark.parametrize("bad", BAD_IDS, ids=repr)

@@ -232,10 +232,6 @@ def operation_id(route: Any) -> str:
     return str(route.name)
 
 
-def _is_error(status: str) -> bool:
-    return status[:1] in ("4", "5")
-
-
 def _fix_parameters(operation: dict[str, Any]) -> None:
     for parameter in operation.get("parameters", []):
         schema = parameter.get("schema", {})
@@ -284,11 +280,6 @@ def _fix_responses(operation: dict[str, Any]) -> None:
         _add(answers, BAD_INPUT)
     if operation.get("requestBody"):
         _add(answers, _TOO_LARGE)
-    for status, response in answers.items():
-        if _is_error(status) and PROBLEM_CONTENT_TYPE not in response.get("content", {}):
-            raise ValueError(
-                f"{operation.get('operationId')}: the {status} response is not a problem document"
-            )
     operation["responses"] = dict(sorted(answers.items()))
 
 
