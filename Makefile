@@ -1,4 +1,8 @@
 # Pact provider + settlement suite. Quick start: `make run` (stack) and `make test` (tests).
+#
+# `make run` needs Python only. `make test` (and `make install`) also install the test tooling:
+# Node packages (npm ci) and Chromium for the browser test. Each install step runs only when
+# its lock file changed since it last ran (a stamp file records that), and says what it does.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -12,50 +16,77 @@ export UV_PYTHON_DOWNLOADS := never
 # Tests use the local PostgreSQL unless told otherwise (CI sets it explicitly).
 export TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-NPM_DIRS := shared/pact_schema/tests/vectors services/settlement/contracts services/settlement/tests/rails/gateways/node
+NPM_DIRS := shared/pact_schema/tests/vectors services/settlement/contracts \
+	services/settlement/tests/rails/gateways/node tests/integrators/node
+PYTHON_LOCKS := uv.lock pyproject.toml shared/pact_schema/pyproject.toml \
+	services/provider/pyproject.toml services/settlement/pyproject.toml
+RUNTIME_STAMP := .venv/.pact-runtime-synced
+DEV_STAMP := .venv/.pact-dev-synced
+NPM_STAMPS := $(addsuffix /node_modules/.pact-npm-installed,$(NPM_DIRS))
 PYTEST_ARGS ?=
 
-.PHONY: help install run demo test lint fmt bench check-deploy clean
+.PHONY: help install install-dev install-browser run demo test lint fmt bench check-deploy clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(CURDIR)/.dev/tools/bin/uv:
-	@echo "uv not found: installing it into .dev/tools" >&2
+	@echo "uv not found: installing it into .dev/tools (pip install uv) ..." >&2
 	python3 -m pip install --quiet --target $(CURDIR)/.dev/tools uv
 
-install: $(UV) ## install Python (uv.lock) and Node (package-lock) dependencies
+# The services and the `pact` CLI (no dev tools): what `make run` needs.
+$(RUNTIME_STAMP): $(PYTHON_LOCKS) | $(UV)
+	@echo "Installing the Python packages the services need (uv.lock) into .venv ..."
+	$(UV) sync --frozen --all-packages --no-dev --inexact
+	@touch $@
+
+# Everything in uv.lock, test and lint tools included.
+$(DEV_STAMP): $(PYTHON_LOCKS) | $(UV)
+	@echo "Installing the Python packages, with the test and lint tools (uv.lock), into .venv ..."
 	$(UV) sync --frozen --all-packages
-	@for d in $(NPM_DIRS); do (cd $$d && npm ci --no-audit --no-fund --silent) || exit 1; done
+	@touch $@ $(RUNTIME_STAMP)
 
-run: install ## start provider (:8000) and settlement (:8001) in the foreground
-	$(UV) run --frozen python scripts/dev_stack.py run
+$(NPM_STAMPS): %/node_modules/.pact-npm-installed: %/package-lock.json
+	@command -v npm >/dev/null || { echo "make: the test tooling needs Node.js 20+ and npm (not needed by make run)" >&2; exit 1; }
+	@echo "Installing the JavaScript test tooling of $* (npm ci, $*/package-lock.json) ..."
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
-demo: ## run a buyer against `make run`'s stack and print the whole lifecycle
-	$(UV) run --frozen python scripts/dev_stack.py demo
+install-browser: ## Chromium for the docs browser test (Debian's package; PACT_CHROMIUM overrides)
+	@bash scripts/install_chromium.sh
 
-test: install check-deploy ## run every test (SQLite and Postgres, JS vectors, rails)
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+install-dev: $(DEV_STAMP) $(NPM_STAMPS) install-browser ## everything `make test` needs
 
-check-deploy: $(UV) ## validate Dockerfiles, compose and k8s manifests statically (no engine)
+install: install-dev ## everything: Python (uv.lock), Node (package-lock.json), Chromium
+
+run: $(RUNTIME_STAMP) ## start provider (:8000) and settlement (:8001) in the foreground; Python only
+	@$(UV) run --frozen --no-sync python scripts/dev_stack.py run
+
+demo: $(RUNTIME_STAMP) ## run a buyer against `make run`'s stack and print the whole lifecycle
+	@$(UV) run --frozen --no-sync python scripts/dev_stack.py demo
+
+test: install-dev check-deploy ## run every test (SQLite and Postgres, JS vectors, rails, docs, clients)
+	$(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
+
+check-deploy: $(DEV_STAMP) ## validate Dockerfiles, compose and k8s manifests statically (no engine)
 	UV="$(UV)" bash deploy/check.sh
 
 .PHONY: compose-env
-compose-env: $(UV) ## write .env.compose (fresh secrets) for docker compose; FORCE=1 replaces it
-	$(UV) run --frozen python deploy/compose/gen_env.py $(if $(FORCE),--force)
+compose-env: $(RUNTIME_STAMP) ## write .env.compose (fresh secrets) for docker compose; FORCE=1 replaces it
+	$(UV) run --frozen --no-sync python deploy/compose/gen_env.py $(if $(FORCE),--force)
 
-lint: install ## ruff (lint + format check) and mypy
-	$(UV) run --frozen ruff check .
-	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy shared/pact_schema/src services/provider/src services/settlement/src
+lint: $(DEV_STAMP) ## ruff (lint + format check) and mypy
+	$(UV) run --frozen --no-sync ruff check .
+	$(UV) run --frozen --no-sync ruff format --check .
+	$(UV) run --frozen --no-sync mypy shared/pact_schema/src services/provider/src services/settlement/src
 
-fmt: $(UV) ## format and auto-fix
-	$(UV) run --frozen ruff format .
-	$(UV) run --frozen ruff check --fix .
+fmt: $(DEV_STAMP) ## format and auto-fix
+	$(UV) run --frozen --no-sync ruff format .
+	$(UV) run --frozen --no-sync ruff check --fix .
 
-bench: install ## benchmarks (never part of `make test`); tables in bench/results/
+bench: $(DEV_STAMP) ## benchmarks (never part of `make test`); tables in bench/results/
 	$(UV) sync --frozen --all-packages --group bench
-	$(UV) run --frozen --group bench python -m bench
+	$(UV) run --frozen --no-sync --group bench python -m bench
 
-clean: ## remove local state (dev keys, SQLite files, caches)
-	rm -rf .dev .pytest_cache .mypy_cache .ruff_cache
+clean: ## remove local state (dev keys, SQLite files, caches, install stamps)
+	rm -rf .dev .pytest_cache .mypy_cache .ruff_cache $(RUNTIME_STAMP) $(DEV_STAMP) $(NPM_STAMPS)

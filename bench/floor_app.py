@@ -3,7 +3,7 @@
 Per ``POST /pact`` it parses the body with ``pact_schema.parse_json``, canonicalises and
 verifies the one envelope with ``pact_schema.verify_envelope``, signs one reply with
 ``sign_message`` and returns it as JSON. The reply is the smallest ASK a buyer would accept:
-the fields PROTOCOL.md requires of every ASK (``price``, ``unit``, ``latency_ms``,
+the fields docs/protocol.md requires of every ASK (``price``, ``unit``, ``latency_ms``,
 ``valid_for_ms``, ``bond_required`` beside the common ones), with fixed values in their wire
 form, made once at start-up. Signing hashes the canonical bytes, so a reply that is not a
 valid ASK would make the floor cheaper than any provider can be. No routing framework beyond

@@ -85,8 +85,8 @@ def provider_section(doc: dict[str, Any], before: dict[str, Any] | None) -> list
         f"{c['slices']} alternating slices of {c['slice_s']} s after {c['warmup_s']:.0f} s of "
         "warm-up each. The **floor** (`bench/floor_app.py`) is a bare Starlette app that parses "
         "the body with `pact_schema.parse_json`, verifies the envelope with "
-        "`pact_schema.verify_envelope` and signs the smallest valid ASK (the fields PROTOCOL.md "
-        "requires, fixed values) with `sign_message`. The "
+        "`pact_schema.verify_envelope` and signs the smallest valid ASK (the fields "
+        "docs/protocol.md requires, fixed values) with `sign_message`. The "
         f"provider runs with `PACT_PROVIDER_MAX_CLOCK_SKEW_MS={c['max_clock_skew_ms']}` because "
         "the INTENTs are signed before the run.",
         "",

@@ -65,14 +65,14 @@ def test_dev_stack_keys_and_tokens_are_owner_only(
     dev = tmp_path / ".dev"
     monkeypatch.setattr(module, "DEV", dev)
     monkeypatch.setattr(module, "STACK_ENV", dev / "stack.json")
-    stack = module._stack()
+    stack = module._stack({})
     assert _mode(dev) == 0o700
     assert _mode(dev / "keys") == 0o700
     assert _mode(dev / "stack.json") == 0o600
     for name in ("provider_key_file", "buyer_key_file", "settlement_key_file"):
         assert _mode(Path(stack[name])) == 0o600
         Keypair.load(stack[name])
-    assert module._stack() == stack  # made once, then reused
+    assert module._stack({}) == stack  # keys made once, then reused
 
 
 def test_dev_stack_never_writes_its_tokens_through_a_symlink(
@@ -86,5 +86,5 @@ def test_dev_stack_never_writes_its_tokens_through_a_symlink(
     monkeypatch.setattr(module, "DEV", dev)
     monkeypatch.setattr(module, "STACK_ENV", dev / "stack.json")
     with pytest.raises(PrivateFileError, match="symbolic link"):
-        module._stack()
+        module._stack({})
     assert not elsewhere.exists()

@@ -5,8 +5,9 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 from pact_schema import commit_hash_hex
-from pact_schema.client import NegotiationResult, PactClient
+from pact_schema.client import NegotiationResult, PactClient, ProviderHTTPError
 from pact_schema.envelope import sign_message, verify_envelope
 from pact_schema.keys import Keypair
 from pact_schema.quote import quote_binding_fields
@@ -108,3 +109,35 @@ async def test_a_quote_above_max_price_is_not_accepted() -> None:
     assert result.outcome == "REJECTED"
     assert "exceeds max_price" in (result.reason or "")
     assert len(result.transcript) == 2
+
+
+async def test_a_bid_at_or_above_the_ask_is_not_sent_and_the_result_says_so() -> None:
+    async with httpx.AsyncClient(transport=_fake_provider()) as http:
+        client = PactClient("http://provider", BUYER, http=http)
+        result = await client.negotiate(
+            intent="weather.data",
+            scope="NYC",
+            max_price=Decimal("0.0002"),
+            bids=[Decimal("0.0001"), Decimal("0.00008")],
+        )
+    assert result.outcome == "QUOTED"
+    assert [e["message"]["type"] for e in result.transcript] == ["INTENT", "ASK"]
+    assert result.notes == [
+        "BID 0.0001 not sent: the ASK is already 0.00008, at or below it",
+        "BID 0.00008 not sent: the ASK is already 0.00008, at or below it",
+    ]
+    assert result.to_json()["notes"] == result.notes
+
+
+async def test_a_problem_document_that_is_not_json_is_still_an_http_error() -> None:
+    transport = httpx.MockTransport(
+        lambda _: httpx.Response(
+            503, content=b"{oops", headers={"content-type": "application/problem+json"}
+        )
+    )
+    async with httpx.AsyncClient(transport=transport) as http:
+        client = PactClient("http://provider", BUYER, http=http)
+        with pytest.raises(ProviderHTTPError) as raised:
+            await client.negotiate(intent="weather.data", scope="NYC", max_price=Decimal("1"))
+    assert raised.value.status_code == 503
+    assert raised.value.problem is None

@@ -11,11 +11,10 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TextIO
+from typing import TextIO
 
 import httpx
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from pact_schema import Keypair, now_ms
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,6 +23,7 @@ from pact_provider import __version__
 from pact_provider.config import ProviderSettings
 from pact_provider.discovery.endpoints import build_router as discovery_router
 from pact_provider.discovery.service import well_known_document
+from pact_provider.docs import install_docs
 from pact_provider.errors import install_error_handlers
 from pact_provider.fulfilment.handlers import fulfilment_handlers
 from pact_provider.fulfilment.service import Fulfiller
@@ -33,7 +33,7 @@ from pact_provider.negotiation.endpoints import PACT_PATH, PactEndpoint
 from pact_provider.negotiation.endpoints import build_router as negotiation_router
 from pact_provider.negotiation.examples import build_examples
 from pact_provider.negotiation.pricing import build_price_book
-from pact_provider.negotiation.schemas import Envelope, Problem
+from pact_provider.negotiation.schemas import Envelope
 from pact_provider.negotiation.service import (
     AfterSettlement,
     Clock,
@@ -47,6 +47,7 @@ from pact_provider.observability import (
     RequestContextMiddleware,
     make_logger,
 )
+from pact_provider.openapi import install_openapi, operation_id
 from pact_provider.quotes.store import QuoteStore, RedisQuoteStore
 from pact_provider.reference.endpoints import build_router as reference_router
 from pact_provider.reference.service import ReferenceAdapter
@@ -69,8 +70,10 @@ A stateless Pact (pact/1.0) provider. Buyers negotiate with signed envelopes at
 
 No replica remembers anything between messages: everything it needs travels inside the signed
 quote. Protocol refusals are signed **REJECT** envelopes with a failure code; transport problems
-are `application/problem+json`. The provider's identity and prices are at
-`/.well-known/pact-provider`.
+are `application/problem+json` (RFC 9457 + `code`: the `Problem` schema). No route takes a
+token: `POST /pact` is authenticated by the envelope's own signature. The provider's identity
+and prices are at `/.well-known/pact-provider`. The protocol, the failure codes and the
+commit rule: `docs/protocol.md` in the repository.
 """
 
 ROUTES = (
@@ -85,24 +88,6 @@ ROUTES = (
     "/readyz",
     "/metrics",
 )
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=app.routes,
-            tags=app.openapi_tags,
-        )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Envelope, Problem):
-            components[model.__name__] = model.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-        app.openapi_schema = schema
-    return app.openapi_schema
 
 
 class ProviderApp(FastAPI):
@@ -153,7 +138,7 @@ def create_app(
     (default: from the FULFILMENT settings).
     """
     settings = settings if settings is not None else ProviderSettings()
-    log = make_logger(settings.log_level, log_stream)
+    log = make_logger(settings.log_level, log_stream, json=settings.log_json)
     identity = load_identity(settings, keypair)
     if identity.ephemeral:
         log.warning(
@@ -277,11 +262,15 @@ def create_app(
             {"name": "identity", "description": "Who this provider is and what it sells."},
             {"name": "operations", "description": "Health, readiness and metrics."},
         ],
+        generate_unique_id_function=operation_id,
+        docs_url=None,  # install_docs: the same pages, with assets served from here
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(negotiation_router(build_examples()))
     app.include_router(reference_router())
     app.include_router(discovery_router())
+    install_docs(app)
     context = RequestContext(log=log, metrics=metrics, routes=ROUTES)
     app.add_middleware(RequestContextMiddleware, context=context)
     app.pact_stack = ServerErrorMiddleware(
@@ -289,7 +278,7 @@ def create_app(
         handler=app.exception_handlers[Exception],
         debug=app.debug,
     )
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    install_openapi(app, extra_models=(Envelope,))
     return app
 
 

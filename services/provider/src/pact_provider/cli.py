@@ -20,16 +20,18 @@ EXIT_CONFIG = 2
 ENV_PREFIX = "PACT_PROVIDER_"
 
 
-def uvicorn_log_config(level: str) -> dict[str, Any]:
-    """uvicorn's own log lines as JSON too (our access log replaces uvicorn's)."""
+def uvicorn_log_config(level: str, *, json: bool = True) -> dict[str, Any]:
+    """uvicorn's own log lines in the provider's format too, JSON or console (our access log
+    replaces uvicorn's)."""
+    formatter = "JsonLogFormatter" if json else "ConsoleLogFormatter"
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "pact_provider.observability.JsonLogFormatter"}},
+        "formatters": {"lines": {"()": f"pact_provider.observability.{formatter}"}},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
-                "formatter": "json",
+                "formatter": "lines",
                 "stream": "ext://sys.stdout",
             }
         },
@@ -85,7 +87,7 @@ def serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "access_log": False,
         "server_header": False,
-        "log_config": uvicorn_log_config(settings.log_level),
+        "log_config": uvicorn_log_config(settings.log_level, json=settings.log_json),
         "timeout_graceful_shutdown": 10,
         "limits": http_limits(settings),
     }

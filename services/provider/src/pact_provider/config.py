@@ -284,6 +284,11 @@ class ProviderSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest log level written (JSON lines on stdout)."
     )
+    log_json: bool = Field(
+        default=True,
+        description="JSON lines (false: one readable line per event, as settlement's console "
+        "format; `make run` uses it).",
+    )
 
     # --- HTTP server: slow clients and the connection cap (pact_schema.serving) ---------------
     http_header_timeout_s: float = Field(

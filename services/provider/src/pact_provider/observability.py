@@ -29,6 +29,7 @@ __all__ = [
     "ACCESS_LINE",
     "REQUEST_ID_HEADER",
     "AccessLine",
+    "ConsoleLogFormatter",
     "JsonLogFormatter",
     "Logger",
     "Metrics",
@@ -113,13 +114,14 @@ class JsonLineLogger:
     merged as structlog merges it; ``bind()`` returns a logger with extra fixed fields.
     """
 
-    __slots__ = ("_context", "_min", "_stamp", "_writer")
+    __slots__ = ("_context", "_min", "_render", "_stamp", "_writer")
 
     def __init__(
         self,
         level: str = "INFO",
         stream: TextIO | None = None,
         *,
+        json: bool = True,
         _context: dict[str, Any] | None = None,
         _writer: _LineWriter | None = None,
         _stamp: _UtcTimeStamper | None = None,
@@ -128,15 +130,18 @@ class JsonLineLogger:
         self._writer = _writer or _LineWriter(stream if stream is not None else sys.stdout)
         self._stamp = _stamp or _UtcTimeStamper()
         self._context = _context or {}
+        self._render = _dumps if json else _console_line
 
     def bind(self, **fields: Any) -> JsonLineLogger:
         level = logging.getLevelName(self._min)
-        return JsonLineLogger(
+        bound = JsonLineLogger(
             level,
             _context={**self._context, **fields},
             _writer=self._writer,
             _stamp=self._stamp,
         )
+        bound._render = self._render
+        return bound
 
     def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
         event_dict: dict[str, Any] = {**self._context, **fields} if self._context else fields
@@ -146,7 +151,7 @@ class JsonLineLogger:
         event_dict["timestamp"] = self._stamp.now()
         if "exc_info" in event_dict:
             event_dict = dict(structlog.processors.format_exc_info(None, level, event_dict))
-        self._writer.msg(_dumps(event_dict))
+        self._writer.msg(self._render(event_dict))
 
     def debug(self, event: str, **fields: Any) -> None:
         if self._min <= logging.DEBUG:
@@ -173,24 +178,50 @@ class JsonLineLogger:
             self._emit("critical", event, fields)
 
 
-def make_logger(level: str = "INFO", stream: TextIO | None = None) -> Logger:
-    """A JSON-lines logger writing to ``stream`` (stdout by default), with the request id."""
-    return JsonLineLogger(level, stream)
+_CONSOLE = structlog.dev.ConsoleRenderer(colors=False)
+
+
+def _console_line(event_dict: dict[str, Any]) -> str:
+    """One readable line: ``2024-01-02T03:04:05.123456Z [info     ] event  key=value …``, the
+    format settlement's console logs have (structlog's ``ConsoleRenderer``)."""
+    return str(_CONSOLE(None, str(event_dict.get("level", "info")), dict(event_dict)))
+
+
+def make_logger(level: str = "INFO", stream: TextIO | None = None, *, json: bool = True) -> Logger:
+    """A logger writing to ``stream`` (stdout by default), with the request id: JSON lines, or
+    (``json=False``) one readable line per event."""
+    return JsonLineLogger(level, stream, json=json)
+
+
+def _record_dict(record: logging.LogRecord) -> dict[str, Any]:
+    stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    doc: dict[str, Any] = {
+        "event": record.getMessage(),
+        "logger": record.name,
+        "level": record.levelname.lower(),
+        "timestamp": stamp,
+    }
+    return doc
 
 
 class JsonLogFormatter(logging.Formatter):
-    """stdlib records (uvicorn's own) as JSON lines like the structlog ones."""
+    """stdlib records (uvicorn's own) as JSON lines like the structlog ones (same timestamp)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "event": record.getMessage(),
-            "logger": record.name,
-            "level": record.levelname.lower(),
-            "timestamp": self.formatTime(record),
-        }
+        doc = _record_dict(record)
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return _dumps(doc)
+
+
+class ConsoleLogFormatter(logging.Formatter):
+    """stdlib records (uvicorn's own) as readable lines like the provider's console ones."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = _record_dict(record)
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return _console_line(doc)
 
 
 class _Counter:

@@ -76,8 +76,14 @@ async def test_readyz_is_503_with_the_reason_when_settlement_refuses_the_token(
         optional = await p.http.get("/readyz", params={"settlement": "optional"})
     reason = "settlement refused the provider's token (HTTP 401)"
     assert required.status_code == 503
+    assert required.headers["content-type"] == "application/problem+json"
+    assert required.headers["retry-after"] == "1"
     assert required.json() == {
-        "status": "not ready",
+        "type": "urn:pact-provider:problem:not-ready",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": f"not ready: settlement: {reason}",
+        "code": "NOT_READY",
         "checks": {"config": "ok", "signing_key": "ok", "settlement": reason},
     }
     # ?settlement=optional keeps its meaning: negotiation stays in rotation, reason reported.

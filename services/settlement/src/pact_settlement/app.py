@@ -18,6 +18,7 @@ from pact_settlement.db.health import DatabaseHealth
 from pact_settlement.delivery.endpoints import router as delivery_router
 from pact_settlement.health.endpoints import router as health_router
 from pact_settlement.kit.deadline import RequestDeadlineMiddleware
+from pact_settlement.kit.docs import install_docs
 from pact_settlement.kit.errors import install_error_handlers
 from pact_settlement.kit.limits import BodySizeLimitMiddleware
 from pact_settlement.kit.observability import (
@@ -25,6 +26,7 @@ from pact_settlement.kit.observability import (
     RequestContextMiddleware,
     configure_logging,
 )
+from pact_settlement.kit.openapi import install_openapi, operation_id
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.endpoints import router as rails_router
 from pact_settlement.receipts.endpoints import router as receipts_router
@@ -47,13 +49,37 @@ The stateful half of the Pact suite: it re-verifies signed ACCEPTs (buyer signat
 provider-signed ASK carried in `quote`, prices and validity windows), records each settlement
 in its own database and holds the money on a rail.
 
-* Authentication: `Authorization: Bearer <token>`; the provider token creates settlements, the
-  admin token makes deposits; both can read.
+* Authentication: `Authorization: Bearer <token>`. Each operation names the token it takes:
+  `providerToken` (the provider's `PACT_SETTLEMENT_API_TOKEN`: creates settlements, records
+  COMMIT, REVEAL and abort), `adminToken` (the operators' `PACT_SETTLEMENT_ADMIN_TOKEN`:
+  deposits, top-ups, payment profiles), either (reads), or none: the buyer's challenge is
+  authenticated by the buyer's signature on the envelope, the Stripe webhook by its
+  `Stripe-Signature`.
+* `{settlement_ref}` is a settlement id (`st_…`) or an intent id (unique per buyer; `?buyer=`
+  narrows one that several buyers used).
 * Money is always a decimal string (`"0.00008"`), never a JSON number.
-* Errors are `application/problem+json` (RFC 9457) with a machine-readable `code`.
+* Every error is `application/problem+json` (RFC 9457) with a machine-readable `code`: the
+  `Problem` schema.
 * Every request ends within `REQUEST_TIMEOUT_S`; an outage (database unreachable, frozen,
   read-only or full) is a 503 problem with `Retry-After`: resend the same request.
+* Mutating calls are idempotent: `Idempotency-Key` where it is declared required; a missing one
+  is 400 `BAD_REQUEST`.
+
+The protocol, the state machine and the failure codes: `docs/protocol.md` in the repository.
 """
+
+TAGS = [
+    {"name": "settlements", "description": "Create settlements from signed ACCEPTs; read them."},
+    {
+        "name": "delivery",
+        "description": "The seller's COMMIT, REVEAL and abort; the buyer's challenge.",
+    },
+    {"name": "accounts", "description": "Balances, deposits, top-ups, payment profiles."},
+    {"name": "rails", "description": "The payment rails a settlement can use."},
+    {"name": "identity", "description": "The key that signs RECEIPTs, and what we speak."},
+    {"name": "webhooks", "description": "Events from rails (Stripe)."},
+    {"name": "operations", "description": "Liveness, readiness, metrics, token check."},
+]
 
 
 @asynccontextmanager
@@ -148,6 +174,10 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        openapi_tags=TAGS,
+        generate_unique_id_function=operation_id,
+        docs_url=None,  # install_docs: the same pages, with assets served from here
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -166,6 +196,8 @@ def create_app(
     app.include_router(delivery_router)
     app.include_router(receipts_router)
     app.include_router(webhooks_router)
+    install_docs(app)
+    install_openapi(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestDeadlineMiddleware, budget_s=settings.request_timeout_s)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)

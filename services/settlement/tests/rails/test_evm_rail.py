@@ -138,7 +138,7 @@ async def test_prepare_snapshots_addresses_deadline_and_wei(harness: Harness) ->
     assert (p["buyer"], p["seller"], p["beneficiary"]) == (
         chain.buyer.address,
         chain.seller.address,
-        chain.buyer.address,  # a slashed bond goes to the buyer (PROTOCOL.md)
+        chain.buyer.address,  # a slashed bond goes to the buyer (docs/protocol.md)
     )
     assert (p["amount_wei"], p["bond_wei"]) == (str(ETH // 2), str(ETH // 4))
     expected = (

@@ -69,6 +69,8 @@ class NegotiationResult:
     delivery_verified: bool | None = None
     """True when sha256(payload_b64 + nonce_b64) equals the provider's commitment; None: no
     delivery."""
+    notes: list[str] = field(default_factory=list)
+    """What the negotiation did differently from what was asked (a BID not sent, ...)."""
 
     @property
     def delivery(self) -> dict[str, Any] | None:
@@ -98,6 +100,7 @@ class NegotiationResult:
             "payload_b64": None
             if self.payload is None
             else base64.b64encode(self.payload).decode(),
+            "notes": list(self.notes),
         }
 
 
@@ -156,7 +159,11 @@ class PactClient:
         if response.status_code != 200:
             problem = None
             if response.headers.get("content-type", "").startswith("application/problem+json"):
-                problem = response.json()
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+                problem = body if isinstance(body, dict) else None
             raise ProviderHTTPError(response.status_code, problem, response.text)
         try:
             reply = verify_envelope(response.json())
@@ -214,7 +221,12 @@ class PactClient:
             return result
         for bid_price in bids:
             if quote[1].price <= bid_price:
-                break
+                # Nothing to win by offering at least what is asked: not sent, and said so.
+                result.notes.append(
+                    f"BID {format_amount(bid_price)} not sent: the ASK is already "
+                    f"{format_amount(quote[1].price)}, at or below it"
+                )
+                continue
             sent = now_ms()
             bid = Bid(
                 protocol_version=PROTOCOL_VERSION,

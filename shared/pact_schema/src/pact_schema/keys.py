@@ -22,6 +22,7 @@ from pydantic import AfterValidator, StringConstraints
 from pact_schema.files import write_private
 
 __all__ = [
+    "MAX_KEY_FILE_BYTES",
     "MAX_PUBLIC_KEY_CHARS",
     "MAX_SECRET_KEY_CHARS",
     "MAX_SIGNATURE_CHARS",
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 KEY_FILE_FORMAT = "pact-keypair/1"
+MAX_KEY_FILE_BYTES = 4096  # a key file is ~200 bytes: anything far larger is not one
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 SECRET_KEY_BYTES = 64  # tweetnacl's secret key (seed ‖ public key); a bare seed is 32
@@ -284,18 +286,39 @@ class Keypair:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Keypair:
+        """The key in a ``pact-keypair/1`` JSON file (or a file holding only the base58 secret).
+
+        Every refusal is a :class:`KeyFormatError` that names the file and never quotes its
+        content: unreadable, larger than :data:`MAX_KEY_FILE_BYTES`, not UTF-8 text, not a key
+        file, a malformed secret, a public key that does not match.
+        """
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with Path(path).open("rb") as handle:
+                data = handle.read(MAX_KEY_FILE_BYTES + 1)
         except OSError as exc:
-            raise KeyFormatError(f"cannot read key file {path}: {exc.strerror}") from exc
+            raise KeyFormatError(f"cannot read key file {path}: {exc.strerror or exc}") from exc
+        if len(data) > MAX_KEY_FILE_BYTES:
+            raise KeyFormatError(f"{path}: larger than {MAX_KEY_FILE_BYTES} bytes, not a key file")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KeyFormatError(f"{path}: not a key file (not UTF-8 text)") from None
         try:
             doc = json.loads(text)
-        except json.JSONDecodeError:
-            return cls.from_secret_b58(text)  # a bare base58 secret is accepted too
-        if not isinstance(doc, dict) or "secret_key_b58" not in doc:
-            raise KeyFormatError(f"{path}: not a {KEY_FILE_FORMAT} key file")
-        pair = cls.from_secret_b58(str(doc["secret_key_b58"]))
-        claimed = doc.get("public_key_b58")
+        except (json.JSONDecodeError, RecursionError):
+            doc = None
+            secret = text  # a bare base58 secret is accepted too
+        else:
+            if not isinstance(doc, dict) or "secret_key_b58" not in doc:
+                raise KeyFormatError(f"{path}: not a {KEY_FILE_FORMAT} key file")
+            secret = doc["secret_key_b58"]
+            if not isinstance(secret, str):
+                raise KeyFormatError(f"{path}: secret_key_b58 is not a string")
+        try:
+            pair = cls.from_secret_b58(secret)
+        except KeyFormatError as exc:
+            raise KeyFormatError(f"{path}: {exc}") from None
+        claimed = doc.get("public_key_b58") if isinstance(doc, dict) else None
         if claimed is not None and claimed != pair.public_key_b58:
             raise KeyFormatError(f"{path}: public_key_b58 does not match the secret key")
         return pair

@@ -1,4 +1,4 @@
-"""Stateless quote binding (root README, "Stateless quote binding").
+"""Stateless quote binding (docs/decisions.md, decision 1; docs/protocol.md, "Quote binding").
 
 A provider's ASK carries, as extra signed fields, everything needed to honour it later: the
 buyer's key it was made for, the negotiation round, the intent type and settlement mode, the

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.requests import ClientDisconnect
@@ -12,7 +11,6 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from pact_provider.errors import (
-    PROBLEM_MEDIA_TYPE,
     PayloadTooLarge,
     ProviderError,
     SettlementUnavailable,
@@ -23,6 +21,7 @@ from pact_provider.jsonio import json_bytes
 from pact_provider.negotiation.examples import OpenAPIExamples
 from pact_provider.negotiation.schemas import Envelope
 from pact_provider.observability import ACCESS_LINE, AccessLine, RequestContext
+from pact_provider.openapi import documented_problem
 from pact_provider.runtime import ProviderRuntime
 
 __all__ = [
@@ -30,7 +29,7 @@ __all__ = [
     "PactEndpoint",
     "answer",
     "build_router",
-    "pact",
+    "negotiate",
     "read_body",
     "receive_body",
 ]
@@ -40,8 +39,9 @@ _JSON_BYTES = JSON_MEDIA_TYPE.encode("ascii")
 PACT_PATH = "/pact"
 
 PACT_DESCRIPTION = """\
-Send one signed `pact-envelope/1.0` as the body (the body *is* the envelope). The envelope's
-hash and Ed25519 signature are verified before anything else. The answer is a provider-signed
+Send one signed `pact-envelope/1.0` as the body (the body *is* the envelope). No token: the
+envelope's hash and Ed25519 signature are verified before anything else, and the signer is
+the buyer. The answer is a provider-signed
 envelope (HTTP 200), or a problem document when no signed answer is possible.
 
 * **INTENT** → signed **ASK** (price from the price book, bound to the INTENT's signer, round 1),
@@ -99,18 +99,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return await receive_body(request.scope["headers"], request.receive, limit)
 
 
-def _problem_response(description: str, examples: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            PROBLEM_MEDIA_TYPE: {
-                "schema": {"$ref": "#/components/schemas/Problem"},
-                "examples": examples,
-            }
-        },
-    }
-
-
 async def answer(
     runtime: ProviderRuntime, read: Callable[[int], Awaitable[bytes]], scope: Scope
 ) -> bytes:
@@ -135,7 +123,7 @@ async def answer(
     return json_bytes(decision.envelope)
 
 
-async def pact(request: Request) -> Response:
+async def negotiate(request: Request) -> Response:
     """``POST /pact`` as a route: the raw body to the negotiator, its signed reply as JSON."""
     runtime: ProviderRuntime = request.app.state.provider
     payload = await answer(runtime, lambda limit: read_body(request, limit), request.scope)
@@ -204,7 +192,7 @@ def build_router(examples: OpenAPIExamples) -> APIRouter:
 
     router.add_api_route(
         PACT_PATH,
-        pact,
+        negotiate,
         methods=["POST"],
         summary="Negotiate: send one signed envelope, get one signed envelope back",
         description=PACT_DESCRIPTION,
@@ -215,18 +203,18 @@ def build_router(examples: OpenAPIExamples) -> APIRouter:
                 "model": Envelope,
                 "content": {JSON_MEDIA_TYPE: {"examples": dict(examples.replies)}},
             },
-            400: _problem_response(
+            400: documented_problem(
                 "Not JSON, not an envelope, or the envelope does not verify "
                 "(ENVELOPE_MALFORMED, ENVELOPE_BAD_VERSION, ENVELOPE_BAD_HASH, "
                 "ENVELOPE_HASH_MISMATCH, ENVELOPE_BAD_KEY, ENVELOPE_BAD_SIGNATURE).",
                 {"hash_mismatch": problems["400"]},
             ),
-            413: _problem_response(
+            413: documented_problem(
                 "The body is larger than MAX_BODY_BYTES.", {"too_large": problems["413"]}
             ),
-            415: _problem_response("The body is not JSON.", {"not_json": problems["415"]}),
+            415: documented_problem("The body is not JSON.", {"not_json": problems["415"]}),
             503: {
-                **_problem_response(
+                **documented_problem(
                     "Settlement is unavailable; resend the same ACCEPT after Retry-After seconds.",
                     {"unavailable": problems["503"]},
                 ),
@@ -239,6 +227,8 @@ def build_router(examples: OpenAPIExamples) -> APIRouter:
             },
         },
         openapi_extra={
+            "security": [],
+            "x-pact-authentication": "the buyer's Ed25519 signature on the envelope (no token)",
             "requestBody": {
                 "required": True,
                 "description": "A buyer-signed pact-envelope/1.0.",
@@ -248,7 +238,7 @@ def build_router(examples: OpenAPIExamples) -> APIRouter:
                         "examples": dict(examples.requests),
                     }
                 },
-            }
+            },
         },
     )
     return router

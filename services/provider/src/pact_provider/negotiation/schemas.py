@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Envelope", "Problem"]
+__all__ = ["Envelope"]
 
 
 class Envelope(BaseModel):
@@ -34,17 +34,3 @@ class Envelope(BaseModel):
         description="Ed25519 signature over the 32 raw bytes of the hash, base58."
     )
     signed_at_ms: int = Field(ge=0, description="Signer's clock, Unix ms.")
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem document (`application/problem+json`)."""
-
-    type: str = Field(description="URI naming the problem type.")
-    title: str = Field(description="Short summary (the HTTP status phrase).")
-    status: int = Field(description="HTTP status code.")
-    detail: str = Field(description="What went wrong with this request.")
-    code: str = Field(
-        description="Machine-readable code, e.g. ENVELOPE_HASH_MISMATCH, ENVELOPE_BAD_SIGNATURE, "
-        "ENVELOPE_MALFORMED, ENVELOPE_BAD_VERSION, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, "
-        "SETTLEMENT_UNAVAILABLE."
-    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from pact_settlement.accounts.schemas import (
     AccountRead,
@@ -17,9 +17,16 @@ from pact_settlement.accounts.schemas import (
 )
 from pact_settlement.accounts.service import AccountService, PaymentProfileService, TopUpService
 from pact_settlement.db.session import DBSession
+from pact_settlement.kit import examples
 from pact_settlement.kit.auth import AdminPrincipal, AnyPrincipal
 from pact_settlement.kit.deps import AppMetrics
-from pact_settlement.kit.openapi import AUTH_ERRORS, problem_doc
+from pact_settlement.kit.openapi import (
+    DATABASE_UNAVAILABLE,
+    Refusal,
+    idempotency_key,
+    ok,
+    responses,
+)
 from pact_settlement.kit.params import AgentIdPath, RailPath
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
@@ -51,20 +58,65 @@ async def get_topup_service(request: Request, session: DBSession) -> TopUpServic
 
 TopUps = Annotated[TopUpService, Depends(get_topup_service)]
 
+KEY_REUSED = Refusal(
+    409,
+    "IDEMPOTENCY_KEY_REUSED",
+    "The Idempotency-Key was used with a different body",
+    "this Idempotency-Key was already used with a different request body",
+)
+BAD_AMOUNT = Refusal(
+    422,
+    "SCHEMA_VALIDATION_FAILED",
+    "The amount is not plain decimal text greater than 0 (or the agent id is not a key)",
+    "amount: not a plain decimal amount (ASCII digits with an optional '-' and one '.'): '1e3'",
+)
+NO_ACCOUNT = Refusal(
+    404,
+    "NOT_FOUND",
+    "No account for this agent (nothing was ever deposited or settled)",
+    f"no account for agent {examples.SELLER.public_key_b58}",
+)
+NO_PROFILE = Refusal(
+    404,
+    "NOT_FOUND",
+    "No payment profile for this rail",
+    f"agent {examples.BUYER.public_key_b58} has no stripe payment profile",
+)
+_PROFILE = {
+    "agent_id": examples.BUYER.public_key_b58,
+    "rail": "stripe",
+    "stripe_customer": "cus_R4nD0mCu5t0m3r",
+    "stripe_payment_method": "pm_1QxY2zAbCdEfGhIjKlMnOpQr",
+    "evm_address": None,
+    "created_at": examples.iso(examples.EXAMPLE_NOW - 86_400_000),
+    "updated_at": examples.iso(examples.EXAMPLE_NOW - 86_400_000),
+}
+
 
 @router.post(
     "/{agent_id}/deposits",
     response_model=DepositRead,
     status_code=201,
     summary="Credit an agent's available balance (operators only)",
-    responses={
-        200: {"description": "Identical replay (same Idempotency-Key)", "model": DepositRead},
-        409: problem_doc("Idempotency-Key reused with a different body", "IDEMPOTENCY_KEY_REUSED"),
-        422: problem_doc("Bad agent id or amount", "SCHEMA_VALIDATION_FAILED"),
-        **AUTH_ERRORS,
-    },
+    responses=responses(
+        KEY_REUSED,
+        BAD_AMOUNT,
+        Refusal(
+            422,
+            "BALANCE_LIMIT_EXCEEDED",
+            "The balance (or the total deposited) would reach 1e20",
+            "the balance would reach 1e20 or more, beyond NUMERIC(38, 18)",
+        ),
+        DATABASE_UNAVAILABLE,
+        success={
+            201: ok("Credited", examples.deposit()),
+            200: ok(
+                "Identical replay (same Idempotency-Key)", examples.deposit(), model=DepositRead
+            ),
+        },
+    ),
 )
-async def deposit(
+async def create_deposit(
     agent_id: AgentIdPath,
     body: DepositCreate,
     response: Response,
@@ -72,7 +124,11 @@ async def deposit(
     service: Service,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", description="optional; makes the deposit idempotent"),
+        idempotency_key(
+            "Optional: with it, the same key and body credit once (a replay answers 200).",
+            required=False,
+            example="fund-2025-11-26-buyer-7",
+        ),
     ] = None,
 ) -> DepositRead:
     result, created = await service.deposit(agent_id, body.amount, idempotency_key=idempotency_key)
@@ -84,7 +140,11 @@ async def deposit(
     "/{agent_id}",
     response_model=AccountRead,
     summary="An agent's available and locked balances",
-    responses={404: problem_doc("No account for this agent", "NOT_FOUND"), **AUTH_ERRORS},
+    responses=responses(
+        NO_ACCOUNT,
+        DATABASE_UNAVAILABLE,
+        success={200: ok("The balances", examples.account())},
+    ),
 )
 async def get_account(
     agent_id: AgentIdPath, principal: AnyPrincipal, service: Service
@@ -103,11 +163,19 @@ async def get_account(
         "slashed-bond address, the seller's payee address. Settlements recorded earlier keep "
         "the profile they were made with."
     ),
-    responses={
-        201: {"description": "Created", "model": PaymentProfileRead},
-        422: problem_doc("Bad agent id, rail or profile fields", "SCHEMA_VALIDATION_FAILED"),
-        **AUTH_ERRORS,
-    },
+    responses=responses(
+        Refusal(
+            422,
+            "SCHEMA_VALIDATION_FAILED",
+            "Bad agent id, rail or profile fields",
+            "a stripe profile needs stripe_payment_method",
+        ),
+        DATABASE_UNAVAILABLE,
+        success={
+            200: ok("Replaced", _PROFILE),
+            201: ok("Created", _PROFILE, model=PaymentProfileRead),
+        },
+    ),
 )
 async def put_payment_profile(
     agent_id: AgentIdPath,
@@ -126,7 +194,9 @@ async def put_payment_profile(
     "/{agent_id}/payment-profiles",
     response_model=list[PaymentProfileRead],
     summary="An agent's payment profiles",
-    responses={422: problem_doc("Bad agent id", "SCHEMA_VALIDATION_FAILED"), **AUTH_ERRORS},
+    responses=responses(
+        DATABASE_UNAVAILABLE, success={200: ok("The profiles (maybe none)", [_PROFILE])}
+    ),
 )
 async def list_payment_profiles(
     agent_id: AgentIdPath, principal: AnyPrincipal, service: ProfileService
@@ -138,7 +208,9 @@ async def list_payment_profiles(
     "/{agent_id}/payment-profiles/{rail}",
     response_model=PaymentProfileRead,
     summary="An agent's payment profile on one rail",
-    responses={404: problem_doc("No profile for this rail", "NOT_FOUND"), **AUTH_ERRORS},
+    responses=responses(
+        NO_PROFILE, DATABASE_UNAVAILABLE, success={200: ok("The profile", _PROFILE)}
+    ),
 )
 async def get_payment_profile(
     agent_id: AgentIdPath, rail: RailPath, principal: AnyPrincipal, service: ProfileService
@@ -150,7 +222,7 @@ async def get_payment_profile(
     "/{agent_id}/payment-profiles/{rail}",
     status_code=204,
     summary="Remove an agent's payment profile (operators only)",
-    responses={404: problem_doc("No profile for this rail", "NOT_FOUND"), **AUTH_ERRORS},
+    responses=responses(NO_PROFILE, DATABASE_UNAVAILABLE),
 )
 async def delete_payment_profile(
     agent_id: AgentIdPath, rail: RailPath, principal: AdminPrincipal, service: ProfileService
@@ -170,26 +242,55 @@ async def delete_payment_profile(
         "settlements (below Stripe's minimum charge) run on the ledger rail against it. "
         "`Idempotency-Key` is required: a retry charges once and credits once."
     ),
-    responses={
-        200: {"description": "Identical replay: already charged and credited", "model": TopUpRead},
-        400: problem_doc("Missing Idempotency-Key", "BAD_REQUEST", 400),
-        402: problem_doc("The card was declined", "INSUFFICIENT_ESCROW", 402),
-        422: problem_doc(
-            "Bad amount, below Stripe's minimum, no stripe profile, stripe rail off",
-            "AMOUNT_BELOW_RAIL_MINIMUM",
-            422,
+    responses=responses(
+        Refusal(
+            400,
+            "BAD_REQUEST",
+            "No Idempotency-Key header, or one longer than 255 characters",
+            "an Idempotency-Key header of 1-255 characters is required",
         ),
-        **AUTH_ERRORS,
-    },
+        Refusal(
+            402,
+            "INSUFFICIENT_ESCROW",
+            "The card was declined",
+            "the card was declined: insufficient_funds",
+            title="Payment refused",
+        ),
+        KEY_REUSED,
+        Refusal(
+            422,
+            "AMOUNT_BELOW_RAIL_MINIMUM",
+            "Below Stripe's minimum charge for STRIPE_CURRENCY",
+            "0.25 usd is below Stripe's minimum charge of 0.50 usd",
+        ),
+        Refusal(
+            422,
+            "MISSING_REQUIRED_CREDENTIALS",
+            "The agent has no stripe payment profile",
+            f"agent {examples.BUYER.public_key_b58} has no stripe payment profile",
+        ),
+        DATABASE_UNAVAILABLE,
+        success={
+            201: ok("Charged and credited", examples.top_up()),
+            200: ok(
+                "Identical replay: already charged and credited", examples.top_up(), model=TopUpRead
+            ),
+        },
+    ),
 )
-async def top_up(
+async def create_top_up(
     agent_id: AgentIdPath,
     body: TopUpCreate,
     response: Response,
     principal: AdminPrincipal,
     service: TopUps,
     idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", description="required")
+        str | None,
+        idempotency_key(
+            "A retry with the same key charges once and credits once.",
+            required=True,
+            example="topup-2025-11-26-buyer-7",
+        ),
     ] = None,
 ) -> TopUpRead:
     result, created = await service.top_up(agent_id, body.amount, idempotency_key=idempotency_key)

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pact_settlement.kit import examples
+
 __all__ = [
     "AccountRead",
     "DepositCreate",
@@ -27,9 +29,7 @@ class DepositCreate(BaseModel):
 
 class AccountRead(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"agent_id": "<base58 key>", "available": "0.99992", "locked": "0.00008"}]
-        }
+        json_schema_extra={"examples": [examples.account(available="0.99992", locked="0.00008")]}
     )
 
     agent_id: str
@@ -52,7 +52,10 @@ class PaymentProfilePut(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"stripe_customer": "cus_Q1w2e3r4", "stripe_payment_method": "pm_1Nx…"},
+                {
+                    "stripe_customer": "cus_R4nD0mCu5t0m3r",
+                    "stripe_payment_method": "pm_1QxY2zAbCdEfGhIjKlMnOpQr",
+                },
                 {"evm_address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"},
             ]
         },

@@ -6,38 +6,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pact_settlement.kit import examples
+
 __all__ = ["AbortBody", "ChallengeBody", "CommitBody", "RevealBody"]
 
-_ENVELOPE: dict[str, Any] = {
-    "envelope_version": "pact-envelope/1.0",
-    "message_hash_hex": "<64 hex>",
-    "signer_public_key_b58": "<base58 key>",
-    "signature_b58": "<base58 signature>",
-    "signed_at_ms": 1764158401000,
-}
-_TIMES: dict[str, Any] = {"protocol_version": "pact/1.0", "intent_id": "intent-4f0c…"}
+
+def _example(field: str, kind: str) -> ConfigDict:
+    return ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{field: examples.envelope_body(kind)}]},
+    )
 
 
 class CommitBody(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "commit": {
-                        **_ENVELOPE,
-                        "message": {
-                            **_TIMES,
-                            "type": "COMMIT",
-                            "commit_hash_hex": "<sha256 hex of payload_b64 + nonce_b64>",
-                            "sent_at_ms": 1764158401000,
-                            "expires_at_ms": 1764158431000,
-                        },
-                    }
-                }
-            ]
-        },
-    )
+    model_config = _example("commit", "commit")
 
     commit: dict[str, Any] = Field(
         description="COMMIT envelope signed by the settlement's seller (the quote's provider "
@@ -46,26 +28,7 @@ class CommitBody(BaseModel):
 
 
 class RevealBody(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "reveal": {
-                        **_ENVELOPE,
-                        "message": {
-                            **_TIMES,
-                            "type": "REVEAL",
-                            "payload_b64": "eyJ0ZW1wX2MiOiAxMi41fQ==",
-                            "nonce_b64": "3q2+7w==",
-                            "sent_at_ms": 1764158402000,
-                            "expires_at_ms": 1764158432000,
-                        },
-                    }
-                }
-            ]
-        },
-    )
+    model_config = _example("reveal", "reveal")
 
     reveal: dict[str, Any] = Field(
         description="REVEAL envelope signed by the seller; `payload_b64` and `nonce_b64` in "
@@ -74,26 +37,7 @@ class RevealBody(BaseModel):
 
 
 class ChallengeBody(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "challenge": {
-                        **_ENVELOPE,
-                        "message": {
-                            **_TIMES,
-                            "type": "REJECT",
-                            "code": "LATENCY_BREACH",
-                            "reason": "delivered after the quoted latency",
-                            "sent_at_ms": 1764158403000,
-                            "expires_at_ms": 1764158433000,
-                        },
-                    }
-                }
-            ]
-        },
-    )
+    model_config = _example("challenge", "challenge")
 
     challenge: dict[str, Any] = Field(
         description="REJECT envelope signed by the settlement's buyer, same intent_id, `code` "
@@ -102,26 +46,7 @@ class ChallengeBody(BaseModel):
 
 
 class AbortBody(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "abort": {
-                        **_ENVELOPE,
-                        "message": {
-                            **_TIMES,
-                            "type": "REJECT",
-                            "code": "FULFILMENT_FAILED",
-                            "reason": "the upstream weather API answered 503",
-                            "sent_at_ms": 1764158401000,
-                            "expires_at_ms": 1764158431000,
-                        },
-                    }
-                }
-            ]
-        },
-    )
+    model_config = _example("abort", "abort")
 
     abort: dict[str, Any] = Field(
         description="REJECT envelope signed by the settlement's seller; `code` "

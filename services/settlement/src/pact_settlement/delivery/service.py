@@ -1,4 +1,4 @@
-"""hash_reveal delivery (PROTOCOL.md: payment only on verifiable proof; objective slashing).
+"""hash_reveal delivery (docs/protocol.md: payment only on verifiable proof; objective slashing).
 
 * **COMMIT** (seller): records ``commit_hash_hex`` = sha256(payload_b64 + nonce_b64) against a
   ``locked`` settlement → ``committed``. The same commitment again is a no-op (200); a

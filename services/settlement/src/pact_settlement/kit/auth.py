@@ -19,7 +19,22 @@ from pact_settlement.kit.errors import Forbidden, Unauthorized
 
 __all__ = ["AdminPrincipal", "AnyPrincipal", "Principal", "ProviderPrincipal", "Role"]
 
-_bearer = HTTPBearer(auto_error=False, description="PACT_SETTLEMENT_API_TOKEN or ADMIN_TOKEN")
+# One OpenAPI security scheme per token, so the document says which token each route takes:
+# a route that takes either lists both (OpenAPI reads a list of requirements as "any of").
+# Both read the same Authorization header; the token itself decides the role (below).
+_provider_token = HTTPBearer(
+    auto_error=False,
+    scheme_name="providerToken",
+    description="The provider's token (`PACT_SETTLEMENT_API_TOKEN`): creates settlements, "
+    "records COMMIT, REVEAL and abort, reads.",
+)
+_admin_token = HTTPBearer(
+    auto_error=False,
+    scheme_name="adminToken",
+    description="The operators' token (`PACT_SETTLEMENT_ADMIN_TOKEN`): deposits, top-ups, "
+    "payment profiles, reads.",
+)
+Credentials = HTTPAuthorizationCredentials | None
 
 
 class Role(StrEnum):
@@ -49,30 +64,38 @@ def _match(presented: str, settings: SettlementSettings) -> Role | None:
     return None
 
 
-async def authenticate(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+def _authenticate(request: Request, credentials: Credentials, *roles: Role) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized()
     role = _match(credentials.credentials, request.app.state.settings)
     if role is None:
         raise Unauthorized("the bearer token is not valid")
+    if role not in roles:
+        wanted = " or the ".join(r.value for r in roles)
+        raise Forbidden(f"this route takes the {wanted} token; this is the {role.value} token")
     return Principal(role)
 
 
-def _require(*roles: Role):  # type: ignore[no-untyped-def]
-    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if principal.role not in roles:
-            raise Forbidden(
-                f"a {' or '.join(r.value for r in roles)} token is required; "
-                f"this is a {principal.role.value} token"
-            )
-        return principal
-
-    return dependency
+async def _provider(
+    request: Request, credentials: Annotated[Credentials, Depends(_provider_token)]
+) -> Principal:
+    return _authenticate(request, credentials, Role.PROVIDER)
 
 
-ProviderPrincipal = Annotated[Principal, Depends(_require(Role.PROVIDER))]
-AdminPrincipal = Annotated[Principal, Depends(_require(Role.ADMIN))]
-AnyPrincipal = Annotated[Principal, Depends(_require(Role.PROVIDER, Role.ADMIN))]
+async def _admin(
+    request: Request, credentials: Annotated[Credentials, Depends(_admin_token)]
+) -> Principal:
+    return _authenticate(request, credentials, Role.ADMIN)
+
+
+async def _either(
+    request: Request,
+    credentials: Annotated[Credentials, Depends(_provider_token)],
+    _same_header: Annotated[Credentials, Depends(_admin_token)],
+) -> Principal:
+    return _authenticate(request, credentials, Role.PROVIDER, Role.ADMIN)
+
+
+ProviderPrincipal = Annotated[Principal, Depends(_provider)]
+AdminPrincipal = Annotated[Principal, Depends(_admin)]
+AnyPrincipal = Annotated[Principal, Depends(_either)]

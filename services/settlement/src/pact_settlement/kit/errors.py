@@ -36,12 +36,18 @@ __all__ = [
     "install_error_handlers",
     "is_unavailable",
     "problem_response",
+    "problem_type",
 ]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 _TYPE_BASE = "https://pact.dev/problems/"
 
 log = structlog.get_logger(__name__)
+
+
+def problem_type(code: str) -> str:
+    """The problem ``type`` URI of a code: ``INSUFFICIENT_ESCROW`` → …/insufficient-escrow."""
+    return _TYPE_BASE + code.lower().replace("_", "-")
 
 
 class ProblemCode(StrEnum):
@@ -61,6 +67,7 @@ class ProblemCode(StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     BALANCE_LIMIT_EXCEEDED = "BALANCE_LIMIT_EXCEEDED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    NOT_READY = "NOT_READY"  # /readyz: the readiness report rides along as extra members
 
 
 class SettlementError(Exception):
@@ -92,7 +99,7 @@ class SettlementError(Exception):
 
     def to_problem(self) -> dict[str, Any]:
         return {
-            "type": _TYPE_BASE + self.code.lower().replace("_", "-"),
+            "type": problem_type(self.code),
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
@@ -204,7 +211,7 @@ def problem_response(
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body = {
-        "type": _TYPE_BASE + code.lower().replace("_", "-"),
+        "type": problem_type(code),
         "title": title,
         "status": status,
         "detail": detail,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from pact_settlement.kit import examples
 from pact_settlement.kit.auth import AnyPrincipal
 from pact_settlement.kit.deps import Settings
-from pact_settlement.kit.openapi import AUTH_ERRORS
+from pact_settlement.kit.openapi import ok, responses
+from pact_settlement.rails import service
 from pact_settlement.rails.schemas import RailList
-from pact_settlement.rails.service import list_rails
 
 router = APIRouter(prefix="/v1/rails", tags=["rails"])
 
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/rails", tags=["rails"])
     "",
     response_model=RailList,
     summary="Enabled rails, the default, and each rail's currency, minimum and bond support",
-    responses={**AUTH_ERRORS},
+    responses=responses(success={200: ok("The rails", examples.rails())}),
 )
-async def get_rails(principal: AnyPrincipal, settings: Settings) -> RailList:
-    return list_rails(settings)
+async def list_rails(principal: AnyPrincipal, settings: Settings) -> RailList:
+    return service.list_rails(settings)

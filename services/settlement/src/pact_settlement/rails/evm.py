@@ -15,8 +15,9 @@ is created. The lock step then finds that escrow and adopts it instead of sendin
 
 ======== =====================================================================================
 prepare  refuse sub-wei amounts and agents without an ``evm`` profile; snapshot buyer,
-         seller, beneficiary (= the buyer: PROTOCOL.md pays a slashed bond to the buyer), the
-         on-chain deadline, amount and bond in wei, the escrow id
+         seller, beneficiary (= the buyer: a slashed bond is paid to the buyer, see
+         docs/protocol.md, "State machine"), the on-chain deadline, amount and bond in wei,
+         the escrow id
 lock     adopt a matching buyer-made escrow, else ``lockFor`` with ``value = amount``; then
          ``postBond`` if a bond is required and not yet posted
 release  ``release`` (seller gets amount + bond)

@@ -1,4 +1,5 @@
-"""Rail operations: every rail call is recorded ``pending`` before it is made (DESIGN.md #3)."""
+"""Rail operations: every rail call is recorded ``pending`` before it is made
+(docs/decisions.md, decision 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Rail operation records: pending before the call, resolved after (DESIGN.md #3)."""
+"""Rail operation records: pending before the call, resolved after
+(docs/decisions.md, decision 3)."""
 
 from __future__ import annotations
 

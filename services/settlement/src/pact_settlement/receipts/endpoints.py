@@ -7,18 +7,21 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pact_schema import ENVELOPE_VERSION, PROTOCOL_VERSION
 
+from pact_settlement.kit import examples
 from pact_settlement.kit.deps import Settings
+from pact_settlement.kit.openapi import ok, responses
 from pact_settlement.rails.registry import available_rails
 from pact_settlement.receipts.service import RECEIPT_EXTRA_FIELDS, RECEIPT_FIELDS
 
-router = APIRouter(tags=["receipts"])
+router = APIRouter(tags=["identity"])
 
 
 @router.get(
     "/.well-known/pact-settlement",
     summary="The settlement service's public key (verifies RECEIPTs) and capabilities",
+    responses=responses(success={200: ok("The key and capabilities", examples.well_known())}),
 )
-async def well_known(request: Request, settings: Settings) -> dict[str, Any]:
+async def get_settlement_identity(request: Request, settings: Settings) -> dict[str, Any]:
     return {
         "public_key_b58": request.app.state.receipts.public_key_b58,
         "protocol_versions": [PROTOCOL_VERSION],
@@ -38,6 +41,6 @@ async def well_known(request: Request, settings: Settings) -> dict[str, Any]:
             "amount_refunded and bond_slashed are decimal strings",
             "outcomes": ["released", "refunded", "slashed", "failed"],
         },
-        "transcript": "GET /v1/settlements/{intent_id}/transcript",
+        "transcript": "GET /v1/settlements/{settlement id or intent id}/transcript",
         "transcript_formats": ["pact-settlement-transcript/1", "pact-transcript/4.0"],
     }

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pact_schema.keys import PublicKeyB58
 
 from pact_settlement.db.session import DBSession
+from pact_settlement.kit import examples
 from pact_settlement.kit.auth import AnyPrincipal, ProviderPrincipal
 from pact_settlement.kit.deps import AppMetrics, Clock, RequestId, Settings
-from pact_settlement.kit.openapi import AUTH_ERRORS, problem_doc
+from pact_settlement.kit.openapi import (
+    DATABASE_UNAVAILABLE,
+    NOT_FOUND,
+    Refusal,
+    idempotency_key,
+    ok,
+    responses,
+)
 from pact_settlement.kit.params import RailName, SettlementRefPath
 from pact_settlement.settlements.schemas import SettlementCreate, SettlementPage, SettlementRead
 from pact_settlement.settlements.service import SettlementService
@@ -35,31 +43,81 @@ async def get_service(
 Service = Annotated[SettlementService, Depends(get_service)]
 
 
+MISSING_KEY = Refusal(
+    400,
+    "BAD_REQUEST",
+    "No Idempotency-Key header, or one longer than 255 characters",
+    "an Idempotency-Key header of 1-255 characters is required",
+)
+AMBIGUOUS = Refusal(
+    409,
+    "AMBIGUOUS_INTENT_ID",
+    "The intent id names several buyers' settlements: use the settlement id or ?buyer=",
+    "intent_id 'intent-7f3c2a9e-5b1d-4c8e-9a2f-0d6b3e8c1f47' names settlements of more than "
+    "one buyer; use the settlement id instead",
+    extra={"settlement_ids": ["st_01kb0ybq0g7m4n6p8r0s2t4v6w", "st_01kb0yc2h5j7k9m1n3p5q7r9s1"]},
+)
+
+
 @router.post(
     "",
     response_model=SettlementRead,
     status_code=201,
     summary="Verify a signed ACCEPT and lock the buyer's funds",
-    responses={
-        200: {"description": "Identical replay: the existing settlement", "model": SettlementRead},
-        202: {
-            "description": "Recorded; an external rail's lock is in flight (state `pending`), "
-            "on the first answer and on replays until it resolves. Poll GET or resend the same "
-            "request.",
-            "model": SettlementRead,
-        },
-        400: problem_doc("Missing Idempotency-Key", "BAD_REQUEST"),
-        402: problem_doc(
-            "Funds could not be locked; the settlement is recorded as failed",
+    description="Re-verifies the buyer's ACCEPT and the provider-signed ASK it carries, records "
+    "the settlement and locks the agreed price on the rail. The same request again (same "
+    "`Idempotency-Key` and body, even after the quote expired) answers the same settlement.",
+    responses=responses(
+        MISSING_KEY,
+        Refusal(
+            402,
             "INSUFFICIENT_ESCROW",
+            "The funds could not be locked: the settlement is recorded as failed, with a RECEIPT",
+            "0.00008 needed, 0.00002 available",
+            extra={"settlement_id": examples.SETTLEMENT_ID, "intent_id": examples.INTENT_ID},
         ),
-        409: problem_doc(
-            "Different request for an existing intent_id, or a reused Idempotency-Key",
+        Refusal(
+            409,
             "DUPLICATE_INTENT",
+            "This buyer already has a settlement for the intent id, made by another request",
+            "this buyer already has a settlement for intent_id "
+            "'intent-7f3c2a9e-5b1d-4c8e-9a2f-0d6b3e8c1f47'",
         ),
-        422: problem_doc("Bad envelope, signature, quote or request body", "PRICE_MISMATCH"),
-        **AUTH_ERRORS,
-    },
+        Refusal(
+            409,
+            "IDEMPOTENCY_KEY_REUSED",
+            "The Idempotency-Key was used with a different body",
+            "this Idempotency-Key was already used with a different request body",
+        ),
+        Refusal(
+            422,
+            "PRICE_MISMATCH",
+            "The ACCEPT does not take the quote as offered (also QUOTE_EXPIRED, QUOTE_INVALID, "
+            "UNTRUSTED_ISSUER, FAILED_IDENTITY, ...: see the README's error table)",
+            "agreed_price 0.00007 differs from the quoted price 0.00008",
+        ),
+        Refusal(
+            422,
+            "QUOTE_EXPIRED",
+            "The carried quote expired at this service's clock",
+            "the quote expired at 1764158418000 (now 1764158425000)",
+        ),
+        DATABASE_UNAVAILABLE,
+        success={
+            201: ok("Created: the funds are locked", examples.settlement("locked")),
+            200: ok(
+                "Identical replay: the settlement as it is now",
+                examples.settlement("locked"),
+                model=SettlementRead,
+            ),
+            202: ok(
+                "Recorded, `pending`: an external rail's lock is in flight, on the first answer "
+                "and on replays until it resolves. Poll GET or resend the same request.",
+                examples.settlement("pending"),
+                model=SettlementRead,
+            ),
+        },
+    ),
 )
 async def create_settlement(
     body: SettlementCreate,
@@ -69,11 +127,11 @@ async def create_settlement(
     request_id: RequestId,
     idempotency_key: Annotated[
         str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="Required. e.g. accept-<sha256 hex of the ACCEPT message>; same key + "
-            "same body → same answer",
-            max_length=255,
+        idempotency_key(
+            "The provider sends `accept-<sha256 hex of the ACCEPT message>`; the same key and "
+            "body get the same answer.",
+            required=True,
+            example="accept-3f1c9e4b2a7d6c5e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9012a3b4c5d6e7",
         ),
     ] = None,
 ) -> SettlementRead:
@@ -93,7 +151,13 @@ async def create_settlement(
     "",
     response_model=SettlementPage,
     summary="List settlements, newest first (cursor pagination)",
-    responses={400: problem_doc("Bad cursor", "BAD_REQUEST"), **AUTH_ERRORS},
+    responses=responses(
+        Refusal(
+            400, "BAD_REQUEST", "The cursor is not one this service made", "cursor is not valid"
+        ),
+        DATABASE_UNAVAILABLE,
+        success={200: ok("One page, newest first", examples.settlement_page())},
+    ),
 )
 async def list_settlements(
     principal: AnyPrincipal,
@@ -129,16 +193,19 @@ TranscriptFormat = Literal["pact-settlement-transcript/1", "pact-transcript/4.0"
     "/{settlement_ref}/transcript",
     summary="The settlement's signed envelopes and events, for audit (pact verify-transcript)",
     description="`format=pact-settlement-transcript/1` (default): every signed envelope "
-    "verbatim, the events and the settlement. `format=pact-transcript/4.0`: the reference "
-    "ecosystem's v4 transcript (hash-chained rounds, `final_hash`, a `failure_event` with the "
-    'v4 taxonomy code for refunds, slashes and failures); see the README, "v4 transcripts".',
-    responses={
-        404: problem_doc("Unknown settlement", "NOT_FOUND"),
-        409: problem_doc("The intent id names several buyers' settlements", "AMBIGUOUS_INTENT_ID"),
-        **AUTH_ERRORS,
-    },
+    "verbatim, in protocol order (quote, accept, commit, abort, reveal, challenge, receipt), "
+    "the events and the settlement; `pact verify-transcript` checks them offline. "
+    "`format=pact-transcript/4.0`: the reference ecosystem's v4 transcript (hash-chained "
+    "rounds, `final_hash`, a `failure_event` with the v4 taxonomy code for refunds, slashes and "
+    'failures). See docs/protocol.md, Transcripts, and the README, "v4 transcripts".',
+    responses=responses(
+        NOT_FOUND,
+        AMBIGUOUS,
+        DATABASE_UNAVAILABLE,
+        success={200: ok("The transcript", examples.transcript())},
+    ),
 )
-async def get_transcript(
+async def get_settlement_transcript(
     settlement_ref: SettlementRefPath,
     principal: AnyPrincipal,
     session: DBSession,
@@ -161,11 +228,12 @@ async def get_transcript(
     "/{settlement_ref}",
     response_model=SettlementRead,
     summary="One settlement with its event trail",
-    responses={
-        404: problem_doc("Unknown settlement", "NOT_FOUND"),
-        409: problem_doc("The intent id names several buyers' settlements", "AMBIGUOUS_INTENT_ID"),
-        **AUTH_ERRORS,
-    },
+    responses=responses(
+        NOT_FOUND,
+        AMBIGUOUS,
+        DATABASE_UNAVAILABLE,
+        success={200: ok("The settlement (here: released)", examples.settlement("released"))},
+    ),
 )
 async def get_settlement(
     settlement_ref: SettlementRefPath,

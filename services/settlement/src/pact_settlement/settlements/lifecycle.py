@@ -6,10 +6,10 @@ the same way whoever ends it. Every ending is one rail step through the two-phas
 its signed RECEIPT (:class:`LifecycleApplier`): the RECEIPT is written by the transition
 itself (``settlements.receipt_json``) and appended to the transcript in the same transaction.
 
-Faults are objective only (PROTOCOL.md): a missed delivery deadline, an invalid proof (the
-REVEAL does not hash to the COMMIT), or an upheld challenge. A fault refunds the buyer and,
-when a seller bond is held, slashes it to the buyer (``slashed``); with no bond held the
-settlement ends ``refunded``. Both carry the failure code.
+Faults are objective only (docs/protocol.md, "State machine"): a missed delivery deadline, an
+invalid proof (the REVEAL does not hash to the COMMIT), or an upheld challenge. A fault refunds
+the buyer and, when a seller bond is held, slashes it to the buyer (``slashed``); with no bond
+held the settlement ends ``refunded``. Both carry the failure code.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Two-phase rail steps: EVERY money movement (lock, release, refund, slash) goes through here.
 
-DESIGN.md decision 3: "a rail call that may have happened is recorded as pending before it is
-made and resolved by the reconciler from the rail's own records after a crash".
+docs/decisions.md, decision 3: "a rail call that may have happened is recorded as pending
+*before* it is made and resolved afterwards from the rail's own records by the reconciler".
 
 How to use it (rails authors: this is the only entry point; do not call a rail directly)
 --------------------------------------------------------------------------------------

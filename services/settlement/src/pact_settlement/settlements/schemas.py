@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pact_settlement.kit import examples
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.params import RailName
 from pact_settlement.kit.time import to_ms
@@ -20,34 +21,13 @@ __all__ = [
     "SettlementRead",
 ]
 
-_EXAMPLE_ACCEPT: dict[str, Any] = {
-    "envelope_version": "pact-envelope/1.0",
-    "message": {
-        "protocol_version": "pact/1.0",
-        "type": "ACCEPT",
-        "intent_id": "intent-4f0c…",
-        "agreed_price": 0.00008,
-        "settlement_mode": "hash_reveal",
-        "proof_type": "hash_reveal",
-        "challenge_window_ms": 5000,
-        "delivery_deadline_ms": 1764158430000,
-        "sent_at_ms": 1764158400000,
-        "expires_at_ms": 1764158430000,
-        "quote": {"envelope_version": "pact-envelope/1.0", "message": {"type": "ASK", "…": "…"}},
-    },
-    "message_hash_hex": "9b1c…(64 hex)",
-    "signer_public_key_b58": "<buyer key, base58>",
-    "signature_b58": "<Ed25519 signature, base58>",
-    "signed_at_ms": 1764158400000,
-}
-
 
 class SettlementCreate(BaseModel):
     """Body of ``POST /v1/settlements``."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"accept": _EXAMPLE_ACCEPT, "rail": None}]},
+        json_schema_extra={"examples": [{"accept": examples.accept_envelope(), "rail": "ledger"}]},
     )
 
     accept: dict[str, Any] = Field(
@@ -94,39 +74,8 @@ class SettlementEventRead(BaseModel):
 
 
 class SettlementRead(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "st_01jdq7x3k9v2m4n6p8r0s2t4v6",
-                    "intent_id": "intent-4f0c…",
-                    "state": "locked",
-                    "rail": "ledger",
-                    "amount": "0.00008",
-                    "bond": "0.00016",
-                    "bond_locked": "0",
-                    "buyer": "<buyer key, base58>",
-                    "seller": "<provider key, base58>",
-                    "settlement_mode": "hash_reveal",
-                    "delivery_deadline_at": "2026-11-26T12:00:30Z",
-                    "delivery_deadline_ms": 1764158430000,
-                    "challenge_window_ms": 5000,
-                    "failure_code": None,
-                    "failure_detail": None,
-                    "locked_at": "2026-11-26T12:00:00Z",
-                    "commit_hash_hex": None,
-                    "reveal_hash_hex": None,
-                    "delivered_at": None,
-                    "challenge_ends_at": None,
-                    "receipt": None,
-                    "created_at": "2026-11-26T12:00:00Z",
-                    "updated_at": "2026-11-26T12:00:00Z",
-                    "closed_at": None,
-                    "events": [],
-                }
-            ]
-        }
-    )
+    """A settlement; every route that answers one documents it at the state it answers in
+    (examples: ``kit/examples.py``)."""
 
     id: str
     intent_id: str

@@ -1,4 +1,4 @@
-"""Re-verify what the service is asked to settle (DESIGN.md decision 2).
+"""Re-verify what the service is asked to settle (docs/decisions.md, decision 2).
 
 Pure functions over the request: the buyer's signature on the ACCEPT, the provider's
 signature on the carried ASK (an allow-listed key), that both are for the same intent and

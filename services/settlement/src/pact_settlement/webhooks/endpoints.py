@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 
-from pact_settlement.kit.openapi import problem_doc
+from pact_settlement.kit.openapi import Refusal, ok, responses
 from pact_settlement.settlements.rail_steps import TransitionApplier
 from pact_settlement.webhooks.schemas import WebhookAck
 from pact_settlement.webhooks.service import StripeWebhookService
@@ -41,13 +41,45 @@ StripeService = Annotated[StripeWebhookService, Depends(get_stripe_service)]
         "retrieved and its current state applied, so duplicated and out-of-order events are "
         "harmless."
     ),
-    responses={
-        400: problem_doc("Missing, malformed, forged or stale signature", "FAILED_IDENTITY", 400),
-        404: problem_doc("The stripe rail is not enabled", "NOT_FOUND", 404),
-        503: problem_doc("Stripe or the database unavailable: redeliver", "SETTLEMENT_FAILED", 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The Stripe event, exactly as Stripe sent it (the signature covers "
+            "the raw bytes).",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     },
+    responses=responses(
+        Refusal(
+            400,
+            "FAILED_IDENTITY",
+            "Missing, malformed, forged or stale Stripe-Signature",
+            "the Stripe-Signature does not match the payload",
+        ),
+        Refusal(
+            404, "NOT_FOUND", "The stripe rail is not enabled", "the stripe rail is not enabled"
+        ),
+        Refusal(
+            503,
+            "SETTLEMENT_FAILED",
+            "Stripe or the database is unavailable: Stripe redelivers",
+            "Stripe could not be reached; redeliver the event",
+            title="Rail unavailable",
+        ),
+        success={
+            200: ok(
+                "Received (a duplicate or an event of no concern is acknowledged too)",
+                {
+                    "received": True,
+                    "event_id": "evt_1QxY2zAbCdEfGhIjKlMnOpQr",
+                    "outcome": "resolved",
+                    "settlement_id": "st_01kb0ybq0g7m4n6p8r0s2t4v6w",
+                },
+            )
+        },
+    ),
 )
-async def stripe_webhook(
+async def receive_stripe_webhook(
     request: Request,
     service: StripeService,
     stripe_signature: Annotated[

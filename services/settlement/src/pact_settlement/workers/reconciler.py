@@ -1,4 +1,4 @@
-"""The reconciler: resolves rail operations left ``pending`` (DESIGN.md decision 3).
+"""The reconciler: resolves rail operations left ``pending`` (docs/decisions.md, decision 3).
 
 A non-transactional rail step is committed as ``pending`` before its call; a crash, timeout
 or retryable error between the call and its resolution leaves it so. Each pass:

@@ -1,4 +1,4 @@
-"""The sweeper: no settlement hangs (DESIGN.md decision 3).
+"""The sweeper: no settlement hangs (docs/decisions.md, decision 3).
 
 Each pass ends every open settlement that is due, one settlement per transaction:
 
