@@ -27,6 +27,11 @@ OPERATION_IDS = {
         ("get", "/healthz"): "get_health",
         ("get", "/readyz"): "get_readiness",
         ("get", "/metrics"): "get_metrics",
+        ("post", "/quote"): "reference_quote",
+        ("post", "/commit"): "reference_commit",
+        ("post", "/reveal"): "reference_reveal",
+        ("post", "/stream/chunk"): "reference_stream_chunk",
+        ("get", "/health"): "reference_health",
     },
     "settlement": {
         ("post", "/v1/settlements"): "create_settlement",

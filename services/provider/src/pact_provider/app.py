@@ -255,8 +255,8 @@ def create_app(
             {"name": "negotiation", "description": "The pact/1.0 message exchange."},
             {
                 "name": "reference adapter",
-                "description": "The reference SDK's provider HTTP surface (its PROTOCOL.md "
-                "§11.2), mapped onto our quote binding and settlement: see the provider "
+                "description": "The reference SDK's provider HTTP surface (the reference "
+                "protocol §11.2), mapped onto our quote binding and settlement: see the provider "
                 'README, "Compatibility with the reference SDK".',
             },
             {"name": "identity", "description": "Who this provider is and what it sells."},

@@ -3,7 +3,7 @@
 Two tables, documented in the settlement README ("Failure codes for reference tooling"):
 
 * :func:`reference_failure_code`: the code a RECEIPT's ``failure_code`` carries for a
-  reference v1 buyer (``PROTOCOL.md`` §11.3/§11.4 of the reference): the reference's code where
+  reference v1 buyer (the reference protocol, docs/reference §11.3/§11.4 of github.com/pact-protocol/pact-protocol): the reference's code where
   one means the same thing, else ours unchanged (the reference types the field
   ``FailureCode | string``). The RECEIPT keeps ours in ``settlement_failure_code`` as well.
 * :func:`v4_failure`: the ``failure_event`` of a ``pact-transcript/4.0`` export: a PACT-1xx…5xx

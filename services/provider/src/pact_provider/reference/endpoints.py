@@ -10,10 +10,11 @@ from fastapi import APIRouter, Request
 from pact_schema import parse_json
 from starlette.responses import Response
 
-from pact_provider.errors import PROBLEM_MEDIA_TYPE, BadEnvelope
+from pact_provider.errors import BadEnvelope, problem_document
 from pact_provider.jsonio import json_bytes
 from pact_provider.negotiation.endpoints import read_body
 from pact_provider.negotiation.service import Decision
+from pact_provider.openapi import documented_problem
 from pact_provider.reference.schemas import (
     CommitRequest,
     EnvelopeResponse,
@@ -30,29 +31,55 @@ __all__ = ["build_router"]
 _JSON = "application/json"
 
 
-def _problem(description: str, *codes: str) -> dict[str, Any]:
-    return {
-        "description": f"{description} ({', '.join(codes)}).",
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
+_DETAILS: dict[str, str] = {
+    "REQUEST_MALFORMED": "body is not JSON: Expecting value: line 1 column 1 (char 0)",
+    "PAYLOAD_TOO_LARGE": "the body exceeds 65536 bytes",
+    "UNSUPPORTED_MEDIA_TYPE": "send Content-Type: application/json",
+    "NOT_FOUND": "this provider holds no trade for intent_id 'intent-7f3c2a'",
+    "NOT_DELIVERED": "settlement has not recorded a delivery for intent_id 'intent-7f3c2a'",
+    "AMBIGUOUS_INTENT_ID": "intent_id 'intent-7f3c2a' names trades of more than one buyer; "
+    "add buyer_public_key_b58",
+    "SETTLEMENT_UNAVAILABLE": "settlement did not answer in time; ask again",
+    "REVEAL_NOT_PROVEN": "payload_b64 and nonce_b64 do not hash to the recorded commitment",
+}
+
+
+def _problem(status: int, description: str, *codes: str) -> dict[str, Any]:
+    """A documented problem response with one real problem document per code."""
+    headers = None
+    if status == 503:
+        headers = {
+            "Retry-After": {
+                "description": "Seconds to wait before asking again.",
+                "schema": {"type": "integer"},
+            }
+        }
+    return documented_problem(
+        f"{description} ({', '.join(codes)}).",
+        {
+            code: {"summary": code, "value": problem_document(status, code, _DETAILS[code])}
+            for code in codes
+        },
+        headers=headers,
+    )
 
 
 _BODY_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    400: _problem("Not a JSON object, or a field of the wrong shape", "REQUEST_MALFORMED"),
-    413: _problem("The body is larger than MAX_BODY_BYTES", "PAYLOAD_TOO_LARGE"),
-    415: _problem("The body is not JSON", "UNSUPPORTED_MEDIA_TYPE"),
+    400: _problem(400, "Not a JSON object, or a field of the wrong shape", "REQUEST_MALFORMED"),
+    413: _problem(413, "The body is larger than MAX_BODY_BYTES", "PAYLOAD_TOO_LARGE"),
+    415: _problem(415, "The body is not JSON", "UNSUPPORTED_MEDIA_TYPE"),
 }
 _TRADE_PROBLEMS: dict[int | str, dict[str, Any]] = {
     **_BODY_PROBLEMS,
-    404: _problem("This provider holds no trade for the intent id", "NOT_FOUND"),
+    404: _problem(404, "This provider holds no trade for the intent id", "NOT_FOUND"),
     409: _problem(
+        409,
         "Not delivered yet, ended without a delivery, or several buyers used the intent id",
         "NOT_DELIVERED",
         "AMBIGUOUS_INTENT_ID",
-        "FAILED_PROOF",
     ),
     503: _problem(
-        "Settlement is unavailable; ask again after Retry-After", "SETTLEMENT_UNAVAILABLE"
+        503, "Settlement is unavailable; ask again after Retry-After", "SETTLEMENT_UNAVAILABLE"
     ),
 }
 
@@ -77,27 +104,27 @@ def _decided(runtime: ProviderRuntime, decision: Decision, started: float) -> Re
     return _json({"envelope": decision.envelope})
 
 
-async def quote(request: Request, runtime: RuntimeDep) -> Response:
+async def reference_quote(request: Request, runtime: RuntimeDep) -> Response:
     started = time.perf_counter()
     decision = await runtime.reference.quote(await _body(request, runtime))
     return _decided(runtime, decision, started)
 
 
-async def commit(request: Request, runtime: RuntimeDep) -> Response:
+async def reference_commit(request: Request, runtime: RuntimeDep) -> Response:
     return _json(await runtime.reference.commit(await _body(request, runtime)))
 
 
-async def reveal(request: Request, runtime: RuntimeDep) -> Response:
+async def reference_reveal(request: Request, runtime: RuntimeDep) -> Response:
     return _json(await runtime.reference.reveal(await _body(request, runtime)))
 
 
-async def stream_chunk(request: Request, runtime: RuntimeDep) -> Response:
+async def reference_stream_chunk(request: Request, runtime: RuntimeDep) -> Response:
     started = time.perf_counter()
     decision = runtime.reference.stream_chunk(await _body(request, runtime))
     return _decided(runtime, decision, started)
 
 
-async def health(runtime: RuntimeDep) -> Response:
+async def reference_health(runtime: RuntimeDep) -> Response:
     return _json(runtime.reference.health())
 
 
@@ -119,7 +146,7 @@ def build_router() -> APIRouter:
     router = APIRouter(tags=["reference adapter"])
     router.add_api_route(
         "/quote",
-        quote,
+        reference_quote,
         methods=["POST"],
         summary="ProviderQuoteRequest → {envelope}: a signed open ASK, bound to the intent id",
         description="The reference adapter's quote. The request is unsigned, so the ASK binds "
@@ -137,7 +164,7 @@ def build_router() -> APIRouter:
     )
     router.add_api_route(
         "/commit",
-        commit,
+        reference_commit,
         methods=["POST"],
         summary="CommitRequest → {envelope}: the COMMIT settlement recorded for the trade",
         description="The commitment this provider sent settlement when it delivered, signed "
@@ -152,7 +179,7 @@ def build_router() -> APIRouter:
     )
     router.add_api_route(
         "/reveal",
-        reveal,
+        reference_reveal,
         methods=["POST"],
         summary="RevealRequest → {envelope, ok}: a signed REVEAL of the recorded delivery",
         description="Only for a trade settlement recorded as delivered, and only to a caller "
@@ -164,13 +191,15 @@ def build_router() -> APIRouter:
         responses={
             200: {"model": RevealResponse, "description": "A signed REVEAL and the proof check."},
             **_TRADE_PROBLEMS,
-            403: _problem("The caller does not hold the recorded delivery", "REVEAL_NOT_PROVEN"),
+            403: _problem(
+                403, "The caller does not hold the recorded delivery", "REVEAL_NOT_PROVEN"
+            ),
         },
         openapi_extra=_request_body(RevealRequest, "RevealRequest"),
     )
     router.add_api_route(
         "/stream/chunk",
-        stream_chunk,
+        reference_stream_chunk,
         methods=["POST"],
         summary="StreamChunkRequest → {envelope}: refused, streaming is not offered",
         description="Settlement settles hash_reveal only: a signed REJECT "
@@ -184,7 +213,7 @@ def build_router() -> APIRouter:
     )
     router.add_api_route(
         "/health",
-        health,
+        reference_health,
         methods=["GET"],
         summary="The reference adapter's health: ok and the seller's public key",
         response_class=Response,

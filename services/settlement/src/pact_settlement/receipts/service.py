@@ -1,6 +1,6 @@
 """Build and sign a settlement's RECEIPT: the reference v1 receipt, plus our extra fields.
 
-The reference v1 fields (its ``PROTOCOL.md`` §11.3): ``receipt_id``
+The reference v1 fields (the reference protocol §11.3, see docs/protocol.md): ``receipt_id``
 (``receipt-{intent_id}-{timestamp_ms}``), ``intent_id``, ``buyer_agent_id``,
 ``seller_agent_id``, ``agreed_price``, ``fulfilled`` (true only for ``released``),
 ``failure_code`` whenever it is false (the reference's code where one fits, see
