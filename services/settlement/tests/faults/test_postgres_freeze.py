@@ -55,6 +55,7 @@ async def _freeze(cluster: Cluster, url: str, pact: Any, tmp_path: Path) -> None
         url,
         pact.provider.public_key_b58,
         PACT_SETTLEMENT_REQUEST_TIMEOUT_S=str(BUDGET_S),
+        PACT_SETTLEMENT_REQUIRE_SELLER_BOND="false",  # about the buyer's money
         PACT_SETTLEMENT_DB_COMMAND_TIMEOUT_S="1.5",
         PACT_SETTLEMENT_DB_STATEMENT_TIMEOUT_MS="1000",
         PACT_SETTLEMENT_DB_LOCK_TIMEOUT_MS="1000",

@@ -63,6 +63,7 @@ def _env(url: str, provider_key: str) -> dict[str, str]:
         PACT_SETTLEMENT_RECONCILE_INTERVAL_S=str(SWEEP_S),
         PACT_SETTLEMENT_WORKER_MAX_BACKOFF_S=str(MAX_BACKOFF_S),
         PACT_SETTLEMENT_WRITE_REFUSAL_HOLD_S=str(HOLD_S),
+        PACT_SETTLEMENT_REQUIRE_SELLER_BOND="false",  # about the buyer's money
     )
 
 
