@@ -346,12 +346,14 @@ async def test_latency_is_measured_to_the_commit_not_the_reveal(
 ) -> None:
     """The promise covers lock → COMMIT on this service's clock; a slow REVEAL after a quick
     COMMIT is no breach, and the measurement is in the COMMIT event and transcript."""
+    flow.clock.fixed_ms = now_ms()  # the service's clock stands still until moved
     intent_id = await flow.locked()
+    flow.clock.offset_ms = 60  # the COMMIT 60 ms after the lock, inside the promised 100
     committed = await flow.post(intent_id, "commit", commit_of(pact, intent_id))
     commit_event = committed.json()["events"][-1]
     assert commit_event["event"] == "settlement.committed"
     assert commit_event["data"]["quoted_latency_ms"] == 100
-    assert commit_event["data"]["latency_ms"] <= 100
+    assert commit_event["data"]["latency_ms"] == 60
     flow.clock.offset_ms = 5_000
     assert (await flow.post(intent_id, "reveal", reveal_of(pact, intent_id))).status_code == 200
     challenge = challenge_of(pact, intent_id, "LATENCY_BREACH")

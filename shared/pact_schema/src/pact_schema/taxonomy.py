@@ -3,9 +3,10 @@
 Two tables, documented in the settlement README ("Failure codes for reference tooling"):
 
 * :func:`reference_failure_code`: the code a RECEIPT's ``failure_code`` carries for a
-  reference v1 buyer (the reference protocol, docs/reference §11.3/§11.4 of github.com/pact-protocol/pact-protocol): the reference's code where
-  one means the same thing, else ours unchanged (the reference types the field
-  ``FailureCode | string``). The RECEIPT keeps ours in ``settlement_failure_code`` as well.
+  reference v1 buyer (the reference protocol §11.3/§11.4, see docs/protocol.md): the
+  reference's code where one means the same thing, else ours unchanged (the reference types
+  the field ``FailureCode | string``). The RECEIPT keeps ours in ``settlement_failure_code``
+  as well.
 * :func:`v4_failure`: the ``failure_event`` of a ``pact-transcript/4.0`` export: a PACT-1xx…5xx
   code of the v4 failure taxonomy with its stage, fault domain and terminality. Every ending of
   a settlement is final here (an intent id is settled once per buyer), so all are ``terminal``.

@@ -367,6 +367,8 @@ def settlement(scenario: str, *, with_events: bool = True) -> dict[str, Any]:
         "failure_code": outcome[1] if outcome else None,
         "failure_detail": outcome[2] if outcome else None,
         "locked_at": _at(_LOCKED) if "locked" in reached else None,
+        "commit_by_at": iso(min(_DEADLINE_MS, EXAMPLE_NOW - 2_000 + _QUOTE_VALID_MS + 30_000)),
+        "committed_at": _at(_COMMITTED) if "committed" in reached else None,
         "commit_hash_hex": COMMIT_HASH if "committed" in reached else None,
         "reveal_hash_hex": COMMIT_HASH if "delivered" in reached else None,
         "delivered_at": _at(_DELIVERED) if "delivered" in reached else None,

@@ -10,8 +10,8 @@ from typing import Final
 __all__ = ["SETTLEMENT_ID_PATTERN", "is_our_id", "new_id"]
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
-#: What ``new_id("st")`` makes. It holds a "_", which no intent id can, so a URL segment is
-#: unambiguously one or the other.
+#: What ``new_id("st")`` makes. An intent id may have this shape too; a URL segment naming an
+#: existing settlement id is read as that settlement (``settlements/lookup.py``).
 SETTLEMENT_ID_PATTERN: Final = r"st_[0-9a-hjkmnp-tv-z]{26}"
 _ID_RE: Final = re.compile(r"[a-z]{1,16}_[0-9a-hjkmnp-tv-z]{26}")
 

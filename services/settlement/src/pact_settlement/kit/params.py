@@ -14,8 +14,6 @@ from pact_schema.keys import PublicKeyB58
 from pact_schema.text import INTENT_ID_MAX_LENGTH, INTENT_ID_PATTERN, IntentId
 from pydantic import StringConstraints
 
-from pact_settlement.kit.ids import SETTLEMENT_ID_PATTERN
-
 __all__ = [
     "RAIL_NAME_PATTERN",
     "AgentIdPath",
@@ -45,8 +43,8 @@ SettlementRefPath = Annotated[
         strict=True,
         min_length=1,
         max_length=INTENT_ID_MAX_LENGTH,
-        # The two alphabets are disjoint: a settlement id has a "_", an intent id cannot.
-        pattern=f"^(?:{SETTLEMENT_ID_PATTERN})$|{INTENT_ID_PATTERN}",
+        # Every settlement id is also in the intent id alphabet: one pattern admits both.
+        pattern=INTENT_ID_PATTERN,
     ),
     Path(
         description="A settlement id (`st_…`), or the intent id (unique per buyer: when "

@@ -35,9 +35,11 @@ async def find_settlement(
     reference naming exactly one settlement is returned whoever asks, so the caller's own
     signer check answers a wrong party with 403, not a misleading 404.
     """
-    if _SETTLEMENT_ID.fullmatch(ref):  # never an intent id: that alphabet has no "_"
-        settlement = await repo.get_by_id(ref)
-    else:
+    settlement = await repo.get_by_id(ref) if _SETTLEMENT_ID.fullmatch(ref) else None
+    if settlement is None:
+        # An intent id may be shaped like a settlement id (the alphabets overlap): a
+        # reference naming an existing settlement id is that settlement, anything else an
+        # intent id.
         matches = await repo.find_by_intent(ref)
         if len(matches) > 1 and (buyer is not None or seller is not None):
             matches = await repo.find_by_intent(ref, buyer=buyer, seller=seller)

@@ -97,6 +97,14 @@ class SettlementRead(BaseModel):
     failure_code: str | None
     failure_detail: str | None
     locked_at: datetime | None = Field(description="when the funds were locked")
+    commit_by_at: datetime | None = Field(
+        description="no COMMIT by then: refunded in full, COMMIT_WINDOW_MISSED (the quote's "
+        "expiry + COMMIT_GRACE_MS, at most the delivery deadline)"
+    )
+    committed_at: datetime | None = Field(
+        description="when the seller's COMMIT was recorded; the promised latency is measured "
+        "from locked_at to it"
+    )
     commit_hash_hex: str | None = Field(
         description="the seller's COMMIT: sha256(payload_b64 + nonce_b64)"
     )
@@ -138,6 +146,8 @@ class SettlementRead(BaseModel):
             failure_code=s.failure_code,
             failure_detail=s.failure_detail,
             locked_at=s.locked_at,
+            commit_by_at=s.commit_by_at,
+            committed_at=s.committed_at,
             commit_hash_hex=s.commit_hash_hex,
             reveal_hash_hex=s.reveal_hash_hex,
             delivered_at=s.delivered_at,
