@@ -226,3 +226,18 @@ async def test_a_commit_after_the_commit_window_refunds_instead_of_committing(
     assert answer.status_code == 200
     assert answer.json()["state"] == "refunded"
     assert answer.json()["failure_code"] == "COMMIT_WINDOW_MISSED"
+
+
+async def test_an_intent_id_shaped_like_a_settlement_id_still_names_its_settlement(
+    api: Any, pact: Any
+) -> None:
+    """Settlement ids are in the intent id alphabet: one that is not an existing settlement's
+    id is read as the intent id it is."""
+    intent_id = "st_" + "0" * 26
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    created = await api.create(pact.accept(intent_id=intent_id))
+    assert created.status_code == 201, created.text
+    found = await api.client.get(f"/v1/settlements/{intent_id}", headers=api.admin_auth)
+    assert found.status_code == 200
+    assert found.json()["id"] == created.json()["id"]
+    assert found.json()["intent_id"] == intent_id
