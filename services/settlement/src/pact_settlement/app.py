@@ -88,7 +88,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.db_health = DatabaseHealth(settings.write_refusal_hold_s)
     engine = create_engine(settings, health=app.state.db_health)
     app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.sessionmaker = create_sessionmaker(engine, clock=app.state.clock)
     rail_clients: RailClients = app.state.rail_clients or RailClients(settings)
     rail_clients.attach(app.state.sessionmaker)  # every session can build the external rails
     app.state.rail_clients = rail_clients

@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pact_schema.clock import utcnow
 from pact_settlement.idempotency.models import IdempotencyKey
-from pact_settlement.kit.time import utcnow
 from pact_settlement.settlements.service import CREATE_SCOPE
 from pact_settlement.workers.reconciler import Reconciler
 from sqlalchemy import select

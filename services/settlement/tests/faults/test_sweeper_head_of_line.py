@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pact_settlement.kit.time import from_ms, utcnow
+from pact_schema.clock import utcnow
+from pact_settlement.kit.time import from_ms
 from pact_settlement.settlements.repository import SettlementRepository
 
 from ..rails.flow import state_of

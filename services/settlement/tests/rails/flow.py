@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from pact_schema.clock import utcnow
 from pact_settlement.kit.observability import Metrics
-from pact_settlement.kit.time import utcnow
 from pact_settlement.rails.base import RailStep
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements import state_machine

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import stripe
-from pact_settlement.kit.time import utcnow
+from pact_schema.clock import utcnow
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.workers.authorization_expiry import AuthorizationExpirySweeper
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import stripe
 from pact_schema import Keypair
+from pact_schema.clock import utcnow
 from pact_schema.codes import FailureCode
 from pact_settlement.accounts.models import PaymentProfile
 from pact_settlement.config import SettlementSettings
-from pact_settlement.kit.time import utcnow
 from pact_settlement.rails.base import RailError, RailOpStatus, RailRefused, RailStep
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.rails.repository import rail_idempotency_key

@@ -15,9 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pact_schema.clock import utcnow
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.observability import Metrics
-from pact_settlement.kit.time import utcnow
 from pact_settlement.rails import registry
 from pact_settlement.rails.base import (
     RailError,

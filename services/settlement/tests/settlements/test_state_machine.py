@@ -6,8 +6,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from pact_schema.clock import utcnow
 from pact_settlement.kit.ids import new_id
-from pact_settlement.kit.time import utcnow
 from pact_settlement.settlements import state_machine
 from pact_settlement.settlements.models import Settlement
 from pact_settlement.settlements.repository import SettlementEventRepository, SettlementRepository

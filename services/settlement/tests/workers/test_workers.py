@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from pact_schema import (
 from pact_settlement.app import create_app
 from pact_settlement.config import Environment, SettlementSettings
 from pact_settlement.kit.observability import Metrics
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import from_ms
 from pact_settlement.rails import registry
 from pact_settlement.rails.base import RailOpStatus, RailResult, RailSettlement, RailStep
 from pact_settlement.rails.repository import RailOperationRepository
@@ -208,7 +208,8 @@ async def test_crash_between_recording_and_the_rail_call_is_finished_by_the_reco
         metrics=Metrics(),
         applier=app.state.applier,
     )
-    later = utcnow() + timedelta(seconds=app.state.settings.reconcile_grace_s + 1)
+    # The lease was written on the service's clock (11 s ahead): later is on that clock too.
+    later = from_ms(clock()) + timedelta(seconds=app.state.settings.reconcile_grace_s + 1)
     assert await reconciler.run_once(now=later) == 1
     body = await api.settlement(intent_id)
     assert body["state"] == "slashed"
@@ -218,6 +219,43 @@ async def test_crash_between_recording_and_the_rail_call_is_finished_by_the_reco
     assert receipt.message_raw["failure_code"] == "DELIVERY_DEADLINE_MISSED"
     assert rail.moves == [f"settlement-{body['id']}-lock", f"settlement-{body['id']}-slash"]
     assert await reconciler.run_once(now=later) == 0
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"enabled_rails": ["ledger", "memory"], "require_seller_bond": True}],
+)
+async def test_reconciler_leases_are_written_and_read_on_the_service_clock(
+    api: Any, pact: Any, app: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step left in flight is leased on the service's clock, and the reconciler (given no
+    time of its own) claims it when that clock, not the wall clock, passes the lease."""
+    rail = CrashingRail()
+    monkeypatch.setitem(registry.RAIL_FACTORIES, "memory", lambda _s, _db: rail)
+    accept = pact.accept(delivery_in_ms=10_000)
+    assert (await api.create(accept, rail="memory")).status_code == 201
+    intent_id = accept["message"]["intent_id"]
+    await _commit(api, pact, intent_id)
+    clock.fixed_ms = now_ms() + 3_600_000  # an hour ahead of the wall clock, then frozen
+    rail.crash_before.add("slash")
+    with pytest.raises(Crash):
+        await _sweeper(app).run_once()
+    grace = timedelta(seconds=app.state.settings.reconcile_grace_s)
+    async with app.state.sessionmaker() as session:
+        [pending] = await RailOperationRepository.from_session(session).pending()
+    assert pending.lease_until == from_ms(clock.fixed_ms) + grace
+    reconciler = Reconciler(
+        app.state.sessionmaker,
+        settings=app.state.settings,
+        metrics=Metrics(),
+        applier=app.state.applier,
+    )
+    assert await reconciler.run_once() == 0  # the lease has not run out on the service's clock
+    clock.fixed_ms += int(grace.total_seconds() * 1000) + 1
+    assert await reconciler.run_once() == 1
+    body = await api.settlement(intent_id)
+    assert body["state"] == "slashed"
+    assert datetime.fromisoformat(body["closed_at"]) == from_ms(clock.fixed_ms)
 
 
 @pytest.mark.parametrize(

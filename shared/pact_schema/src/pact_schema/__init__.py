@@ -1,6 +1,7 @@
 """pact_schema: the pact/1.0 wire format, byte-exact with the reference JavaScript SDK."""
 
 from pact_schema.canonical import CanonicalJSONError, canonical_json, parse_json
+from pact_schema.clock import Clock
 from pact_schema.codes import FailureCode
 from pact_schema.commit import commit_hash_hex, reveal_matches
 from pact_schema.envelope import (
@@ -40,6 +41,7 @@ __all__ = [
     "Ask",
     "Bid",
     "CanonicalJSONError",
+    "Clock",
     "Commit",
     "Constraints",
     "Envelope",

@@ -13,11 +13,11 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel
 
+from pact_schema.clock import Clock, now_ms
 from pact_schema.commit import reveal_matches
 from pact_schema.envelope import (
     EnvelopeError,
     VerifiedEnvelope,
-    now_ms,
     sign_message,
     verify_envelope,
 )
@@ -119,7 +119,8 @@ class PactClient:
     """Talks to one provider's ``POST /pact`` as a buyer agent.
 
     ``provider_key`` pins the provider's public key; without it the key that signs the first
-    ASK is pinned for the rest of the negotiation.
+    ASK is pinned for the rest of the negotiation. ``clock`` stamps the messages (tests give a
+    clock they control).
     """
 
     def __init__(
@@ -130,8 +131,10 @@ class PactClient:
         provider_key: str | None = None,
         http: httpx.AsyncClient | None = None,
         timeout_s: float = 10.0,
+        clock: Clock = now_ms,
     ) -> None:
         self.provider_url = provider_url.rstrip("/")
+        self.clock = clock
         self.keypair = keypair
         self.provider_key = None if provider_key is None else check_public_key(provider_key)
         self._owns_http = http is None
@@ -151,7 +154,7 @@ class PactClient:
         self, message: BaseModel | dict[str, Any]
     ) -> tuple[dict[str, Any], VerifiedEnvelope]:
         """Sign and POST one message; return the sent envelope and the verified reply."""
-        envelope = sign_message(message, self.keypair)
+        envelope = sign_message(message, self.keypair, signed_at_ms=self.clock())
         try:
             response = await self._http.post(f"{self.provider_url}/pact", json=envelope)
         except httpx.HTTPError as exc:
@@ -202,7 +205,7 @@ class PactClient:
         """
         intent_id = intent_id or f"intent-{uuid.uuid4()}"
         result = NegotiationResult(intent_id=intent_id, outcome="REJECTED")
-        sent = now_ms()
+        sent = self.clock()
         intent_msg = Intent(
             protocol_version=PROTOCOL_VERSION,
             type="INTENT",
@@ -227,7 +230,7 @@ class PactClient:
                     f"{format_amount(quote[1].price)}, at or below it"
                 )
                 continue
-            sent = now_ms()
+            sent = self.clock()
             bid = Bid(
                 protocol_version=PROTOCOL_VERSION,
                 type="BID",
@@ -257,7 +260,7 @@ class PactClient:
             return result
         if delivery_window_ms is None:
             delivery_window_ms = _default_delivery_window(ask)
-        sent = now_ms()
+        sent = self.clock()
         accept_msg = Accept(
             protocol_version=PROTOCOL_VERSION,
             type="ACCEPT",

@@ -7,7 +7,6 @@ model, so a buyer's signature survives any field we do not model.
 from __future__ import annotations
 
 import hmac
-import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pact_schema.canonical import CanonicalJSONError, canonical_json, sha256_hex
+from pact_schema.clock import now_ms
 from pact_schema.keys import (
     KeyFormatError,
     Keypair,
@@ -38,10 +38,6 @@ __all__ = [
 ]
 
 ENVELOPE_VERSION = "pact-envelope/1.0"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class EnvelopeFailure(StrEnum):

@@ -14,7 +14,7 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pact_settlement.db.base import Base
-from pact_settlement.kit.time import UTCDateTime, utcnow
+from pact_settlement.kit.time import UTCDateTime
 
 __all__ = ["PaymentProfile"]
 
@@ -27,5 +27,5 @@ class PaymentProfile(Base):
     stripe_customer: Mapped[str | None] = mapped_column(String(255))
     stripe_payment_method: Mapped[str | None] = mapped_column(String(255))
     evm_address: Mapped[str | None] = mapped_column(String(42))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -38,7 +38,7 @@ from pact_settlement.kit.errors import (
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import MoneyError, decimal_text, to_money
 from pact_settlement.kit.observability import Metrics
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.ledger.service import BalanceLimitExceeded, LedgerService
 
 __all__ = [
@@ -210,7 +210,7 @@ class PaymentProfileService:
         fields = normalise_profile(rail, body)
         await lock_names(self.session, f"profile:{agent_id}:{rail}")
         row = await self.profiles.get_for(agent_id, rail)
-        now = utcnow()
+        now = session_now(self.session)
         created = row is None
         if row is None:
             row = PaymentProfile(agent_id=agent_id, rail=rail, created_at=now)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pact_schema.clock import Clock, now_ms
 from pact_schema.files import create_private_file
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext, make_url
@@ -32,6 +33,7 @@ from sqlalchemy.pool import NullPool
 from pact_settlement.config import SettlementSettings
 from pact_settlement.db.health import DatabaseHealth
 from pact_settlement.kit.errors import WRITE_REFUSALS, Outage, database_outage
+from pact_settlement.kit.time import ClockedSession, clock_info
 
 __all__ = ["create_engine", "create_sessionmaker", "make_engine"]
 
@@ -152,5 +154,14 @@ def create_engine(
     )
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_sessionmaker(
+    engine: AsyncEngine, *, clock: Clock = now_ms
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that carry the service's ``clock``: every timestamp they write comes from it."""
+    return async_sessionmaker(
+        engine,
+        expire_on_commit=False,
+        autoflush=False,
+        info=clock_info(clock),
+        sync_session_class=ClockedSession,
+    )

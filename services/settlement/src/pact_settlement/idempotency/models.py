@@ -9,7 +9,7 @@ from sqlalchemy import JSON, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pact_settlement.db.base import Base
-from pact_settlement.kit.time import UTCDateTime, utcnow
+from pact_settlement.kit.time import UTCDateTime
 
 __all__ = ["IdempotencyKey"]
 
@@ -24,7 +24,7 @@ class IdempotencyKey(Base):
     resource_id: Mapped[str | None] = mapped_column(String(40))
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("scope", "key"),)

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select
 from pact_settlement.idempotency.models import IdempotencyKey
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.repository import RepositoryBase
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 
 __all__ = ["IdempotencyRepository"]
 
@@ -39,7 +39,7 @@ class IdempotencyRepository(RepositoryBase[IdempotencyKey]):
             key=key,
             fingerprint=fingerprint,
             resource_id=resource_id,
-            created_at=utcnow(),
+            created_at=session_now(self.session),
         )
         return await self.add(row, flush=flush)
 
@@ -48,5 +48,5 @@ class IdempotencyRepository(RepositoryBase[IdempotencyKey]):
     ) -> None:
         row.status_code = status_code
         row.response = response
-        row.completed_at = utcnow()
+        row.completed_at = session_now(self.session)
         await self.session.flush()

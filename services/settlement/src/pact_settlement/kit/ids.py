@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from typing import Final
+
+from pact_schema.clock import now_ms
 
 __all__ = ["SETTLEMENT_ID_PATTERN", "is_our_id", "new_id"]
 
@@ -25,8 +26,9 @@ def _b32(value: int, length: int) -> str:
 
 
 def new_id(prefix: str) -> str:
-    """``{prefix}_`` + 26 base32 chars; sorts by creation time (ms)."""
-    ms = time.time_ns() // 1_000_000
+    """``{prefix}_`` + 26 base32 chars; sorts by creation time (ms). Real time, not the
+    service's clock: a test that winds its clock back must not reorder the ids it makes."""
+    ms = now_ms()
     return f"{prefix}_{_b32(ms, 10)}{_b32(secrets.randbits(80), 16)}"
 
 

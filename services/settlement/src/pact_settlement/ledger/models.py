@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pact_settlement.db.base import Base
 from pact_settlement.kit.money import Money
-from pact_settlement.kit.time import UTCDateTime, utcnow
+from pact_settlement.kit.time import UTCDateTime
 
 __all__ = ["JournalLeg", "JournalTransaction", "LedgerAccount"]
 
@@ -30,8 +30,8 @@ class LedgerAccount(Base):
     allow_negative: Mapped[bool] = mapped_column(Boolean, default=False)
     available: Mapped[Decimal] = mapped_column(Money())
     locked: Mapped[Decimal] = mapped_column(Money())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class JournalTransaction(Base):
@@ -43,7 +43,7 @@ class JournalTransaction(Base):
     idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
     settlement_id: Mapped[str | None] = mapped_column(ForeignKey("settlements.id"), index=True)
     memo: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     legs: Mapped[list[JournalLeg]] = relationship(lazy="raise", order_by="JournalLeg.id")
 

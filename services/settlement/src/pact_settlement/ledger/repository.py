@@ -12,7 +12,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.repository import RepositoryBase
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
 
 __all__ = ["JournalRepository", "LedgerAccountRepository"]
@@ -51,6 +51,7 @@ class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
 
     async def ensure(self, owner: str, *, kind: str, allow_negative: bool = False) -> None:
         """Create the account if it does not exist (race-safe: INSERT … ON CONFLICT DO NOTHING)."""
+        now = session_now(self.session)
         values = {
             "id": new_id("acct"),
             "owner": owner,
@@ -58,8 +59,8 @@ class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
             "allow_negative": allow_negative,
             "available": _ZERO,
             "locked": _ZERO,
-            "created_at": utcnow(),
-            "updated_at": utcnow(),
+            "created_at": now,
+            "updated_at": now,
         }
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt = (
@@ -75,7 +76,7 @@ class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
     async def set_balances(
         self, account: LedgerAccount, available: Decimal, locked: Decimal
     ) -> None:
-        now = utcnow()
+        now = session_now(self.session)
         await self.session.execute(
             _SET_BALANCES,
             {"account_id": account.id, "available": available, "locked": locked, "now": now},

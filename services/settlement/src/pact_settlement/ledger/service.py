@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import add, decimal_text, fits, neg, to_money, total
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
 from pact_settlement.ledger.repository import JournalRepository, LedgerAccountRepository
 
@@ -147,7 +147,7 @@ class LedgerService:
             idempotency_key=idempotency_key,
             settlement_id=settlement_id,
             memo=memo,
-            created_at=utcnow(),
+            created_at=session_now(self.session),
         )
         legs = [
             JournalLeg(

@@ -18,7 +18,7 @@ from pact_schema import FailureCode
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.rails.base import RailError, RailStep
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.rails.models import RailOperation
@@ -37,7 +37,12 @@ class BindingIO:
         if self.session.in_transaction() or self.session.bind is None:
             yield self.session, False
             return
-        async with AsyncSession(bind=self.session.bind, expire_on_commit=False) as own:
+        async with AsyncSession(
+            bind=self.session.bind,
+            expire_on_commit=False,
+            info=dict(self.session.info),  # the service's clock travels with it
+            sync_session_class=self.session.sync_session_class,
+        ) as own:
             yield own, True
 
     async def load(self, settlement_id: str) -> RailBinding:
@@ -72,7 +77,7 @@ class BindingIO:
                 binding.hold_expires_at = hold_expires_at
                 changed = True
             if changed:
-                binding.updated_at = utcnow()
+                binding.updated_at = session_now(session)
                 await session.flush()
             if owned:
                 await session.commit()

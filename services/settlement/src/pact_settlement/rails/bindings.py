@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from pact_settlement.db.base import Base
 from pact_settlement.kit.repository import RepositoryBase
-from pact_settlement.kit.time import UTCDateTime, utcnow
+from pact_settlement.kit.time import UTCDateTime, session_now
 
 __all__ = ["RailBinding", "RailBindingRepository"]
 
@@ -36,8 +36,8 @@ class RailBinding(Base):
     external_id: Mapped[str | None] = mapped_column(String(200), index=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_rail_bindings_rail_hold", "rail", "hold_expires_at"),)
 
@@ -57,7 +57,7 @@ class RailBindingRepository(RepositoryBase[RailBinding]):
         external_id: str | None = None,
         hold_expires_at: datetime | None = None,
     ) -> RailBinding:
-        now = utcnow()
+        now = session_now(self.session)
         return await self.add(
             RailBinding(
                 settlement_id=settlement_id,
@@ -81,7 +81,7 @@ class RailBindingRepository(RepositoryBase[RailBinding]):
             binding.external_id = external_id
         if hold_expires_at is not None:
             binding.hold_expires_at = hold_expires_at
-        binding.updated_at = utcnow()
+        binding.updated_at = session_now(self.session)
         await self.session.flush()
 
     async def by_external_id(self, rail: str, external_id: str) -> RailBinding | None:

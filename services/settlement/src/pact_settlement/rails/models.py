@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from pact_settlement.db.base import Base
 from pact_settlement.kit.money import Money
-from pact_settlement.kit.time import UTCDateTime, utcnow
+from pact_settlement.kit.time import UTCDateTime
 
 __all__ = ["RailOperation"]
 
@@ -38,8 +38,8 @@ class RailOperation(Base):
     # Pending: not reconciled before this time (the caller's own call is in flight, or a
     # reconciler holds the operation). Failed: not retried by the sweeper before this time.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (

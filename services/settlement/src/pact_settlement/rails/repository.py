@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.repository import RepositoryBase
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.rails.base import RailOpStatus, RailStep
 from pact_settlement.rails.models import RailOperation
 
@@ -37,7 +37,7 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
         plan: dict[str, Any] | None = None,
         lease_until: datetime | None = None,
     ) -> RailOperation:
-        now = utcnow()
+        now = session_now(self.session)
         op = RailOperation(
             id=new_id("rop"),
             settlement_id=settlement_id,
@@ -68,7 +68,7 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
         op.error_code = None
         op.error_detail = None
         op.resolved_at = None
-        op.updated_at = utcnow()
+        op.updated_at = session_now(self.session)
         await self.session.flush()
 
     async def resolve(
@@ -82,7 +82,7 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
         retry_at: datetime | None = None,
     ) -> None:
         """``retry_at``: a failed operation is not re-opened by the sweeper before then."""
-        now = utcnow()
+        now = session_now(self.session)
         op.status = status.value
         op.external_ref = reference
         op.error_code = error_code
@@ -104,7 +104,7 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
         op.lease_until = lease_until
         op.error_code = error_code
         op.error_detail = error_detail
-        op.updated_at = utcnow()
+        op.updated_at = session_now(self.session)
         await self.session.flush()
 
     async def get_for_update(self, op_id: str) -> RailOperation | None:

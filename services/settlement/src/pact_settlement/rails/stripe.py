@@ -46,7 +46,7 @@ from pact_settlement.accounts.repository import PaymentProfileRepository
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import ProblemCode
 from pact_settlement.kit.money import decimal_text
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.rails._binding_io import BindingIO
 from pact_settlement.rails.base import (
     RailError,
@@ -192,7 +192,7 @@ class StripeRail:
                 "amount": decimal_text(s.amount),
             },
             # Provisional (the card is authorised after this): Stripe's own figure replaces it.
-            hold_expires_at=utcnow() + AUTHORIZATION_VALIDITY,
+            hold_expires_at=session_now(self.session) + AUTHORIZATION_VALIDITY,
         )
 
     # -- steps -----------------------------------------------------------------------------
@@ -201,7 +201,7 @@ class StripeRail:
         s = settlement
         binding = await self.bindings.load(s.id)
         p = binding.params
-        if utcnow() - binding.created_at > LOCK_REPLAY_WINDOW:
+        if session_now(self.session) - binding.created_at > LOCK_REPLAY_WINDOW:
             # Stripe forgets idempotency keys after 24 h: past that, a replay could create a
             # second PaymentIntent. Adopt the one the first attempt made, or give up the lock.
             late = await self._lock_status(s)

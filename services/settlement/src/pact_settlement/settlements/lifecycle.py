@@ -105,9 +105,7 @@ class LifecycleApplier(TransitionApplier):
         values: dict[str, Any] | None = None,
     ) -> None:
         target = state_machine.target_of(settlement, planned.event)
-        row_values = self.values(settlement, planned, error)
-        if planned.event is E.LOCKED:
-            row_values["locked_at"] = self.now()
+        row_values = self.values(settlement, planned, error, now=self.now())
         row_values.update(values or {})
         receipt: dict[str, Any] | None = None
         if target in TERMINAL_STATES:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pact_settlement.db.base import Base
 from pact_settlement.kit.money import Money
-from pact_settlement.kit.time import UTCDateTime, utcnow
+from pact_settlement.kit.time import UTCDateTime
 
 __all__ = ["Settlement", "SettlementEvent"]
 
@@ -55,8 +55,8 @@ class Settlement(Base):
     # The signed RECEIPT envelope (canonical JSON), written by the terminal transition itself.
     receipt_json: Mapped[str | None] = mapped_column(Text)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     events: Mapped[list[SettlementEvent]] = relationship(
         back_populates="settlement",
@@ -93,7 +93,7 @@ class SettlementEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     request_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     settlement: Mapped[Settlement] = relationship(back_populates="events", lazy="raise")
 

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -79,7 +79,7 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.deadline import time_left
 from pact_settlement.kit.errors import Conflict, ProblemCode
 from pact_settlement.kit.observability import Metrics
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.rails.base import (
     Rail,
     RailError,
@@ -249,7 +249,7 @@ class TransitionApplier:
             actor=plan.actor,
             reason=planned.reason or (error.detail if error else None),
             data=self.event_data(planned, operation, error),
-            values=self.values(settlement, planned, error),
+            values=self.values(settlement, planned, error, now=session_now(session)),
             request_id=plan.request_id,
         )
         if self.metrics is not None:
@@ -279,11 +279,15 @@ class TransitionApplier:
 
     @staticmethod
     def values(
-        settlement: Settlement, planned: PlannedTransition, error: RailError | None
+        settlement: Settlement,
+        planned: PlannedTransition,
+        error: RailError | None,
+        *,
+        now: datetime,
     ) -> dict[str, Any]:
         values: dict[str, Any] = dict(planned.values)
         if planned.event is SettlementEventType.LOCKED:
-            values["locked_at"] = utcnow()
+            values["locked_at"] = now
         code = planned.failure_code or (error.code if error else None)
         if code:
             values["failure_code"] = code
@@ -359,7 +363,7 @@ class RailStepExecutor:
                 "flight; retry once it has resolved",
                 extra={"state": settlement.state},
             )
-        lease = utcnow() + timedelta(seconds=self.settings.reconcile_grace_s)
+        lease = session_now(self.session) + timedelta(seconds=self.settings.reconcile_grace_s)
         lease_until = None if rail.transactional else lease
         same = next((o for o in ops if o.step == plan.step.value), None)
         if same is None:
@@ -494,7 +498,9 @@ class RailStepExecutor:
         retry_at = None
         if plan.on_failed is None:  # re-opened by a later run: not before its pause is over
             pause = timedelta(seconds=self.settings.sweep_interval_s)
-            retry_at = utcnow() + min(pause * 2 ** max(0, op.attempts - 1), MAX_BACKOFF)
+            retry_at = session_now(self.session) + min(
+                pause * 2 ** max(0, op.attempts - 1), MAX_BACKOFF
+            )
         await self.ops.resolve(
             op,
             RailOpStatus.FAILED,
@@ -645,6 +651,9 @@ class RailStepExecutor:
             base = timedelta(seconds=self.settings.reconcile_interval_s)
             delay = min(base * (2 ** max(0, attempts - 1)), MAX_BACKOFF)
             await self.ops.note_attempt(
-                op, lease_until=utcnow() + delay, error_code=op.error_code, error_detail=why
+                op,
+                lease_until=session_now(self.session) + delay,
+                error_code=op.error_code,
+                error_detail=why,
             )
         return StepOutcome(StepStatus.IN_FLIGHT, op)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from pact_settlement.kit.errors import Conflict, ProblemCode
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 from pact_settlement.settlements.repository import (
     SettlementEventRepository,
@@ -151,7 +151,7 @@ async def start(
     data: dict[str, Any] | None = None,
 ) -> SettlementEvent:
     """Insert a new settlement in its initial state, with its first event."""
-    now = utcnow()
+    now = session_now(session)
     settlement.state = S.PENDING.value
     settlement.created_at = now
     settlement.updated_at = now
@@ -188,7 +188,7 @@ async def transition(
     unknown = set(values) - _TRANSITION_COLUMNS
     if unknown:
         raise ValueError(f"a transition cannot set {sorted(unknown)}")
-    now = utcnow()
+    now = session_now(session)
     values["updated_at"] = now
     if target in TERMINAL_STATES:
         values["closed_at"] = now
@@ -235,5 +235,5 @@ async def note(
         reason=reason,
         data=data or {},
         request_id=request_id,
-        created_at=utcnow(),
+        created_at=session_now(session),
     )

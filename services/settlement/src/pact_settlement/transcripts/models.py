@@ -9,7 +9,7 @@ from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pact_settlement.db.base import Base
-from pact_settlement.kit.time import UTCDateTime, utcnow
+from pact_settlement.kit.time import UTCDateTime
 
 __all__ = ["Transcript"]
 
@@ -29,6 +29,6 @@ class Transcript(Base):
     # Facts about the entry: a REVEAL's payload size and sha256, whether the envelope was kept,
     # a challenge's verdict.
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("settlement_id", "message_hash_hex"),)

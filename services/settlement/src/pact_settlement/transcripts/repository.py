@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.repository import RepositoryBase
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.transcripts.models import Transcript
 
 __all__ = ["OMITTED", "TranscriptRepository"]
@@ -40,7 +40,7 @@ class TranscriptRepository(RepositoryBase[Transcript]):
             signer=signer,
             envelope_json=OMITTED if envelope is None else canonical_json(envelope).decode("utf-8"),
             detail=detail,
-            created_at=utcnow(),
+            created_at=session_now(self.session),
         )
         return await self.add(row, flush=False)
 

@@ -8,7 +8,7 @@ from sqlalchemy import String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pact_settlement.db.base import Base
-from pact_settlement.kit.time import UTCDateTime, utcnow
+from pact_settlement.kit.time import UTCDateTime
 
 __all__ = ["WebhookEvent"]
 
@@ -24,6 +24,6 @@ class WebhookEvent(Base):
     settlement_id: Mapped[str | None] = mapped_column(String(40), index=True)
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("source", "event_id"),)

@@ -35,7 +35,7 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import BadRequest, Conflict, NotFound, SettlementError
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.observability import Metrics
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.rails.base import RailError, RailOpStatus, RailStep
 from pact_settlement.rails.bindings import RailBindingRepository
 from pact_settlement.rails.clients import RailClients
@@ -170,7 +170,7 @@ class StripeWebhookService:
                     settlement_id=outcome.settlement_id,
                     outcome=outcome.outcome,
                     detail=outcome.detail,
-                    received_at=utcnow(),
+                    received_at=session_now(session),
                 )
             )
             try:

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import is_unavailable
 from pact_settlement.kit.observability import Metrics
-from pact_settlement.kit.time import from_ms, utcnow
+from pact_settlement.kit.time import from_ms, session_now
 from pact_settlement.rails.base import RailOpStatus, RailStep
 from pact_settlement.rails.bindings import RailBinding, RailBindingRepository
 from pact_settlement.rails.clients import RailClients
@@ -205,8 +205,9 @@ class AuthorizationExpirySweeper:
             return
         row, fresh = due
         fresh.hold_expires_at = None  # captured funds do not lapse
-        fresh.params = {**fresh.params, "captured_at": utcnow().isoformat()}
-        fresh.updated_at = utcnow()
+        now = session_now(session)
+        fresh.params = {**fresh.params, "captured_at": now.isoformat()}
+        fresh.updated_at = now
         await state_machine.note(
             session,
             row,

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import is_unavailable
 from pact_settlement.kit.observability import Metrics
-from pact_settlement.kit.time import utcnow
+from pact_settlement.kit.time import session_now
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements.rail_steps import RailStepExecutor, TransitionApplier
 
@@ -60,9 +60,9 @@ class Reconciler:
 
     async def run_once(self, *, now: datetime | None = None) -> int:
         """One pass; returns how many operations were handled."""
-        now = now or utcnow()
-        lease_until = now + timedelta(seconds=self.settings.reconcile_grace_s)
         async with self.sessionmaker() as session, session.begin():
+            now = now or session_now(session)
+            lease_until = now + timedelta(seconds=self.settings.reconcile_grace_s)
             claimed = await RailOperationRepository.from_session(session).claim_due(
                 now=now, lease_until=lease_until, limit=self.settings.worker_batch_size
             )

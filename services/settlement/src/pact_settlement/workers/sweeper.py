@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import is_unavailable
 from pact_settlement.kit.observability import Metrics
-from pact_settlement.kit.time import from_ms, utcnow
+from pact_settlement.kit.time import from_ms, session_now
 from pact_settlement.settlements.lifecycle import Lifecycle, LifecycleApplier
 from pact_settlement.settlements.rail_steps import StepStatus
 from pact_settlement.settlements.repository import SettlementRepository
@@ -97,7 +97,7 @@ class Sweeper:
             ids = await SettlementRepository.from_session(session).due_ids(
                 now,
                 self.settings.worker_batch_size,
-                retry_now=utcnow(),
+                retry_now=session_now(session),
                 max_attempts=self.settings.rail_max_attempts,
             )
         for settlement_id in ids:
