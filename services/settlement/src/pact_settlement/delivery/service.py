@@ -124,6 +124,36 @@ class _Verdict:
     finding: str
 
 
+@dataclass(frozen=True, slots=True)
+class _SellerStep:
+    """What differs between the seller's COMMIT and REVEAL on their one shared path."""
+
+    kind: str  # the message type
+    scope: str  # the idempotency scope
+    field: str  # the settlement column the message's digest is recorded in
+
+
+_COMMIT = _SellerStep("COMMIT", COMMIT_SCOPE, "commit_hash_hex")
+_REVEAL = _SellerStep("REVEAL", REVEAL_SCOPE, "reveal_hash_hex")
+
+
+@dataclass(frozen=True, slots=True)
+class _Proof:
+    """The content a COMMIT or REVEAL carries: the commitment digest (and, for a REVEAL, the
+    decoded payload and nonce it hashes from)."""
+
+    digest: str
+    payload: bytes = b""
+    nonce: bytes = b""
+
+
+def _proof_of(message: Message) -> _Proof:
+    if isinstance(message, Commit):
+        return _Proof(message.commit_hash_hex.lower())
+    assert isinstance(message, Reveal)
+    return _Proof(*reveal_digest(message))
+
+
 def _b64(value: str, field: str) -> bytes:
     try:
         return base64.b64decode(value.encode("ascii"), validate=True)
@@ -279,7 +309,7 @@ class DeliveryService:
             outcome=outcome.status.value,
         )
 
-    # ------------------------------------------------------------------- COMMIT
+    # ------------------------------------------------------- COMMIT and REVEAL
 
     async def commit(
         self,
@@ -290,23 +320,74 @@ class DeliveryService:
         actor: str,
         request_id: str | None = None,
     ) -> SettlementRead:
+        return await self._seller_step(
+            _COMMIT, ref, raw, idempotency_key=idempotency_key, actor=actor, request_id=request_id
+        )
+
+    async def reveal(
+        self,
+        ref: str,
+        raw: dict[str, Any],
+        *,
+        idempotency_key: str,
+        actor: str,
+        request_id: str | None = None,
+    ) -> SettlementRead:
+        return await self._seller_step(
+            _REVEAL, ref, raw, idempotency_key=idempotency_key, actor=actor, request_id=request_id
+        )
+
+    async def _seller_step(
+        self,
+        step: _SellerStep,
+        ref: str,
+        raw: dict[str, Any],
+        *,
+        idempotency_key: str,
+        actor: str,
+        request_id: str | None,
+    ) -> SettlementRead:
+        """The one path of the seller's COMMIT and REVEAL: verify the envelope, lock the
+        settlement it names, answer a repeat of the same content as the settlement is now,
+        refuse it in the wrong state, record it (transcript and idempotency key), then move the
+        settlement on (or fault it, when it came too late)."""
         self._check_key(idempotency_key)
-        envelope, message = self._verify(raw, expected="COMMIT", what="commit", identity_status=422)
-        assert isinstance(message, Commit)
-        commit_hash = message.commit_hash_hex.lower()
+        envelope, message = self._verify(
+            raw, expected=step.kind, what=step.kind.lower(), identity_status=422
+        )
+        proof = _proof_of(message)
         s = await self._locked_settlement(
-            ref,
-            message,
-            f"idem:{COMMIT_SCOPE}:{idempotency_key}",
-            seller=envelope.signer,
+            ref, message, f"idem:{step.scope}:{idempotency_key}", seller=envelope.signer
         )
         self._signed_by(envelope, s.seller, "seller", s)
         request_fp = fingerprint(
-            {"intent_id": s.intent_id, "signer": envelope.signer, "commit_hash_hex": commit_hash}
+            {"intent_id": s.intent_id, "signer": envelope.signer, step.field: proof.digest}
         )
-        earlier = await self.idempotency.lookup(COMMIT_SCOPE, idempotency_key, request_fp)
-        if earlier is not None or s.commit_hash_hex == commit_hash:
-            return await self.read(s)  # the same commitment again: the settlement as it is now
+        earlier = await self.idempotency.lookup(step.scope, idempotency_key, request_fp)
+        if earlier is not None or getattr(s, step.field) == proof.digest:
+            return await self.read(s)  # the same content again: the settlement as it is now
+        now = self.now()
+        timing: dict[str, int | None] = {}
+        if step.kind == "COMMIT":
+            self._admit_commit(s)
+            timing = await self._timing(s, now)
+            await self._store_commit(s, envelope, timing)
+        else:
+            self._admit_reveal(s)
+            await self._store_reveal(s, envelope, proof)
+        await self.idempotency.record(step.scope, idempotency_key, request_fp, s.id)
+        values = {step.field: proof.digest}
+        if step.kind == "COMMIT" and s.commit_by_at is not None and now >= s.commit_by_at:
+            await self._commit_window_missed(s, actor=actor, request_id=request_id)
+        elif to_ms(now) >= s.delivery_deadline_ms:
+            await self._deadline_fault(s, actor=actor, request_id=request_id, values=values)
+        elif step.kind == "COMMIT":
+            await self._committed(s, proof, now, timing, actor=actor, request_id=request_id)
+        else:
+            await self._revealed(s, proof, now, actor=actor, request_id=request_id)
+        return await self.read(s)
+
+    def _admit_commit(self, s: Settlement) -> None:
         if s.commit_hash_hex is not None:
             raise self._state_error(
                 s,
@@ -317,49 +398,91 @@ class DeliveryService:
             raise self._state_error(
                 s, f"settlement {s.intent_id} is {s.state}; a COMMIT needs it locked"
             )
-        now = self.now()
-        latency = delivery_latency_ms(s.locked_at, now)
-        quoted = await self._quoted_latency_ms(s)
+
+    def _admit_reveal(self, s: Settlement) -> None:
+        if s.state == S.LOCKED:
+            raise self._state_error(
+                s, f"no COMMIT is recorded for {s.intent_id}; commit before revealing"
+            )
+        if s.state != S.COMMITTED:
+            raise self._state_error(
+                s, f"settlement {s.intent_id} is {s.state}; a REVEAL needs it committed"
+            )
+
+    async def _timing(self, s: Settlement, now: datetime) -> dict[str, int | None]:
+        """The delivery latency (lock to COMMIT, this service's clock) and the quoted one."""
+        return {
+            "latency_ms": delivery_latency_ms(s.locked_at, now),
+            "quoted_latency_ms": await self._quoted_latency_ms(s),
+        }
+
+    async def _store_commit(
+        self, s: Settlement, envelope: VerifiedEnvelope, timing: dict[str, int | None]
+    ) -> None:
         await self.transcripts.store(
             settlement_id=s.id,
             kind="COMMIT",
             envelope=envelope.raw,
             message_hash_hex=envelope.envelope.message_hash_hex,
             signer=envelope.signer,
-            detail={"latency_ms": latency, "quoted_latency_ms": quoted},
+            detail=dict(timing),
         )
-        await self.idempotency.record(COMMIT_SCOPE, idempotency_key, request_fp, s.id)
-        if s.commit_by_at is not None and now >= s.commit_by_at:
-            await self._commit_window_missed(s, actor=actor, request_id=request_id)
-            return await self.read(s)
-        if to_ms(now) >= s.delivery_deadline_ms:
-            await self._deadline_fault(
-                s, actor=actor, request_id=request_id, values={"commit_hash_hex": commit_hash}
+
+    async def _committed(
+        self,
+        s: Settlement,
+        proof: _Proof,
+        now: datetime,
+        timing: dict[str, int | None],
+        *,
+        actor: str,
+        request_id: str | None,
+    ) -> None:
+        await self.applier.transition(
+            self.session,
+            s,
+            PlannedTransition(E.COMMITTED, data={"commit_hash_hex": proof.digest, **timing}),
+            actor=actor,
+            request_id=request_id,
+            values={"commit_hash_hex": proof.digest, "committed_at": now},
+        )
+        log.info(
+            "settlement.committed", intent_id=s.intent_id, commit_hash_hex=proof.digest, **timing
+        )
+
+    async def _revealed(
+        self, s: Settlement, proof: _Proof, now: datetime, *, actor: str, request_id: str | None
+    ) -> None:
+        values: dict[str, Any] = {"reveal_hash_hex": proof.digest}
+        if proof.digest != s.commit_hash_hex:
+            await self._fault(
+                s,
+                FailureCode.FAILED_PROOF,
+                f"the REVEAL hashes to {proof.digest}, not to the committed {s.commit_hash_hex}",
+                actor=actor,
+                request_id=request_id,
+                values=values,
             )
-            return await self.read(s)
+            return
         await self.applier.transition(
             self.session,
             s,
             PlannedTransition(
-                E.COMMITTED,
-                data={
-                    "commit_hash_hex": commit_hash,
-                    "latency_ms": latency,
-                    "quoted_latency_ms": quoted,
-                },
+                E.DELIVERED,
+                data={"reveal_hash_hex": proof.digest, "payload_bytes": len(proof.payload)},
             ),
             actor=actor,
             request_id=request_id,
-            values={"commit_hash_hex": commit_hash, "committed_at": now},
+            values={
+                **values,
+                "delivered_at": now,
+                "challenge_ends_at": now + timedelta(milliseconds=s.challenge_window_ms),
+            },
         )
-        log.info(
-            "settlement.committed",
-            intent_id=s.intent_id,
-            commit_hash_hex=commit_hash,
-            latency_ms=latency,
-            quoted_latency_ms=quoted,
-        )
-        return await self.read(s)
+        log.info("settlement.delivered", intent_id=s.intent_id, payload_bytes=len(proof.payload))
+        if s.challenge_window_ms == 0:
+            # No window to wait for: pay the seller now (the sweeper would, a pass later).
+            await self.lifecycle.release(s, actor=actor, request_id=request_id)
 
     async def _commit_window_missed(
         self, s: Settlement, *, actor: str, request_id: str | None
@@ -379,90 +502,9 @@ class DeliveryService:
             outcome=outcome.status.value,
         )
 
-    # ------------------------------------------------------------------- REVEAL
-
-    async def reveal(
-        self,
-        ref: str,
-        raw: dict[str, Any],
-        *,
-        idempotency_key: str,
-        actor: str,
-        request_id: str | None = None,
-    ) -> SettlementRead:
-        self._check_key(idempotency_key)
-        envelope, message = self._verify(raw, expected="REVEAL", what="reveal", identity_status=422)
-        assert isinstance(message, Reveal)
-        digest, payload, nonce = reveal_digest(message)
-        s = await self._locked_settlement(
-            ref,
-            message,
-            f"idem:{REVEAL_SCOPE}:{idempotency_key}",
-            seller=envelope.signer,
-        )
-        self._signed_by(envelope, s.seller, "seller", s)
-        intent_id = s.intent_id
-        request_fp = fingerprint(
-            {"intent_id": intent_id, "signer": envelope.signer, "reveal_hash_hex": digest}
-        )
-        earlier = await self.idempotency.lookup(REVEAL_SCOPE, idempotency_key, request_fp)
-        if earlier is not None or (s.reveal_hash_hex is not None and s.reveal_hash_hex == digest):
-            return await self.read(s)
-        if s.state != S.COMMITTED:
-            if s.state == S.LOCKED:
-                raise self._state_error(
-                    s, f"no COMMIT is recorded for {intent_id}; commit before revealing"
-                )
-            raise self._state_error(
-                s, f"settlement {intent_id} is {s.state}; a REVEAL needs it committed"
-            )
+    async def _store_reveal(self, s: Settlement, envelope: VerifiedEnvelope, proof: _Proof) -> None:
+        digest, payload, nonce = proof.digest, proof.payload, proof.nonce
         matches = s.commit_hash_hex is not None and digest == s.commit_hash_hex
-        await self._store_reveal(s, envelope, digest, payload, nonce, matches)
-        await self.idempotency.record(REVEAL_SCOPE, idempotency_key, request_fp, s.id)
-        now = self.now()
-        values = {"reveal_hash_hex": digest}
-        if to_ms(now) >= s.delivery_deadline_ms:
-            await self._deadline_fault(s, actor=actor, request_id=request_id, values=values)
-        elif not matches:
-            await self._fault(
-                s,
-                FailureCode.FAILED_PROOF,
-                f"the REVEAL hashes to {digest}, not to the committed {s.commit_hash_hex}",
-                actor=actor,
-                request_id=request_id,
-                values=values,
-            )
-        else:
-            await self.applier.transition(
-                self.session,
-                s,
-                PlannedTransition(
-                    E.DELIVERED,
-                    data={"reveal_hash_hex": digest, "payload_bytes": len(payload)},
-                ),
-                actor=actor,
-                request_id=request_id,
-                values={
-                    **values,
-                    "delivered_at": now,
-                    "challenge_ends_at": now + timedelta(milliseconds=s.challenge_window_ms),
-                },
-            )
-            log.info("settlement.delivered", intent_id=intent_id, payload_bytes=len(payload))
-            if s.challenge_window_ms == 0:
-                # No window to wait for: pay the seller now (the sweeper would, a pass later).
-                await self.lifecycle.release(s, actor=actor, request_id=request_id)
-        return await self.read(s)
-
-    async def _store_reveal(
-        self,
-        s: Settlement,
-        envelope: VerifiedEnvelope,
-        digest: str,
-        payload: bytes,
-        nonce: bytes,
-        matches: bool,
-    ) -> None:
         text = canonical_json(envelope.raw)
         kept = len(text) <= self.settings.transcript_max_envelope_bytes
         await self.transcripts.store(
