@@ -270,7 +270,7 @@ async def test_a_hostile_buyer_never_gets_goods_for_free_nor_strands_money(
 
         # Everything still open ends: far past every deadline and window, swept to the end.
         clock.fixed_ms += 3 * 86_400_000
-        state = app.state
+        state = app.state.settlement
         sweeper = Sweeper(
             state.sessionmaker,
             settings=state.settings,

@@ -252,7 +252,7 @@ def test_hostile_inputs_never_get_a_5xx_and_leave_the_ledger_balanced(
             st.sampled_from(ACCEPT_FIELDS + ASK_FIELDS),
         )
         def check(op: str, text: str, value: Any, field: str) -> None:
-            now = app.state.clock()
+            now = app.state.settlement.clock()
             method, url, headers, body, params = _request(op, text, value, field, tokens, now)
             response = run(
                 client.request(method, url, headers=headers, content=body, params=params)
@@ -264,7 +264,7 @@ def test_hostile_inputs_never_get_a_5xx_and_leave_the_ledger_balanced(
         check()
 
         async def integrity() -> list[str]:
-            async with app.state.sessionmaker() as session:
+            async with app.state.settlement.sessionmaker() as session:
                 return await LedgerService(session).integrity_report()
 
         assert run(integrity()) == []

@@ -37,7 +37,7 @@ def _commit(intent_id: str, signer: Keypair, sent: int) -> dict[str, Any]:
 
 
 async def _rows(app: Any, settlement_id: str) -> dict[str, list[Any]]:
-    async with app.state.sessionmaker() as session:
+    async with app.state.settlement.sessionmaker() as session:
 
         async def all_of(statement: Any) -> list[Any]:
             return list((await session.execute(statement)).scalars().all())
@@ -117,7 +117,7 @@ async def test_a_settlement_is_stamped_by_the_service_clock_frozen_and_advanced(
 
 async def test_sessions_carry_the_app_clock(app: Any, clock: Any) -> None:
     clock.fixed_ms = T0
-    async with app.state.sessionmaker() as session:
+    async with app.state.settlement.sessionmaker() as session:
         assert session_now(session) == from_ms(T0)
         clock.fixed_ms += 60_000
         assert session_now(session) == from_ms(T0) + timedelta(minutes=1)

@@ -141,3 +141,22 @@ async def test_a_problem_document_that_is_not_json_is_still_an_http_error() -> N
             await client.negotiate(intent="weather.data", scope="NYC", max_price=Decimal("1"))
     assert raised.value.status_code == 503
     assert raised.value.problem is None
+
+
+async def test_the_client_stamps_every_message_with_its_clock() -> None:
+    seen: list[tuple[int, int]] = []
+    provider = _fake_provider()
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        envelope = httpx.Response(200, content=request.content).json()
+        seen.append((envelope["message"]["sent_at_ms"], envelope["signed_at_ms"]))
+        return provider.handler(request)  # type: ignore[no-any-return]
+
+    frozen = 1_900_000_000_000  # years from the wall clock, so a wall-clock read would show
+    async with httpx.AsyncClient(transport=httpx.MockTransport(spy)) as http:
+        client = PactClient("http://provider", BUYER, http=http, clock=lambda: frozen)
+        result = await client.negotiate(
+            intent="weather.data", scope="NYC", max_price=Decimal("0.0002"), accept=True
+        )
+    assert result.outcome == "ACCEPTED"
+    assert seen == [(frozen, frozen), (frozen, frozen)]  # the INTENT and the ACCEPT

@@ -1,14 +1,17 @@
-"""The FastAPI application. ``create_app(settings)``; the engine is made in ``lifespan``."""
+"""The FastAPI application. ``create_app(settings)``; the engine is made in ``lifespan``, which
+puts the app's one state, a :class:`SettlementRuntime`, on it."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 
 import structlog
 from fastapi import FastAPI
-from pact_schema import now_ms
+from pact_schema.clock import Clock, now_ms
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pact_settlement.accounts.endpoints import router as accounts_router
 from pact_settlement.config import SettlementSettings
@@ -32,6 +35,7 @@ from pact_settlement.rails.endpoints import router as rails_router
 from pact_settlement.receipts.endpoints import router as receipts_router
 from pact_settlement.receipts.keys import load_signing_key
 from pact_settlement.receipts.service import ReceiptIssuer
+from pact_settlement.runtime import SettlementRuntime, runtime_of
 from pact_settlement.settlements.endpoints import router as settlements_router
 from pact_settlement.settlements.lifecycle import LifecycleApplier
 from pact_settlement.webhooks.endpoints import router as webhooks_router
@@ -40,7 +44,7 @@ from pact_settlement.workers.reconciler import Reconciler
 from pact_settlement.workers.runner import Worker, WorkerRunner
 from pact_settlement.workers.sweeper import Sweeper
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["SettlementRuntime", "app_from_env", "create_app", "runtime_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -82,112 +86,147 @@ TAGS = [
 ]
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: SettlementSettings = app.state.settings
-    app.state.db_health = DatabaseHealth(settings.write_refusal_hold_s)
-    engine = create_engine(settings, health=app.state.db_health)
-    app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine, clock=app.state.clock)
-    rail_clients: RailClients = app.state.rail_clients or RailClients(settings)
-    rail_clients.attach(app.state.sessionmaker)  # every session can build the external rails
-    app.state.rail_clients = rail_clients
+@dataclass(frozen=True)
+class _Made:
+    """What ``create_app`` makes before start-up (the key must load before anything is served)."""
+
+    settings: SettlementSettings
+    metrics: Metrics
+    clock: Clock
+    receipts: ReceiptIssuer
+    applier: LifecycleApplier
+    rail_clients: RailClients | None
+
+
+def _lifespan(made: _Made) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = made.settings
+        db_health = DatabaseHealth(settings.write_refusal_hold_s)
+        engine = create_engine(settings, health=db_health)
+        sessionmaker = create_sessionmaker(engine, clock=made.clock)
+        rail_clients = made.rail_clients or RailClients(settings)
+        rail_clients.attach(sessionmaker)  # every session can build the external rails
+        runtime = SettlementRuntime(
+            settings=settings,
+            metrics=made.metrics,
+            clock=made.clock,
+            receipts=made.receipts,
+            applier=made.applier,
+            rail_clients=rail_clients,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            db_health=db_health,
+        )
+        app.state.settlement = runtime
+        await _check_database(settings, engine)
+        if not settings.provider_keys:
+            log.warning(
+                "settlement.config.no_provider_keys",
+                detail="PACT_SETTLEMENT_PROVIDER_KEYS is empty: every ACCEPT is refused",
+            )
+        if settings.workers_enabled:
+            runtime.workers = _workers(runtime)
+            runtime.workers.start()
+        log.info(
+            "settlement.started",
+            env=settings.env.value,
+            database=engine.url.get_backend_name(),
+            rails=settings.enabled_rails,
+            receipt_key=made.receipts.public_key_b58,
+            workers=settings.workers_enabled,
+        )
+        try:
+            yield
+        finally:
+            if runtime.workers is not None:
+                await runtime.workers.stop()
+            await rail_clients.aclose()
+            await engine.dispose()
+            log.info("settlement.stopped")
+
+    return lifespan
+
+
+async def _check_database(settings: SettlementSettings, engine: AsyncEngine) -> None:
     if settings.should_auto_migrate:
         await migrate.upgrade(engine)
         log.info("settlement.migrated", revision=migrate.head_revision())
-    else:
-        try:
-            at_head = await migrate.is_at_head(engine)
-        except Exception as exc:
-            log.warning("settlement.database.unreachable_at_start", error=type(exc).__name__)
-        else:
-            if not at_head:
-                log.warning(
-                    "settlement.migrations.behind",
-                    detail="run `pact-settlement migrate`; /readyz answers 503 until then",
-                )
-    if not settings.provider_keys:
-        log.warning(
-            "settlement.config.no_provider_keys",
-            detail="PACT_SETTLEMENT_PROVIDER_KEYS is empty: every ACCEPT is refused",
-        )
-    runner: WorkerRunner | None = None
-    if settings.workers_enabled:
-        runner = _workers(app)
-        runner.start()
-    app.state.workers = runner
-    log.info(
-        "settlement.started",
-        env=settings.env.value,
-        database=engine.url.get_backend_name(),
-        rails=settings.enabled_rails,
-        receipt_key=app.state.receipts.public_key_b58,
-        workers=settings.workers_enabled,
-    )
+        return
     try:
-        yield
-    finally:
-        if runner is not None:
-            await runner.stop()
-        await rail_clients.aclose()
-        await engine.dispose()
-        log.info("settlement.stopped")
+        at_head = await migrate.is_at_head(engine)
+    except Exception as exc:
+        log.warning("settlement.database.unreachable_at_start", error=type(exc).__name__)
+    else:
+        if not at_head:
+            log.warning(
+                "settlement.migrations.behind",
+                detail="run `pact-settlement migrate`; /readyz answers 503 until then",
+            )
 
 
-def _workers(app: FastAPI) -> WorkerRunner:
+def _workers(runtime: SettlementRuntime) -> WorkerRunner:
     """The deadline sweeper and the reconciler (and, with the stripe rail, the card
     authorisation-expiry sweep), sharing the app's sessions, clock and key."""
-    settings: SettlementSettings = app.state.settings
-    common = {
-        "settings": settings,
-        "metrics": app.state.metrics,
-        "applier": app.state.applier,
-    }
+    settings, metrics, applier, maker = (
+        runtime.settings,
+        runtime.metrics,
+        runtime.applier,
+        runtime.sessionmaker,
+    )
     workers: list[Worker] = [
-        Sweeper(app.state.sessionmaker, clock=app.state.clock, **common),
-        Reconciler(app.state.sessionmaker, **common),
+        Sweeper(maker, settings=settings, metrics=metrics, applier=applier, clock=runtime.clock),
+        Reconciler(maker, settings=settings, metrics=metrics, applier=applier),
     ]
     if "stripe" in settings.enabled_rails:
         workers.append(
             AuthorizationExpirySweeper(
-                app.state.sessionmaker,
-                clients=app.state.rail_clients,
-                clock=app.state.clock,
-                **common,
+                maker,
+                settings=settings,
+                metrics=metrics,
+                applier=applier,
+                clients=runtime.rail_clients,
+                clock=runtime.clock,
             )
         )
     return WorkerRunner(
-        workers, metrics=app.state.metrics, max_backoff_s=settings.worker_max_backoff_s
+        workers, metrics=runtime.metrics, max_backoff_s=settings.worker_max_backoff_s
     )
 
 
 def create_app(
     settings: SettlementSettings | None = None,
     *,
-    clock: Callable[[], int] | None = None,
+    clock: Clock | None = None,
     rail_clients: RailClients | None = None,
 ) -> FastAPI:
-    """``rail_clients``: ready-made Stripe/EVM gateways (tests); default: made from settings."""
+    """``clock``: the service's one clock (default: the system clock; tests freeze or advance
+    it). ``rail_clients``: ready-made Stripe/EVM gateways (tests); default: made from settings.
+    The running app's state is one :class:`SettlementRuntime` (``runtime_of(app)``)."""
     settings = settings or SettlementSettings()
+    clock = clock or now_ms
+    metrics = Metrics()
+    # The RECEIPT key: loaded (or, in development, generated once) before anything is served;
+    # production refuses to start without one.
+    receipts = ReceiptIssuer(load_signing_key(settings), clock=clock)
+    made = _Made(
+        settings=settings,
+        metrics=metrics,
+        clock=clock,
+        receipts=receipts,
+        applier=LifecycleApplier(receipts, metrics),
+        rail_clients=rail_clients,
+    )
     app = FastAPI(
         title="Pact settlement service",
         version="0.1.0",
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=_lifespan(made),
         openapi_tags=TAGS,
         generate_unique_id_function=operation_id,
         docs_url=None,  # install_docs: the same pages, with assets served from here
         redoc_url=None,
     )
-    app.state.settings = settings
-    app.state.metrics = Metrics()
-    app.state.clock = clock or now_ms
-    app.state.rail_clients = rail_clients
-    app.state.workers = None
-    # The RECEIPT key: loaded (or, in development, generated once) before anything is served;
-    # production refuses to start without one.
-    app.state.receipts = ReceiptIssuer(load_signing_key(settings), clock=app.state.clock)
-    app.state.applier = LifecycleApplier(app.state.receipts, app.state.metrics)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(settlements_router)
@@ -200,7 +239,7 @@ def create_app(
     install_openapi(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestDeadlineMiddleware, budget_s=settings.request_timeout_s)
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 
 

@@ -97,7 +97,7 @@ class Flow:
         return body
 
     def sweeper(self) -> Sweeper:
-        state = self.app.state
+        state = self.app.state.settlement
         return Sweeper(
             state.sessionmaker,
             settings=state.settings,

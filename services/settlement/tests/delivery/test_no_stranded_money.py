@@ -47,7 +47,7 @@ async def _post(api: Any, ref: str, what: str, envelope: dict[str, Any], key: st
 
 
 def _sweeper(app: Any) -> Sweeper:
-    s = app.state
+    s = app.state.settlement
     return Sweeper(
         s.sessionmaker, settings=s.settings, metrics=s.metrics, applier=s.applier, clock=s.clock
     )
@@ -202,7 +202,7 @@ async def test_a_lock_nobody_commits_to_is_refunded_after_the_commit_window(
     delivery deadline, the money goes back, and the seller's bond with it."""
     await api.deposit(pact.buyer.public_key_b58, "1")
     await api.deposit(pact.provider.public_key_b58, "1")
-    grace = app.state.settings.commit_grace_ms
+    grace = app.state.settlement.settings.commit_grace_ms
     created = (await api.create(pact.accept(delivery_in_ms=3_600_000))).json()
     assert Decimal(created["bond_locked"]) == Decimal("0.00016")
     assert (await _sweeper(app).run_once()).handled == 0
@@ -220,7 +220,7 @@ async def test_a_commit_after_the_commit_window_refunds_instead_of_committing(
 ) -> None:
     await api.deposit(pact.buyer.public_key_b58, "1")
     created = (await api.create(pact.accept(delivery_in_ms=3_600_000))).json()
-    clock.offset_ms = 60_000 + app.state.settings.commit_grace_ms + 1
+    clock.offset_ms = 60_000 + app.state.settlement.settings.commit_grace_ms + 1
     commit = _signed("COMMIT", created["intent_id"], pact.provider, commit_hash_hex=COMMIT)
     answer = await _post(api, created["id"], "commit", commit)
     assert answer.status_code == 200

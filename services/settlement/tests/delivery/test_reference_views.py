@@ -65,7 +65,7 @@ async def _deliver(client: Any, api: Any, pact: Any, intent_id: str, payload_b64
 
 
 def _sweeper(app: Any) -> Sweeper:
-    state = app.state
+    state = app.state.settlement
     return Sweeper(
         state.sessionmaker,
         settings=state.settings,

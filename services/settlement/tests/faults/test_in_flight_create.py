@@ -52,7 +52,7 @@ def settings_overrides(stripe_server: StripeServer) -> dict[str, Any]:
 
 
 async def _idempotency_row(app: Any, key: str) -> IdempotencyKey:
-    async with app.state.sessionmaker() as session:
+    async with app.state.settlement.sessionmaker() as session:
         row = await session.scalar(
             select(IdempotencyKey).where(
                 IdempotencyKey.scope == CREATE_SCOPE, IdempotencyKey.key == key
@@ -88,7 +88,7 @@ async def test_in_flight_create_replays_202_and_the_reconciler_completes_its_rec
     assert (await _idempotency_row(app, key)).status_code is None
     stripe_server.thaw()
 
-    state = app.state
+    state = app.state.settlement
     reconciler = Reconciler(
         state.sessionmaker, settings=state.settings, metrics=state.metrics, applier=state.applier
     )

@@ -105,7 +105,7 @@ async def test_stuck_captures_do_not_hold_up_the_releases_behind_them(
     assert sorted(first.in_flight) == (sorted(stuck_ids) if stuck == "hung" else [])
     step = "release:pending" if stuck == "hung" else "release:failed"
     for intent_id in stuck_ids:
-        assert await state_of(app.state.sessionmaker, intent_id) == (
+        assert await state_of(app.state.settlement.sessionmaker, intent_id) == (
             "delivered",
             ["lock:succeeded", step],
         )
@@ -114,7 +114,7 @@ async def test_stuck_captures_do_not_hold_up_the_releases_behind_them(
     assert second.ended == dict.fromkeys(behind, "released")
     assert second.in_flight == []  # the stuck ones were skipped, not tried again
     for intent_id in stuck_ids:
-        assert await state_of(app.state.sessionmaker, intent_id) == (
+        assert await state_of(app.state.settlement.sessionmaker, intent_id) == (
             "delivered",
             ["lock:succeeded", step],
         )
@@ -123,7 +123,7 @@ async def test_stuck_captures_do_not_hold_up_the_releases_behind_them(
     if stuck == "refused":
         # Once its pause is over a refused release is a candidate again, first in line (it
         # fell due first); after RAIL_MAX_ATTEMPTS it never is (an operator's).
-        async with app.state.sessionmaker() as session:
+        async with app.state.settlement.sessionmaker() as session:
             repo = SettlementRepository.from_session(session)
             now = from_ms(clock())
             later = utcnow() + timedelta(hours=1)

@@ -151,7 +151,7 @@ async def test_webhook_storm_changes_nothing_twice(
     assert bad == [], bad
 
     # Exactly one row per event id.
-    async with app.state.sessionmaker() as session:
+    async with app.state.settlement.sessionmaker() as session:
         rows = (
             await session.execute(
                 select(WebhookEvent.event_id, func.count()).group_by(WebhookEvent.event_id)

@@ -59,7 +59,7 @@ async def reveal(api: Any, pact: Any, intent_id: str, payload: bytes = PAYLOAD) 
 
 
 def sweeper(app: Any) -> Sweeper:
-    state = app.state
+    state = app.state.settlement
     return Sweeper(
         state.sessionmaker,
         settings=state.settings,

@@ -61,7 +61,7 @@ async def locked(api: Any, pact: Any, chain: Chain, **accept: Any) -> dict[str, 
 
 
 def escrow_id(app: Any, chain: Chain, body: dict[str, Any]) -> str:
-    gateway = app.state.rail_clients.evm()
+    gateway = app.state.settlement.rail_clients.evm()
     return str(gateway.escrow_id(body["intent_id"], chain.buyer.address, chain.seller.address))
 
 
@@ -69,7 +69,7 @@ async def test_accept_on_evm_locks_the_price_in_the_escrow_contract(
     api: Any, pact: Any, tester_chain: Chain, app: Any
 ) -> None:
     body = await locked(api, pact, tester_chain)
-    gateway = app.state.rail_clients.evm()
+    gateway = app.state.settlement.rail_clients.evm()
     state = await gateway.get_escrow(escrow_id(app, tester_chain, body))
     assert state.status is EscrowStatus.LOCKED
     assert state.amount_wei == ETH // 2
@@ -97,9 +97,9 @@ async def test_release_pays_the_seller_the_price_and_its_bond_back(
     chain = tester_chain
     body = await locked(api, pact, chain, bond=Decimal("0.25"))
     assert body["bond_locked"] == "0.25"
-    maker, settings = app.state.sessionmaker, app.state.settings
+    maker, settings = app.state.settlement.sessionmaker, app.state.settlement.settings
     eid = escrow_id(app, chain, body)
-    assert (await app.state.rail_clients.evm().get_escrow(eid)).bond_wei == ETH // 4
+    assert (await app.state.settlement.rail_clients.evm().get_escrow(eid)).bond_wei == ETH // 4
     seller_before = await chain.balance(chain.seller)
     await deliver(maker, body["intent_id"])
     outcome = await run_step(maker, settings, body["intent_id"], RELEASE)
@@ -109,7 +109,9 @@ async def test_release_pays_the_seller_the_price_and_its_bond_back(
         ["lock:succeeded", "release:succeeded"],
     )
     assert await chain.balance(chain.seller) == seller_before + ETH // 2 + ETH // 4
-    assert (await app.state.rail_clients.evm().get_escrow(eid)).status is EscrowStatus.RELEASED
+    assert (
+        await app.state.settlement.rail_clients.evm().get_escrow(eid)
+    ).status is EscrowStatus.RELEASED
 
 
 async def test_refund_returns_the_price_to_the_buyer(
@@ -119,12 +121,17 @@ async def test_refund_returns_the_price_to_the_buyer(
     body = await locked(api, pact, chain)
     buyer_before = await chain.balance(chain.buyer)
     outcome = await run_step(
-        app.state.sessionmaker, app.state.settings, body["intent_id"], refund_plan()
+        app.state.settlement.sessionmaker,
+        app.state.settlement.settings,
+        body["intent_id"],
+        refund_plan(),
     )
     assert outcome.status == "succeeded"
     assert await chain.balance(chain.buyer) == buyer_before + ETH // 2
     eid = escrow_id(app, chain, body)
-    assert (await app.state.rail_clients.evm().get_escrow(eid)).status is EscrowStatus.REFUNDED
+    assert (
+        await app.state.settlement.rail_clients.evm().get_escrow(eid)
+    ).status is EscrowStatus.REFUNDED
 
 
 @pytest.mark.parametrize("extra_settings", [{"require_seller_bond": True}])
@@ -135,7 +142,10 @@ async def test_slash_pays_the_sellers_bond_to_the_buyer(
     body = await locked(api, pact, chain, bond=Decimal("0.25"))
     buyer_before = await chain.balance(chain.buyer)
     outcome = await run_step(
-        app.state.sessionmaker, app.state.settings, body["intent_id"], slash_plan()
+        app.state.settlement.sessionmaker,
+        app.state.settlement.settings,
+        body["intent_id"],
+        slash_plan(),
     )
     assert outcome.status == "succeeded"
     assert await chain.balance(chain.buyer) == buyer_before + ETH // 2 + ETH // 4
@@ -170,17 +180,19 @@ async def test_a_crash_around_the_lock_transaction_is_resolved_by_the_reconciler
     intent_id = accept["message"]["intent_id"]
     with pytest.raises(Crash):
         await api.create(accept, rail="evm")
-    maker = app.state.sessionmaker
+    maker = app.state.settlement.sessionmaker
     assert await state_of(maker, intent_id) == ("pending", ["lock:pending"])
     escrowed = ETH // 2 if when == "after" else 0
     assert await chain.balance(chain.escrow) == escrowed
 
-    reconciler = Reconciler(maker, settings=app.state.settings, metrics=app.state.metrics)
-    assert await reconciler.run_once(now=after_grace(app.state.settings)) == 1
+    reconciler = Reconciler(
+        maker, settings=app.state.settlement.settings, metrics=app.state.settlement.metrics
+    )
+    assert await reconciler.run_once(now=after_grace(app.state.settlement.settings)) == 1
     assert await state_of(maker, intent_id) == ("locked", ["lock:succeeded"])
     assert await chain.balance(chain.escrow) == ETH // 2  # exactly one lock
     body = await api.settlement(intent_id)
-    events = await app.state.rail_clients.evm().find_events(escrow_id(app, chain, body))
+    events = await app.state.settlement.rail_clients.evm().find_events(escrow_id(app, chain, body))
     assert [e.name for e in events] == ["Locked"]
 
 
@@ -202,7 +214,9 @@ async def test_commit_reveal_then_the_sweeper_releases_on_chain(
     assert report.ended == {intent_id: "released"}
     assert await chain.balance(chain.seller) == seller_before + ETH // 2
     eid = escrow_id(app, chain, body)
-    assert (await app.state.rail_clients.evm().get_escrow(eid)).status is EscrowStatus.RELEASED
+    assert (
+        await app.state.settlement.rail_clients.evm().get_escrow(eid)
+    ).status is EscrowStatus.RELEASED
 
 
 @pytest.mark.parametrize("extra_settings", [{"require_seller_bond": True}])
@@ -220,4 +234,6 @@ async def test_a_missed_delivery_deadline_slashes_the_bond_to_the_buyer_on_chain
     assert final["failure_code"] == "DELIVERY_DEADLINE_MISSED"
     assert await chain.balance(chain.buyer) == buyer_before + ETH // 2 + ETH // 4
     eid = escrow_id(app, chain, body)
-    assert (await app.state.rail_clients.evm().get_escrow(eid)).status is EscrowStatus.SLASHED
+    assert (
+        await app.state.settlement.rail_clients.evm().get_escrow(eid)
+    ).status is EscrowStatus.SLASHED

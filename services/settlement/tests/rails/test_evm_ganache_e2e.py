@@ -55,7 +55,7 @@ async def test_accept_lock_deliver_release_on_a_json_rpc_node(
     body = response.json()
     assert (body["rail"], body["state"], body["bond_locked"]) == ("evm", "locked", "1")
 
-    gateway = app.state.rail_clients.evm()
+    gateway = app.state.settlement.rail_clients.evm()
     eid = gateway.escrow_id(body["intent_id"], chain.buyer.address, chain.seller.address)
     state = await gateway.get_escrow(eid)
     assert (state.status, state.amount_wei, state.bond_wei) == (
@@ -65,9 +65,9 @@ async def test_accept_lock_deliver_release_on_a_json_rpc_node(
     )
     seller_before = await chain.balance(chain.seller)
 
-    maker = app.state.sessionmaker
+    maker = app.state.settlement.sessionmaker
     await deliver(maker, body["intent_id"])
-    outcome = await run_step(maker, app.state.settings, body["intent_id"], RELEASE)
+    outcome = await run_step(maker, app.state.settlement.settings, body["intent_id"], RELEASE)
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (
         "released",

@@ -37,11 +37,11 @@ def settings_overrides(localstripe_url: str) -> dict[str, Any]:
 @pytest.fixture
 def sweeper(app: Any) -> AuthorizationExpirySweeper:
     return AuthorizationExpirySweeper(
-        app.state.sessionmaker,
-        settings=app.state.settings,
-        metrics=app.state.metrics,
-        clients=app.state.rail_clients,
-        applier=getattr(app.state, "applier", None),
+        app.state.settlement.sessionmaker,
+        settings=app.state.settlement.settings,
+        metrics=app.state.settlement.metrics,
+        clients=app.state.settlement.rail_clients,
+        applier=app.state.settlement.applier,
     )
 
 
@@ -70,7 +70,7 @@ async def test_a_hold_is_left_alone_until_the_margin_before_it_lapses(
     body, _ = await locked(api, pact, saved_card)
     report = await sweeper.run_once(now=days(5.9))  # lapses in ~1.1 days: margin is 1 day
     assert (report.canceled, report.captured) == ([], [])
-    assert (await state_of(app.state.sessionmaker, body["intent_id"]))[0] == "locked"
+    assert (await state_of(app.state.settlement.sessionmaker, body["intent_id"]))[0] == "locked"
 
 
 async def test_an_undelivered_settlement_is_cancelled_before_its_hold_lapses(
@@ -101,7 +101,7 @@ async def test_a_delivered_settlement_is_captured_in_time_and_released_later(
     app: Any,
 ) -> None:
     body, pi_id = await locked(api, pact, saved_card)
-    maker = app.state.sessionmaker
+    maker = app.state.settlement.sessionmaker
     await deliver(maker, body["intent_id"])
     report = await sweeper.run_once(now=days(6.1))
     assert report.captured == [body["intent_id"]]
@@ -115,7 +115,7 @@ async def test_a_delivered_settlement_is_captured_in_time_and_released_later(
         assert binding is not None
         assert binding.hold_expires_at is None
     assert (await sweeper.run_once(now=days(6.1))).captured == []
-    outcome = await run_step(maker, app.state.settings, body["intent_id"], RELEASE)
+    outcome = await run_step(maker, app.state.settlement.settings, body["intent_id"], RELEASE)
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (
         "released",
@@ -134,10 +134,10 @@ async def test_a_challenge_upheld_after_an_early_capture_refunds_the_charge(
     app: Any,
 ) -> None:
     body, pi_id = await locked(api, pact, saved_card)
-    maker = app.state.sessionmaker
+    maker = app.state.settlement.sessionmaker
     await deliver(maker, body["intent_id"])
     await sweeper.run_once(now=days(6.1))
-    outcome = await run_step(maker, app.state.settings, body["intent_id"], refund_plan())
+    outcome = await run_step(maker, app.state.settlement.settings, body["intent_id"], refund_plan())
     assert outcome.status == "succeeded"
     assert (await state_of(maker, body["intent_id"]))[0] == "refunded"
     refunds = await stripe_raw.v1.refunds.list_async({"payment_intent": pi_id})
@@ -153,7 +153,7 @@ async def test_a_hold_that_lapsed_anyway_ends_refunded_and_loud(
     app: Any,
 ) -> None:
     body, pi_id = await locked(api, pact, saved_card)
-    await deliver(app.state.sessionmaker, body["intent_id"])
+    await deliver(app.state.settlement.sessionmaker, body["intent_id"])
     await stripe_raw.v1.payment_intents.cancel_async(pi_id)  # Stripe voided it first
     report = await sweeper.run_once(now=days(6.1))
     assert report.lapsed == [body["intent_id"]]
@@ -164,5 +164,5 @@ async def test_a_hold_that_lapsed_anyway_ends_refunded_and_loud(
 async def test_the_expiry_sweep_runs_with_the_apps_workers_when_stripe_is_on(app: Any) -> None:
     from pact_settlement.app import _workers
 
-    names = [w.name for w in _workers(app).workers]
+    names = [w.name for w in _workers(app.state.settlement).workers]
     assert names == ["sweeper", "reconciler", "stripe-authorization-expiry"]

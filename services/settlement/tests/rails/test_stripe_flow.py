@@ -160,9 +160,9 @@ async def test_release_captures_the_payment_intent(
     api: Any, pact: Any, saved_card: CardFactory, app: Any, stripe_raw: stripe.StripeClient
 ) -> None:
     body = await locked(api, pact, saved_card)
-    maker = app.state.sessionmaker
+    maker = app.state.settlement.sessionmaker
     await deliver(maker, body["intent_id"])
-    outcome = await run_step(maker, app.state.settings, body["intent_id"], RELEASE)
+    outcome = await run_step(maker, app.state.settlement.settings, body["intent_id"], RELEASE)
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (
         "released",
@@ -176,8 +176,8 @@ async def test_refund_cancels_the_authorisation(
     api: Any, pact: Any, saved_card: CardFactory, app: Any, stripe_raw: stripe.StripeClient
 ) -> None:
     body = await locked(api, pact, saved_card)
-    maker = app.state.sessionmaker
-    outcome = await run_step(maker, app.state.settings, body["intent_id"], refund_plan())
+    maker = app.state.settlement.sessionmaker
+    outcome = await run_step(maker, app.state.settlement.settings, body["intent_id"], refund_plan())
     assert outcome.status == "succeeded"
     assert (await state_of(maker, body["intent_id"]))[0] == "refunded"
     pi = await stripe_raw.v1.payment_intents.retrieve_async(payment_intent_of(body))
@@ -216,14 +216,16 @@ async def test_a_crash_around_the_lock_call_is_resolved_by_the_reconciler_with_o
     intent_id = accept["message"]["intent_id"]
     with pytest.raises(Crash):
         await api.create(accept, rail="stripe")
-    maker = app.state.sessionmaker
+    maker = app.state.settlement.sessionmaker
     assert await state_of(maker, intent_id) == ("pending", ["lock:pending"])
     settlement_id = (await api.settlement(intent_id))["id"]
     expected_before = 1 if when == "after" else 0
     assert len(await stripe_gateway.find_by_settlement(settlement_id)) == expected_before
 
-    reconciler = Reconciler(maker, settings=app.state.settings, metrics=app.state.metrics)
-    assert await reconciler.run_once(now=after_grace(app.state.settings)) == 1
+    reconciler = Reconciler(
+        maker, settings=app.state.settlement.settings, metrics=app.state.settlement.metrics
+    )
+    assert await reconciler.run_once(now=after_grace(app.state.settlement.settings)) == 1
     assert await state_of(maker, intent_id) == ("locked", ["lock:succeeded"])
     [pi] = await stripe_gateway.find_by_settlement(settlement_id)
     assert pi.stripe_status == "requires_capture"

@@ -141,7 +141,7 @@ async def test_a_charge_whose_request_died_is_credited_by_the_webhook_once(
         {"stripe_customer": card.customer, "stripe_payment_method": card.payment_method},
     )
     # The charge went through; the process died before the credit.
-    charged = await app.state.rail_clients.stripe().charge(
+    charged = await app.state.settlement.rail_clients.stripe().charge(
         Decimal("7.50"),
         card.customer,
         card.payment_method,

@@ -94,7 +94,7 @@ async def snapshot(raw: stripe.StripeClient, pi_id: str) -> dict[str, Any]:
 
 
 async def recorded(app: Any) -> list[Any]:
-    async with app.state.sessionmaker() as session:
+    async with app.state.settlement.sessionmaker() as session:
         from pact_settlement.webhooks.models import WebhookEvent
         from sqlalchemy import select
 
@@ -113,7 +113,7 @@ async def test_a_signed_event_is_processed_once_and_its_duplicate_is_a_no_op(
     again = await post(api, payload, sign(payload))
     assert again.status_code == 200
     assert again.json()["outcome"] == "duplicate"
-    async with app.state.sessionmaker() as session:
+    async with app.state.settlement.sessionmaker() as session:
         rows = await WebhookEventRepository.from_session(session).for_settlement(body["id"])
     assert [(r.event_type, r.object_id, r.outcome) for r in rows] == [
         ("payment_intent.amount_capturable_updated", pi_id, "no_change")
@@ -214,7 +214,10 @@ async def test_a_pending_lock_is_resolved_by_the_webhook_before_the_reconciler_r
         await api.create(accept, rail="stripe")
     monkeypatch.setattr(StripeRail, "lock", real_lock)
     intent_id = accept["message"]["intent_id"]
-    assert await state_of(app.state.sessionmaker, intent_id) == ("pending", ["lock:pending"])
+    assert await state_of(app.state.settlement.sessionmaker, intent_id) == (
+        "pending",
+        ["lock:pending"],
+    )
 
     payload = event(
         "payment_intent.amount_capturable_updated", await snapshot(stripe_raw, crashed[0])
@@ -222,7 +225,10 @@ async def test_a_pending_lock_is_resolved_by_the_webhook_before_the_reconciler_r
     response = await post(api, payload, sign(payload))
     assert response.status_code == 200, response.text
     assert response.json()["outcome"] == "resolved"
-    assert await state_of(app.state.sessionmaker, intent_id) == ("locked", ["lock:succeeded"])
+    assert await state_of(app.state.settlement.sessionmaker, intent_id) == (
+        "locked",
+        ["lock:succeeded"],
+    )
     settlement = await api.settlement(intent_id)
     assert len(await stripe_gateway.find_by_settlement(settlement["id"])) == 1
 

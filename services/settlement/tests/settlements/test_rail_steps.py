@@ -179,7 +179,7 @@ async def test_external_lock_is_committed_pending_before_the_rail_is_called(
     async def look(step: str, key: str) -> None:
         # Another connection sees the pending record (it was committed) and is not blocked
         # by the request: no transaction of the request is open during the call.
-        async with app.state.sessionmaker() as other, other.begin():
+        async with app.state.settlement.sessionmaker() as other, other.begin():
             ops = await RailOperationRepository.from_session(other).pending()
             settlement = await SettlementRepository.from_session(other).get_by_id(
                 ops[0].settlement_id, for_update=True

@@ -127,7 +127,7 @@ async def _deliver(api: Any, pact: Any, intent_id: str) -> None:
 
 
 def _sweeper(app: Any) -> Sweeper:
-    s = app.state
+    s = app.state.settlement
     return Sweeper(
         s.sessionmaker, settings=s.settings, metrics=s.metrics, applier=s.applier, clock=s.clock
     )
@@ -166,7 +166,7 @@ async def test_racing_sweepers_end_each_settlement_exactly_once(
         ended.update(report.ended)
     assert ended == {intent: "released" if i % 2 else "slashed" for i, intent in enumerate(intents)}
     for intent_id in intents:
-        assert len(await _terminal_events(app.state.sessionmaker, intent_id)) == 1
+        assert len(await _terminal_events(app.state.settlement.sessionmaker, intent_id)) == 1
         body = await api.settlement(intent_id)
         assert verify_envelope(body["receipt"]).message_raw["outcome"] == body["state"]
     assert all(r.handled == 0 for r in await asyncio.gather(*(s.run_once() for s in sweepers)))
@@ -194,7 +194,7 @@ async def test_crash_between_recording_and_the_rail_call_is_finished_by_the_reco
         await _sweeper(app).run_once()
     body = await api.settlement(intent_id)
     assert body["state"] == "committed"
-    async with app.state.sessionmaker() as session:
+    async with app.state.settlement.sessionmaker() as session:
         [pending] = await RailOperationRepository.from_session(session).pending()
     assert (pending.step, pending.idempotency_key) == ("slash", f"settlement-{body['id']}-slash")
     # The next sweep does not call the rail again: the step is in flight, the reconciler's,
@@ -203,13 +203,15 @@ async def test_crash_between_recording_and_the_rail_call_is_finished_by_the_reco
     assert (report.handled, report.skipped, report.errors) == (0, 0, 0)
     assert rail.moves == [f"settlement-{body['id']}-lock"]
     reconciler = Reconciler(
-        app.state.sessionmaker,
-        settings=app.state.settings,
+        app.state.settlement.sessionmaker,
+        settings=app.state.settlement.settings,
         metrics=Metrics(),
-        applier=app.state.applier,
+        applier=app.state.settlement.applier,
     )
     # The lease was written on the service's clock (11 s ahead): later is on that clock too.
-    later = from_ms(clock()) + timedelta(seconds=app.state.settings.reconcile_grace_s + 1)
+    later = from_ms(clock()) + timedelta(
+        seconds=app.state.settlement.settings.reconcile_grace_s + 1
+    )
     assert await reconciler.run_once(now=later) == 1
     body = await api.settlement(intent_id)
     assert body["state"] == "slashed"
@@ -240,15 +242,15 @@ async def test_reconciler_leases_are_written_and_read_on_the_service_clock(
     rail.crash_before.add("slash")
     with pytest.raises(Crash):
         await _sweeper(app).run_once()
-    grace = timedelta(seconds=app.state.settings.reconcile_grace_s)
-    async with app.state.sessionmaker() as session:
+    grace = timedelta(seconds=app.state.settlement.settings.reconcile_grace_s)
+    async with app.state.settlement.sessionmaker() as session:
         [pending] = await RailOperationRepository.from_session(session).pending()
     assert pending.lease_until == from_ms(clock.fixed_ms) + grace
     reconciler = Reconciler(
-        app.state.sessionmaker,
-        settings=app.state.settings,
+        app.state.settlement.sessionmaker,
+        settings=app.state.settlement.settings,
         metrics=Metrics(),
-        applier=app.state.applier,
+        applier=app.state.settlement.applier,
     )
     assert await reconciler.run_once() == 0  # the lease has not run out on the service's clock
     clock.fixed_ms += int(grace.total_seconds() * 1000) + 1
@@ -275,7 +277,7 @@ async def test_the_app_runs_the_sweeper_and_stops_it_on_shutdown(
         await asyncio.sleep(0.05)
     assert body["state"] == "refunded"
     assert body["failure_code"] == "COMMIT_WINDOW_MISSED"
-    runner = app.state.workers
+    runner = app.state.settlement.workers
     assert runner is not None
     await runner.stop()
     assert all(task.done() for task in runner._tasks)
@@ -301,14 +303,15 @@ def test_receipt_key_production_needs_one_development_keeps_one(tmp_path: Path) 
     chosen = SettlementSettings(
         env=Environment.PRODUCTION, signing_key=b58encode(explicit.seed), **production
     )
-    assert create_app(chosen).state.receipts.public_key_b58 == explicit.public_key_b58
+    create_app(chosen)  # the explicit key satisfies production, and is the one loaded:
+    assert load_signing_key(chosen).public_key_b58 == explicit.public_key_b58
 
 
 async def test_well_known_publishes_the_receipt_key_without_auth(client: Any, app: Any) -> None:
     response = await client.get("/.well-known/pact-settlement")
     assert response.status_code == 200
     body = response.json()
-    assert body["public_key_b58"] == app.state.receipts.public_key_b58
+    assert body["public_key_b58"] == app.state.settlement.receipts.public_key_b58
     assert body["protocol_versions"] == ["pact/1.0"]
     assert "ledger" in body["rails"]
     assert "amount_released" in body["receipt_format"]["extra_fields"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
 from pact_settlement.accounts.schemas import (
     AccountRead,
@@ -19,7 +19,7 @@ from pact_settlement.accounts.service import AccountService, PaymentProfileServi
 from pact_settlement.db.session import DBSession
 from pact_settlement.kit import examples
 from pact_settlement.kit.auth import AdminPrincipal, AnyPrincipal
-from pact_settlement.kit.deps import AppMetrics
+from pact_settlement.kit.deps import AppMetrics, RuntimeDep
 from pact_settlement.kit.openapi import (
     DATABASE_UNAVAILABLE,
     Refusal,
@@ -46,13 +46,12 @@ async def get_profile_service(session: DBSession) -> PaymentProfileService:
 ProfileService = Annotated[PaymentProfileService, Depends(get_profile_service)]
 
 
-async def get_topup_service(request: Request, session: DBSession) -> TopUpService:
-    state = request.app.state
+async def get_topup_service(runtime: RuntimeDep, session: DBSession) -> TopUpService:
     return TopUpService(
         session,
-        sessionmaker=state.sessionmaker,
-        settings=state.settings,
-        clients=state.rail_clients,
+        sessionmaker=runtime.sessionmaker,
+        settings=runtime.settings,
+        clients=runtime.rail_clients,
     )
 
 

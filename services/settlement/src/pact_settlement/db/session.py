@@ -14,13 +14,13 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.kit.errors import SettlementError
+from pact_settlement.runtime import runtime_of
 
 __all__ = ["DBSession", "get_db_session", "get_sessionmaker"]
 
 
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    return maker
+    return runtime_of(request.app).sessionmaker
 
 
 async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from pact_settlement.db.session import DBSession
 from pact_settlement.delivery.schemas import AbortBody, ChallengeBody, CommitBody, RevealBody
 from pact_settlement.delivery.service import DeliveryService
 from pact_settlement.kit import examples
 from pact_settlement.kit.auth import ProviderPrincipal
-from pact_settlement.kit.deps import AppMetrics, Clock, RequestId, Settings
+from pact_settlement.kit.deps import RequestId, RuntimeDep
 from pact_settlement.kit.openapi import (
     DATABASE_UNAVAILABLE,
     NOT_FOUND,
@@ -22,26 +22,18 @@ from pact_settlement.kit.openapi import (
     responses,
 )
 from pact_settlement.kit.params import SettlementRefPath
-from pact_settlement.settlements.lifecycle import LifecycleApplier
 from pact_settlement.settlements.schemas import SettlementRead
 
 router = APIRouter(prefix="/v1/settlements", tags=["delivery"])
 
 
-async def _applier(request: Request) -> LifecycleApplier:
-    applier: LifecycleApplier = request.app.state.applier
-    return applier
-
-
-async def get_service(
-    session: DBSession,
-    settings: Settings,
-    metrics: AppMetrics,
-    clock: Clock,
-    applier: Annotated[LifecycleApplier, Depends(_applier)],
-) -> DeliveryService:
+async def get_service(session: DBSession, runtime: RuntimeDep) -> DeliveryService:
     return DeliveryService(
-        session, settings=settings, metrics=metrics, applier=applier, now_ms=clock
+        session,
+        settings=runtime.settings,
+        metrics=runtime.metrics,
+        applier=runtime.applier,
+        now_ms=runtime.clock,
     )
 
 

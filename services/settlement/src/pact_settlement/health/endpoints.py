@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pact_settlement.health.schemas import WhoAmI
 from pact_settlement.health.service import readiness
 from pact_settlement.kit.auth import AnyPrincipal
-from pact_settlement.kit.deps import AppMetrics
+from pact_settlement.kit.deps import AppMetrics, RuntimeDep
 from pact_settlement.kit.errors import (
     PROBLEM_CONTENT_TYPE,
     ProblemCode,
@@ -84,8 +84,9 @@ async def get_health() -> dict[str, str]:
     )
     | {503: NOT_READY_RESPONSE},
 )
-async def get_readiness(request: Request, metrics: AppMetrics) -> JSONResponse:
-    report: dict[str, Any] = await readiness(request.app.state.engine, request.app.state.db_health)
+async def get_readiness(runtime: RuntimeDep) -> JSONResponse:
+    metrics = runtime.metrics
+    report: dict[str, Any] = await readiness(runtime.engine, runtime.db_health)
     metrics.ready.set(1 if report["ready"] else 0)
     if report["ready"]:
         return JSONResponse(report)

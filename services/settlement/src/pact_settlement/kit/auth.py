@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import Forbidden, Unauthorized
+from pact_settlement.runtime import runtime_of
 
 __all__ = ["AdminPrincipal", "AnyPrincipal", "Principal", "ProviderPrincipal", "Role"]
 
@@ -67,7 +68,7 @@ def _match(presented: str, settings: SettlementSettings) -> Role | None:
 def _authenticate(request: Request, credentials: Credentials, *roles: Role) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized()
-    role = _match(credentials.credentials, request.app.state.settings)
+    role = _match(credentials.credentials, runtime_of(request.app).settings)
     if role is None:
         raise Unauthorized("the bearer token is not valid")
     if role not in roles:

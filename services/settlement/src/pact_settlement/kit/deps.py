@@ -13,23 +13,21 @@ from fastapi import Depends, Request
 
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.observability import Metrics
+from pact_settlement.runtime import RuntimeDep
 
-__all__ = ["AppMetrics", "Clock", "RequestId", "Settings"]
-
-
-async def _settings(request: Request) -> SettlementSettings:
-    settings: SettlementSettings = request.app.state.settings
-    return settings
+__all__ = ["AppMetrics", "Clock", "RequestId", "RuntimeDep", "Settings"]
 
 
-async def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
+async def _settings(runtime: RuntimeDep) -> SettlementSettings:
+    return runtime.settings
 
 
-async def _clock(request: Request) -> Callable[[], int]:
-    clock: Callable[[], int] = request.app.state.clock
-    return clock
+async def _metrics(runtime: RuntimeDep) -> Metrics:
+    return runtime.metrics
+
+
+async def _clock(runtime: RuntimeDep) -> Callable[[], int]:
+    return runtime.clock
 
 
 async def _request_id(request: Request) -> str | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pact_schema import ENVELOPE_VERSION, PROTOCOL_VERSION
 
 from pact_settlement.kit import examples
-from pact_settlement.kit.deps import Settings
+from pact_settlement.kit.deps import RuntimeDep
 from pact_settlement.kit.openapi import ok, responses
 from pact_settlement.rails.registry import available_rails
 from pact_settlement.receipts.service import RECEIPT_EXTRA_FIELDS, RECEIPT_FIELDS
@@ -21,13 +21,13 @@ router = APIRouter(tags=["identity"])
     summary="The settlement service's public key (verifies RECEIPTs) and capabilities",
     responses=responses(success={200: ok("The key and capabilities", examples.well_known())}),
 )
-async def get_settlement_identity(request: Request, settings: Settings) -> dict[str, Any]:
+async def get_settlement_identity(runtime: RuntimeDep) -> dict[str, Any]:
     return {
-        "public_key_b58": request.app.state.receipts.public_key_b58,
+        "public_key_b58": runtime.receipts.public_key_b58,
         "protocol_versions": [PROTOCOL_VERSION],
         "envelope_versions": [ENVELOPE_VERSION],
         "settlement_modes": ["hash_reveal"],
-        "rails": available_rails(settings),
+        "rails": available_rails(runtime.settings),
         "challenge_codes": ["FAILED_PROOF", "DELIVERY_DEADLINE_MISSED", "LATENCY_BREACH"],
         "receipt_format": {
             "message_type": "RECEIPT",

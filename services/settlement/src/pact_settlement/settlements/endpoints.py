@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pact_schema.keys import PublicKeyB58
 
 from pact_settlement.db.session import DBSession
 from pact_settlement.kit import examples
 from pact_settlement.kit.auth import AnyPrincipal, ProviderPrincipal
-from pact_settlement.kit.deps import AppMetrics, Clock, RequestId, Settings
+from pact_settlement.kit.deps import RequestId, RuntimeDep, Settings
 from pact_settlement.kit.openapi import (
     DATABASE_UNAVAILABLE,
     NOT_FOUND,
@@ -28,15 +28,13 @@ from pact_settlement.transcripts.service import TranscriptService
 router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
 
 
-async def get_service(
-    session: DBSession, settings: Settings, metrics: AppMetrics, clock: Clock, request: Request
-) -> SettlementService:
+async def get_service(session: DBSession, runtime: RuntimeDep) -> SettlementService:
     return SettlementService(
         session,
-        settings=settings,
-        metrics=metrics,
-        now_ms=clock,
-        applier=request.app.state.applier,
+        settings=runtime.settings,
+        metrics=runtime.metrics,
+        now_ms=runtime.clock,
+        applier=runtime.applier,
     )
 
 
@@ -209,16 +207,14 @@ async def get_settlement_transcript(
     settlement_ref: SettlementRefPath,
     principal: AnyPrincipal,
     session: DBSession,
-    request: Request,
+    runtime: RuntimeDep,
     buyer: BuyerFilter = None,
     transcript_format: Annotated[
         TranscriptFormat,
         Query(alias="format", description="the transcript format"),
     ] = "pact-settlement-transcript/1",
 ) -> dict[str, Any]:
-    service = TranscriptService(
-        session, settlement_public_key_b58=request.app.state.receipts.public_key_b58
-    )
+    service = TranscriptService(session, settlement_public_key_b58=runtime.receipts.public_key_b58)
     if transcript_format == "pact-transcript/4.0":
         return await service.document_v4(settlement_ref, buyer=buyer)
     return await service.document(settlement_ref, buyer=buyer)

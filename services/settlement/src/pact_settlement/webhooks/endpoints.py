@@ -7,22 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from pact_settlement.kit.openapi import Refusal, ok, responses
-from pact_settlement.settlements.rail_steps import TransitionApplier
+from pact_settlement.runtime import RuntimeDep
 from pact_settlement.webhooks.schemas import WebhookAck
 from pact_settlement.webhooks.service import StripeWebhookService
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
-async def get_stripe_service(request: Request) -> StripeWebhookService:
-    state = request.app.state
-    applier = getattr(state, "applier", None)  # the lifecycle's: it also signs RECEIPTs
+async def get_stripe_service(runtime: RuntimeDep) -> StripeWebhookService:
     return StripeWebhookService(
-        state.sessionmaker,
-        settings=state.settings,
-        metrics=state.metrics,
-        clients=state.rail_clients,
-        applier=applier if isinstance(applier, TransitionApplier) else None,
+        runtime.sessionmaker,
+        settings=runtime.settings,
+        metrics=runtime.metrics,
+        clients=runtime.rail_clients,
+        applier=runtime.applier,  # the lifecycle's: it also signs RECEIPTs
     )
 
 
