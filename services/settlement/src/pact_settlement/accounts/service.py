@@ -331,7 +331,7 @@ class TopUpService:
                 "top-ups are charged through the stripe rail, which is not enabled",
                 code=ProblemCode.RAIL_NOT_AVAILABLE,
             )
-        currency = self.settings.stripe_currency
+        currency = self.settings.stripe.currency
         try:
             amount_minor = to_stripe_amount(amount, currency, rounding=None)
         except AmountBelowRailMinimumError as exc:

@@ -79,14 +79,14 @@ class RailClients:
     def stripe(self) -> StripeGateway:
         if self._stripe is None:
             s = self.settings
-            if s.stripe_api_key is None:
+            if s.stripe.api_key is None:
                 raise RailNotConfigured("PACT_SETTLEMENT_STRIPE_API_KEY is not set")
             self._stripe = StripeGateway(
-                s.stripe_api_key.get_secret_value(),
-                api_base=s.stripe_api_base,
-                currency=s.stripe_currency,
-                max_network_retries=s.stripe_max_network_retries,
-                timeout_s=s.stripe_timeout_s,
+                s.stripe.api_key.get_secret_value(),
+                api_base=s.stripe.api_base,
+                currency=s.stripe.currency,
+                max_network_retries=s.stripe.max_network_retries,
+                timeout_s=s.stripe.timeout_s,
             )
             self._closers.append(self._stripe.aclose)
         return self._stripe
@@ -94,7 +94,7 @@ class RailClients:
     def evm(self) -> EscrowGateway:
         if self._evm is None:
             s = self.settings
-            if not (s.evm_rpc_url and s.evm_operator_key and s.evm_contract_address):
+            if not (s.evm.rpc_url and s.evm.operator_key and s.evm.contract_address):
                 raise RailNotConfigured(
                     "the evm rail needs PACT_SETTLEMENT_EVM_RPC_URL, EVM_OPERATOR_KEY and "
                     "EVM_CONTRACT_ADDRESS"
@@ -109,15 +109,15 @@ class RailClients:
             guard = None
             if self._sessionmaker is not None:  # every process and replica of the service
                 guard = DatabaseNonceGuard(self._sessionmaker, wait_s=s.rail_call_timeout_s)
-            provider = AsyncHTTPProvider(s.evm_rpc_url.get_secret_value())
+            provider = AsyncHTTPProvider(s.evm.rpc_url.get_secret_value())
             self._evm = EscrowGateway(
                 AsyncWeb3(provider),
-                s.evm_contract_address,
-                Account.from_key(s.evm_operator_key.get_secret_value()),
-                confirmations=s.evm_confirmations,
-                receipt_timeout_s=s.evm_receipt_timeout_s,
-                poll_interval_s=s.evm_poll_interval_s,
-                expected_chain_id=s.evm_chain_id,
+                s.evm.contract_address,
+                Account.from_key(s.evm.operator_key.get_secret_value()),
+                confirmations=s.evm.confirmations,
+                receipt_timeout_s=s.evm.receipt_timeout_s,
+                poll_interval_s=s.evm.poll_interval_s,
+                expected_chain_id=s.evm.chain_id,
                 nonce_guard=guard,
             )
             self._closers.append(provider.disconnect)

@@ -26,14 +26,14 @@ RailFactory = Callable[[SettlementSettings, AsyncSession], Rail]
 def _evm_rail(settings: SettlementSettings, session: AsyncSession) -> Rail:
     from pact_settlement.rails.evm import EvmEscrowRail
 
-    return EvmEscrowRail(session, settings, RailClients.of(session).evm())
+    return EvmEscrowRail(session, settings.evm, RailClients.of(session).evm())
 
 
 #: name → factory.
 RAIL_FACTORIES: dict[str, RailFactory] = {
     "ledger": lambda _settings, session: LedgerRail(session),
     "stripe": lambda settings, session: StripeRail(
-        session, settings, RailClients.of(session).stripe()
+        session, settings.stripe, RailClients.of(session).stripe()
     ),
     "evm": _evm_rail,
 }

@@ -29,12 +29,12 @@ def _describe_evm(settings: SettlementSettings) -> dict[str, Any]:
     # The rail's module imports web3: load it only when the evm rail is enabled.
     from pact_settlement.rails.evm import describe_evm
 
-    return describe_evm(settings)
+    return describe_evm(settings.evm)
 
 
 DESCRIBERS: Final[dict[str, Callable[[SettlementSettings], dict[str, Any]]]] = {
     "ledger": describe_ledger,
-    "stripe": describe_stripe,
+    "stripe": lambda settings: describe_stripe(settings.stripe),
     "evm": _describe_evm,
 }
 

@@ -124,6 +124,8 @@ def rail_view(s: Settlement) -> RailSettlement:
         seller=s.seller,
         amount=s.amount,
         bond=s.bond_locked,
+        delivery_deadline_at=s.delivery_deadline_at,
+        challenge_window=timedelta(milliseconds=s.challenge_window_ms),
     )
 
 

@@ -31,6 +31,7 @@ from pact_schema.text import is_intent_id
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pact_settlement.accounts.repository import PaymentProfileRepository
 from pact_settlement.config import SettlementSettings
 from pact_settlement.db.locks import lock_names
 from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyService, fingerprint
@@ -271,7 +272,10 @@ class SettlementService:
             # In the recording transaction, before anything is committed or sent: a refusal
             # leaves nothing behind (the request's transaction rolls back).
             try:
-                await rail_impl.prepare(rail_view(settlement))
+                profiles = await PaymentProfileRepository.from_session(self.session).rail_profiles(
+                    rail_name, buyer=settlement.buyer, seller=settlement.seller
+                )
+                await rail_impl.prepare(rail_view(settlement), profiles)
             except RailRefused as exc:
                 self.metrics.settlements.labels("refused", rail_label).inc()
                 raise Unprocessable(exc.detail, code=exc.code) from exc

@@ -139,7 +139,7 @@ class StripeWebhookService:
     def _verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         if "stripe" not in self.settings.enabled_rails:
             raise NotFound("the stripe rail is not enabled")
-        secret = self.settings.stripe_webhook_secret
+        secret = self.settings.stripe.webhook_secret
         if secret is None or not secret.get_secret_value():
             log.error("webhook.stripe.no_secret", detail="PACT_SETTLEMENT_STRIPE_WEBHOOK_SECRET")
             raise BadRequest(
@@ -151,7 +151,7 @@ class StripeWebhookService:
                 payload,
                 signature,
                 secret.get_secret_value(),
-                tolerance_s=self.settings.stripe_webhook_tolerance_s,
+                tolerance_s=self.settings.stripe.webhook_tolerance_s,
             )
         except StripeGatewayError as exc:
             log.warning("webhook.stripe.rejected", reason=str(exc)[:300])
@@ -202,7 +202,7 @@ class StripeWebhookService:
         pi_id, agent_id = current.payment_intent_id, current.metadata.get("agent_id", "")
         if current.status is not PaymentStatus.CAPTURED:
             return Outcome("no_change", None, pi_id, f"top-up {current.stripe_status}")
-        if current.currency != self.settings.stripe_currency:
+        if current.currency != self.settings.stripe.currency:
             log.error(
                 "webhook.stripe.topup_currency", payment_intent=pi_id, currency=current.currency
             )
