@@ -143,7 +143,7 @@ async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) ->
     from web3.providers import AsyncHTTPProvider
     from web3.types import Wei
 
-    from pact_settlement.rails.evm_gateway import deploy
+    from pact_settlement.rails.evm.deploy import deploy
     from pact_settlement.rails.minor_units import to_wei
 
     rpc_url = args.rpc_url or (

@@ -17,8 +17,8 @@ from pact_schema.token_policy import token_weakness
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from pact_settlement.rails.evm_settings import EvmSettings
-from pact_settlement.rails.stripe_settings import StripeSettings
+from pact_settlement.rails.evm.settings import EvmSettings
+from pact_settlement.rails.stripe.settings import StripeSettings
 
 __all__ = ["DEV_ADMIN_TOKEN", "DEV_API_TOKEN", "RAIL_SETTINGS", "Environment", "SettlementSettings"]
 

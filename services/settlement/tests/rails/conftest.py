@@ -27,8 +27,9 @@ import pytest
 import stripe
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from pact_settlement.rails.evm_gateway import EscrowGateway, deploy
-from pact_settlement.rails.stripe_gateway import StripeGateway
+from pact_settlement.rails.evm.deploy import deploy
+from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.stripe.gateway import StripeGateway
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
 from web3.providers.eth_tester import AsyncEthereumTesterProvider

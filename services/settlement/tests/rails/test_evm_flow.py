@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from pact_settlement.rails.clients import RailClients
-from pact_settlement.rails.evm import EvmEscrowRail
-from pact_settlement.rails.evm_gateway import EscrowStatus
+from pact_settlement.rails.evm.rail import EvmEscrowRail
+from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.workers.reconciler import Reconciler
 
 from . import lifecycle

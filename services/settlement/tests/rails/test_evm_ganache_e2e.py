@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pact_settlement.rails.evm_gateway import EscrowStatus
+from pact_settlement.rails.evm.results import EscrowStatus
 
 from .conftest import GANACHE_CHAIN_ID, Chain, put_profile
 from .flow import RELEASE, deliver, run_step, state_of

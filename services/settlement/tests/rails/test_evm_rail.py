@@ -16,8 +16,10 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.time import utcnow
 from pact_settlement.rails.base import RailError, RailOpStatus, RailRefused, RailStep
 from pact_settlement.rails.bindings import RailBinding
-from pact_settlement.rails.evm import EvmEscrowRail, units_to_wei
-from pact_settlement.rails.evm_gateway import EscrowGateway, EscrowStatus, intent_id_to_bytes32
+from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.ids import intent_id_to_bytes32
+from pact_settlement.rails.evm.rail import EvmEscrowRail, units_to_wei
+from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.rails.minor_units import AmountError
 from pact_settlement.rails.repository import rail_idempotency_key
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker

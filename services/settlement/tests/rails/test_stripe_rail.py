@@ -17,8 +17,8 @@ from pact_settlement.kit.time import utcnow
 from pact_settlement.rails.base import RailError, RailOpStatus, RailRefused, RailStep
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.rails.repository import rail_idempotency_key
-from pact_settlement.rails.stripe import StripeRail
-from pact_settlement.rails.stripe_gateway import StripeGateway
+from pact_settlement.rails.stripe.gateway import StripeGateway
+from pact_settlement.rails.stripe.rail import StripeRail
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .conftest import (

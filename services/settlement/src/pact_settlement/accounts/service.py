@@ -313,12 +313,12 @@ class TopUpService:
             AmountError,
             to_stripe_amount,
         )
-        from pact_settlement.rails.stripe_gateway import (
-            PaymentStatus,
+        from pact_settlement.rails.stripe.errors import (
             StripeDeclinedError,
             StripeGatewayError,
             StripeIdempotencyConflictError,
         )
+        from pact_settlement.rails.stripe.results import PaymentStatus
 
         validate_agent_id(agent_id)
         amount = parse_amount(amount_text)

@@ -4,7 +4,7 @@ A rail object is cheap and bound to one database session; what it talks to is no
 Stripe gateway keeps an HTTP connection pool, and the EVM gateway owns the operator account's
 nonce lock, which must be shared by every concurrent request, sweep and reconciler pass of the
 process (two gateways on one key would race for nonces) — and, through the database
-(:mod:`pact_settlement.rails.evm_nonces`), by every other process and replica. So the
+(:mod:`pact_settlement.rails.evm.nonces`), by every other process and replica. So the
 gateways live here, one per app, created on first use and closed at shutdown. Their SDKs are
 imported only then (web3 and its dependencies take about two seconds), so an app that does not
 use a rail never loads its SDK.
@@ -24,10 +24,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.config import SettlementSettings
-from pact_settlement.rails.stripe_gateway import StripeGateway
+from pact_settlement.rails.stripe.gateway import StripeGateway
 
 if TYPE_CHECKING:
-    from pact_settlement.rails.evm_gateway import EscrowGateway
+    from pact_settlement.rails.evm.gateway import EscrowGateway
 
 __all__ = ["INFO_KEY", "RailClients", "RailNotConfigured"]
 
@@ -103,8 +103,8 @@ class RailClients:
             from web3 import AsyncWeb3
             from web3.providers import AsyncHTTPProvider
 
-            from pact_settlement.rails.evm_gateway import EscrowGateway
-            from pact_settlement.rails.evm_nonces import DatabaseNonceGuard
+            from pact_settlement.rails.evm.gateway import EscrowGateway
+            from pact_settlement.rails.evm.nonces import DatabaseNonceGuard
 
             guard = None
             if self._sessionmaker is not None:  # every process and replica of the service

@@ -16,7 +16,7 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.base import Rail
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.ledger import LedgerRail
-from pact_settlement.rails.stripe import StripeRail
+from pact_settlement.rails.stripe.rail import StripeRail
 
 __all__ = ["RAIL_FACTORIES", "UnknownRail", "available_rails", "get_rail"]
 
@@ -24,7 +24,7 @@ RailFactory = Callable[[SettlementSettings, AsyncSession], Rail]
 
 
 def _evm_rail(settings: SettlementSettings, session: AsyncSession) -> Rail:
-    from pact_settlement.rails.evm import EvmEscrowRail
+    from pact_settlement.rails.evm.rail import EvmEscrowRail
 
     return EvmEscrowRail(session, settings.evm, RailClients.of(session).evm())
 

@@ -41,13 +41,9 @@ from pact_settlement.rails.bindings import RailBindingRepository
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.registry import get_rail
 from pact_settlement.rails.repository import RailOperationRepository
-from pact_settlement.rails.stripe_gateway import (
-    PaymentStatus,
-    StripeGateway,
-    StripeGatewayError,
-    StripePaymentState,
-    StripeRequestError,
-)
+from pact_settlement.rails.stripe.errors import StripeGatewayError, StripeRequestError
+from pact_settlement.rails.stripe.gateway import StripeGateway
+from pact_settlement.rails.stripe.results import PaymentStatus, StripePaymentState
 from pact_settlement.settlements.rail_steps import (
     PlannedTransition,
     RailStepExecutor,

@@ -43,11 +43,8 @@ from pact_settlement.rails.base import RailOpStatus, RailStep
 from pact_settlement.rails.bindings import RailBinding, RailBindingRepository
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.repository import RailOperationRepository, rail_idempotency_key
-from pact_settlement.rails.stripe_gateway import (
-    PaymentStatus,
-    StripeGatewayError,
-    StripeUnexpectedStateError,
-)
+from pact_settlement.rails.stripe.errors import StripeGatewayError, StripeUnexpectedStateError
+from pact_settlement.rails.stripe.results import PaymentStatus
 from pact_settlement.settlements import state_machine
 from pact_settlement.settlements.models import Settlement
 from pact_settlement.settlements.rail_steps import (

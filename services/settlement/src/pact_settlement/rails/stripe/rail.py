@@ -66,17 +66,19 @@ from pact_settlement.rails.minor_units import (
     stripe_exponent,
     to_stripe_amount,
 )
-from pact_settlement.rails.stripe_gateway import (
-    AUTHORIZATION_VALIDITY,
-    PaymentStatus,
+from pact_settlement.rails.stripe.errors import (
     StripeConfigurationError,
     StripeDeclinedError,
-    StripeGateway,
     StripeGatewayError,
-    StripePaymentState,
     StripeTransientError,
 )
-from pact_settlement.rails.stripe_settings import StripeSettings
+from pact_settlement.rails.stripe.gateway import StripeGateway
+from pact_settlement.rails.stripe.results import (
+    AUTHORIZATION_VALIDITY,
+    PaymentStatus,
+    StripePaymentState,
+)
+from pact_settlement.rails.stripe.settings import StripeSettings
 
 __all__ = ["StripeBindingParams", "StripeRail", "describe_stripe"]
 

@@ -57,16 +57,14 @@ from pact_settlement.rails.base import (
     RailStep,
 )
 from pact_settlement.rails.bindings import RailBindingRepository
-from pact_settlement.rails.evm_gateway import (
+from pact_settlement.rails.evm.errors import (
     EscrowConflictError,
-    EscrowGateway,
     EscrowGatewayError,
     EscrowInsufficientFundsError,
-    EscrowState,
-    EscrowStatus,
-    EscrowTxResult,
 )
-from pact_settlement.rails.evm_settings import EvmSettings
+from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.results import EscrowState, EscrowStatus, EscrowTxResult
+from pact_settlement.rails.evm.settings import EvmSettings
 from pact_settlement.rails.minor_units import MAX_UINT256, AmountError, to_minor_units
 
 __all__ = ["EvmBindingParams", "EvmEscrowRail", "describe_evm", "units_to_wei"]
