@@ -17,11 +17,15 @@ class PaymentProfileRepository(RepositoryBase[PaymentProfile]):
     async def get_for(self, agent_id: str, rail: str) -> PaymentProfile | None:
         return await self.session.get(PaymentProfile, (agent_id, rail))
 
+    async def rail_profile(self, agent_id: str, rail: str) -> PartyProfile | None:
+        """The agent's profile on ``rail`` as a rail is given it."""
+        return _party(await self.get_for(agent_id, rail))
+
     async def rail_profiles(self, rail: str, *, buyer: str, seller: str) -> RailProfiles:
         """The parties' profiles on ``rail``, as the rail's ``prepare`` is given them."""
         return RailProfiles(
-            buyer=_party(await self.get_for(buyer, rail)),
-            seller=_party(await self.get_for(seller, rail)),
+            buyer=await self.rail_profile(buyer, rail),
+            seller=await self.rail_profile(seller, rail),
         )
 
     async def list_for(self, agent_id: str) -> list[PaymentProfile]:

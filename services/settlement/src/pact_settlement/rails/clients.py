@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.stripe.gateway import StripeGateway
+from pact_settlement.rails.stripe.topups import StripeTopUps
 
 if TYPE_CHECKING:
     from pact_settlement.rails.evm.gateway import EscrowGateway
@@ -122,6 +123,10 @@ class RailClients:
             )
             self._closers.append(provider.disconnect)
         return self._evm
+
+    def stripe_topups(self) -> StripeTopUps:
+        """Card top-ups through this app's Stripe gateway (made on the first charge)."""
+        return StripeTopUps(self.settings.stripe, self.stripe)
 
     async def aclose(self) -> None:
         """Close what this object created (injected gateways belong to their maker)."""

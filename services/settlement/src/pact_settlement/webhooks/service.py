@@ -30,7 +30,7 @@ from pact_schema import FailureCode
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pact_settlement.accounts.service import TOPUP_PURPOSE, credit_topup
+from pact_settlement.accounts.service import credit_topup
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import BadRequest, Conflict, NotFound, SettlementError
 from pact_settlement.kit.ids import new_id
@@ -44,6 +44,7 @@ from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.rails.stripe.errors import StripeGatewayError, StripeRequestError
 from pact_settlement.rails.stripe.gateway import StripeGateway
 from pact_settlement.rails.stripe.results import PaymentStatus, StripePaymentState
+from pact_settlement.rails.stripe.topups import TOPUP_PURPOSE
 from pact_settlement.settlements.rail_steps import (
     PlannedTransition,
     RailStepExecutor,
