@@ -90,7 +90,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     rail_clients: RailClients = app.state.rail_clients or RailClients(settings)
-    rail_clients.attach(app.state.sessionmaker)  # every session can build the external rails
+    rail_clients.use_database(app.state.sessionmaker)  # the evm nonce guard's lock
     app.state.rail_clients = rail_clients
     if settings.should_auto_migrate:
         await migrate.upgrade(engine)
@@ -142,6 +142,7 @@ def _workers(app: FastAPI) -> WorkerRunner:
         "settings": settings,
         "metrics": app.state.metrics,
         "applier": app.state.applier,
+        "clients": app.state.rail_clients,
     }
     workers: list[Worker] = [
         Sweeper(app.state.sessionmaker, clock=app.state.clock, **common),
@@ -149,12 +150,7 @@ def _workers(app: FastAPI) -> WorkerRunner:
     ]
     if "stripe" in settings.enabled_rails:
         workers.append(
-            AuthorizationExpirySweeper(
-                app.state.sessionmaker,
-                clients=app.state.rail_clients,
-                clock=app.state.clock,
-                **common,
-            )
+            AuthorizationExpirySweeper(app.state.sessionmaker, clock=app.state.clock, **common)
         )
     return WorkerRunner(
         workers, metrics=app.state.metrics, max_backoff_s=settings.worker_max_backoff_s

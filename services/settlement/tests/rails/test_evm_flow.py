@@ -102,7 +102,9 @@ async def test_release_pays_the_seller_the_price_and_its_bond_back(
     assert (await app.state.rail_clients.evm().get_escrow(eid)).bond_wei == ETH // 4
     seller_before = await chain.balance(chain.seller)
     await deliver(maker, body["intent_id"])
-    outcome = await run_step(maker, settings, body["intent_id"], RELEASE)
+    outcome = await run_step(
+        maker, settings, body["intent_id"], RELEASE, clients=app.state.rail_clients
+    )
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (
         "released",
@@ -119,7 +121,11 @@ async def test_refund_returns_the_price_to_the_buyer(
     body = await locked(api, pact, chain)
     buyer_before = await chain.balance(chain.buyer)
     outcome = await run_step(
-        app.state.sessionmaker, app.state.settings, body["intent_id"], refund_plan()
+        app.state.sessionmaker,
+        app.state.settings,
+        body["intent_id"],
+        refund_plan(),
+        clients=app.state.rail_clients,
     )
     assert outcome.status == "succeeded"
     assert await chain.balance(chain.buyer) == buyer_before + ETH // 2
@@ -135,7 +141,11 @@ async def test_slash_pays_the_sellers_bond_to_the_buyer(
     body = await locked(api, pact, chain, bond=Decimal("0.25"))
     buyer_before = await chain.balance(chain.buyer)
     outcome = await run_step(
-        app.state.sessionmaker, app.state.settings, body["intent_id"], slash_plan()
+        app.state.sessionmaker,
+        app.state.settings,
+        body["intent_id"],
+        slash_plan(),
+        clients=app.state.rail_clients,
     )
     assert outcome.status == "succeeded"
     assert await chain.balance(chain.buyer) == buyer_before + ETH // 2 + ETH // 4
@@ -175,7 +185,12 @@ async def test_a_crash_around_the_lock_transaction_is_resolved_by_the_reconciler
     escrowed = ETH // 2 if when == "after" else 0
     assert await chain.balance(chain.escrow) == escrowed
 
-    reconciler = Reconciler(maker, settings=app.state.settings, metrics=app.state.metrics)
+    reconciler = Reconciler(
+        maker,
+        settings=app.state.settings,
+        metrics=app.state.metrics,
+        clients=app.state.rail_clients,
+    )
     assert await reconciler.run_once(now=after_grace(app.state.settings)) == 1
     assert await state_of(maker, intent_id) == ("locked", ["lock:succeeded"])
     assert await chain.balance(chain.escrow) == ETH // 2  # exactly one lock

@@ -67,7 +67,9 @@ async def test_accept_lock_deliver_release_on_a_json_rpc_node(
 
     maker = app.state.sessionmaker
     await deliver(maker, body["intent_id"])
-    outcome = await run_step(maker, app.state.settings, body["intent_id"], RELEASE)
+    outcome = await run_step(
+        maker, app.state.settings, body["intent_id"], RELEASE, clients=app.state.rail_clients
+    )
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (
         "released",

@@ -39,9 +39,15 @@ async def get_service(
     metrics: AppMetrics,
     clock: Clock,
     applier: Annotated[LifecycleApplier, Depends(_applier)],
+    request: Request,
 ) -> DeliveryService:
     return DeliveryService(
-        session, settings=settings, metrics=metrics, applier=applier, now_ms=clock
+        session,
+        settings=settings,
+        metrics=metrics,
+        applier=applier,
+        now_ms=clock,
+        clients=request.app.state.rail_clients,
     )
 
 

@@ -9,16 +9,15 @@ gateways live here, one per app, created on first use and closed at shutdown. Th
 imported only then (web3 and its dependencies take about two seconds), so an app that does not
 use a rail never loads its SDK.
 
-They reach the rails through the session: the app's sessionmaker puts this object in every
-session's ``info`` (``RailClients.attach``), so the request path, the sweeper and the
-reconciler — anything holding a session of the app — build rails with the same clients,
-without threading them through every constructor.
+They reach the rails explicitly: the app makes one ``RailClients`` in ``lifespan`` and hands
+it to what builds rails (the request services, the workers, the webhook handler), which pass it
+to :func:`~pact_settlement.rails.registry.get_rail`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,9 +29,8 @@ from pact_settlement.rails.stripe.topups import StripeTopUps
 if TYPE_CHECKING:
     from pact_settlement.rails.evm.gateway import EscrowGateway
 
-__all__ = ["INFO_KEY", "RailClients", "RailNotConfigured"]
+__all__ = ["RailClients", "RailNotConfigured"]
 
-INFO_KEY: Final = "pact.rail_clients"
 log = structlog.get_logger(__name__)
 
 
@@ -58,22 +56,9 @@ class RailClients:
 
     # -- wiring --------------------------------------------------------------------------
 
-    def attach(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        """Every session ``sessionmaker`` makes from now on carries these clients."""
-        info = dict(sessionmaker.kw.get("info") or {})
-        info[INFO_KEY] = self
-        sessionmaker.configure(info=info)
+    def use_database(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """The app's sessions: the evm gateway's nonce guard takes its database lock there."""
         self._sessionmaker = sessionmaker
-
-    @staticmethod
-    def of(session: AsyncSession) -> RailClients:
-        clients = session.info.get(INFO_KEY)
-        if not isinstance(clients, RailClients):
-            raise RailNotConfigured(
-                "this session carries no rail clients; use a session of the app's "
-                "sessionmaker (RailClients.attach) to build the stripe or evm rail"
-            )
-        return clients
 
     # -- gateways ------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ async def get_service(
         metrics=metrics,
         now_ms=clock,
         applier=request.app.state.applier,
+        clients=request.app.state.rail_clients,
     )
 
 

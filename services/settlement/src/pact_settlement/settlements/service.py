@@ -47,6 +47,7 @@ from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms
 from pact_settlement.rails.base import PreparingRail, RailRefused, RailStep
+from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.registry import UnknownRail, get_rail
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements import state_machine
@@ -120,8 +121,10 @@ class SettlementService:
         metrics: Metrics,
         now_ms: Callable[[], int],
         applier: TransitionApplier | None = None,
+        clients: RailClients | None = None,
     ) -> None:
         self.session = session
+        self.clients = clients  # the app's gateways, for the stripe and evm rails
         self.applier = applier or TransitionApplier(metrics)
         self.settings = settings
         self.metrics = metrics
@@ -241,7 +244,9 @@ class SettlementService:
             )
             raise Unprocessable(exc.detail, code=exc.code) from exc
         try:
-            rail_impl = get_rail(rail_name, settings=self.settings, session=self.session)
+            rail_impl = get_rail(
+                rail_name, settings=self.settings, session=self.session, clients=self.clients
+            )
         except UnknownRail as exc:
             raise Unprocessable(
                 f"rail {rail_name!r} is not available (enabled: "

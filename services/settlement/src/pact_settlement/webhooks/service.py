@@ -274,7 +274,9 @@ class StripeWebhookService:
         outcomes: list[str] = []
         for op in pending:
             async with self.maker() as session:
-                rail = get_rail(op.rail, settings=self.settings, session=session)
+                rail = get_rail(
+                    op.rail, settings=self.settings, session=session, clients=self.clients
+                )
                 try:
                     report = await rail.status(
                         rail_view(settlement), idempotency_key=op.idempotency_key
@@ -286,7 +288,11 @@ class StripeWebhookService:
                 continue
             async with self.maker() as session:
                 done = await RailStepExecutor(
-                    session, settings=self.settings, metrics=self.metrics, applier=self.applier
+                    session,
+                    settings=self.settings,
+                    metrics=self.metrics,
+                    applier=self.applier,
+                    clients=self.clients,
                 ).reconcile(op.id)
                 await session.commit()
             outcomes.append(f"{op.step}:{done.status.value}")
@@ -320,7 +326,11 @@ class StripeWebhookService:
                 return Outcome("no_change", settlement_id, pi_id, "already settled")
             try:
                 done = await RailStepExecutor(
-                    session, settings=self.settings, metrics=self.metrics, applier=self.applier
+                    session,
+                    settings=self.settings,
+                    metrics=self.metrics,
+                    applier=self.applier,
+                    clients=self.clients,
                 ).run(row, plan)
             except Conflict as exc:  # another step started meanwhile: it will see the state
                 await session.rollback()

@@ -241,7 +241,11 @@ class AuthorizationExpirySweeper:
         self, session: AsyncSession, settlement: Settlement, code: str, detail: str
     ) -> None:
         await RailStepExecutor(
-            session, settings=self.settings, metrics=self.metrics, applier=self.applier
+            session,
+            settings=self.settings,
+            metrics=self.metrics,
+            applier=self.applier,
+            clients=self.clients,
         ).run(
             settlement,
             StepPlan(
