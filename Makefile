@@ -75,10 +75,11 @@ check-deploy: $(DEV_STAMP) ## validate Dockerfiles, compose and k8s manifests st
 compose-env: $(RUNTIME_STAMP) ## write .env.compose (fresh secrets) for docker compose; FORCE=1 replaces it
 	$(UV) run --frozen --no-sync python deploy/compose/gen_env.py $(if $(FORCE),--force)
 
-lint: $(DEV_STAMP) ## ruff (lint + format check) and mypy
+lint: $(DEV_STAMP) ## ruff (lint + format check), mypy and the import-layer contracts (lint-imports)
 	$(UV) run --frozen --no-sync ruff check .
 	$(UV) run --frozen --no-sync ruff format --check .
 	$(UV) run --frozen --no-sync mypy shared/pact_schema/src services/provider/src services/settlement/src
+	$(UV) run --frozen --no-sync lint-imports
 
 fmt: $(DEV_STAMP) ## format and auto-fix
 	$(UV) run --frozen --no-sync ruff format .

@@ -1,6 +1,7 @@
 """Configuration errors never show any part of a secret, for every secret setting.
 
-The secret settings are enumerated from ``SettlementSettings`` (every ``SecretStr`` field), so a
+The secret settings are enumerated from ``SettlementSettings`` (every ``SecretStr`` field, the
+rails' nested settings included), so a
 new one is covered as soon as it exists. Each is given a fresh random value and started through
 ``pact-settlement serve`` and ``migrate`` (the CLI's entry function) with a configuration that
 fails: (a) another check of the model fails, which made pydantic print every value it had read;
@@ -20,7 +21,7 @@ import pytest
 from pact_schema.keys import b58encode
 from pact_settlement import cli
 from pact_settlement.config import SettlementSettings
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 SETTINGS = SettlementSettings
 PREFIX = "PACT_SETTLEMENT_"
@@ -40,9 +41,20 @@ def _is_secret(annotation: Any) -> bool:
     return annotation is SecretStr or SecretStr in typing.get_args(annotation)
 
 
-SECRET_FIELDS = sorted(
-    name for name, info in SETTINGS.model_fields.items() if _is_secret(info.annotation)
-)
+def _secret_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every SecretStr setting by its variable's name, those of each rail's nested model too
+    (``stripe`` → ``api_key``: ``stripe_api_key``)."""
+    names = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names += _secret_fields(annotation, f"{prefix}{name}_")
+        elif _is_secret(annotation):
+            names.append(prefix + name)
+    return names
+
+
+SECRET_FIELDS = sorted(_secret_fields(SETTINGS))
 
 
 def _candidates() -> list[tuple[str, str]]:

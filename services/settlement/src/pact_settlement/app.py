@@ -106,7 +106,7 @@ def _lifespan(made: _Made) -> Callable[[FastAPI], AbstractAsyncContextManager[No
         engine = create_engine(settings, health=db_health)
         sessionmaker = create_sessionmaker(engine, clock=made.clock)
         rail_clients = made.rail_clients or RailClients(settings)
-        rail_clients.attach(sessionmaker)  # every session can build the external rails
+        rail_clients.use_database(sessionmaker)  # the evm nonce guard's lock
         runtime = SettlementRuntime(
             settings=settings,
             metrics=made.metrics,
@@ -175,8 +175,21 @@ def _workers(runtime: SettlementRuntime) -> WorkerRunner:
         runtime.sessionmaker,
     )
     workers: list[Worker] = [
-        Sweeper(maker, settings=settings, metrics=metrics, applier=applier, clock=runtime.clock),
-        Reconciler(maker, settings=settings, metrics=metrics, applier=applier),
+        Sweeper(
+            maker,
+            settings=settings,
+            metrics=metrics,
+            applier=applier,
+            clients=runtime.rail_clients,
+            clock=runtime.clock,
+        ),
+        Reconciler(
+            maker,
+            settings=settings,
+            metrics=metrics,
+            applier=applier,
+            clients=runtime.rail_clients,
+        ),
     ]
     if "stripe" in settings.enabled_rails:
         workers.append(

@@ -143,14 +143,14 @@ async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) ->
     from web3.providers import AsyncHTTPProvider
     from web3.types import Wei
 
-    from pact_settlement.rails.evm_gateway import deploy
+    from pact_settlement.rails.evm.deploy import deploy
     from pact_settlement.rails.minor_units import to_wei
 
     rpc_url = args.rpc_url or (
-        settings.evm_rpc_url.get_secret_value() if settings.evm_rpc_url else None
+        settings.evm.rpc_url.get_secret_value() if settings.evm.rpc_url else None
     )
     key = args.key or (
-        settings.evm_operator_key.get_secret_value() if settings.evm_operator_key else None
+        settings.evm.operator_key.get_secret_value() if settings.evm.operator_key else None
     )
     if not rpc_url or not key:
         raise SystemExit(
@@ -166,10 +166,10 @@ async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) ->
     w3 = AsyncWeb3(provider)
     try:
         chain_id = int(await w3.eth.chain_id)
-        if settings.evm_chain_id is not None and chain_id != settings.evm_chain_id:
+        if settings.evm.chain_id is not None and chain_id != settings.evm.chain_id:
             raise SystemExit(
                 f"pact-settlement evm-deploy: the node is on chain {chain_id}, "
-                f"PACT_SETTLEMENT_EVM_CHAIN_ID is {settings.evm_chain_id}"
+                f"PACT_SETTLEMENT_EVM_CHAIN_ID is {settings.evm.chain_id}"
             )
         if fund_wei:
             # Development nodes (ganache, anvil) unlock their first account: top up the operator.
@@ -180,7 +180,7 @@ async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) ->
             await w3.eth.wait_for_transaction_receipt(tx, timeout=60)
         operators = [account.address, *args.operator]
         address = await deploy(
-            w3, account, operators=operators, confirmations=settings.evm_confirmations
+            w3, account, operators=operators, confirmations=settings.evm.confirmations
         )
     finally:
         await provider.disconnect()

@@ -14,10 +14,13 @@ from typing import Annotated, Any, Self
 
 from pact_schema.keys import SECRET_KEY_BYTES, KeyFormatError, PublicKeyB58, b58decode
 from pact_schema.token_policy import token_weakness
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEV_ADMIN_TOKEN", "DEV_API_TOKEN", "Environment", "SettlementSettings"]
+from pact_settlement.rails.evm.settings import EvmSettings
+from pact_settlement.rails.stripe.settings import StripeSettings
+
+__all__ = ["DEV_ADMIN_TOKEN", "DEV_API_TOKEN", "RAIL_SETTINGS", "Environment", "SettlementSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,10 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+#: Rails with settings of their own: ``settings.<name>``, variables ``PACT_SETTLEMENT_<NAME>_*``.
+RAIL_SETTINGS = ("stripe", "evm")
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -44,6 +51,9 @@ class SettlementSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PACT_SETTLEMENT_",
         env_file=None,
+        # PACT_SETTLEMENT_STRIPE_API_KEY → stripe.api_key: split once, after the rail's name.
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
         extra="ignore",
         validate_default=True,
         # Never echo a value in an error: a model-level check would print every setting read,
@@ -184,80 +194,14 @@ class SettlementSettings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(
         default=15_000, ge=0, description="How long a SQLite writer waits for the write lock."
     )
-    # -- Stripe rail (PaymentIntents with manual capture) ----------------------------------
-    stripe_api_key: SecretStr | None = Field(
-        default=None,
-        description="Stripe secret key (sk_live_… / sk_test_…). Required when 'stripe' is enabled.",
+    # -- per rail: each rail owns its settings model; the variables keep their flat names ----
+    stripe: StripeSettings = Field(
+        default_factory=StripeSettings,
+        description="The stripe rail (PACT_SETTLEMENT_STRIPE_<FIELD>).",
     )
-    stripe_api_base: str | None = Field(
-        default=None,
-        description="Stripe API base URL; unset: api.stripe.com. localstripe in development.",
-    )
-    stripe_webhook_secret: SecretStr | None = Field(
-        default=None,
-        description="Signing secret (whsec_…) of the /v1/webhooks/stripe endpoint. Required in "
-        "production when 'stripe' is enabled; unset elsewhere: webhooks are refused (400).",
-    )
-    stripe_currency: str = Field(
-        default="usd",
-        description="Currency the Stripe rail charges settlement amounts in (ISO 4217).",
-    )
-    stripe_capture_margin_s: int = Field(
-        default=86_400,
-        ge=0,
-        le=518_400,
-        description="How long before a card authorisation expires (about 7 days after the lock) "
-        "the sweeper captures (delivered) or cancels (not delivered) it.",
-    )
-    stripe_webhook_tolerance_s: int = Field(
-        default=300, ge=1, description="Largest age of a webhook's signed timestamp."
-    )
-    stripe_timeout_s: float = Field(default=10.0, gt=0, description="Stripe HTTP timeout.")
-    stripe_max_network_retries: int = Field(
-        default=2, ge=0, le=10, description="SDK retries (same idempotency key) on network errors."
-    )
-    # -- EVM escrow rail (PactEscrow through web3) -----------------------------------------
-    evm_rpc_url: SecretStr | None = Field(
-        default=None,
-        description="JSON-RPC endpoint (http(s)://…); a secret (hosted nodes put an API key in "
-        "it). Required when 'evm' is enabled.",
-    )
-    evm_operator_key: SecretStr | None = Field(
-        default=None,
-        description="Hex private key of the operator account that signs escrow transactions.",
-    )
-    evm_contract_address: str | None = Field(
-        default=None, description="Address of the deployed PactEscrow contract."
-    )
-    evm_chain_id: int | None = Field(
-        default=None,
-        gt=0,
-        description="Expected chain id; the rail refuses to sign for another chain. Required in "
-        "production.",
-    )
-    evm_confirmations: int = Field(
-        default=1, ge=1, le=100, description="Blocks a transaction needs before it counts."
-    )
-    evm_receipt_timeout_s: float = Field(
-        default=25.0,
-        gt=0,
-        description="Wait for a (confirmed) receipt before the step stays pending for the "
-        "reconciler; keep it below RAIL_CALL_TIMEOUT_S.",
-    )
-    evm_poll_interval_s: float = Field(
-        default=0.5, gt=0, description="Receipt / confirmation polling interval."
-    )
-    evm_wei_per_unit: int = Field(
-        default=10**18,
-        ge=1,
-        description="Wei per unit of price (10**18: one price unit is one ether). Amounts that "
-        "would need a fraction of a wei are refused.",
-    )
-    evm_deadline_grace_s: int = Field(
-        default=3_600,
-        ge=0,
-        description="Added to delivery deadline + challenge window for the on-chain deadline "
-        "after which anyone may refund the buyer.",
+    evm: EvmSettings = Field(
+        default_factory=EvmSettings,
+        description="The evm rail (PACT_SETTLEMENT_EVM_<FIELD>).",
     )
     signing_key_file: Path | None = Field(
         default=None,
@@ -378,55 +322,27 @@ class SettlementSettings(BaseSettings):
             ) from None
         return SecretStr(text)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _rail_keywords(cls, data: Any) -> Any:
+        """``stripe_api_key=…`` (the variable's own name) as ``stripe={"api_key": …}``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for rail in RAIL_SETTINGS:
+            prefix = f"{rail}_"
+            flat = {k[len(prefix) :]: data.pop(k) for k in list(data) if k.startswith(prefix)}
+            if flat:
+                nested = data.get(rail)
+                if isinstance(nested, BaseModel):
+                    nested = nested.model_dump()
+                data[rail] = {**(nested or {}), **flat}
+        return data
+
     @field_validator("provider_keys", "enabled_rails", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
-
-    @field_validator("stripe_currency")
-    @classmethod
-    def _stripe_currency(cls, value: str) -> str:
-        from pact_settlement.rails.minor_units import STRIPE_MINIMUM_CHARGE
-
-        code = value.strip().lower()
-        if code not in STRIPE_MINIMUM_CHARGE:
-            raise ValueError(
-                f"STRIPE_CURRENCY {value!r} has no known Stripe minimum; use one of "
-                + ", ".join(sorted(STRIPE_MINIMUM_CHARGE))
-            )
-        return code
-
-    @field_validator("evm_operator_key")
-    @classmethod
-    def _evm_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        text = value.get_secret_value().strip()
-        text = text[2:] if text.lower().startswith("0x") else text
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            raise ValueError("EVM_OPERATOR_KEY must be a hex private key") from None
-        if len(raw) != 32:
-            raise ValueError("EVM_OPERATOR_KEY must be 32 bytes of hex")
-        return SecretStr("0x" + text.lower())
-
-    @field_validator("evm_contract_address")
-    @classmethod
-    def _evm_address(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        from eth_utils.address import is_address, is_checksum_address, to_checksum_address
-
-        text = value.strip()
-        digits = text[2:] if text.lower().startswith("0x") else text
-        mixed_case = digits != digits.lower() and digits != digits.upper()
-        if not is_address(text) or (mixed_case and not is_checksum_address(text)):
-            raise ValueError(
-                f"EVM_CONTRACT_ADDRESS {value!r} is not an address (or its EIP-55 checksum "
-                "is wrong)"
-            )
-        return str(to_checksum_address(text))
 
     @model_validator(mode="after")
     def _check_secrets(self) -> Self:
@@ -531,18 +447,18 @@ class SettlementSettings(BaseSettings):
         """An enabled external rail must be able to work; production needs its webhooks too."""
         production = self.env is Environment.PRODUCTION
         if "stripe" in self.enabled_rails:
-            if self.stripe_api_key is None or not self.stripe_api_key.get_secret_value():
+            if not self.stripe.configured:
                 raise ValueError("PACT_SETTLEMENT_STRIPE_API_KEY is required for the stripe rail")
             if production and (
-                self.stripe_webhook_secret is None
-                or not self.stripe_webhook_secret.get_secret_value()
+                self.stripe.webhook_secret is None
+                or not self.stripe.webhook_secret.get_secret_value()
             ):
                 raise ValueError(
                     "PACT_SETTLEMENT_STRIPE_WEBHOOK_SECRET is required in production for the "
                     "stripe rail"
                 )
             held_ms = self.max_delivery_window_ms + self.max_challenge_window_ms
-            if held_ms > (7 * 86_400 - self.stripe_capture_margin_s) * 1000:
+            if held_ms > (7 * 86_400 - self.stripe.capture_margin_s) * 1000:
                 log.warning(
                     "settlement.config.stripe_hold_window: MAX_DELIVERY_WINDOW_MS + "
                     "MAX_CHALLENGE_WINDOW_MS exceed the card authorisation validity minus "
@@ -550,27 +466,19 @@ class SettlementSettings(BaseSettings):
                     "settlements before their authorisation expires"
                 )
         if "evm" in self.enabled_rails:
-            missing = [
-                name
-                for name, value in (
-                    ("EVM_RPC_URL", self.evm_rpc_url),
-                    ("EVM_OPERATOR_KEY", self.evm_operator_key),
-                    ("EVM_CONTRACT_ADDRESS", self.evm_contract_address),
-                )
-                if not value
-            ]
-            if production and self.evm_chain_id is None:
+            missing = self.evm.missing()
+            if production and self.evm.chain_id is None:
                 missing.append("EVM_CHAIN_ID")
             if missing:
                 raise ValueError(
                     "the evm rail needs " + ", ".join(f"PACT_SETTLEMENT_{name}" for name in missing)
                 )
-            if self.evm_receipt_timeout_s >= self.rail_call_timeout_s:
+            if self.evm.receipt_timeout_s >= self.rail_call_timeout_s:
                 log.warning(
                     "settlement.config.evm_timeouts: EVM_RECEIPT_TIMEOUT_S (%s) is not below "
                     "RAIL_CALL_TIMEOUT_S (%s): a lock waiting for its confirmations is answered "
                     "202 (pending) and finished by the reconciler",
-                    self.evm_receipt_timeout_s,
+                    self.evm.receipt_timeout_s,
                     self.rail_call_timeout_s,
                 )
 

@@ -90,7 +90,11 @@ async def test_in_flight_create_replays_202_and_the_reconciler_completes_its_rec
 
     state = app.state.settlement
     reconciler = Reconciler(
-        state.sessionmaker, settings=state.settings, metrics=state.metrics, applier=state.applier
+        state.sessionmaker,
+        settings=state.settings,
+        metrics=state.metrics,
+        applier=state.applier,
+        clients=state.rail_clients,
     )
     later = utcnow() + timedelta(seconds=state.settings.reconcile_grace_s + 1)
     assert await reconciler.run_once(now=later) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -51,7 +52,16 @@ async def _balances(maker: Maker, owner: str) -> tuple[Decimal, Decimal]:
 
 
 def _rs(sid: str, amount: str = "0.3", bond: str = "0.1") -> RailSettlement:
-    return RailSettlement(sid, f"intent-{sid}", BUYER, SELLER, D(amount), D(bond))
+    return RailSettlement(
+        sid,
+        f"intent-{sid}",
+        BUYER,
+        SELLER,
+        D(amount),
+        D(bond),
+        delivery_deadline_at=datetime(2026, 1, 1, tzinfo=UTC),
+        challenge_window=timedelta(minutes=5),
+    )
 
 
 async def _setup(maker: Maker, sid: str) -> None:

@@ -27,8 +27,9 @@ import pytest
 import stripe
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from pact_settlement.rails.evm_gateway import EscrowGateway, deploy
-from pact_settlement.rails.stripe_gateway import StripeGateway
+from pact_settlement.rails.evm.deploy import deploy
+from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.stripe.gateway import StripeGateway
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
 from web3.providers.eth_tester import AsyncEthereumTesterProvider
@@ -386,15 +387,17 @@ async def insert_settlement(
 
 
 def rail_view_of(settlement: Any) -> Any:
-    from pact_settlement.rails.base import RailSettlement
+    from pact_settlement.settlements.rail_steps import rail_view
 
-    return RailSettlement(
-        id=settlement.id,
-        intent_id=settlement.intent_id,
-        buyer=settlement.buyer,
-        seller=settlement.seller,
-        amount=settlement.amount,
-        bond=settlement.bond_locked,
+    return rail_view(settlement)
+
+
+async def profiles_of(session: Any, settlement: Any) -> Any:
+    """The parties' payment profiles on the settlement's rail, as ``prepare`` is given them."""
+    from pact_settlement.accounts.repository import PaymentProfileRepository
+
+    return await PaymentProfileRepository.from_session(session).rail_profiles(
+        settlement.rail, buyer=settlement.buyer, seller=settlement.seller
     )
 
 

@@ -63,16 +63,21 @@ async def deliver(maker: async_sessionmaker[AsyncSession], intent_id: str) -> No
 
 
 async def run_step(
-    maker: async_sessionmaker[AsyncSession], settings: Any, intent_id: str, plan: StepPlan
+    maker: async_sessionmaker[AsyncSession],
+    settings: Any,
+    intent_id: str,
+    plan: StepPlan,
+    *,
+    clients: Any,
 ) -> Any:
     async with maker() as session:
         row = await find_settlement(
             SettlementRepository.from_session(session), intent_id, for_update=True
         )
         assert row is not None
-        outcome = await RailStepExecutor(session, settings=settings, metrics=Metrics()).run(
-            row, plan
-        )
+        outcome = await RailStepExecutor(
+            session, settings=settings, metrics=Metrics(), clients=clients
+        ).run(row, plan)
         await session.commit()
         return outcome
 

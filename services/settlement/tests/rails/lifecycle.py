@@ -66,4 +66,5 @@ def sweeper(app: Any) -> Sweeper:
         metrics=state.metrics,
         applier=state.applier,
         clock=state.clock,
+        clients=state.rail_clients,
     )

@@ -22,7 +22,8 @@ import pytest
 import stripe
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
-from pact_settlement.rails.evm_gateway import EscrowGateway, EscrowStatus
+from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.rails.minor_units import to_wei
 from settlement_processes import clean_env, process
 from web3 import AsyncWeb3

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from eth_account import Account
 from pact_settlement.cli import main
-from pact_settlement.rails.evm_gateway import EscrowGateway
+from pact_settlement.rails.evm.gateway import EscrowGateway
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
 

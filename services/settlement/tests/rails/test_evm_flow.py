@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from pact_settlement.rails.clients import RailClients
-from pact_settlement.rails.evm import EvmEscrowRail
-from pact_settlement.rails.evm_gateway import EscrowStatus
+from pact_settlement.rails.evm.rail import EvmEscrowRail
+from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.workers.reconciler import Reconciler
 
 from . import lifecycle
@@ -102,7 +102,9 @@ async def test_release_pays_the_seller_the_price_and_its_bond_back(
     assert (await app.state.settlement.rail_clients.evm().get_escrow(eid)).bond_wei == ETH // 4
     seller_before = await chain.balance(chain.seller)
     await deliver(maker, body["intent_id"])
-    outcome = await run_step(maker, settings, body["intent_id"], RELEASE)
+    outcome = await run_step(
+        maker, settings, body["intent_id"], RELEASE, clients=app.state.settlement.rail_clients
+    )
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (
         "released",
@@ -125,6 +127,7 @@ async def test_refund_returns_the_price_to_the_buyer(
         app.state.settlement.settings,
         body["intent_id"],
         refund_plan(),
+        clients=app.state.settlement.rail_clients,
     )
     assert outcome.status == "succeeded"
     assert await chain.balance(chain.buyer) == buyer_before + ETH // 2
@@ -146,6 +149,7 @@ async def test_slash_pays_the_sellers_bond_to_the_buyer(
         app.state.settlement.settings,
         body["intent_id"],
         slash_plan(),
+        clients=app.state.settlement.rail_clients,
     )
     assert outcome.status == "succeeded"
     assert await chain.balance(chain.buyer) == buyer_before + ETH // 2 + ETH // 4
@@ -186,7 +190,10 @@ async def test_a_crash_around_the_lock_transaction_is_resolved_by_the_reconciler
     assert await chain.balance(chain.escrow) == escrowed
 
     reconciler = Reconciler(
-        maker, settings=app.state.settlement.settings, metrics=app.state.settlement.metrics
+        maker,
+        settings=app.state.settlement.settings,
+        metrics=app.state.settlement.metrics,
+        clients=app.state.settlement.rail_clients,
     )
     assert await reconciler.run_once(now=after_grace(app.state.settlement.settings)) == 1
     assert await state_of(maker, intent_id) == ("locked", ["lock:succeeded"])

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pact_settlement.rails.evm_gateway import EscrowStatus
+from pact_settlement.rails.evm.results import EscrowStatus
 
 from .conftest import GANACHE_CHAIN_ID, Chain, put_profile
 from .flow import RELEASE, deliver, run_step, state_of
@@ -67,7 +67,9 @@ async def test_accept_lock_deliver_release_on_a_json_rpc_node(
 
     maker = app.state.settlement.sessionmaker
     await deliver(maker, body["intent_id"])
-    outcome = await run_step(maker, app.state.settlement.settings, body["intent_id"], RELEASE)
+    outcome = await run_step(
+        maker, app.state.settlement.settings, body["intent_id"], RELEASE, clients=app.state.settlement.rail_clients
+    )
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (
         "released",

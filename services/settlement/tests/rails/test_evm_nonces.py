@@ -12,8 +12,9 @@ import asyncio
 import time
 
 import pytest
-from pact_settlement.rails.evm_gateway import EscrowStatus, EscrowTransientError
-from pact_settlement.rails.evm_nonces import DatabaseNonceGuard
+from pact_settlement.rails.evm.errors import EscrowTransientError
+from pact_settlement.rails.evm.nonces import DatabaseNonceGuard
+from pact_settlement.rails.evm.results import EscrowStatus
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .conftest import Chain

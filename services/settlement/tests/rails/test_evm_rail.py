@@ -16,15 +16,17 @@ from pact_settlement.accounts.models import PaymentProfile
 from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.base import RailError, RailOpStatus, RailRefused, RailStep
 from pact_settlement.rails.bindings import RailBinding
-from pact_settlement.rails.evm import EvmEscrowRail, units_to_wei
-from pact_settlement.rails.evm_gateway import EscrowGateway, EscrowStatus, intent_id_to_bytes32
+from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.ids import intent_id_to_bytes32
+from pact_settlement.rails.evm.rail import EvmEscrowRail, units_to_wei
+from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.rails.minor_units import AmountError
 from pact_settlement.rails.repository import rail_idempotency_key
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
 
-from .conftest import Chain, insert_settlement, rail_view_of
+from .conftest import Chain, insert_settlement, profiles_of, rail_view_of
 
 pytestmark = pytest.mark.evm
 
@@ -90,8 +92,8 @@ class Harness:
         settlement = await insert_settlement(
             session, rail="evm", amount=amount, bond_locked=bond, buyer=BUYER, seller=SELLER
         )
-        rail = EvmEscrowRail(session, settings or self.settings, self.gateway)
-        await rail.prepare(rail_view_of(settlement))
+        rail = EvmEscrowRail(session, (settings or self.settings).evm, self.gateway)
+        await rail.prepare(rail_view_of(settlement), await profiles_of(session, settlement))
         await session.commit()
         return rail, settlement
 
@@ -144,7 +146,7 @@ async def test_prepare_snapshots_addresses_deadline_and_wei(harness: Harness) ->
     expected = (
         settlement.delivery_deadline_at
         + timedelta(milliseconds=settlement.challenge_window_ms)
-        + timedelta(seconds=harness.settings.evm_deadline_grace_s)
+        + timedelta(seconds=harness.settings.evm.deadline_grace_s)
     )
     assert p["deadline_s"] == math.ceil(expected.timestamp())
     assert binding.external_id == harness.gateway.escrow_id(
@@ -159,15 +161,17 @@ async def test_a_seller_without_an_evm_address_is_refused(harness: Harness) -> N
             session, rail="evm", amount="1", buyer=BUYER, seller=SELLER
         )
         with pytest.raises(RailRefused) as info:
-            await EvmEscrowRail(session, harness.settings, harness.gateway).prepare(
-                rail_view_of(settlement)
+            await EvmEscrowRail(session, harness.settings.evm, harness.gateway).prepare(
+                rail_view_of(settlement), await profiles_of(session, settlement)
             )
     assert info.value.code == FailureCode.MISSING_REQUIRED_CREDENTIALS
     assert "seller" in info.value.detail
 
 
 async def test_an_amount_needing_a_fraction_of_a_wei_is_refused(harness: Harness) -> None:
-    gwei_units = harness.settings.model_copy(update={"evm_wei_per_unit": 10**9})
+    gwei_units = harness.settings.model_copy(
+        update={"evm": harness.settings.evm.model_copy(update={"wei_per_unit": 10**9})}
+    )
     with pytest.raises(RailRefused) as info:
         await harness.prepared("0.0000000001", settings=gwei_units)
     assert info.value.code == FailureCode.AMOUNT_NOT_IN_RAIL_UNITS
@@ -313,7 +317,7 @@ async def test_an_unreachable_node_keeps_the_step_pending(harness: Harness) -> N
     dead = EscrowGateway(
         AsyncWeb3(provider), harness.chain.escrow, harness.chain.operator, receipt_timeout_s=1
     )
-    offline = EvmEscrowRail(rail.session, harness.settings, dead)
+    offline = EvmEscrowRail(rail.session, harness.settings.evm, dead)
     try:
         with pytest.raises(RailError) as info:
             await offline.lock(rail_view_of(settlement), idempotency_key=key(settlement, "lock"))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import stripe
-from pact_settlement.rails.stripe import StripeRail
+from pact_settlement.rails.stripe.rail import StripeRail
 from pact_settlement.workers.reconciler import Reconciler
 
 from . import lifecycle
@@ -162,7 +162,9 @@ async def test_release_captures_the_payment_intent(
     body = await locked(api, pact, saved_card)
     maker = app.state.settlement.sessionmaker
     await deliver(maker, body["intent_id"])
-    outcome = await run_step(maker, app.state.settlement.settings, body["intent_id"], RELEASE)
+    outcome = await run_step(
+        maker, app.state.settlement.settings, body["intent_id"], RELEASE, clients=app.state.settlement.rail_clients
+    )
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (
         "released",
@@ -177,7 +179,9 @@ async def test_refund_cancels_the_authorisation(
 ) -> None:
     body = await locked(api, pact, saved_card)
     maker = app.state.settlement.sessionmaker
-    outcome = await run_step(maker, app.state.settlement.settings, body["intent_id"], refund_plan())
+    outcome = await run_step(
+        maker, app.state.settlement.settings, body["intent_id"], refund_plan(), clients=app.state.settlement.rail_clients
+    )
     assert outcome.status == "succeeded"
     assert (await state_of(maker, body["intent_id"]))[0] == "refunded"
     pi = await stripe_raw.v1.payment_intents.retrieve_async(payment_intent_of(body))
@@ -223,7 +227,10 @@ async def test_a_crash_around_the_lock_call_is_resolved_by_the_reconciler_with_o
     assert len(await stripe_gateway.find_by_settlement(settlement_id)) == expected_before
 
     reconciler = Reconciler(
-        maker, settings=app.state.settlement.settings, metrics=app.state.settlement.metrics
+        maker,
+        settings=app.state.settlement.settings,
+        metrics=app.state.settlement.metrics,
+        clients=app.state.settlement.rail_clients,
     )
     assert await reconciler.run_once(now=after_grace(app.state.settlement.settings)) == 1
     assert await state_of(maker, intent_id) == ("locked", ["lock:succeeded"])

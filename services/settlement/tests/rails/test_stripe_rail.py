@@ -17,8 +17,8 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.base import RailError, RailOpStatus, RailRefused, RailStep
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.rails.repository import rail_idempotency_key
-from pact_settlement.rails.stripe import StripeRail
-from pact_settlement.rails.stripe_gateway import StripeGateway
+from pact_settlement.rails.stripe.gateway import StripeGateway
+from pact_settlement.rails.stripe.rail import StripeRail
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .conftest import (
@@ -27,6 +27,7 @@ from .conftest import (
     SavedCard,
     insert_settlement,
     localstripe_requests,
+    profiles_of,
     rail_view_of,
 )
 
@@ -98,8 +99,8 @@ class Harness:
         settlement = await insert_settlement(
             session, rail="stripe", amount=amount, buyer=BUYER, seller=SELLER
         )
-        rail = StripeRail(session, self.settings, self.gateway)
-        await rail.prepare(rail_view_of(settlement))
+        rail = StripeRail(session, self.settings.stripe, self.gateway)
+        await rail.prepare(rail_view_of(settlement), await profiles_of(session, settlement))
         await session.commit()
         return rail, settlement
 
@@ -135,9 +136,9 @@ async def test_amount_below_the_stripe_minimum_is_refused_before_anything_is_sen
         settlement = await insert_settlement(
             session, rail="stripe", amount="0.49", buyer=BUYER, seller=SELLER
         )
-        rail = StripeRail(session, harness.settings, harness.gateway)
+        rail = StripeRail(session, harness.settings.stripe, harness.gateway)
         with pytest.raises(RailRefused) as info:
-            await rail.prepare(rail_view_of(settlement))
+            await rail.prepare(rail_view_of(settlement), await profiles_of(session, settlement))
         assert info.value.code == FailureCode.AMOUNT_BELOW_RAIL_MINIMUM
         assert "0.50 USD" in info.value.detail
         assert await session.get(RailBinding, settlement.id) is None
@@ -157,8 +158,8 @@ async def test_a_fraction_of_a_cent_is_refused_never_rounded_into_another_charge
             session, rail="stripe", amount=amount, buyer=BUYER, seller=SELLER
         )
         with pytest.raises(RailRefused) as info:
-            await StripeRail(session, harness.settings, harness.gateway).prepare(
-                rail_view_of(settlement)
+            await StripeRail(session, harness.settings.stripe, harness.gateway).prepare(
+                rail_view_of(settlement), await profiles_of(session, settlement)
             )
         assert info.value.code == FailureCode.AMOUNT_NOT_IN_RAIL_UNITS
         assert f"cannot charge {amount} USD on stripe exactly" in info.value.detail
@@ -184,8 +185,8 @@ async def test_a_seller_bond_is_refused_on_stripe(harness: Harness) -> None:
             session, rail="stripe", amount="2", bond_locked="4", buyer=BUYER, seller=SELLER
         )
         with pytest.raises(RailRefused) as info:
-            await StripeRail(session, harness.settings, harness.gateway).prepare(
-                rail_view_of(settlement)
+            await StripeRail(session, harness.settings.stripe, harness.gateway).prepare(
+                rail_view_of(settlement), await profiles_of(session, settlement)
             )
     assert info.value.code == "RAIL_NOT_AVAILABLE"
     assert "bond" in info.value.detail
@@ -197,8 +198,8 @@ async def test_a_buyer_without_a_stripe_profile_is_refused(harness: Harness) -> 
             session, rail="stripe", amount="2", buyer=SELLER, seller=BUYER
         )
         with pytest.raises(RailRefused) as info:
-            await StripeRail(session, harness.settings, harness.gateway).prepare(
-                rail_view_of(settlement)
+            await StripeRail(session, harness.settings.stripe, harness.gateway).prepare(
+                rail_view_of(settlement), await profiles_of(session, settlement)
             )
     assert info.value.code == FailureCode.MISSING_REQUIRED_CREDENTIALS
     assert "payment-profiles/stripe" in info.value.detail
@@ -338,7 +339,7 @@ async def test_stripe_unreachable_keeps_the_step_pending(harness: Harness) -> No
     async with StripeGateway(
         STRIPE_KEY, api_base="http://127.0.0.1:9", max_network_retries=0, timeout_s=1
     ) as dead:
-        offline = StripeRail(rail.session, harness.settings, dead)
+        offline = StripeRail(rail.session, harness.settings.stripe, dead)
         with pytest.raises(RailError) as info:
             await offline.lock(rail_view_of(settlement), idempotency_key=key(settlement, "lock"))
     assert info.value.retryable

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import stripe
-from pact_settlement.accounts.service import TOPUP_PURPOSE
+from pact_settlement.rails.stripe.topups import TOPUP_PURPOSE
 
 from .conftest import STRIPE_KEY, CardFactory, put_profile
 

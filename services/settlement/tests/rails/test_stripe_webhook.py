@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import stripe
-from pact_settlement.rails.stripe import StripeRail
+from pact_settlement.rails.stripe.rail import StripeRail
 from pact_settlement.webhooks.repository import WebhookEventRepository
 
 from .conftest import STRIPE_KEY, CardFactory, put_profile

@@ -108,7 +108,7 @@ def settings_overrides() -> dict[str, Any]:
 @pytest.fixture
 def rail(monkeypatch: pytest.MonkeyPatch) -> MemoryRail:
     memory = MemoryRail()
-    monkeypatch.setitem(registry.RAIL_FACTORIES, "memory", lambda _settings, _db: memory)
+    monkeypatch.setitem(registry.RAIL_FACTORIES, "memory", lambda _settings, _db, _clients: memory)
     return memory
 
 

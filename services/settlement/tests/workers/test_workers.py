@@ -183,7 +183,7 @@ async def test_crash_between_recording_and_the_rail_call_is_finished_by_the_reco
     api: Any, pact: Any, app: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rail = CrashingRail()
-    monkeypatch.setitem(registry.RAIL_FACTORIES, "memory", lambda _s, _db: rail)
+    monkeypatch.setitem(registry.RAIL_FACTORIES, "memory", lambda _s, _db, _clients: rail)
     accept = pact.accept(delivery_in_ms=10_000)
     assert (await api.create(accept, rail="memory")).status_code == 201
     intent_id = accept["message"]["intent_id"]

@@ -25,7 +25,10 @@ def settings_error_lines(exc: ValidationError, env_prefix: str) -> list[str]:
         for prefix in _PREFIXES:
             message = message.removeprefix(prefix)
         location = [str(part) for part in error["loc"]]
-        name = f"{env_prefix}{location[0].upper()}" if location else None
+        # A nested model's field (``stripe`` → ``currency``) is one variable: ..._STRIPE_CURRENCY;
+        # list positions (``provider_keys`` → 0) are not part of the name.
+        path = [part for part in location if not part.isdigit()]
+        name = f"{env_prefix}{'_'.join(path).upper()}" if path else None
         for line in message.splitlines():
             if not line.strip():
                 continue

@@ -6,6 +6,7 @@ from sqlalchemy import delete, select
 
 from pact_settlement.accounts.models import PaymentProfile
 from pact_settlement.kit.repository import RepositoryBase
+from pact_settlement.rails.base import PartyProfile, RailProfiles
 
 __all__ = ["PaymentProfileRepository"]
 
@@ -15,6 +16,17 @@ class PaymentProfileRepository(RepositoryBase[PaymentProfile]):
 
     async def get_for(self, agent_id: str, rail: str) -> PaymentProfile | None:
         return await self.session.get(PaymentProfile, (agent_id, rail))
+
+    async def rail_profile(self, agent_id: str, rail: str) -> PartyProfile | None:
+        """The agent's profile on ``rail`` as a rail is given it."""
+        return _party(await self.get_for(agent_id, rail))
+
+    async def rail_profiles(self, rail: str, *, buyer: str, seller: str) -> RailProfiles:
+        """The parties' profiles on ``rail``, as the rail's ``prepare`` is given them."""
+        return RailProfiles(
+            buyer=await self.rail_profile(buyer, rail),
+            seller=await self.rail_profile(seller, rail),
+        )
 
     async def list_for(self, agent_id: str) -> list[PaymentProfile]:
         return await self.get_all(
@@ -30,3 +42,14 @@ class PaymentProfileRepository(RepositoryBase[PaymentProfile]):
             .execution_options(synchronize_session=False)
         )
         return bool(getattr(result, "rowcount", 0))
+
+
+def _party(profile: PaymentProfile | None) -> PartyProfile | None:
+    if profile is None:
+        return None
+    return PartyProfile(
+        agent_id=profile.agent_id,
+        stripe_customer=profile.stripe_customer,
+        stripe_payment_method=profile.stripe_payment_method,
+        evm_address=profile.evm_address,
+    )

@@ -5,7 +5,6 @@ Agent ids are base58 Ed25519 keys.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from decimal import Decimal
 from typing import Any, Final
@@ -14,7 +13,7 @@ import structlog
 from pact_schema import FailureCode, KeyFormatError
 from pact_schema.keys import check_public_key
 from pact_schema.money import WireMoneyError, parse_decimal_text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.accounts.models import PaymentProfile
 from pact_settlement.accounts.repository import PaymentProfileRepository
@@ -25,6 +24,7 @@ from pact_settlement.accounts.schemas import (
     PaymentProfileRead,
     TopUpRead,
 )
+from pact_settlement.config import SettlementSettings
 from pact_settlement.db.locks import lock_names
 from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyService, fingerprint
 from pact_settlement.kit.errors import (
@@ -40,6 +40,12 @@ from pact_settlement.kit.money import MoneyError, decimal_text, to_money
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import session_now
 from pact_settlement.ledger.service import BalanceLimitExceeded, LedgerService
+from pact_settlement.rails.base import RailError, RailRefused
+from pact_settlement.rails.clients import RailClients
+from pact_settlement.rails.stripe.topups import (
+    TopUpDeclinedError,
+    TopUpKeyReusedError,
+)
 
 __all__ = [
     "PROFILE_RAILS",
@@ -245,8 +251,6 @@ class PaymentProfileService:
 # top-ups: pre-fund a ledger balance with one Stripe charge (micropayment aggregation)
 # --------------------------------------------------------------------------------------------
 
-TOPUP_PURPOSE: Final = "pact_topup"
-
 
 class PaymentRefused(SettlementError):
     status = 402
@@ -296,9 +300,9 @@ class TopUpService:
         self,
         session: AsyncSession,
         *,
-        sessionmaker: Any,
-        settings: Any,
-        clients: Any,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: SettlementSettings,
+        clients: RailClients,
     ) -> None:
         self.session = session
         self.sessionmaker = sessionmaker
@@ -308,18 +312,6 @@ class TopUpService:
     async def top_up(
         self, agent_id: str, amount_text: str, *, idempotency_key: str | None
     ) -> tuple[TopUpRead, bool]:
-        from pact_settlement.rails.minor_units import (
-            AmountBelowRailMinimumError,
-            AmountError,
-            to_stripe_amount,
-        )
-        from pact_settlement.rails.stripe_gateway import (
-            PaymentStatus,
-            StripeDeclinedError,
-            StripeGatewayError,
-            StripeIdempotencyConflictError,
-        )
-
         validate_agent_id(agent_id)
         amount = parse_amount(amount_text)
         if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
@@ -331,71 +323,45 @@ class TopUpService:
                 "top-ups are charged through the stripe rail, which is not enabled",
                 code=ProblemCode.RAIL_NOT_AVAILABLE,
             )
-        currency = self.settings.stripe_currency
+        stripe = self.clients.stripe_topups()
         try:
-            amount_minor = to_stripe_amount(amount, currency, rounding=None)
-        except AmountBelowRailMinimumError as exc:
-            raise Unprocessable(str(exc), code=FailureCode.AMOUNT_BELOW_RAIL_MINIMUM) from exc
-        except AmountError as exc:
-            raise Unprocessable(
-                f"a top-up must be whole {currency.upper()} minor units: {exc}",
-                code=exc.failure_code,
-            ) from exc
-        async with self.sessionmaker() as short:
-            profile = await PaymentProfileRepository.from_session(short).get_for(agent_id, "stripe")
-            fits = await LedgerService(short).deposit_fits(agent_id, amount)
-        if not fits:  # before the charge: a charge that cannot be credited is never made
-            raise Unprocessable(
-                f"a top-up of {decimal_text(amount)} would take a balance past what the "
-                "ledger holds (1e20)",
-                code=ProblemCode.BALANCE_LIMIT_EXCEEDED,
-            )
-        if profile is None or not profile.stripe_customer or not profile.stripe_payment_method:
-            raise Unprocessable(
-                f"agent {agent_id} has no stripe payment profile",
-                code=FailureCode.MISSING_REQUIRED_CREDENTIALS,
-            )
-        digest = hashlib.sha256(f"{agent_id}\n{idempotency_key}".encode()).hexdigest()[:40]
-        try:
-            state = await self.clients.stripe().charge(
-                amount,
-                profile.stripe_customer,
-                profile.stripe_payment_method,
-                {"pact_purpose": TOPUP_PURPOSE, "agent_id": agent_id},
-                idempotency_key=f"topup-{digest}",
-                currency=currency,
-            )
-        except StripeIdempotencyConflictError as exc:
-            raise Conflict(
-                "this Idempotency-Key was used for a different top-up (amount or card)",
-                code=ProblemCode.IDEMPOTENCY_KEY_REUSED,
-            ) from exc
-        except StripeDeclinedError as exc:
-            raise PaymentRefused(
-                f"the card was declined ({exc.decline_code or 'no reason given'})",
-                code=exc.failure_code,
-            ) from exc
-        except StripeGatewayError as exc:
-            if exc.retryable or exc.outcome_unknown:
-                raise RailUnavailableError(
-                    f"Stripe did not answer ({exc}); retry with the same Idempotency-Key"
-                ) from exc
-            raise Unprocessable(
-                f"Stripe refused the charge: {exc}", code=FailureCode.FAILED_ESCROW
-            ) from exc
-        if state.status is not PaymentStatus.CAPTURED:
+            stripe.amount_minor(amount)  # refused before anything is read or sent
+            async with self.sessionmaker() as short:
+                profile = await PaymentProfileRepository.from_session(short).rail_profile(
+                    agent_id, "stripe"
+                )
+                fits = await LedgerService(short).deposit_fits(agent_id, amount)
+            if not fits:  # before the charge: a charge that cannot be credited is never made
+                raise Unprocessable(
+                    f"a top-up of {decimal_text(amount)} would take a balance past what the "
+                    "ledger holds (1e20)",
+                    code=ProblemCode.BALANCE_LIMIT_EXCEEDED,
+                )
+            charge = await stripe.charge(agent_id, amount, profile, idempotency_key=idempotency_key)
+        except RailRefused as exc:
+            raise Unprocessable(exc.detail, code=exc.code) from exc
+        except TopUpKeyReusedError as exc:
+            raise Conflict(exc.detail, code=exc.code) from exc
+        except TopUpDeclinedError as exc:
+            raise PaymentRefused(exc.detail, code=exc.code) from exc
+        except RailError as exc:
+            if exc.retryable:
+                raise RailUnavailableError(exc.detail) from exc
+            raise Unprocessable(exc.detail, code=exc.code) from exc
+        if not charge.captured:
             raise RailUnavailableError(
-                f"the charge {state.payment_intent_id} is {state.stripe_status}; it is credited "
-                "when Stripe confirms it (webhook) — or retry with the same Idempotency-Key"
+                f"the charge {charge.payment_intent_id} is {charge.stripe_status}; it is "
+                "credited when Stripe confirms it (webhook) — or retry with the same "
+                "Idempotency-Key"
             )
         transaction, created = await credit_topup(
-            self.session, agent_id, amount, state.payment_intent_id
+            self.session, agent_id, amount, charge.payment_intent_id
         )
         log.info(
             "account.topped_up",
             agent_id=agent_id,
             amount=decimal_text(amount),
-            payment_intent=state.payment_intent_id,
+            payment_intent=charge.payment_intent_id,
             created=created,
         )
         row = await LedgerService(self.session).account(agent_id)
@@ -408,11 +374,11 @@ class TopUpService:
         )
         return (
             TopUpRead(
-                payment_intent=state.payment_intent_id,
+                payment_intent=charge.payment_intent_id,
                 agent_id=agent_id,
                 amount=decimal_text(amount),
-                currency=currency,
-                amount_minor=amount_minor,
+                currency=charge.currency,
+                amount_minor=charge.amount_minor,
                 deposit_id=transaction.id,
                 account=account,
             ),

@@ -34,6 +34,7 @@ async def get_service(session: DBSession, runtime: RuntimeDep) -> DeliveryServic
         metrics=runtime.metrics,
         applier=runtime.applier,
         now_ms=runtime.clock,
+        clients=runtime.rail_clients,
     )
 
 

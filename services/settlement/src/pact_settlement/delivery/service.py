@@ -62,6 +62,7 @@ from pact_settlement.kit.errors import (
 )
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms, to_ms
+from pact_settlement.rails.clients import RailClients
 from pact_settlement.receipts.service import delivery_latency_ms
 from pact_settlement.settlements.lifecycle import Lifecycle, LifecycleApplier
 from pact_settlement.settlements.lookup import find_settlement
@@ -180,6 +181,7 @@ class DeliveryService:
         metrics: Metrics,
         applier: LifecycleApplier,
         now_ms: Callable[[], int],
+        clients: RailClients | None = None,
     ) -> None:
         self.session = session
         self.settings = settings
@@ -190,7 +192,9 @@ class DeliveryService:
         self.events = SettlementEventRepository.from_session(session)
         self.transcripts = TranscriptRepository.from_session(session)
         self.idempotency = IdempotencyService(session)
-        self.lifecycle = Lifecycle(session, settings=settings, metrics=metrics, applier=applier)
+        self.lifecycle = Lifecycle(
+            session, settings=settings, metrics=metrics, applier=applier, clients=clients
+        )
 
     # ------------------------------------------------------------------ helpers
 

@@ -18,14 +18,20 @@ True)`` (or any other exception / a ``pending`` result) when the outcome is not 
 
 A rail may also implement :class:`PreparingRail`: ``prepare()`` runs in the transaction that
 records the settlement, before the pending ``lock`` operation is committed and before any
-external call. It refuses what the rail can never do (:class:`RailRefused`: an amount below the
-rail's minimum, a missing payment profile, a bond the rail cannot hold) and snapshots the exact
-arguments every later call will use.
+external call. It is given the parties' payment profiles on the rail (:class:`RailProfiles`),
+refuses what the rail can never do (:class:`RailRefused`: an amount below the rail's minimum, a
+missing payment profile, a bond the rail cannot hold) and snapshots the exact arguments every
+later call will use.
+
+Rails import nothing of settlements, accounts or delivery (an import-linter contract in
+``make lint``): what they need arrives through these types, their own settings model and the
+gateway they are constructed with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -33,11 +39,13 @@ from typing import Any, Protocol, runtime_checkable
 from pact_schema import FailureCode
 
 __all__ = [
+    "PartyProfile",
     "PreparingRail",
     "Rail",
     "RailError",
     "RailInsufficientFunds",
     "RailOpStatus",
+    "RailProfiles",
     "RailRefused",
     "RailResult",
     "RailSettlement",
@@ -69,6 +77,32 @@ class RailSettlement:
     seller: str
     amount: Decimal
     bond: Decimal  # the seller bond held for this settlement (0 when none was required)
+    delivery_deadline_at: datetime
+    challenge_window: timedelta
+
+    @property
+    def challenge_ends_at(self) -> datetime:
+        """The latest moment a release may still be due: the money is held at least until then."""
+        return self.delivery_deadline_at + self.challenge_window
+
+
+@dataclass(frozen=True, slots=True)
+class PartyProfile:
+    """An agent's payment profile on one rail (what an operator set with
+    ``PUT /v1/accounts/{agent_id}/payment-profiles/{rail}``)."""
+
+    agent_id: str
+    stripe_customer: str | None = None
+    stripe_payment_method: str | None = None
+    evm_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RailProfiles:
+    """The buyer's and the seller's profiles on the rail being prepared (``None``: not set)."""
+
+    buyer: PartyProfile | None
+    seller: PartyProfile | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +162,7 @@ class Rail(Protocol):
 
 @runtime_checkable
 class PreparingRail(Protocol):
-    async def prepare(self, settlement: RailSettlement) -> None:
+    async def prepare(self, settlement: RailSettlement, profiles: RailProfiles) -> None:
         """Check and snapshot, in the recording transaction, before the first call.
 
         Raises :class:`RailRefused` for a settlement this rail can never carry.

@@ -5,16 +5,19 @@ operation), *before* the rail is called, so every later call — the lock itself
 reconciler after a crash, release/refund/slash days later — uses exactly the same arguments
 even if the agent's payment profile changes in between:
 
-* Stripe: ``customer``, ``payment_method``, ``currency``, ``amount_minor``; ``external_id`` is
-  the PaymentIntent id once known; ``hold_expires_at`` is when the card authorisation lapses
-  (provisional ``now + 7 days`` until Stripe answers, then Stripe's own figure).
-* EVM: ``buyer``, ``seller``, ``beneficiary`` addresses, ``deadline_s``, ``amount_wei``,
-  ``bond_wei``, ``contract``; ``external_id`` is the escrow id (deterministic, known up front).
+* Stripe: :class:`~pact_settlement.rails.stripe.StripeBindingParams` (customer, card, currency,
+  amount); ``external_id`` is the PaymentIntent id once known; ``hold_expires_at`` is when the
+  card authorisation lapses (provisional ``now + 7 days`` until Stripe answers, then Stripe's
+  own figure).
+* EVM: :class:`~pact_settlement.rails.evm.EvmBindingParams` (addresses, on-chain deadline,
+  amount and bond in wei, contract); ``external_id`` is the escrow id (deterministic, known up
+  front).
+
+Each rail reads and writes ``params`` only through its own typed model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -90,24 +93,3 @@ class RailBindingRepository(RepositoryBase[RailBinding]):
                 RailBinding.rail == rail, RailBinding.external_id == external_id
             )
         )
-
-    async def holds_expiring(
-        self, rail: str, *, before: datetime, states: Iterable[str], limit: int
-    ) -> list[str]:
-        """Settlements in ``states`` whose hold on ``rail`` lapses before ``before``, soonest
-        first (the authorisation-expiry sweep's candidates; read without locks)."""
-        from pact_settlement.settlements.models import Settlement
-
-        rows = await self.session.execute(
-            select(RailBinding.settlement_id)
-            .join(Settlement, Settlement.id == RailBinding.settlement_id)
-            .where(
-                RailBinding.rail == rail,
-                RailBinding.hold_expires_at.is_not(None),
-                RailBinding.hold_expires_at <= before,
-                Settlement.state.in_(list(states)),
-            )
-            .order_by(RailBinding.hold_expires_at, RailBinding.settlement_id)
-            .limit(limit)
-        )
-        return [str(r) for r in rows.scalars()]

@@ -4,34 +4,33 @@ A rail object is cheap and bound to one database session; what it talks to is no
 Stripe gateway keeps an HTTP connection pool, and the EVM gateway owns the operator account's
 nonce lock, which must be shared by every concurrent request, sweep and reconciler pass of the
 process (two gateways on one key would race for nonces) — and, through the database
-(:mod:`pact_settlement.rails.evm_nonces`), by every other process and replica. So the
+(:mod:`pact_settlement.rails.evm.nonces`), by every other process and replica. So the
 gateways live here, one per app, created on first use and closed at shutdown. Their SDKs are
 imported only then (web3 and its dependencies take about two seconds), so an app that does not
 use a rail never loads its SDK.
 
-They reach the rails through the session: the app's sessionmaker puts this object in every
-session's ``info`` (``RailClients.attach``), so the request path, the sweeper and the
-reconciler — anything holding a session of the app — build rails with the same clients,
-without threading them through every constructor.
+They reach the rails explicitly: the app makes one ``RailClients`` in ``lifespan`` and hands
+it to what builds rails (the request services, the workers, the webhook handler), which pass it
+to :func:`~pact_settlement.rails.registry.get_rail`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.config import SettlementSettings
-from pact_settlement.rails.stripe_gateway import StripeGateway
+from pact_settlement.rails.stripe.gateway import StripeGateway
+from pact_settlement.rails.stripe.topups import StripeTopUps
 
 if TYPE_CHECKING:
-    from pact_settlement.rails.evm_gateway import EscrowGateway
+    from pact_settlement.rails.evm.gateway import EscrowGateway
 
-__all__ = ["INFO_KEY", "RailClients", "RailNotConfigured"]
+__all__ = ["RailClients", "RailNotConfigured"]
 
-INFO_KEY: Final = "pact.rail_clients"
 log = structlog.get_logger(__name__)
 
 
@@ -57,36 +56,23 @@ class RailClients:
 
     # -- wiring --------------------------------------------------------------------------
 
-    def attach(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        """Every session ``sessionmaker`` makes from now on carries these clients."""
-        info = dict(sessionmaker.kw.get("info") or {})
-        info[INFO_KEY] = self
-        sessionmaker.configure(info=info)
+    def use_database(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """The app's sessions: the evm gateway's nonce guard takes its database lock there."""
         self._sessionmaker = sessionmaker
-
-    @staticmethod
-    def of(session: AsyncSession) -> RailClients:
-        clients = session.info.get(INFO_KEY)
-        if not isinstance(clients, RailClients):
-            raise RailNotConfigured(
-                "this session carries no rail clients; use a session of the app's "
-                "sessionmaker (RailClients.attach) to build the stripe or evm rail"
-            )
-        return clients
 
     # -- gateways ------------------------------------------------------------------------
 
     def stripe(self) -> StripeGateway:
         if self._stripe is None:
             s = self.settings
-            if s.stripe_api_key is None:
+            if s.stripe.api_key is None:
                 raise RailNotConfigured("PACT_SETTLEMENT_STRIPE_API_KEY is not set")
             self._stripe = StripeGateway(
-                s.stripe_api_key.get_secret_value(),
-                api_base=s.stripe_api_base,
-                currency=s.stripe_currency,
-                max_network_retries=s.stripe_max_network_retries,
-                timeout_s=s.stripe_timeout_s,
+                s.stripe.api_key.get_secret_value(),
+                api_base=s.stripe.api_base,
+                currency=s.stripe.currency,
+                max_network_retries=s.stripe.max_network_retries,
+                timeout_s=s.stripe.timeout_s,
             )
             self._closers.append(self._stripe.aclose)
         return self._stripe
@@ -94,7 +80,7 @@ class RailClients:
     def evm(self) -> EscrowGateway:
         if self._evm is None:
             s = self.settings
-            if not (s.evm_rpc_url and s.evm_operator_key and s.evm_contract_address):
+            if not (s.evm.rpc_url and s.evm.operator_key and s.evm.contract_address):
                 raise RailNotConfigured(
                     "the evm rail needs PACT_SETTLEMENT_EVM_RPC_URL, EVM_OPERATOR_KEY and "
                     "EVM_CONTRACT_ADDRESS"
@@ -103,25 +89,29 @@ class RailClients:
             from web3 import AsyncWeb3
             from web3.providers import AsyncHTTPProvider
 
-            from pact_settlement.rails.evm_gateway import EscrowGateway
-            from pact_settlement.rails.evm_nonces import DatabaseNonceGuard
+            from pact_settlement.rails.evm.gateway import EscrowGateway
+            from pact_settlement.rails.evm.nonces import DatabaseNonceGuard
 
             guard = None
             if self._sessionmaker is not None:  # every process and replica of the service
                 guard = DatabaseNonceGuard(self._sessionmaker, wait_s=s.rail_call_timeout_s)
-            provider = AsyncHTTPProvider(s.evm_rpc_url.get_secret_value())
+            provider = AsyncHTTPProvider(s.evm.rpc_url.get_secret_value())
             self._evm = EscrowGateway(
                 AsyncWeb3(provider),
-                s.evm_contract_address,
-                Account.from_key(s.evm_operator_key.get_secret_value()),
-                confirmations=s.evm_confirmations,
-                receipt_timeout_s=s.evm_receipt_timeout_s,
-                poll_interval_s=s.evm_poll_interval_s,
-                expected_chain_id=s.evm_chain_id,
+                s.evm.contract_address,
+                Account.from_key(s.evm.operator_key.get_secret_value()),
+                confirmations=s.evm.confirmations,
+                receipt_timeout_s=s.evm.receipt_timeout_s,
+                poll_interval_s=s.evm.poll_interval_s,
+                expected_chain_id=s.evm.chain_id,
                 nonce_guard=guard,
             )
             self._closers.append(provider.disconnect)
         return self._evm
+
+    def stripe_topups(self) -> StripeTopUps:
+        """Card top-ups through this app's Stripe gateway (made on the first charge)."""
+        return StripeTopUps(self.settings.stripe, self.stripe)
 
     async def aclose(self) -> None:
         """Close what this object created (injected gateways belong to their maker)."""

@@ -8,7 +8,7 @@ from typing import Any, Final
 from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.registry import available_rails
 from pact_settlement.rails.schemas import RailInfo, RailList
-from pact_settlement.rails.stripe import describe_stripe
+from pact_settlement.rails.stripe.rail import describe_stripe
 
 __all__ = ["describe_ledger", "list_rails"]
 
@@ -27,14 +27,14 @@ def describe_ledger(_: SettlementSettings) -> dict[str, Any]:
 
 def _describe_evm(settings: SettlementSettings) -> dict[str, Any]:
     # The rail's module imports web3: load it only when the evm rail is enabled.
-    from pact_settlement.rails.evm import describe_evm
+    from pact_settlement.rails.evm.rail import describe_evm
 
-    return describe_evm(settings)
+    return describe_evm(settings.evm)
 
 
 DESCRIBERS: Final[dict[str, Callable[[SettlementSettings], dict[str, Any]]]] = {
     "ledger": describe_ledger,
-    "stripe": describe_stripe,
+    "stripe": lambda settings: describe_stripe(settings.stripe),
     "evm": _describe_evm,
 }
 

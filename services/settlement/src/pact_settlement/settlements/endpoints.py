@@ -35,6 +35,7 @@ async def get_service(session: DBSession, runtime: RuntimeDep) -> SettlementServ
         metrics=runtime.metrics,
         now_ms=runtime.clock,
         applier=runtime.applier,
+        clients=runtime.rail_clients,
     )
 
 

@@ -25,6 +25,7 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms
 from pact_settlement.rails.base import RailError, RailStep
+from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.models import RailOperation
 from pact_settlement.receipts.service import ReceiptIssuer
 from pact_settlement.settlements import state_machine
@@ -155,11 +156,13 @@ class Lifecycle:
         settings: SettlementSettings,
         metrics: Metrics,
         applier: LifecycleApplier,
+        clients: RailClients | None = None,
     ) -> None:
         self.session = session
         self.settings = settings
         self.metrics = metrics
         self.applier = applier
+        self.clients = clients  # the app's gateways, for the stripe and evm rails
 
     @property
     def clock(self) -> Callable[[], int]:
@@ -167,7 +170,11 @@ class Lifecycle:
 
     def executor(self) -> RailStepExecutor:
         return RailStepExecutor(
-            self.session, settings=self.settings, metrics=self.metrics, applier=self.applier
+            self.session,
+            settings=self.settings,
+            metrics=self.metrics,
+            applier=self.applier,
+            clients=self.clients,
         )
 
     async def release(

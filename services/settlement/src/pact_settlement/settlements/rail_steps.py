@@ -88,6 +88,7 @@ from pact_settlement.rails.base import (
     RailSettlement,
     RailStep,
 )
+from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.models import RailOperation
 from pact_settlement.rails.registry import get_rail
 from pact_settlement.rails.repository import RailOperationRepository
@@ -124,6 +125,8 @@ def rail_view(s: Settlement) -> RailSettlement:
         seller=s.seller,
         amount=s.amount,
         bond=s.bond_locked,
+        delivery_deadline_at=s.delivery_deadline_at,
+        challenge_window=timedelta(milliseconds=s.challenge_window_ms),
     )
 
 
@@ -306,19 +309,21 @@ class RailStepExecutor:
         metrics: Metrics,
         applier: TransitionApplier | None = None,
         rail: Rail | None = None,
+        clients: RailClients | None = None,
     ) -> None:
         self.session = session
         self.settings = settings
         self.metrics = metrics
         self.applier = applier or TransitionApplier(metrics)
         self._rail = rail
+        self.clients = clients  # the app's gateways, for the stripe and evm rails
         self.settlements = SettlementRepository.from_session(session)
         self.ops = RailOperationRepository.from_session(session)
 
     def rail_for(self, name: str) -> Rail:
         if self._rail is not None:
             return self._rail
-        return get_rail(name, settings=self.settings, session=self.session)
+        return get_rail(name, settings=self.settings, session=self.session, clients=self.clients)
 
     # ------------------------------------------------------------------ request / sweeper
 

@@ -31,6 +31,7 @@ from pact_schema.text import is_intent_id
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pact_settlement.accounts.repository import PaymentProfileRepository
 from pact_settlement.config import SettlementSettings
 from pact_settlement.db.locks import lock_names
 from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyService, fingerprint
@@ -46,6 +47,7 @@ from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms
 from pact_settlement.rails.base import PreparingRail, RailRefused, RailStep
+from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.registry import UnknownRail, get_rail
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements import state_machine
@@ -119,8 +121,10 @@ class SettlementService:
         metrics: Metrics,
         now_ms: Callable[[], int],
         applier: TransitionApplier | None = None,
+        clients: RailClients | None = None,
     ) -> None:
         self.session = session
+        self.clients = clients  # the app's gateways, for the stripe and evm rails
         self.applier = applier or TransitionApplier(metrics)
         self.settings = settings
         self.metrics = metrics
@@ -240,7 +244,9 @@ class SettlementService:
             )
             raise Unprocessable(exc.detail, code=exc.code) from exc
         try:
-            rail_impl = get_rail(rail_name, settings=self.settings, session=self.session)
+            rail_impl = get_rail(
+                rail_name, settings=self.settings, session=self.session, clients=self.clients
+            )
         except UnknownRail as exc:
             raise Unprocessable(
                 f"rail {rail_name!r} is not available (enabled: "
@@ -271,7 +277,10 @@ class SettlementService:
             # In the recording transaction, before anything is committed or sent: a refusal
             # leaves nothing behind (the request's transaction rolls back).
             try:
-                await rail_impl.prepare(rail_view(settlement))
+                profiles = await PaymentProfileRepository.from_session(self.session).rail_profiles(
+                    rail_name, buyer=settlement.buyer, seller=settlement.seller
+                )
+                await rail_impl.prepare(rail_view(settlement), profiles)
             except RailRefused as exc:
                 self.metrics.settlements.labels("refused", rail_label).inc()
                 raise Unprocessable(exc.detail, code=exc.code) from exc

@@ -30,7 +30,7 @@ from pact_schema import FailureCode
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pact_settlement.accounts.service import TOPUP_PURPOSE, credit_topup
+from pact_settlement.accounts.service import credit_topup
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import BadRequest, Conflict, NotFound, SettlementError
 from pact_settlement.kit.ids import new_id
@@ -41,13 +41,10 @@ from pact_settlement.rails.bindings import RailBindingRepository
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.registry import get_rail
 from pact_settlement.rails.repository import RailOperationRepository
-from pact_settlement.rails.stripe_gateway import (
-    PaymentStatus,
-    StripeGateway,
-    StripeGatewayError,
-    StripePaymentState,
-    StripeRequestError,
-)
+from pact_settlement.rails.stripe.errors import StripeGatewayError, StripeRequestError
+from pact_settlement.rails.stripe.gateway import StripeGateway
+from pact_settlement.rails.stripe.results import PaymentStatus, StripePaymentState
+from pact_settlement.rails.stripe.topups import TOPUP_PURPOSE
 from pact_settlement.settlements.rail_steps import (
     PlannedTransition,
     RailStepExecutor,
@@ -139,7 +136,7 @@ class StripeWebhookService:
     def _verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         if "stripe" not in self.settings.enabled_rails:
             raise NotFound("the stripe rail is not enabled")
-        secret = self.settings.stripe_webhook_secret
+        secret = self.settings.stripe.webhook_secret
         if secret is None or not secret.get_secret_value():
             log.error("webhook.stripe.no_secret", detail="PACT_SETTLEMENT_STRIPE_WEBHOOK_SECRET")
             raise BadRequest(
@@ -151,7 +148,7 @@ class StripeWebhookService:
                 payload,
                 signature,
                 secret.get_secret_value(),
-                tolerance_s=self.settings.stripe_webhook_tolerance_s,
+                tolerance_s=self.settings.stripe.webhook_tolerance_s,
             )
         except StripeGatewayError as exc:
             log.warning("webhook.stripe.rejected", reason=str(exc)[:300])
@@ -202,7 +199,7 @@ class StripeWebhookService:
         pi_id, agent_id = current.payment_intent_id, current.metadata.get("agent_id", "")
         if current.status is not PaymentStatus.CAPTURED:
             return Outcome("no_change", None, pi_id, f"top-up {current.stripe_status}")
-        if current.currency != self.settings.stripe_currency:
+        if current.currency != self.settings.stripe.currency:
             log.error(
                 "webhook.stripe.topup_currency", payment_intent=pi_id, currency=current.currency
             )
@@ -277,7 +274,9 @@ class StripeWebhookService:
         outcomes: list[str] = []
         for op in pending:
             async with self.maker() as session:
-                rail = get_rail(op.rail, settings=self.settings, session=session)
+                rail = get_rail(
+                    op.rail, settings=self.settings, session=session, clients=self.clients
+                )
                 try:
                     report = await rail.status(
                         rail_view(settlement), idempotency_key=op.idempotency_key
@@ -289,7 +288,11 @@ class StripeWebhookService:
                 continue
             async with self.maker() as session:
                 done = await RailStepExecutor(
-                    session, settings=self.settings, metrics=self.metrics, applier=self.applier
+                    session,
+                    settings=self.settings,
+                    metrics=self.metrics,
+                    applier=self.applier,
+                    clients=self.clients,
                 ).reconcile(op.id)
                 await session.commit()
             outcomes.append(f"{op.step}:{done.status.value}")
@@ -323,7 +326,11 @@ class StripeWebhookService:
                 return Outcome("no_change", settlement_id, pi_id, "already settled")
             try:
                 done = await RailStepExecutor(
-                    session, settings=self.settings, metrics=self.metrics, applier=self.applier
+                    session,
+                    settings=self.settings,
+                    metrics=self.metrics,
+                    applier=self.applier,
+                    clients=self.clients,
                 ).run(row, plan)
             except Conflict as exc:  # another step started meanwhile: it will see the state
                 await session.rollback()

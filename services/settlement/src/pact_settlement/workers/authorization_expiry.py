@@ -32,6 +32,7 @@ from typing import Final
 
 import structlog
 from pact_schema import FailureCode, now_ms
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.config import SettlementSettings
@@ -42,11 +43,8 @@ from pact_settlement.rails.base import RailOpStatus, RailStep
 from pact_settlement.rails.bindings import RailBinding, RailBindingRepository
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.repository import RailOperationRepository, rail_idempotency_key
-from pact_settlement.rails.stripe_gateway import (
-    PaymentStatus,
-    StripeGatewayError,
-    StripeUnexpectedStateError,
-)
+from pact_settlement.rails.stripe.errors import StripeGatewayError, StripeUnexpectedStateError
+from pact_settlement.rails.stripe.results import PaymentStatus
 from pact_settlement.settlements import state_machine
 from pact_settlement.settlements.models import Settlement
 from pact_settlement.settlements.rail_steps import (
@@ -64,6 +62,26 @@ log = structlog.get_logger(__name__)
 ACTOR: Final = "authorization-expiry"
 HOLDING: Final = ("locked", "committed", "delivered")
 FUNDS_CAPTURED: Final = "settlement.funds_captured"
+
+
+async def _holds_expiring(
+    session: AsyncSession, rail: str, *, before: datetime, limit: int
+) -> list[str]:
+    """Holding settlements whose hold on ``rail`` lapses before ``before``, soonest first (the
+    sweep's candidates; read without locks)."""
+    rows = await session.execute(
+        select(RailBinding.settlement_id)
+        .join(Settlement, Settlement.id == RailBinding.settlement_id)
+        .where(
+            RailBinding.rail == rail,
+            RailBinding.hold_expires_at.is_not(None),
+            RailBinding.hold_expires_at <= before,
+            Settlement.state.in_(HOLDING),
+        )
+        .order_by(RailBinding.hold_expires_at, RailBinding.settlement_id)
+        .limit(limit)
+    )
+    return [str(r) for r in rows.scalars()]
 
 
 @dataclass
@@ -105,10 +123,10 @@ class AuthorizationExpirySweeper:
         if "stripe" not in self.settings.enabled_rails:
             return report
         now = now or from_ms(self.clock())
-        before = now + timedelta(seconds=self.settings.stripe_capture_margin_s)
+        before = now + timedelta(seconds=self.settings.stripe.capture_margin_s)
         async with self.sessionmaker() as session:
-            ids = await RailBindingRepository.from_session(session).holds_expiring(
-                "stripe", before=before, states=HOLDING, limit=self.settings.worker_batch_size
+            ids = await _holds_expiring(
+                session, "stripe", before=before, limit=self.settings.worker_batch_size
             )
         for settlement_id in ids:
             async with self.sessionmaker() as session:
@@ -224,7 +242,11 @@ class AuthorizationExpirySweeper:
         self, session: AsyncSession, settlement: Settlement, code: str, detail: str
     ) -> None:
         await RailStepExecutor(
-            session, settings=self.settings, metrics=self.metrics, applier=self.applier
+            session,
+            settings=self.settings,
+            metrics=self.metrics,
+            applier=self.applier,
+            clients=self.clients,
         ).run(
             settlement,
             StepPlan(

@@ -30,6 +30,7 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import is_unavailable
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import session_now
+from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements.rail_steps import RailStepExecutor, TransitionApplier
 
@@ -48,11 +49,13 @@ class Reconciler:
         settings: SettlementSettings,
         metrics: Metrics,
         applier: TransitionApplier | None = None,
+        clients: RailClients | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.metrics = metrics
         self.applier = applier or TransitionApplier(metrics)
+        self.clients = clients  # the app's gateways, for the stripe and evm rails
 
     @property
     def interval_s(self) -> float:
@@ -75,6 +78,7 @@ class Reconciler:
                         settings=self.settings,
                         metrics=self.metrics,
                         applier=self.applier,
+                        clients=self.clients,
                     ).reconcile(op_id)
                     await session.commit()
                 except Exception as exc:

@@ -44,6 +44,7 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import is_unavailable
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms, session_now
+from pact_settlement.rails.clients import RailClients
 from pact_settlement.settlements.lifecycle import Lifecycle, LifecycleApplier
 from pact_settlement.settlements.rail_steps import StepStatus
 from pact_settlement.settlements.repository import SettlementRepository
@@ -79,12 +80,14 @@ class Sweeper:
         metrics: Metrics,
         applier: LifecycleApplier,
         clock: Callable[[], int] = now_ms,
+        clients: RailClients | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.metrics = metrics
         self.applier = applier
         self.clock = clock
+        self.clients = clients  # the app's gateways, for the stripe and evm rails
 
     @property
     def interval_s(self) -> float:
@@ -129,7 +132,11 @@ class Sweeper:
             self.metrics.sweeps.labels("skipped").inc()
             return
         lifecycle = Lifecycle(
-            session, settings=self.settings, metrics=self.metrics, applier=self.applier
+            session,
+            settings=self.settings,
+            metrics=self.metrics,
+            applier=self.applier,
+            clients=self.clients,
         )
         intent_id = settlement.intent_id
         if settlement.state == SettlementState.DELIVERED:

@@ -7,12 +7,9 @@ import time
 from typing import Any, cast
 
 import pytest
-from pact_settlement.rails.evm_gateway import (
-    EscrowConfigurationError,
-    EscrowGateway,
-    EscrowNotFoundError,
-    EscrowStatus,
-)
+from pact_settlement.rails.evm.errors import EscrowConfigurationError, EscrowNotFoundError
+from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.results import EscrowStatus
 
 from .conftest import Chain
 

@@ -14,22 +14,20 @@ from eth_abi import abi as eth_abi
 from eth_account import Account
 from eth_utils.crypto import keccak
 from pact_schema.codes import FailureCode
-from pact_settlement.rails.evm_gateway import (
+from pact_settlement.rails.evm.deploy import add_operator
+from pact_settlement.rails.evm.errors import (
     EscrowBadRequestError,
     EscrowConfigurationError,
     EscrowConflictError,
-    EscrowGateway,
     EscrowGatewayError,
     EscrowInsufficientFundsError,
     EscrowNotFoundError,
-    EscrowStatus,
     EscrowTxTimeoutError,
-    add_operator,
-    decode_revert,
-    error_selectors,
-    escrow_id,
-    intent_id_to_bytes32,
 )
+from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.ids import escrow_id, intent_id_to_bytes32
+from pact_settlement.rails.evm.results import EscrowStatus
+from pact_settlement.rails.evm.revert import decode_revert, error_selectors
 from pact_settlement.rails.minor_units import to_wei
 
 from .conftest import Chain

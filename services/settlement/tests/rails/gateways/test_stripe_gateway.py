@@ -21,20 +21,19 @@ import pytest
 import stripe
 from pact_schema.codes import FailureCode
 from pact_settlement.rails.minor_units import AmountBelowRailMinimumError, UnsupportedCurrencyError
-from pact_settlement.rails.stripe_gateway import (
-    AUTHORIZATION_VALIDITY,
-    PaymentStatus,
+from pact_settlement.rails.stripe.errors import (
     StripeConfigurationError,
     StripeDeclinedError,
-    StripeGateway,
     StripeIdempotencyConflictError,
     StripeRequestError,
     StripeTransientError,
     StripeUnexpectedStateError,
     StripeWebhookError,
     _translate,
-    idempotency_key,
 )
+from pact_settlement.rails.stripe.gateway import StripeGateway
+from pact_settlement.rails.stripe.ids import idempotency_key
+from pact_settlement.rails.stripe.results import AUTHORIZATION_VALIDITY, PaymentStatus
 
 from .conftest import STRIPE_KEY, CardFactory, localstripe_requests
 

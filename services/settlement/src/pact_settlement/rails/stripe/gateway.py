@@ -46,329 +46,44 @@ exactly (an amount that is not whole minor units raises ``AmountPrecisionError``
 amounts below Stripe's minimum *before* any request.
 
 The ``stripe`` SDK (a third of a second to import) is imported when a gateway is made or a
-webhook verified, not with this module: the results and errors here are imported by every app,
-Stripe rail or not. SDK errors become :class:`StripeGatewayError` in :func:`_sdk_errors`.
+webhook verified, not with these modules: the results (:mod:`.results`) and errors
+(:mod:`.errors`) are imported by every app, Stripe rail or not. SDK errors become
+:class:`StripeGatewayError` in :func:`~pact_settlement.rails.stripe.errors.sdk_errors`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
 from decimal import Decimal
-from enum import StrEnum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, cast
-
-from pact_schema.codes import FailureCode
+from typing import Any, Final, Self, cast
 
 from pact_settlement.rails.minor_units import (
-    from_stripe_amount,
     stripe_minimum_minor_units,
     to_stripe_amount,
 )
+from pact_settlement.rails.stripe.errors import (
+    StripeConfigurationError,
+    StripeDeclinedError,
+    StripeGatewayError,
+    StripeRequestError,
+    StripeUnexpectedStateError,
+    StripeWebhookError,
+    sdk_errors,
+)
+from pact_settlement.rails.stripe.ids import as_dict, payment_metadata, step_key
+from pact_settlement.rails.stripe.results import (
+    PaymentStatus,
+    StripePaymentState,
+    StripeRefundState,
+)
 
-if TYPE_CHECKING:
-    import stripe
+__all__ = ["StripeGateway"]
 
-__all__ = [
-    "AUTHORIZATION_VALIDITY",
-    "PaymentStatus",
-    "StripeConfigurationError",
-    "StripeDeclinedError",
-    "StripeGateway",
-    "StripeGatewayError",
-    "StripeIdempotencyConflictError",
-    "StripePaymentState",
-    "StripeRefundState",
-    "StripeRequestError",
-    "StripeTransientError",
-    "StripeUnexpectedStateError",
-    "StripeWebhookError",
-    "idempotency_key",
-]
-
-AUTHORIZATION_VALIDITY: Final = timedelta(days=7)
-"""How long Stripe keeps an uncaptured online card authorisation, when it does not say."""
-
-_STEPS: Final = frozenset({"lock", "capture", "cancel", "refund"})
 _EXPAND: Final = ["latest_charge"]
 _SEARCH_QUOTE_RE: Final = re.compile(r"(['\\])")
-
-
-def idempotency_key(settlement_id: str, step: str) -> str:
-    """``settlement-{id}-{step}``: the outgoing Stripe idempotency key for one step."""
-    if step not in _STEPS:
-        raise ValueError(f"unknown Stripe step {step!r}; expected one of {sorted(_STEPS)}")
-    if not settlement_id or not isinstance(settlement_id, str):
-        raise ValueError("settlement_id must be a non-empty string")
-    return f"settlement-{settlement_id}-{step}"
-
-
-# --------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------
-
-
-class PaymentStatus(StrEnum):
-    """Our reading of a PaymentIntent's ``status``."""
-
-    AUTHORIZED = "authorized"  # requires_capture: funds held, the lock holds
-    CAPTURED = "captured"  # succeeded: the seller is paid (release done)
-    CANCELED = "canceled"  # canceled: authorisation voided (refund before capture)
-    FAILED = "failed"  # requires_payment_method: declined / authentication failed
-    REQUIRES_ACTION = "requires_action"  # 3-D Secure etc.: impossible off-session
-    REQUIRES_CONFIRMATION = "requires_confirmation"  # created but never confirmed
-    PROCESSING = "processing"  # asynchronous payment methods; wait for the webhook
-
-    @classmethod
-    def from_stripe(cls, status: str) -> PaymentStatus:
-        try:
-            return _STATUS_MAP[status]
-        except KeyError:
-            raise StripeRequestError(f"unknown PaymentIntent status {status!r}") from None
-
-
-_STATUS_MAP: Final[Mapping[str, PaymentStatus]] = {
-    "requires_capture": PaymentStatus.AUTHORIZED,
-    "succeeded": PaymentStatus.CAPTURED,
-    "canceled": PaymentStatus.CANCELED,
-    "requires_payment_method": PaymentStatus.FAILED,
-    "requires_action": PaymentStatus.REQUIRES_ACTION,
-    "requires_confirmation": PaymentStatus.REQUIRES_CONFIRMATION,
-    "processing": PaymentStatus.PROCESSING,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class StripePaymentState:
-    """What Stripe says about one PaymentIntent (parsed from the API or a webhook)."""
-
-    payment_intent_id: str
-    status: PaymentStatus
-    stripe_status: str
-    amount_minor: int
-    amount: Decimal
-    currency: str
-    settlement_id: str | None
-    intent_id: str | None
-    customer: str | None
-    payment_method: str | None
-    latest_charge_id: str | None
-    created: datetime
-    authorization_expires_at: datetime | None
-    last_error_code: str | None
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_stripe(cls, obj: Any) -> StripePaymentState:
-        data = _as_dict(obj)
-        stripe_status = str(data["status"])
-        currency = str(data["currency"]).lower()
-        amount_minor = int(data["amount"])
-        metadata = {str(k): str(v) for k, v in (data.get("metadata") or {}).items()}
-        created = datetime.fromtimestamp(int(data["created"]), UTC)
-        charge = data.get("latest_charge")
-        charge_id: str | None
-        capture_before: int | None = None
-        if isinstance(charge, Mapping):
-            charge_id = str(charge.get("id")) if charge.get("id") else None
-            card = ((charge.get("payment_method_details") or {}).get("card")) or {}
-            if card.get("capture_before"):
-                capture_before = int(card["capture_before"])
-        else:
-            charge_id = str(charge) if charge else None
-        status = PaymentStatus.from_stripe(stripe_status)
-        expires: datetime | None = None
-        if status is PaymentStatus.AUTHORIZED:
-            expires = (
-                datetime.fromtimestamp(capture_before, UTC)
-                if capture_before
-                else created + AUTHORIZATION_VALIDITY
-            )
-        error = data.get("last_payment_error") or {}
-        payment_method = data.get("payment_method")
-        if isinstance(payment_method, Mapping):
-            payment_method = payment_method.get("id")
-        customer = data.get("customer")
-        if isinstance(customer, Mapping):
-            customer = customer.get("id")
-        return cls(
-            payment_intent_id=str(data["id"]),
-            status=status,
-            stripe_status=stripe_status,
-            amount_minor=amount_minor,
-            amount=from_stripe_amount(amount_minor, currency),
-            currency=currency,
-            settlement_id=metadata.get("settlement_id"),
-            intent_id=metadata.get("intent_id"),
-            customer=str(customer) if customer else None,
-            payment_method=str(payment_method) if payment_method else None,
-            latest_charge_id=charge_id,
-            created=created,
-            authorization_expires_at=expires,
-            last_error_code=(error.get("decline_code") or error.get("code")) or None,
-            metadata=metadata,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class StripeRefundState:
-    refund_id: str
-    status: str  # succeeded | pending | requires_action | failed | canceled
-    amount_minor: int
-    currency: str
-    payment_intent_id: str | None
-    charge_id: str | None
-
-    @classmethod
-    def from_stripe(cls, obj: Any) -> StripeRefundState:
-        data = _as_dict(obj)
-        return cls(
-            refund_id=str(data["id"]),
-            status=str(data.get("status") or ""),
-            amount_minor=int(data["amount"]),
-            currency=str(data["currency"]).lower(),
-            payment_intent_id=_id_of(data.get("payment_intent")),
-            charge_id=_id_of(data.get("charge")),
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-
-class StripeGatewayError(Exception):
-    """Base of every error the gateway raises.
-
-    ``retryable``: the same call (same idempotency key) may succeed later.
-    ``outcome_unknown``: the request may have reached Stripe; keep the step pending and
-    reconcile (retry with the same key, or retrieve) rather than assuming it failed.
-    """
-
-    failure_code: FailureCode = FailureCode.SETTLEMENT_FAILED
-    retryable: bool = False
-    outcome_unknown: bool = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        stripe_code: str | None = None,
-        http_status: int | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.stripe_code = stripe_code
-        self.http_status = http_status
-        self.request_id = request_id
-
-
-class StripeDeclinedError(StripeGatewayError):
-    """The card was declined (or needs authentication the buyer cannot give off-session)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        decline_code: str | None,
-        payment_intent_id: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(message, **kwargs)
-        self.decline_code = decline_code
-        self.payment_intent_id = payment_intent_id
-        self.failure_code = (
-            FailureCode.INSUFFICIENT_ESCROW
-            if decline_code == "insufficient_funds"
-            else FailureCode.FAILED_ESCROW
-        )
-
-
-class StripeTransientError(StripeGatewayError):
-    """Network failure, timeout, rate limit or Stripe 5xx: retry the same step later."""
-
-    retryable = True
-
-    def __init__(self, message: str, *, outcome_unknown: bool, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.outcome_unknown = outcome_unknown
-
-
-class StripeConfigurationError(StripeGatewayError):
-    """Bad or under-privileged API key: an operator has to fix the configuration."""
-
-
-class StripeIdempotencyConflictError(StripeGatewayError):
-    """The same idempotency key was used earlier with different parameters."""
-
-
-class StripeRequestError(StripeGatewayError):
-    """Stripe refused the request as invalid (unknown object, bad parameter, ...)."""
-
-
-class StripeUnexpectedStateError(StripeRequestError):
-    """The PaymentIntent is in a state that does not allow the step (e.g. capture after cancel)."""
-
-    def __init__(self, message: str, *, state: StripePaymentState, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.state = state
-
-
-class StripeWebhookError(StripeGatewayError):
-    """Missing, malformed, forged or stale webhook: answer 400 and change nothing."""
-
-    failure_code = FailureCode.FAILED_IDENTITY
-
-
-def _translate(exc: stripe.StripeError, *, mutating: bool) -> StripeGatewayError:
-    import stripe
-
-    common: dict[str, Any] = {
-        "stripe_code": exc.code,
-        "http_status": exc.http_status,
-        "request_id": exc.request_id,
-    }
-    message = exc.user_message or str(exc) or type(exc).__name__
-    if isinstance(exc, stripe.CardError):
-        body: Mapping[str, Any] = exc.json_body if isinstance(exc.json_body, Mapping) else {}
-        err: Mapping[str, Any] = body.get("error") or {}
-        return StripeDeclinedError(
-            message,
-            decline_code=err.get("decline_code") or exc.code,
-            payment_intent_id=_id_of(err.get("payment_intent")),
-            **common,
-        )
-    if isinstance(exc, stripe.RateLimitError):
-        # 429: Stripe did not process the request.
-        return StripeTransientError(message, outcome_unknown=False, **common)
-    if isinstance(exc, stripe.APIConnectionError):
-        return StripeTransientError(message, outcome_unknown=mutating, **common)
-    if isinstance(exc, stripe.IdempotencyError):
-        return StripeIdempotencyConflictError(message, **common)
-    if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
-        return StripeConfigurationError(message, **common)
-    if isinstance(exc, stripe.InvalidRequestError):
-        return StripeRequestError(message, **common)
-    if isinstance(exc, stripe.APIError) or (exc.http_status or 0) >= 500:
-        return StripeTransientError(message, outcome_unknown=mutating, **common)
-    return StripeGatewayError(message, **common)
-
-
-@contextmanager
-def _sdk_errors(*, mutating: bool) -> Iterator[None]:
-    """Raise the SDK's errors as ours: an ``InvalidRequestError`` as :class:`StripeRequestError`."""
-    import stripe
-
-    try:
-        yield
-    except stripe.StripeError as exc:
-        raise _translate(exc, mutating=mutating) from exc
-
 
 # --------------------------------------------------------------------------------------------
 # The gateway
@@ -452,7 +167,7 @@ class StripeGateway:
         """
         code = (currency or self.currency).lower()
         amount_minor = to_stripe_amount(amount, code, self.rounding)
-        md = _metadata(settlement_id, intent_id, metadata)
+        md = payment_metadata(settlement_id, intent_id, metadata)
         params: dict[str, Any] = {
             "amount": amount_minor,
             "currency": code,
@@ -466,8 +181,8 @@ class StripeGateway:
             "metadata": md,
             "expand": _EXPAND,
         }
-        key = idempotency_key or _key(settlement_id, "lock")
-        with _sdk_errors(mutating=True):
+        key = idempotency_key or step_key(settlement_id, "lock")
+        with sdk_errors(mutating=True):
             pi = await self._client.v1.payment_intents.create_async(
                 cast(Any, params), {"idempotency_key": key}
             )
@@ -518,13 +233,13 @@ class StripeGateway:
         Existing refunds are checked first, so a second refund of the same PaymentIntent is
         never created even after the idempotency key expired.
         """
-        key = idempotency_key or _key(settlement_id, "refund")
+        key = idempotency_key or step_key(settlement_id, "refund")
         existing = await self._existing_full_refund(payment_intent_id)
         if existing is not None:
             return existing
         params = {"payment_intent": payment_intent_id, "metadata": {"settlement_id": settlement_id}}
         try:
-            with _sdk_errors(mutating=True):
+            with sdk_errors(mutating=True):
                 refund = await self._client.v1.refunds.create_async(
                     cast(Any, params), {"idempotency_key": key}
                 )
@@ -570,7 +285,7 @@ class StripeGateway:
             "metadata": md,
             "expand": _EXPAND,
         }
-        with _sdk_errors(mutating=True):
+        with sdk_errors(mutating=True):
             pi = await self._client.v1.payment_intents.create_async(
                 cast(Any, params), {"idempotency_key": idempotency_key}
             )
@@ -591,7 +306,7 @@ class StripeGateway:
     # -- reads -----------------------------------------------------------------------------
 
     async def retrieve(self, payment_intent_id: str) -> StripePaymentState:
-        with _sdk_errors(mutating=False):
+        with sdk_errors(mutating=False):
             pi = await self._client.v1.payment_intents.retrieve_async(
                 payment_intent_id, cast(Any, {"expand": _EXPAND})
             )
@@ -606,7 +321,7 @@ class StripeGateway:
         found: list[StripePaymentState] = []
         if self._search_supported is not False:
             try:
-                with _sdk_errors(mutating=False):
+                with sdk_errors(mutating=False):
                     found = await self._search(settlement_id)
                 self._search_supported = True
             except StripeRequestError as exc:
@@ -676,11 +391,11 @@ class StripeGateway:
         target: PaymentStatus,
         idempotency_key: str | None,
     ) -> StripePaymentState:
-        key = idempotency_key or _key(settlement_id, step)
+        key = idempotency_key or step_key(settlement_id, step)
         service = self._client.v1.payment_intents
         call = service.capture_async if step == "capture" else service.cancel_async
         try:
-            with _sdk_errors(mutating=True):
+            with sdk_errors(mutating=True):
                 pi = await call(
                     payment_intent_id, cast(Any, {"expand": _EXPAND}), {"idempotency_key": key}
                 )
@@ -714,13 +429,13 @@ class StripeGateway:
     async def _existing_full_refund(self, payment_intent_id: str) -> StripeRefundState | None:
         try:
             current = await self.retrieve(payment_intent_id)
-            with _sdk_errors(mutating=False):
+            with sdk_errors(mutating=False):
                 refunds = await self._client.v1.refunds.list_async(
                     cast(Any, {"payment_intent": payment_intent_id, "limit": 100})
                 )
         except StripeGatewayError:
             return None
-        states = [StripeRefundState.from_stripe(r) for r in _as_dict(refunds).get("data", [])]
+        states = [StripeRefundState.from_stripe(r) for r in as_dict(refunds).get("data", [])]
         live = [r for r in states if r.status in ("succeeded", "pending")]
         if live and sum(r.amount_minor for r in live) >= current.amount_minor:
             return live[0]
@@ -735,7 +450,7 @@ class StripeGateway:
         }
         found: list[StripePaymentState] = []
         while True:
-            page = _as_dict(await self._client.v1.payment_intents.search_async(cast(Any, params)))
+            page = as_dict(await self._client.v1.payment_intents.search_async(cast(Any, params)))
             found.extend(StripePaymentState.from_stripe(pi) for pi in page.get("data", []))
             if not page.get("has_more") or not page.get("next_page"):
                 return found
@@ -745,9 +460,9 @@ class StripeGateway:
         params: dict[str, Any] = {"limit": 100}
         found: list[StripePaymentState] = []
         scanned = 0
-        with _sdk_errors(mutating=False):
+        with sdk_errors(mutating=False):
             while scanned < self.search_max_scan:
-                page = _as_dict(await self._client.v1.payment_intents.list_async(cast(Any, params)))
+                page = as_dict(await self._client.v1.payment_intents.list_async(cast(Any, params)))
                 data = page.get("data", [])
                 scanned += len(data)
                 found.extend(
@@ -759,43 +474,3 @@ class StripeGateway:
                     break
                 params["starting_after"] = data[-1]["id"]
         return found
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _key(settlement_id: str, step: str) -> str:
-    return idempotency_key(settlement_id, step)
-
-
-def _metadata(
-    settlement_id: str, intent_id: str | None, extra: Mapping[str, str] | None
-) -> dict[str, str]:
-    md: dict[str, str] = {}
-    for k, v in (extra or {}).items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise ValueError("Stripe metadata keys and values must be strings")
-        md[k] = v
-    md["settlement_id"] = settlement_id
-    if intent_id is not None:
-        md["intent_id"] = intent_id
-    if len(md) > 50 or any(len(k) > 40 or len(v) > 500 for k, v in md.items()):
-        raise ValueError("Stripe metadata allows 50 keys, keys up to 40 and values up to 500 chars")
-    return md
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, dict):
-        return obj
-    to_dict = getattr(obj, "to_dict", None)
-    if callable(to_dict):
-        return cast(dict[str, Any], to_dict())
-    return dict(obj)
-
-
-def _id_of(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    return str(value) if value else None

@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.db.locks import lock_names
-from pact_settlement.rails.evm_gateway import EscrowTransientError
+from pact_settlement.rails.evm.errors import EscrowTransientError
 
 __all__ = ["DatabaseNonceGuard"]
 

@@ -42,33 +42,32 @@ from typing import Any
 
 import structlog
 from pact_schema import FailureCode
+from pydantic import BaseModel, ConfigDict, field_serializer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pact_settlement.accounts.repository import PaymentProfileRepository
-from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.rails._binding_io import BindingIO
 from pact_settlement.rails.base import (
     RailError,
     RailOpStatus,
+    RailProfiles,
     RailRefused,
     RailResult,
     RailSettlement,
     RailStep,
 )
 from pact_settlement.rails.bindings import RailBindingRepository
-from pact_settlement.rails.evm_gateway import (
+from pact_settlement.rails.evm.errors import (
     EscrowConflictError,
-    EscrowGateway,
     EscrowGatewayError,
     EscrowInsufficientFundsError,
-    EscrowState,
-    EscrowStatus,
-    EscrowTxResult,
 )
+from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.results import EscrowState, EscrowStatus, EscrowTxResult
+from pact_settlement.rails.evm.settings import EvmSettings
 from pact_settlement.rails.minor_units import MAX_UINT256, AmountError, to_minor_units
 
-__all__ = ["EvmEscrowRail", "describe_evm", "units_to_wei"]
+__all__ = ["EvmBindingParams", "EvmEscrowRail", "describe_evm", "units_to_wei"]
 
 log = structlog.get_logger(__name__)
 
@@ -91,8 +90,31 @@ def units_to_wei(amount: Decimal, wei_per_unit: int) -> int:
     return wei
 
 
-def describe_evm(settings: SettlementSettings) -> dict[str, Any]:
-    per_unit = settings.evm_wei_per_unit
+class EvmBindingParams(BaseModel):
+    """What an evm settlement is bound to (``rail_bindings.params``), snapshot by ``prepare``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    buyer: str
+    seller: str
+    beneficiary: str  # who receives a slashed bond: the buyer
+    deadline_s: int  # the on-chain deadline (unix seconds) after which anyone may refund
+    amount_wei: int
+    bond_wei: int
+    contract: str
+    escrow_id: str
+
+    @field_serializer("amount_wei", "bond_wei")
+    def _wei_text(self, wei: int) -> str:
+        # strings: JSON numbers above 2**53 do not survive every JSON reader
+        return str(wei)
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def describe_evm(settings: EvmSettings) -> dict[str, Any]:
+    per_unit = settings.wei_per_unit
     unit = "ether" if per_unit == 10**18 else f"{per_unit} wei"
     return {
         "transactional": False,
@@ -103,10 +125,10 @@ def describe_evm(settings: SettlementSettings) -> dict[str, Any]:
         "rounding": "none: amounts needing a fraction of a wei are refused "
         "(AMOUNT_NOT_IN_RAIL_UNITS)",
         "supports_bond": True,
-        "confirmations": settings.evm_confirmations,
-        "chain_id": settings.evm_chain_id,
-        "contract_address": settings.evm_contract_address,
-        "deadline_grace_s": settings.evm_deadline_grace_s,
+        "confirmations": settings.confirmations,
+        "chain_id": settings.chain_id,
+        "contract_address": settings.contract_address,
+        "deadline_grace_s": settings.deadline_grace_s,
         "needs_profile": {"buyer": ["evm_address"], "seller": ["evm_address"]},
     }
 
@@ -135,7 +157,7 @@ class EvmEscrowRail:
     supports_bond = True
 
     def __init__(
-        self, session: AsyncSession, settings: SettlementSettings, gateway: EscrowGateway
+        self, session: AsyncSession, settings: EvmSettings, gateway: EscrowGateway
     ) -> None:
         self.session = session
         self.settings = settings
@@ -144,25 +166,24 @@ class EvmEscrowRail:
 
     # -- prepare (in the recording transaction) --------------------------------------------
 
-    async def prepare(self, settlement: RailSettlement) -> None:
-        from pact_settlement.settlements.models import Settlement
-
+    async def prepare(self, settlement: RailSettlement, profiles: RailProfiles) -> None:
         s = settlement
         try:
-            amount_wei = units_to_wei(s.amount, self.settings.evm_wei_per_unit)
-            bond_wei = units_to_wei(s.bond, self.settings.evm_wei_per_unit)
+            amount_wei = units_to_wei(s.amount, self.settings.wei_per_unit)
+            bond_wei = units_to_wei(s.bond, self.settings.wei_per_unit)
         except AmountError as exc:
             raise RailRefused(
                 FailureCode.AMOUNT_NOT_IN_RAIL_UNITS,
                 f"{decimal_text(s.amount)} (bond {decimal_text(s.bond)}) cannot be held in "
-                f"whole wei at {self.settings.evm_wei_per_unit} wei per unit: {exc}",
+                f"whole wei at {self.settings.wei_per_unit} wei per unit: {exc}",
             ) from exc
         if amount_wei <= 0:
             raise RailRefused(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, "the amount is 0 wei")
-        profiles = PaymentProfileRepository.from_session(self.session)
         addresses: dict[str, str] = {}
-        for role, agent in (("buyer", s.buyer), ("seller", s.seller)):
-            profile = await profiles.get_for(agent, self.name)
+        for role, agent, profile in (
+            ("buyer", s.buyer, profiles.buyer),
+            ("seller", s.seller, profiles.seller),
+        ):
             if profile is None or not profile.evm_address:
                 raise RailRefused(
                     FailureCode.MISSING_REQUIRED_CREDENTIALS,
@@ -175,14 +196,7 @@ class EvmEscrowRail:
                 FailureCode.MISSING_REQUIRED_CREDENTIALS,
                 "buyer and seller have the same evm address",
             )
-        row = await self.session.get(Settlement, s.id)
-        if row is None:
-            raise RailError(FailureCode.FAILED_ESCROW, f"settlement {s.id} is not recorded")
-        deadline = (
-            row.delivery_deadline_at
-            + timedelta(milliseconds=row.challenge_window_ms)
-            + timedelta(seconds=self.settings.evm_deadline_grace_s)
-        )
+        deadline = s.challenge_ends_at + timedelta(seconds=self.settings.deadline_grace_s)
         repo = RailBindingRepository.from_session(self.session)
         if await repo.get_for(s.id) is not None:
             return
@@ -191,25 +205,24 @@ class EvmEscrowRail:
             settlement_id=s.id,
             rail=self.name,
             external_id=escrow_id,
-            params={
-                "buyer": addresses["buyer"],
-                "seller": addresses["seller"],
-                "beneficiary": addresses["buyer"],
-                "deadline_s": math.ceil(deadline.timestamp()),
-                # strings: JSON numbers above 2**53 do not survive every JSON reader
-                "amount_wei": str(amount_wei),
-                "bond_wei": str(bond_wei),
-                "contract": self.gateway.address,
-                "escrow_id": escrow_id,
-            },
+            params=EvmBindingParams(
+                buyer=addresses["buyer"],
+                seller=addresses["seller"],
+                beneficiary=addresses["buyer"],
+                deadline_s=math.ceil(deadline.timestamp()),
+                amount_wei=amount_wei,
+                bond_wei=bond_wei,
+                contract=self.gateway.address,
+                escrow_id=escrow_id,
+            ).stored(),
         )
 
     # -- steps -----------------------------------------------------------------------------
 
     async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         s = settlement
-        p = (await self.bindings.load(s.id)).params
-        amount_wei, bond_wei = int(p["amount_wei"]), int(p["bond_wei"])
+        p = await self._params(s.id)
+        amount_wei, bond_wei = p.amount_wei, p.bond_wei
         try:
             adopted = await self._adopt(p)
             if adopted is not None:
@@ -217,10 +230,10 @@ class EvmEscrowRail:
             else:
                 result = await self.gateway.lock_for(
                     s.intent_id,
-                    p["buyer"],
-                    p["seller"],
-                    p["beneficiary"],
-                    int(p["deadline_s"]),
+                    p.buyer,
+                    p.seller,
+                    p.beneficiary,
+                    p.deadline_s,
                     amount_wei,
                 )
             state = result.state
@@ -237,7 +250,7 @@ class EvmEscrowRail:
         except EscrowConflictError as exc:
             raise RailError(
                 FailureCode.FAILED_ESCROW,
-                f"escrow {p['escrow_id']} already exists on chain with other terms: {exc}",
+                f"escrow {p.escrow_id} already exists on chain with other terms: {exc}",
             ) from exc
         except EscrowGatewayError as exc:
             raise _rail_error(exc, RailStep.LOCK) from exc
@@ -263,11 +276,11 @@ class EvmEscrowRail:
 
     async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         step = _key_step(idempotency_key)
-        p = (await self.bindings.load(settlement.id)).params
+        p = await self._params(settlement.id)
         try:
-            state = await self.gateway.get_escrow(p["escrow_id"])
+            state = await self.gateway.get_escrow(p.escrow_id)
             if step is RailStep.LOCK:
-                if state.exists and state.bond_wei >= int(p["bond_wei"]):
+                if state.exists and state.bond_wei >= p.bond_wei:
                     return self._state_result(step, state)
                 in_flight = await self.gateway.pending_transaction_count() > 0
                 return self._state_result(
@@ -282,7 +295,7 @@ class EvmEscrowRail:
         detail = (
             f"escrow {state.escrow_id} is {state.status.name}, not {_TARGET[step].name}"
             if state.exists
-            else f"escrow {p['escrow_id']} was never locked"
+            else f"escrow {p.escrow_id} was never locked"
         )
         return RailResult(
             step=step,
@@ -293,26 +306,29 @@ class EvmEscrowRail:
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _adopt(self, p: dict[str, Any]) -> EscrowTxResult | None:
+    async def _params(self, settlement_id: str) -> EvmBindingParams:
+        return EvmBindingParams.model_validate((await self.bindings.load(settlement_id)).params)
+
+    async def _adopt(self, p: EvmBindingParams) -> EscrowTxResult | None:
         """A buyer-made escrow with exactly our terms (non-custodial lock), else ``None``."""
-        state = await self.gateway.get_escrow(p["escrow_id"])
+        state = await self.gateway.get_escrow(p.escrow_id)
         if state.status is not EscrowStatus.LOCKED:
             return None
-        if state.beneficiary != p["beneficiary"] or state.amount_wei != int(p["amount_wei"]):
+        if state.beneficiary != p.beneficiary or state.amount_wei != p.amount_wei:
             return None  # lock_for then reports the conflict
-        if state.delivery_deadline < int(p["deadline_s"]):
+        if state.delivery_deadline < p.deadline_s:
             return None
         return EscrowTxResult("lock", state.escrow_id, None, None, None, True, state)
 
     async def _finish(self, step: RailStep, s: RailSettlement) -> RailResult:
-        p = (await self.bindings.load(s.id)).params
+        p = await self._params(s.id)
         action = getattr(self.gateway, step.value)
         try:
-            result: EscrowTxResult = await action(p["escrow_id"])
+            result: EscrowTxResult = await action(p.escrow_id)
         except EscrowConflictError as exc:
             raise RailError(
                 FailureCode.FAILED_ESCROW,
-                f"cannot {step.value}: escrow {p['escrow_id']} is already {exc.state.status.name}",
+                f"cannot {step.value}: escrow {p.escrow_id} is already {exc.state.status.name}",
             ) from exc
         except EscrowGatewayError as exc:
             raise _rail_error(exc, step) from exc

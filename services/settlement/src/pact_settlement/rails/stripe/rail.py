@@ -35,15 +35,15 @@ lapse about 7 days after the lock: ``hold_expires_at`` on the binding drives the
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 
 import structlog
 from pact_schema import FailureCode
+from pydantic import BaseModel, ConfigDict, field_serializer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pact_settlement.accounts.repository import PaymentProfileRepository
-from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import ProblemCode
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.time import session_now
@@ -51,6 +51,7 @@ from pact_settlement.rails._binding_io import BindingIO
 from pact_settlement.rails.base import (
     RailError,
     RailOpStatus,
+    RailProfiles,
     RailRefused,
     RailResult,
     RailSettlement,
@@ -65,18 +66,21 @@ from pact_settlement.rails.minor_units import (
     stripe_exponent,
     to_stripe_amount,
 )
-from pact_settlement.rails.stripe_gateway import (
-    AUTHORIZATION_VALIDITY,
-    PaymentStatus,
+from pact_settlement.rails.stripe.errors import (
     StripeConfigurationError,
     StripeDeclinedError,
-    StripeGateway,
     StripeGatewayError,
-    StripePaymentState,
     StripeTransientError,
 )
+from pact_settlement.rails.stripe.gateway import StripeGateway
+from pact_settlement.rails.stripe.results import (
+    AUTHORIZATION_VALIDITY,
+    PaymentStatus,
+    StripePaymentState,
+)
+from pact_settlement.rails.stripe.settings import StripeSettings
 
-__all__ = ["StripeRail", "describe_stripe"]
+__all__ = ["StripeBindingParams", "StripeRail", "describe_stripe"]
 
 log = structlog.get_logger(__name__)
 #: A lock is (re)sent only within this time of being recorded: inside Stripe's 24 h
@@ -84,9 +88,29 @@ log = structlog.get_logger(__name__)
 LOCK_REPLAY_WINDOW: Final = timedelta(hours=23)
 
 
-def describe_stripe(settings: SettlementSettings) -> dict[str, Any]:
+class StripeBindingParams(BaseModel):
+    """What a stripe settlement is bound to (``rail_bindings.params``), snapshot by ``prepare``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    customer: str
+    payment_method: str
+    currency: str
+    amount_minor: int  # the integer amount Stripe charges
+    amount: Decimal  # the settlement amount it stands for
+    captured_at: datetime | None = None  # set by the authorisation-expiry sweep's capture
+
+    @field_serializer("amount")
+    def _amount_text(self, amount: Decimal) -> str:
+        return decimal_text(amount)
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def describe_stripe(settings: StripeSettings) -> dict[str, Any]:
     """What ``GET /v1/rails`` says about this rail."""
-    currency = settings.stripe_currency
+    currency = settings.currency
     return {
         "transactional": False,
         "currency": currency,
@@ -96,9 +120,9 @@ def describe_stripe(settings: SettlementSettings) -> dict[str, Any]:
         "rounding": "none: amounts must be whole minor units (else AMOUNT_NOT_IN_RAIL_UNITS)",
         "supports_bond": False,
         "authorization_validity_s": int(AUTHORIZATION_VALIDITY.total_seconds()),
-        "capture_margin_s": settings.stripe_capture_margin_s,
+        "capture_margin_s": settings.capture_margin_s,
         "webhook": "/v1/webhooks/stripe",
-        "webhook_configured": settings.stripe_webhook_secret is not None,
+        "webhook_configured": settings.webhook_secret is not None,
         "needs_profile": {"buyer": ["stripe_customer", "stripe_payment_method"]},
     }
 
@@ -140,7 +164,7 @@ class StripeRail:
     supports_bond = False
 
     def __init__(
-        self, session: AsyncSession, settings: SettlementSettings, gateway: StripeGateway
+        self, session: AsyncSession, settings: StripeSettings, gateway: StripeGateway
     ) -> None:
         self.session = session
         self.settings = settings
@@ -149,7 +173,7 @@ class StripeRail:
 
     # -- prepare (in the recording transaction) --------------------------------------------
 
-    async def prepare(self, settlement: RailSettlement) -> None:
+    async def prepare(self, settlement: RailSettlement, profiles: RailProfiles) -> None:
         s = settlement
         if s.bond > 0:
             raise RailRefused(
@@ -157,7 +181,7 @@ class StripeRail:
                 f"the stripe rail cannot hold a seller bond ({decimal_text(s.bond)} required "
                 "by REQUIRE_SELLER_BOND); use the ledger or evm rail for bonded settlements",
             )
-        currency = self.settings.stripe_currency
+        currency = self.settings.currency
         try:
             # Exact: a price that is not whole minor units is refused, never charged rounded.
             amount_minor = to_stripe_amount(s.amount, currency, rounding=None)
@@ -169,9 +193,7 @@ class StripeRail:
                 f"cannot charge {decimal_text(s.amount)} {currency.upper()} on stripe exactly: "
                 f"{exc}",
             ) from exc
-        profile = await PaymentProfileRepository.from_session(self.session).get_for(
-            s.buyer, self.name
-        )
+        profile = profiles.buyer
         if profile is None or not profile.stripe_customer or not profile.stripe_payment_method:
             raise RailRefused(
                 FailureCode.MISSING_REQUIRED_CREDENTIALS,
@@ -184,13 +206,13 @@ class StripeRail:
         await repo.create(
             settlement_id=s.id,
             rail=self.name,
-            params={
-                "customer": profile.stripe_customer,
-                "payment_method": profile.stripe_payment_method,
-                "currency": currency,
-                "amount_minor": amount_minor,
-                "amount": decimal_text(s.amount),
-            },
+            params=StripeBindingParams(
+                customer=profile.stripe_customer,
+                payment_method=profile.stripe_payment_method,
+                currency=currency,
+                amount_minor=amount_minor,
+                amount=s.amount,
+            ).stored(),
             # Provisional (the card is authorised after this): Stripe's own figure replaces it.
             hold_expires_at=session_now(self.session) + AUTHORIZATION_VALIDITY,
         )
@@ -200,7 +222,7 @@ class StripeRail:
     async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         s = settlement
         binding = await self.bindings.load(s.id)
-        p = binding.params
+        p = StripeBindingParams.model_validate(binding.params)
         if session_now(self.session) - binding.created_at > LOCK_REPLAY_WINDOW:
             # Stripe forgets idempotency keys after 24 h: past that, a replay could create a
             # second PaymentIntent. Adopt the one the first attempt made, or give up the lock.
@@ -215,11 +237,11 @@ class StripeRail:
         try:
             state = await self.gateway.authorize(
                 s.id,
-                from_stripe_amount(int(p["amount_minor"]), str(p["currency"])),
-                str(p["customer"]),
-                str(p["payment_method"]),
+                from_stripe_amount(p.amount_minor, p.currency),
+                p.customer,
+                p.payment_method,
                 intent_id=s.intent_id,
-                currency=str(p["currency"]),
+                currency=p.currency,
                 idempotency_key=idempotency_key,
             )
         except AmountError as exc:  # the snapshot was checked in prepare; defensive

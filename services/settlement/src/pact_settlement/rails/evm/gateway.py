@@ -1,0 +1,423 @@
+"""Thin async adapter over web3.py for the on-chain escrow rail (``PactEscrow``).
+
+The gateway knows nothing about our database; the EVM :class:`Rail` wraps it.
+
+Why :class:`~web3.AsyncWeb3`: the settlement service is asyncio end to end, and web3's async
+API gives real non-blocking JSON-RPC over HTTP (aiohttp) and an in-process async tester
+provider, so no thread pool is needed and nonce allocation can be guarded by an
+:class:`asyncio.Lock` in the same loop — and, across the processes and replicas that send with
+the same operator key, by a :class:`NonceGuard` (the service's is database-backed:
+:mod:`pact_settlement.rails.evm.nonces`).
+
+Escrow identity is deterministic and derived from our ids, so the rail can record it as
+pending *before* sending anything::
+
+    intent_id_bytes32 = keccak256(utf8(intent_id))                       # intent_id_to_bytes32
+    escrow_id         = keccak256(abi.encode(intent_id_bytes32, buyer, seller))   # escrow_id
+
+Transactions are signed locally with the operator key (never ``eth_sendTransaction``): nonce
+from the node's ``pending`` count while holding the gateway's lock and the :class:`NonceGuard`
+(one sender per account at a time, everywhere; one retry on "nonce too low"),
+EIP-1559 fees when the latest block has a base fee and legacy ``gasPrice`` otherwise, a gas
+estimate (which doubles as a free pre-flight that surfaces custom errors) plus a margin, then
+the receipt, then ``confirmations`` blocks (re-checking the receipt's block hash for reorgs).
+A receipt with ``status == 0`` is a failure; its custom error is recovered by replaying the
+call at the receipt's block.
+
+Custom errors (``contracts/README.md``) are decoded from the revert data wherever web3 or the
+node put it (``ContractCustomError.data`` from JSON-RPC nodes, ``ContractLogicError.data``
+dicts from ganache's ``eth_estimateGas``, raw bytes in the exception chain from eth-tester) and
+mapped to typed errors with failure codes -- or to success where the error means "already
+done":
+
+- ``lock_for`` + ``AlreadyExists``: success (``already_done=True``) if the stored escrow is
+  exactly ours (intent, buyer, seller, beneficiary, amount, deadline), else
+  :class:`EscrowConflictError`;
+- ``release``/``refund``/``slash`` + ``NotLocked(current)``: success if ``current`` is the
+  state the action leads to, :class:`EscrowNotFoundError` if never locked, else
+  :class:`EscrowConflictError` (another action finished it first);
+- ``NotOperator``/``NotAuthorized``/``NotOwner``: :class:`EscrowConfigurationError`;
+- ``ZeroAmount``/``ZeroAddress``/``InvalidDeadline``/``DeadlineNotPassed``:
+  :class:`EscrowBadRequestError`;
+- ``TransferFailed``: :class:`EscrowTransferFailedError` (``SETTLEMENT_FAILED``).
+
+Reconciliation after a crash: :meth:`EscrowGateway.get_escrow` gives the contract's current
+state for the escrow id; :meth:`EscrowGateway.find_events` lists its ``Locked`` /
+``BondPosted`` / ``Released`` / ``Refunded`` / ``Slashed`` / ``PaymentDeferred`` logs with
+transaction hashes. State ``NONE`` is not proof that the lock never happened while a
+transaction recorded through ``on_submitted`` is still ``pending`` according to
+:meth:`EscrowGateway.transaction_status` (or :meth:`EscrowGateway.pending_transaction_count`
+is non-zero): wait for it instead of re-sending. Re-running any action is safe: it converges
+as described above (a second ``lock_for`` with the same terms is a no-op success).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, Literal, cast
+
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from web3 import AsyncWeb3
+from web3.exceptions import TransactionNotFound
+
+from pact_settlement.rails.evm.errors import (
+    BAD_REQUEST_ERRORS,
+    CONFIG_ERRORS,
+    EscrowBadRequestError,
+    EscrowConfigurationError,
+    EscrowConflictError,
+    EscrowGatewayError,
+    EscrowNotFoundError,
+    EscrowRevertError,
+    EscrowTransferFailedError,
+    EscrowTxFailedError,
+)
+from pact_settlement.rails.evm.ids import (
+    escrow_id,
+    intent_bytes,
+    intent_id_to_bytes32,
+    load_artifact,
+    to_bytes32,
+    to_hex,
+)
+from pact_settlement.rails.evm.results import EscrowEvent, EscrowState, EscrowStatus, EscrowTxResult
+from pact_settlement.rails.evm.sender import NonceGuard, OnSubmitted, Reverted, TxSender
+
+__all__ = ["MAX_UINT64", "EscrowGateway"]
+
+MAX_UINT64: Final = 2**64 - 1
+
+# --------------------------------------------------------------------------------------------
+# the gateway
+# --------------------------------------------------------------------------------------------
+
+_ACTION_TARGET: Final = {
+    "release": EscrowStatus.RELEASED,
+    "refund": EscrowStatus.REFUNDED,
+    "slash": EscrowStatus.SLASHED,
+}
+_ESCROW_EVENTS: Final = ("Locked", "BondPosted", "Released", "Refunded", "Slashed")
+_EXTRA_EVENTS: Final = ("PaymentDeferred",)
+
+
+class EscrowGateway:
+    """``PactEscrow`` operations signed by the settlement operator's key."""
+
+    def __init__(
+        self,
+        w3: AsyncWeb3[Any],
+        contract_address: str,
+        operator_account: LocalAccount,
+        confirmations: int = 1,
+        receipt_timeout_s: float = 120,
+        *,
+        confirmation_timeout_s: float | None = None,
+        poll_interval_s: float = 0.5,
+        gas_limit: int | None = None,
+        gas_margin_pct: int = 25,
+        max_priority_fee_wei: int | None = None,
+        fee_mode: Literal["auto", "eip1559", "legacy"] = "auto",
+        expected_chain_id: int | None = None,
+        log_chunk_blocks: int = 10_000,
+        nonce_guard: NonceGuard | None = None,
+    ) -> None:
+        self.w3 = w3
+        self.address = to_checksum_address(contract_address)
+        self.contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
+        self.log_chunk_blocks = log_chunk_blocks
+        self._sender = TxSender(
+            w3,
+            operator_account,
+            confirmations=confirmations,
+            receipt_timeout_s=receipt_timeout_s,
+            confirmation_timeout_s=confirmation_timeout_s,
+            poll_interval_s=poll_interval_s,
+            gas_limit=gas_limit,
+            gas_margin_pct=gas_margin_pct,
+            max_priority_fee_wei=max_priority_fee_wei,
+            fee_mode=fee_mode,
+            expected_chain_id=expected_chain_id,
+            nonce_guard=nonce_guard,
+        )
+
+    @property
+    def operator(self) -> ChecksumAddress:
+        return self._sender.address
+
+    # -- ids -------------------------------------------------------------------------------
+
+    @staticmethod
+    def intent_id_to_bytes32(intent_id: str) -> bytes:
+        return intent_id_to_bytes32(intent_id)
+
+    @staticmethod
+    def escrow_id(intent_id: str | bytes, buyer: str, seller: str) -> str:
+        """0x-hex escrow id; ``intent_id`` is our string id (hashed) or the raw 32 bytes."""
+        return to_hex(escrow_id(intent_bytes(intent_id), buyer, seller))
+
+    # -- actions ---------------------------------------------------------------------------
+
+    async def lock_for(
+        self,
+        intent_id: str | bytes,
+        buyer: str,
+        seller: str,
+        beneficiary: str,
+        deadline_s: int,
+        amount_wei: int,
+        *,
+        on_submitted: OnSubmitted | None = None,
+    ) -> EscrowTxResult:
+        """Operator custody lock: escrow ``amount_wei`` for ``buyer`` -> ``seller``."""
+        if isinstance(amount_wei, bool) or not isinstance(amount_wei, int) or amount_wei <= 0:
+            raise ValueError(f"amount_wei must be a positive int, got {amount_wei!r}")
+        if isinstance(deadline_s, bool) or not isinstance(deadline_s, int):
+            raise ValueError("deadline_s must be an int (unix seconds)")
+        if not 0 < deadline_s <= MAX_UINT64:
+            raise ValueError("deadline_s must fit in uint64")
+        intent_raw = intent_bytes(intent_id)
+        buyer_c, seller_c = to_checksum_address(buyer), to_checksum_address(seller)
+        beneficiary_c = to_checksum_address(beneficiary)
+        eid = to_hex(escrow_id(intent_raw, buyer_c, seller_c))
+        fn = self.contract.functions.lockFor(
+            intent_raw, buyer_c, seller_c, beneficiary_c, deadline_s
+        )
+        try:
+            receipt = await self._sender.send(fn, value=amount_wei, on_submitted=on_submitted)
+        except Reverted as exc:
+            if exc.revert is not None and exc.revert.name == "AlreadyExists":
+                state = await self.get_escrow(eid)
+                mine = (
+                    state.intent_id == to_hex(intent_raw)
+                    and state.buyer == buyer_c
+                    and state.seller == seller_c
+                    and state.beneficiary == beneficiary_c
+                    and state.amount_wei == amount_wei
+                    and state.delivery_deadline == deadline_s
+                )
+                if mine:
+                    return EscrowTxResult("lock", eid, exc.tx_hash, None, None, True, state)
+                raise EscrowConflictError(
+                    f"escrow {eid} already exists with different terms", state=state
+                ) from exc
+            raise self._revert_error("lock", eid, exc) from exc
+        return await self._result("lock", eid, receipt)
+
+    async def post_bond(
+        self,
+        escrow_id_hex: str | bytes,
+        amount_wei: int,
+        *,
+        on_submitted: OnSubmitted | None = None,
+    ) -> EscrowTxResult:
+        """Operator adds ``amount_wei`` to the seller bond (not idempotent: adds each time)."""
+        if isinstance(amount_wei, bool) or not isinstance(amount_wei, int) or amount_wei <= 0:
+            raise ValueError(f"amount_wei must be a positive int, got {amount_wei!r}")
+        raw = to_bytes32(escrow_id_hex, "escrow id")
+        fn = self.contract.functions.postBond(raw)
+        try:
+            receipt = await self._sender.send(fn, value=amount_wei, on_submitted=on_submitted)
+        except Reverted as exc:
+            if exc.revert is not None and exc.revert.name == "NotLocked":
+                await self._not_locked(raw, "post_bond", None, exc)
+            raise self._revert_error("post_bond", to_hex(raw), exc) from exc
+        return await self._result("post_bond", to_hex(raw), receipt)
+
+    async def release(
+        self, escrow_id_hex: str | bytes, *, on_submitted: OnSubmitted | None = None
+    ) -> EscrowTxResult:
+        """Seller gets amount + bond. Converges if already released."""
+        return await self._finish("release", escrow_id_hex, on_submitted)
+
+    async def refund(
+        self, escrow_id_hex: str | bytes, *, on_submitted: OnSubmitted | None = None
+    ) -> EscrowTxResult:
+        """Buyer gets amount back, seller its bond. Converges if already refunded."""
+        return await self._finish("refund", escrow_id_hex, on_submitted)
+
+    async def slash(
+        self, escrow_id_hex: str | bytes, *, on_submitted: OnSubmitted | None = None
+    ) -> EscrowTxResult:
+        """Buyer gets amount back, the beneficiary fixed at lock time gets the bond."""
+        return await self._finish("slash", escrow_id_hex, on_submitted)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get_escrow(
+        self, escrow_id_hex: str | bytes, *, block_identifier: int | str = "latest"
+    ) -> EscrowState:
+        raw = to_bytes32(escrow_id_hex, "escrow id")
+        try:
+            values = await self.contract.functions.getEscrow(raw).call(
+                block_identifier=cast(Any, block_identifier)
+            )
+        except Exception as exc:
+            raise self._sender._translate(exc, tx_hash=None, broadcast=False) from exc
+        intent, buyer, seller, beneficiary, amount, bond, deadline, status = values
+        return EscrowState(
+            escrow_id=to_hex(raw),
+            intent_id=to_hex(bytes(intent)),
+            buyer=to_checksum_address(buyer),
+            seller=to_checksum_address(seller),
+            beneficiary=to_checksum_address(beneficiary),
+            amount_wei=int(amount),
+            bond_wei=int(bond),
+            delivery_deadline=int(deadline),
+            status=EscrowStatus(int(status)),
+        )
+
+    async def is_operator(self, address: str | None = None) -> bool:
+        target = to_checksum_address(address or self.operator)
+        return bool(await self.contract.functions.isOperator(target).call())
+
+    async def transaction_status(
+        self, tx_hash: str
+    ) -> Literal["unknown", "pending", "succeeded", "failed"]:
+        """What the node knows of a transaction we broadcast (hash from ``on_submitted``).
+
+        ``unknown``: the node never saw it or dropped it, so it can be re-sent; ``pending``:
+        in the mempool, wait; ``succeeded``/``failed``: mined with status 1/0 (confirmations
+        not counted here).
+        """
+        try:
+            receipt = await self.w3.eth.get_transaction_receipt(cast(Any, tx_hash))
+        except TransactionNotFound:
+            receipt = None
+        if receipt is not None and receipt.get("blockNumber") is not None:
+            return "succeeded" if int(receipt["status"]) == 1 else "failed"
+        try:
+            await self.w3.eth.get_transaction(cast(Any, tx_hash))
+        except TransactionNotFound:
+            return "unknown"
+        return "pending"
+
+    async def pending_transaction_count(self) -> int:
+        """Operator transactions broadcast but not yet mined (``pending`` - ``latest`` nonce).
+
+        Relies on the node counting its mempool in the ``pending`` nonce (geth, erigon,
+        anvil do; eth-tester does not): prefer :meth:`transaction_status` with a recorded hash.
+        """
+        pending = await self.w3.eth.get_transaction_count(self.operator, "pending")
+        latest = await self.w3.eth.get_transaction_count(self.operator, "latest")
+        return max(0, int(pending) - int(latest))
+
+    async def find_events(
+        self,
+        escrow_id_hex: str | bytes,
+        *,
+        from_block: int = 0,
+        to_block: int | None = None,
+    ) -> list[EscrowEvent]:
+        """This escrow's logs in chain order (queried in ``log_chunk_blocks`` windows)."""
+        raw = to_bytes32(escrow_id_hex, "escrow id")
+        names = (*_ESCROW_EVENTS, *_EXTRA_EVENTS)
+        topic_to_name = {_event_topic(self.contract, n): n for n in names}
+        last = int(await self.w3.eth.block_number) if to_block is None else to_block
+        events: list[EscrowEvent] = []
+        start = from_block
+        while start <= last:
+            end = min(last, start + self.log_chunk_blocks - 1)
+            logs = await self.w3.eth.get_logs(
+                cast(
+                    Any,
+                    {
+                        "address": self.address,
+                        "fromBlock": start,
+                        "toBlock": end,
+                        "topics": [list(topic_to_name), to_hex(raw)],
+                    },
+                )
+            )
+            for log in logs:
+                name = topic_to_name.get(to_hex(bytes(log["topics"][0])))
+                if name is None:
+                    continue
+                decoded = getattr(self.contract.events, name)().process_log(log)
+                args = {
+                    k: (to_hex(v) if isinstance(v, bytes) else v)
+                    for k, v in decoded["args"].items()
+                }
+                events.append(
+                    EscrowEvent(
+                        name=name,
+                        escrow_id=to_hex(raw),
+                        block_number=int(log["blockNumber"]),
+                        block_hash=to_hex(bytes(log["blockHash"])),
+                        tx_hash=to_hex(bytes(log["transactionHash"])),
+                        log_index=int(log["logIndex"]),
+                        args=args,
+                    )
+                )
+            start = end + 1
+        events.sort(key=lambda e: (e.block_number, e.log_index))
+        return events
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _finish(
+        self, action: str, escrow_id_hex: str | bytes, on_submitted: OnSubmitted | None
+    ) -> EscrowTxResult:
+        raw = to_bytes32(escrow_id_hex, "escrow id")
+        fn = getattr(self.contract.functions, action)(raw)
+        try:
+            receipt = await self._sender.send(fn, on_submitted=on_submitted)
+        except Reverted as exc:
+            if exc.revert is not None and exc.revert.name == "NotLocked":
+                return await self._not_locked(raw, action, _ACTION_TARGET[action], exc)
+            raise self._revert_error(action, to_hex(raw), exc) from exc
+        return await self._result(action, to_hex(raw), receipt)
+
+    async def _not_locked(
+        self, raw: bytes, action: str, target: EscrowStatus | None, exc: Reverted
+    ) -> EscrowTxResult:
+        state = await self.get_escrow(raw)
+        if target is not None and state.status is target:
+            return EscrowTxResult(action, to_hex(raw), exc.tx_hash, None, None, True, state)
+        if state.status is EscrowStatus.NONE:
+            raise EscrowNotFoundError(
+                f"cannot {action}: escrow {to_hex(raw)} was never locked", tx_hash=exc.tx_hash
+            ) from exc
+        raise EscrowConflictError(
+            f"cannot {action}: escrow {to_hex(raw)} is already {state.status.name}",
+            state=state,
+            tx_hash=exc.tx_hash,
+        ) from exc
+
+    def _revert_error(self, action: str, eid: str, exc: Reverted) -> EscrowGatewayError:
+        revert = exc.revert
+        if revert is None:
+            return EscrowTxFailedError(
+                f"{action} on escrow {eid} reverted without a known error: {exc}",
+                tx_hash=exc.tx_hash,
+            )
+        message = f"{action} on escrow {eid} reverted with {revert.name}{dict(revert.args)}"
+        if revert.name in CONFIG_ERRORS:
+            return EscrowConfigurationError(message, revert=revert, tx_hash=exc.tx_hash)
+        if revert.name in BAD_REQUEST_ERRORS:
+            return EscrowBadRequestError(message, revert=revert, tx_hash=exc.tx_hash)
+        if revert.name == "TransferFailed":
+            return EscrowTransferFailedError(message, revert=revert, tx_hash=exc.tx_hash)
+        return EscrowRevertError(message, revert=revert, tx_hash=exc.tx_hash)
+
+    async def _result(self, action: str, eid: str, receipt: Mapping[str, Any]) -> EscrowTxResult:
+        state = await self.get_escrow(eid, block_identifier=int(receipt["blockNumber"]))
+        return EscrowTxResult(
+            action=action,
+            escrow_id=eid,
+            tx_hash=to_hex(bytes(receipt["transactionHash"])),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            already_done=False,
+            state=state,
+        )
+
+
+def _event_topic(contract: Any, name: str) -> str:
+    for item in contract.abi:
+        if item.get("type") == "event" and item.get("name") == name:
+            types = ",".join(str(i["type"]) for i in item["inputs"])
+            return to_hex(keccak(text=f"{name}({types})"))
+    raise KeyError(name)  # pragma: no cover
