@@ -68,7 +68,11 @@ async def test_accept_lock_deliver_release_on_a_json_rpc_node(
     maker = app.state.settlement.sessionmaker
     await deliver(maker, body["intent_id"])
     outcome = await run_step(
-        maker, app.state.settlement.settings, body["intent_id"], RELEASE, clients=app.state.settlement.rail_clients
+        maker,
+        app.state.settlement.settings,
+        body["intent_id"],
+        RELEASE,
+        clients=app.state.settlement.rail_clients,
     )
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (

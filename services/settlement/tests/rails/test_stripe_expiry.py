@@ -116,7 +116,11 @@ async def test_a_delivered_settlement_is_captured_in_time_and_released_later(
         assert binding.hold_expires_at is None
     assert (await sweeper.run_once(now=days(6.1))).captured == []
     outcome = await run_step(
-        maker, app.state.settlement.settings, body["intent_id"], RELEASE, clients=app.state.settlement.rail_clients
+        maker,
+        app.state.settlement.settings,
+        body["intent_id"],
+        RELEASE,
+        clients=app.state.settlement.rail_clients,
     )
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (
@@ -140,7 +144,11 @@ async def test_a_challenge_upheld_after_an_early_capture_refunds_the_charge(
     await deliver(maker, body["intent_id"])
     await sweeper.run_once(now=days(6.1))
     outcome = await run_step(
-        maker, app.state.settlement.settings, body["intent_id"], refund_plan(), clients=app.state.settlement.rail_clients
+        maker,
+        app.state.settlement.settings,
+        body["intent_id"],
+        refund_plan(),
+        clients=app.state.settlement.rail_clients,
     )
     assert outcome.status == "succeeded"
     assert (await state_of(maker, body["intent_id"]))[0] == "refunded"

@@ -163,7 +163,11 @@ async def test_release_captures_the_payment_intent(
     maker = app.state.settlement.sessionmaker
     await deliver(maker, body["intent_id"])
     outcome = await run_step(
-        maker, app.state.settlement.settings, body["intent_id"], RELEASE, clients=app.state.settlement.rail_clients
+        maker,
+        app.state.settlement.settings,
+        body["intent_id"],
+        RELEASE,
+        clients=app.state.settlement.rail_clients,
     )
     assert outcome.status == "succeeded"
     assert await state_of(maker, body["intent_id"]) == (
@@ -180,7 +184,11 @@ async def test_refund_cancels_the_authorisation(
     body = await locked(api, pact, saved_card)
     maker = app.state.settlement.sessionmaker
     outcome = await run_step(
-        maker, app.state.settlement.settings, body["intent_id"], refund_plan(), clients=app.state.settlement.rail_clients
+        maker,
+        app.state.settlement.settings,
+        body["intent_id"],
+        refund_plan(),
+        clients=app.state.settlement.rail_clients,
     )
     assert outcome.status == "succeeded"
     assert (await state_of(maker, body["intent_id"]))[0] == "refunded"
