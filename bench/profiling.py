@@ -69,8 +69,7 @@ FRAMEWORK = (
     "<frozen",
     "cli.py",
     "Middleware.__call__",
-    "ProviderApp.__call__",
-    "PactEndpoint.__call__",
+    "PactFastPath.__call__",
 )
 
 

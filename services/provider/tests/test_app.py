@@ -1,13 +1,13 @@
-"""``ProviderApp``: ``POST /pact`` answered by the outermost layer, everything else by FastAPI."""
+"""The provider app's one request path: every middleware, the provider's own and any added
+later (auth, CORS, tracing), wraps ``POST /pact`` as it wraps every other route."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from provider_testkit import (
     FakeClock,
     Provider,
@@ -18,9 +18,15 @@ from provider_testkit import (
     settings,
     signed,
 )
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 JSON = {"content-type": "application/json"}
+QUOTE_REQUEST = {
+    "intent_id": "intent-path-1",
+    "intent_type": "weather.data",
+    "max_price": 0.0002,
+    "constraints": {"latency_ms": 100, "freshness_sec": 30},
+}
 
 
 class BreakableClock(FakeClock):
@@ -34,26 +40,39 @@ class BreakableClock(FakeClock):
         return self.now
 
 
-class CountingStack:
-    """Wraps ``ProviderApp.pact_stack`` and counts the requests it is given."""
+class Recorder:
+    """What an embedder's middleware sees: each request's method, path, route template (as a
+    tracing middleware reads it once the app returns) and response status."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    seen: list[tuple[str, str, str | None, int | None]]
+
+    def __init__(self, app: ASGIApp, *, seen: list[tuple[str, str, str | None, int | None]]):
         self.app = app
-        self.paths: list[str] = []
+        self.seen = seen
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.paths.append(scope["path"])
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: int | None = None
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            self.seen.append((scope["method"], scope["path"], route, status))
 
 
-@asynccontextmanager
-async def counted(provider: Provider) -> AsyncIterator[CountingStack]:
-    counter = CountingStack(provider.app.pact_stack)
-    provider.app.pact_stack = counter
-    try:
-        yield counter
-    finally:
-        provider.app.pact_stack = counter.app
+def recorded(app: FastAPI) -> list[tuple[str, str, str | None, int | None]]:
+    seen: list[tuple[str, str, str | None, int | None]] = []
+    app.add_middleware(Recorder, seen=seen)
+    return seen
 
 
 def _access_line(provider: Provider, request_id: str) -> dict[str, Any]:
@@ -66,14 +85,34 @@ def _metric(provider: Provider, name: str, **labels: str) -> float:
     return 0.0 if value is None else float(value)
 
 
-async def test_post_pact_is_answered_by_the_outer_layer_with_request_id_line_and_metrics(
+async def test_a_middleware_added_to_the_app_sees_post_pact_and_the_other_routes(
     clock: FakeClock,
 ) -> None:
-    async with running_provider(clock=clock) as provider, counted(provider) as stack:
+    async with running_provider(clock=clock) as provider:
+        seen = recorded(provider.app)
+        pact = await provider.post(
+            signed(intent_message(clock.now)), headers={"x-request-id": "r-1"}
+        )
+        quote = await provider.http.post("/quote", json=QUOTE_REQUEST)
+        health = await provider.http.get("/health")
+        ready = await provider.http.get("/healthz")
+    assert reply_of(pact)["type"] == "ASK"
+    assert (quote.status_code, health.status_code, ready.status_code) == (200, 200, 200)
+    assert seen == [
+        ("POST", "/pact", "/pact", 200),
+        ("POST", "/quote", "/quote", 200),
+        ("GET", "/health", "/health", 200),
+        ("GET", "/healthz", "/healthz", 200),
+    ]
+
+
+async def test_post_pact_gets_the_request_id_one_access_line_and_metrics(
+    clock: FakeClock,
+) -> None:
+    async with running_provider(clock=clock) as provider:
         response = await provider.post(
             signed(intent_message(clock.now)), headers={"x-request-id": "r-1"}
         )
-        assert stack.paths == ["/pact"]
         assert reply_of(response)["type"] == "ASK"
         assert response.headers["x-request-id"] == "r-1"
         line = _access_line(provider, "r-1")
@@ -99,17 +138,15 @@ async def test_post_pact_is_answered_by_the_outer_layer_with_request_id_line_and
         (b"{}", {"content-type": "text/plain"}, 415, "UNSUPPORTED_MEDIA_TYPE"),
     ],
 )
-async def test_413_and_415_from_the_outer_layer_carry_the_request_id_and_one_line(
+async def test_413_and_415_at_pact_carry_the_request_id_and_one_line_through_the_middleware(
     clock: FakeClock, content: bytes, headers: dict[str, str], status: int, code: str
 ) -> None:
-    async with (
-        running_provider(settings(max_body_bytes=1024), clock=clock) as provider,
-        counted(provider) as stack,
-    ):
+    async with running_provider(settings(max_body_bytes=1024), clock=clock) as provider:
+        seen = recorded(provider.app)
         response = await provider.http.post(
             "/pact", content=content, headers={**headers, "x-request-id": "r-2"}
         )
-        assert stack.paths == ["/pact"]
+        assert seen == [("POST", "/pact", "/pact", status)]
         assert response.status_code == status
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == code
@@ -124,7 +161,8 @@ async def test_an_unexpected_error_at_pact_is_a_500_problem_logged_and_raised_to
     None
 ):
     clock = BreakableClock()
-    async with running_provider(clock=clock) as provider, counted(provider) as stack:
+    async with running_provider(clock=clock) as provider:
+        seen = recorded(provider.app)
         clock.broken = True
         transport = httpx.ASGITransport(provider.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://provider") as http:
@@ -136,8 +174,9 @@ async def test_an_unexpected_error_at_pact_is_a_500_problem_logged_and_raised_to
         # As ServerErrorMiddleware does it: the exception goes on to the server, which logs it.
         with pytest.raises(RuntimeError, match="the clock broke"):
             await provider.post(signed(intent_message(clock.now)))
-        assert stack.paths == ["/pact", "/pact"]
         events = provider.log_events()
+    # The added middleware saw the error pass (no response had started inside it).
+    assert seen == [("POST", "/pact", "/pact", None), ("POST", "/pact", "/pact", None)]
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json() == {
@@ -154,21 +193,19 @@ async def test_an_unexpected_error_at_pact_is_a_500_problem_logged_and_raised_to
     assert "the clock broke" in errors[0]["exception"]
 
 
-async def test_other_routes_and_methods_go_through_fastapi(clock: FakeClock) -> None:
-    async with running_provider(clock=clock) as provider, counted(provider) as stack:
-        health = await provider.http.get("/healthz", headers={"x-request-id": "r-4"})
-        wrong_method = await provider.http.get("/pact")
+async def test_other_methods_and_near_misses_of_pact_go_to_the_router(clock: FakeClock) -> None:
+    async with running_provider(clock=clock) as provider:
+        wrong_method = await provider.http.get("/pact", headers={"x-request-id": "r-4"})
         near_miss = await provider.http.post("/pact/", content=b"{}", headers=JSON)
-        assert stack.paths == []
-        assert health.status_code == 200
-        assert health.headers["x-request-id"] == "r-4"
-        assert _access_line(provider, "r-4")["event"] == "http.request"
         assert wrong_method.status_code == 405
+        assert wrong_method.headers["x-request-id"] == "r-4"
+        assert _access_line(provider, "r-4")["event"] == "http.request"
         assert near_miss.status_code in (307, 404)
 
 
 async def test_pact_under_a_root_path_is_served_by_the_fastapi_route(clock: FakeClock) -> None:
-    async with running_provider(clock=clock) as provider, counted(provider) as stack:
+    async with running_provider(clock=clock) as provider:
+        seen = recorded(provider.app)
         transport = httpx.ASGITransport(provider.app, root_path="/api")
         async with httpx.AsyncClient(transport=transport, base_url="http://provider") as http:
             response = await http.post(
@@ -176,10 +213,10 @@ async def test_pact_under_a_root_path_is_served_by_the_fastapi_route(clock: Fake
                 content=body(signed(intent_message(clock.now))),
                 headers={**JSON, "x-request-id": "r-5"},
             )
-        assert stack.paths == []
         assert reply_of(response)["type"] == "ASK"
         assert response.headers["x-request-id"] == "r-5"
         assert _access_line(provider, "r-5")["event"] == "pact.intent.quoted"
+        assert seen == [("POST", "/api/pact", "/pact", 200)]
 
 
 async def test_the_pact_route_stays_in_the_openapi_document(clock: FakeClock) -> None:

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import io
+import json
 import re
 
 import pytest
-from pact_provider.observability import _LATENCY_BUCKETS, Metrics
+import structlog
+from pact_provider.observability import _LATENCY_BUCKETS, Metrics, make_logger
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 MESSAGES = [
@@ -92,3 +95,32 @@ def test_metrics_page_is_what_prometheus_client_would_render(observed: bool) -> 
     assert _without_created_values(metrics.render()) == _without_created_values(
         _reference(observed)
     )
+
+
+def test_a_log_line_has_the_fields_in_the_order_the_provider_always_wrote_them() -> None:
+    stream = io.StringIO()
+    log = make_logger("INFO", stream)
+    tokens = structlog.contextvars.bind_contextvars(request_id="r-1")
+    try:
+        log.bind(component="c").info("pact.intent.quoted", intent_id="i", code=None)
+        log.debug("not written")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("http.unhandled_error")
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+    quoted, error = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert list(quoted) == [
+        "component",
+        "intent_id",
+        "code",
+        "event",
+        "request_id",
+        "level",
+        "timestamp",
+    ]
+    assert quoted["level"] == "info"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", quoted["timestamp"])
+    assert (error["event"], error["level"]) == ("http.unhandled_error", "error")
+    assert "ValueError: boom" in error["exception"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pact_schema import reveal_matches, verify_envelope
+from pact_schema.keys import PublicKeyB58
 from provider_testkit import running_provider
+from pydantic import TypeAdapter
 
 
 @pytest.fixture
@@ -61,3 +64,32 @@ def test_description_explains_the_flow(openapi: dict) -> None:
     assert {"/.well-known/pact-provider", "/healthz", "/readyz", "/metrics"} <= set(
         openapi["paths"]
     )
+
+
+KEY_PROPERTIES = {"signer_public_key_b58", "buyer_public_key_b58", "seller_pubkey_b58", "sellerId"}
+
+
+def _properties(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every (name, schema) of every object schema in the document, request bodies included."""
+    if isinstance(node, dict):
+        for name, schema in (node.get("properties") or {}).items():
+            if isinstance(schema, dict):
+                yield name, schema
+        for value in node.values():
+            yield from _properties(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _properties(value)
+
+
+def test_every_public_key_in_the_document_is_the_one_base58_key_type(openapi: dict) -> None:
+    """Each model's key field is ``pact_schema.keys.PublicKeyB58``: the same length, alphabet
+    and (at runtime) canonical-decoding checks wherever a key is read."""
+    key = TypeAdapter(PublicKeyB58).json_schema()
+    seen = set()
+    for name, schema in _properties(openapi):
+        if name in KEY_PROPERTIES:
+            [option] = [o for o in schema.get("anyOf", [schema]) if o.get("type") == "string"]
+            assert {k: option.get(k) for k in key} == key, (name, option)
+            seen.add(name)
+    assert seen == KEY_PROPERTIES

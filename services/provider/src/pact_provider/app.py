@@ -16,8 +16,6 @@ from typing import TextIO
 import httpx
 from fastapi import FastAPI
 from pact_schema import Keypair, now_ms
-from starlette.middleware.errors import ServerErrorMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pact_provider import __version__
 from pact_provider.config import ProviderSettings
@@ -29,7 +27,7 @@ from pact_provider.fulfilment.handlers import fulfilment_handlers
 from pact_provider.fulfilment.service import Fulfiller
 from pact_provider.identity import load_identity
 from pact_provider.jsonio import json_bytes
-from pact_provider.negotiation.endpoints import PACT_PATH, PactEndpoint
+from pact_provider.negotiation.endpoints import PactFastPath
 from pact_provider.negotiation.endpoints import build_router as negotiation_router
 from pact_provider.negotiation.examples import build_examples
 from pact_provider.negotiation.pricing import build_price_book
@@ -41,12 +39,7 @@ from pact_provider.negotiation.service import (
     Policy,
     no_fulfilment,
 )
-from pact_provider.observability import (
-    Metrics,
-    RequestContext,
-    RequestContextMiddleware,
-    make_logger,
-)
+from pact_provider.observability import Metrics, RequestContextMiddleware, make_logger
 from pact_provider.openapi import install_openapi, operation_id
 from pact_provider.quotes.store import QuoteStore, RedisQuoteStore
 from pact_provider.reference.endpoints import build_router as reference_router
@@ -54,7 +47,7 @@ from pact_provider.reference.service import ReferenceAdapter
 from pact_provider.runtime import ProviderRuntime
 from pact_provider.settlement_client import HttpSettlementClient, SettlementGateway
 
-__all__ = ["ProviderApp", "app_from_env", "create_app", "freeze_startup_objects"]
+__all__ = ["app_from_env", "create_app", "freeze_startup_objects"]
 
 DESCRIPTION = """\
 A stateless Pact (pact/1.0) provider. Buyers negotiate with signed envelopes at
@@ -90,38 +83,6 @@ ROUTES = (
 )
 
 
-class ProviderApp(FastAPI):
-    """The provider's FastAPI app, whose outermost layer answers ``POST /pact`` itself.
-
-    ``/pact`` is the one hot route. Through FastAPI it would pass ``FastAPI.__call__``,
-    Starlette's ``__call__``, the server-error, exception-telemetry and body-limit middleware,
-    the request context, the exception middleware, an exit-stack middleware, the router and the
-    route. Here it goes to :attr:`pact_stack` at once:
-    :class:`~pact_provider.negotiation.endpoints.PactEndpoint` with the app's
-    ``RequestContext`` (request id, one access line, HTTP metrics: the same object
-    ``RequestContextMiddleware`` uses for every other request) inside the same server-error
-    guard FastAPI puts outermost (``ServerErrorMiddleware`` with the app's 500 handler).
-    Everything else, and ``/pact`` under a root path, goes through FastAPI unchanged; the
-    ``/pact`` route stays registered for OpenAPI.
-    """
-
-    pact_stack: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == PACT_PATH
-            and scope["method"] == "POST"
-            and not scope.get("root_path")
-            and not self.root_path
-            and self.pact_stack is not None
-        ):
-            scope["app"] = self
-            await self.pact_stack(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
-
-
 def create_app(
     settings: ProviderSettings | None = None,
     *,
@@ -130,7 +91,7 @@ def create_app(
     settlement_transport: httpx.AsyncBaseTransport | None = None,
     after_settlement: AfterSettlement | None = None,
     log_stream: TextIO | None = None,
-) -> ProviderApp:
+) -> FastAPI:
     """Build one provider app. Raises ``ConfigError`` when the key or price book is unusable.
 
     ``keypair``, ``clock``, ``settlement_transport`` and ``log_stream`` exist for tests and
@@ -241,15 +202,14 @@ def create_app(
                 await quote_store.aclose()
             log.info("pact.provider.stopped")
 
-    app = ProviderApp(
+    app = FastAPI(
         title="Pact provider",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         # FastAPI's OpenTelemetry bridge stays off: the provider's observability is its own
-        # JSON lines and Prometheus registry, and the bridge asks the global OTel providers
-        # whether they are configured (reading os.environ) on every request, ~4 % of the CPU
-        # of an INTENT.
+        # logs and Prometheus registry, and the bridge costs CPU on every request
+        # (bench/results/findings.md).
         telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_tags=[
             {"name": "negotiation", "description": "The pact/1.0 message exchange."},
@@ -267,35 +227,33 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.include_router(negotiation_router(build_examples()))
+    negotiation = negotiation_router(build_examples())
+    app.include_router(negotiation)
     app.include_router(reference_router())
     app.include_router(discovery_router())
     install_docs(app)
-    context = RequestContext(log=log, metrics=metrics, routes=ROUTES)
-    app.add_middleware(RequestContextMiddleware, context=context)
-    app.pact_stack = ServerErrorMiddleware(
-        PactEndpoint(context),
-        handler=app.exception_handlers[Exception],
-        debug=app.debug,
-    )
+    # The first middleware added is the innermost: every one added after it, here or by an
+    # embedder, wraps POST /pact too.
+    app.add_middleware(PactFastPath, route=negotiation.routes[0])
+    app.add_middleware(RequestContextMiddleware, log=log, metrics=metrics, routes=ROUTES)
     install_openapi(app, extra_models=(Envelope,))
     return app
 
 
 def freeze_startup_objects() -> None:
     """Move everything made so far (modules, the app, its routes, models and OpenAPI
-    examples: ~60 000 tracked objects) into the garbage collector's permanent generation.
+    examples) into the garbage collector's permanent generation.
 
-    They live as long as the process anyway, and a full collection that walks them takes
-    10-20 ms, during which every request in flight waits: that pause is the provider's p99.
-    Called by the server entry points only (``pact-provider serve`` and the uvicorn factory),
-    never by ``create_app``, so tests and embedders keep the default behaviour.
+    They live as long as the process anyway, and a full collection that walks them pauses every
+    request in flight (the provider's p99: bench/results/findings.md). Called by the server
+    entry points only (``pact-provider serve`` and the uvicorn factory), never by
+    ``create_app``, so tests and embedders keep the default behaviour.
     """
     gc.collect()
     gc.freeze()
 
 
-def app_from_env() -> ProviderApp:
+def app_from_env() -> FastAPI:
     """Factory for uvicorn (``pact_provider.app:app_from_env``): settings from the environment."""
     app = create_app()
     freeze_startup_objects()

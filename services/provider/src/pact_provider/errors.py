@@ -14,6 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pact_schema.problem import PROBLEM_MEDIA_TYPE
+from pact_schema.problem import problem_document as _problem_document
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -30,7 +32,7 @@ __all__ = [
     "problem_response",
 ]
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "urn:pact-provider:problem:"
 _log = logging.getLogger(__name__)
 
 
@@ -86,17 +88,8 @@ class SettlementUnavailable(ProviderError):
 
 
 def problem_document(status: int, code: str, detail: str) -> dict[str, Any]:
-    try:
-        title = HTTPStatus(status).phrase
-    except ValueError:
-        title = "Error"
-    return {
-        "type": f"urn:pact-provider:problem:{code.lower().replace('_', '-')}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
+    """The provider's problem document (``pact_schema.problem.problem_document``)."""
+    return _problem_document(status, code, detail, type_base=PROBLEM_TYPE_BASE)
 
 
 def problem_response(

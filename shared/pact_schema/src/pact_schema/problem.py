@@ -9,13 +9,48 @@ client can parse any of them with it (see ``docs/openapi.md``).
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PROBLEM_MEDIA_TYPE", "Problem"]
+__all__ = ["PROBLEM_MEDIA_TYPE", "Problem", "problem_document", "problem_type"]
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+
+
+def problem_type(base: str, code: str) -> str:
+    """The ``type`` URI of a code under a service's ``base``: ``INSUFFICIENT_ESCROW`` →
+    ``{base}insufficient-escrow``."""
+    return base + code.lower().replace("_", "-")
+
+
+def problem_document(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    type_base: str,
+    title: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A problem document: the five members of :class:`Problem` (``title`` by default the
+    status's reason phrase), then the ``extra`` members. Every problem body both services
+    send or document is made here."""
+    if title is None:
+        try:
+            title = HTTPStatus(status).phrase
+        except ValueError:
+            title = "Error"
+    return {
+        "type": problem_type(type_base, code),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **(extra or {}),
+    }
 
 
 class Problem(BaseModel):

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from fastapi import APIRouter, Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pact_provider.errors import (
     PayloadTooLarge,
@@ -20,13 +21,13 @@ from pact_provider.errors import (
 from pact_provider.jsonio import json_bytes
 from pact_provider.negotiation.examples import OpenAPIExamples
 from pact_provider.negotiation.schemas import Envelope
-from pact_provider.observability import ACCESS_LINE, AccessLine, RequestContext
+from pact_provider.observability import ACCESS_LINE, AccessLine
 from pact_provider.openapi import documented_problem
 from pact_provider.runtime import ProviderRuntime
 
 __all__ = [
     "PACT_PATH",
-    "PactEndpoint",
+    "PactFastPath",
     "answer",
     "build_router",
     "negotiate",
@@ -104,7 +105,7 @@ async def answer(
 ) -> bytes:
     """The JSON bytes of the signed reply to one ``POST /pact`` body, with the message metrics.
 
-    The transcript event goes into the request's access line when its ``RequestContext``
+    The transcript event goes into the request's access line when ``RequestContextMiddleware``
     made one, else on a line of its own. Raises :class:`ProviderError` (a problem document)
     when no signed reply is possible.
     """
@@ -130,60 +131,56 @@ async def negotiate(request: Request) -> Response:
     return Response(payload, media_type=JSON_MEDIA_TYPE)
 
 
-CLIENT_CLOSED_REQUEST = 499
+class PactFastPath:
+    """The innermost middleware of the provider app: ``POST /pact`` answered here, as a bare
+    ASGI app; everything else (and ``/pact`` under a root path) on to FastAPI's exception
+    middleware, router and routes.
 
-
-class PactEndpoint:
-    """``POST /pact`` as a bare ASGI app, with its :class:`RequestContext`: the body from
-    ``receive``, the signed reply (or the problem document of a :class:`ProviderError`) in two
-    ASGI messages carrying ``X-Request-ID``; the access line and HTTP metrics at the end.
-
-    ``ProviderApp`` runs it as the first thing it does for a ``POST /pact``, inside the
-    server-error guard only: FastAPI's middleware stack, router and route (whose
-    ``Request``/``Response`` objects and exit stacks cost more than the rest of the HTTP
-    handling together) and the request-context middleware's ``send`` wrapper stay out of the
-    hot path. It goes through the same :func:`answer` as the route and renders errors as the
-    app's handlers do; unexpected errors propagate (status 500 in the access line).
+    Every middleware of the app wraps it, so ``/pact`` passes the same request context,
+    500 guard and whatever an embedder adds (auth, CORS, tracing) as every other route. It
+    leaves out only FastAPI's routing and request handling (``Request``/``Response`` objects,
+    dependency solving, exit stacks), which cost more than the rest of the HTTP handling
+    together (``bench/results/findings.md``). The body comes from ``receive``, the signed
+    reply goes out in two ASGI messages through the same :func:`answer` the route uses, and a
+    :class:`ProviderError` is rendered as the app's handler renders it; anything else
+    propagates. ``scope["route"]`` is the documented ``/pact`` route, as the router would set.
     """
 
-    def __init__(self, context: RequestContext) -> None:
-        self.context = context
+    def __init__(self, app: ASGIApp, *, route: BaseRoute | None = None) -> None:
+        self.app = app
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        header, token, started = self.context.begin(scope)
-        status = 500
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PACT_PATH
+            or scope["method"] != "POST"
+            or scope.get("root_path")
+        ):
+            await self.app(scope, receive, send)
+            return
+        if self.route is not None:
+            scope["route"] = self.route
+        runtime: ProviderRuntime = scope["app"].state.provider
         try:
-            runtime: ProviderRuntime = scope["app"].state.provider
-            try:
-                payload = await answer(
-                    runtime, lambda limit: receive_body(scope["headers"], receive, limit), scope
-                )
-            except ProviderError as exc:
-                response = problem_response(exc.status, exc.code, exc.detail, exc.headers)
-                response.raw_headers.append(header)
-                status = exc.status
-                await response(scope, receive, send)
-                return
-            except ClientDisconnect:
-                # Gone before its body was complete (or cut off by the server's body timeout):
-                # no one to answer, and not an error of ours. 499 as nginx logs it.
-                status = CLIENT_CLOSED_REQUEST
-                return
-            status = 200
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-length", str(len(payload)).encode("ascii")),
-                        (b"content-type", _JSON_BYTES),
-                        header,
-                    ],
-                }
+            payload = await answer(
+                runtime, lambda limit: receive_body(scope["headers"], receive, limit), scope
             )
-            await send({"type": "http.response.body", "body": payload})
-        finally:
-            self.context.end(scope, status, started, token)
+        except ProviderError as exc:
+            response = problem_response(exc.status, exc.code, exc.detail, exc.headers)
+            await response(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(payload)).encode("ascii")),
+                    (b"content-type", _JSON_BYTES),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
 
 
 def build_router(examples: OpenAPIExamples) -> APIRouter:

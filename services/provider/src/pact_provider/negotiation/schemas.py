@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pact_schema.keys import PublicKeyB58, SignatureB58
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["Envelope"]
@@ -29,8 +30,10 @@ class Envelope(BaseModel):
         description="SHA-256 (64 hex chars) of the JS-canonical JSON of `message`.",
         pattern="^[0-9a-fA-F]{64}$",
     )
-    signer_public_key_b58: str = Field(description="Ed25519 public key of the signer, base58.")
-    signature_b58: str = Field(
+    signer_public_key_b58: PublicKeyB58 = Field(
+        description="Ed25519 public key of the signer, base58."
+    )
+    signature_b58: SignatureB58 = Field(
         description="Ed25519 signature over the 32 raw bytes of the hash, base58."
     )
     signed_at_ms: int = Field(ge=0, description="Signer's clock, Unix ms.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pact_schema.keys import PublicKeyB58
 from pydantic import BaseModel, ConfigDict, Field
 
 from pact_provider.negotiation.schemas import Envelope
@@ -59,7 +60,7 @@ class CommitRequest(BaseModel):
     intent_id: str
     payload_b64: str = Field(description="Ignored: the COMMIT is the one settlement recorded.")
     nonce_b64: str = Field(description="Ignored, as payload_b64.")
-    buyer_public_key_b58: str | None = _BUYER
+    buyer_public_key_b58: PublicKeyB58 | None = _BUYER
 
 
 class RevealRequest(BaseModel):
@@ -72,7 +73,7 @@ class RevealRequest(BaseModel):
         "commitment settlement recorded."
     )
     commit_hash_hex: str = Field(description="The commitment the caller holds (64 hex).")
-    buyer_public_key_b58: str | None = _BUYER
+    buyer_public_key_b58: PublicKeyB58 | None = _BUYER
 
 
 class RevealResponse(BaseModel):
@@ -92,5 +93,5 @@ class StreamChunkRequest(BaseModel):
 
 class HealthResponse(BaseModel):
     ok: bool
-    sellerId: str = Field(description="The provider's public key, base58.")
-    seller_pubkey_b58: str
+    sellerId: PublicKeyB58 = Field(description="The provider's public key, base58.")
+    seller_pubkey_b58: PublicKeyB58

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pact_schema.keys import PublicKeyB58
 from pydantic import BaseModel, ConfigDict, Field
 
 from pact_settlement.kit import examples
@@ -32,7 +33,7 @@ class AccountRead(BaseModel):
         json_schema_extra={"examples": [examples.account(available="0.99992", locked="0.00008")]}
     )
 
-    agent_id: str
+    agent_id: PublicKeyB58
     available: str
     locked: str
     updated_at: datetime | None = None
@@ -40,7 +41,7 @@ class AccountRead(BaseModel):
 
 class DepositRead(BaseModel):
     deposit_id: str = Field(description="journal transaction id")
-    agent_id: str
+    agent_id: PublicKeyB58
     amount: str
     account: AccountRead
 
@@ -79,7 +80,7 @@ class PaymentProfilePut(BaseModel):
 
 
 class PaymentProfileRead(BaseModel):
-    agent_id: str
+    agent_id: PublicKeyB58
     rail: str
     stripe_customer: str | None = None
     stripe_payment_method: str | None = None
@@ -103,7 +104,7 @@ class TopUpCreate(BaseModel):
 
 class TopUpRead(BaseModel):
     payment_intent: str = Field(description="the Stripe PaymentIntent that was charged")
-    agent_id: str
+    agent_id: PublicKeyB58
     amount: str
     currency: str
     amount_minor: int

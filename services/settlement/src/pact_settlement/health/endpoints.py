@@ -18,7 +18,7 @@ from pact_settlement.kit.errors import (
     PROBLEM_CONTENT_TYPE,
     ProblemCode,
     problem_response,
-    problem_type,
+    settlement_problem,
 )
 from pact_settlement.kit.openapi import PROBLEM_REF, ok, responses
 
@@ -32,17 +32,18 @@ NOT_READY_RESPONSE: dict[str, Any] = {
     "content": {
         PROBLEM_CONTENT_TYPE: {
             "schema": PROBLEM_REF,
-            "example": {
-                "type": problem_type(ProblemCode.NOT_READY),
-                "title": "Service unavailable",
-                "status": 503,
-                "detail": "not ready: the database is at migration d249ece3593a, not at "
+            "example": settlement_problem(
+                503,
+                title="Service unavailable",
+                detail="not ready: the database is at migration d249ece3593a, not at "
                 f"the head {_HEAD}: run `pact-settlement migrate`",
-                "code": ProblemCode.NOT_READY.value,
-                "ready": False,
-                "database": "ok",
-                "migrations": {"head": _HEAD, "current": "d249ece3593a", "at_head": False},
-            },
+                code=ProblemCode.NOT_READY.value,
+                extra={
+                    "ready": False,
+                    "database": "ok",
+                    "migrations": {"head": _HEAD, "current": "d249ece3593a", "at_head": False},
+                },
+            ),
         }
     },
 }

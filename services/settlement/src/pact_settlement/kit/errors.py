@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pact_schema import FailureCode
+from pact_schema.problem import PROBLEM_MEDIA_TYPE, problem_document
+from pact_schema.problem import problem_type as _problem_type
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,9 +39,10 @@ __all__ = [
     "is_unavailable",
     "problem_response",
     "problem_type",
+    "settlement_problem",
 ]
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_CONTENT_TYPE = PROBLEM_MEDIA_TYPE
 _TYPE_BASE = "https://pact.dev/problems/"
 
 log = structlog.get_logger(__name__)
@@ -47,7 +50,14 @@ log = structlog.get_logger(__name__)
 
 def problem_type(code: str) -> str:
     """The problem ``type`` URI of a code: ``INSUFFICIENT_ESCROW`` → …/insufficient-escrow."""
-    return _TYPE_BASE + code.lower().replace("_", "-")
+    return _problem_type(_TYPE_BASE, code)
+
+
+def settlement_problem(
+    status: int, *, title: str, detail: str, code: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The settlement service's problem document (``pact_schema.problem.problem_document``)."""
+    return problem_document(status, code, detail, type_base=_TYPE_BASE, title=title, extra=extra)
 
 
 class ProblemCode(StrEnum):
@@ -98,14 +108,9 @@ class SettlementError(Exception):
         self.persist = persist
 
     def to_problem(self) -> dict[str, Any]:
-        return {
-            "type": problem_type(self.code),
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-            **self.extra,
-        }
+        return settlement_problem(
+            self.status, title=self.title, detail=self.detail, code=self.code, extra=self.extra
+        )
 
 
 class BadRequest(SettlementError):
@@ -210,14 +215,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body = {
-        "type": problem_type(code),
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **(extra or {}),
-    }
+    body = settlement_problem(status, title=title, detail=detail, code=code, extra=extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
 
 

@@ -7,7 +7,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pact_settlement.kit.errors import PROBLEM_CONTENT_TYPE
+from pact_settlement.kit.errors import PROBLEM_CONTENT_TYPE, ProblemCode, settlement_problem
 
 __all__ = ["BodySizeLimitMiddleware"]
 
@@ -23,13 +23,12 @@ class BodySizeLimitMiddleware:
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
-            {
-                "type": "https://pact.dev/problems/payload-too-large",
-                "title": "Payload too large",
-                "status": 413,
-                "detail": f"request bodies are limited to {self.max_bytes} bytes",
-                "code": "PAYLOAD_TOO_LARGE",
-            }
+            settlement_problem(
+                413,
+                title="Payload too large",
+                detail=f"request bodies are limited to {self.max_bytes} bytes",
+                code=ProblemCode.PAYLOAD_TOO_LARGE,
+            )
         ).encode()
         await send(
             {

@@ -28,7 +28,7 @@ from fastapi.openapi.utils import get_openapi
 from pact_schema.problem import Problem
 from pydantic import BaseModel
 
-from pact_settlement.kit.errors import PROBLEM_CONTENT_TYPE, problem_type
+from pact_settlement.kit.errors import PROBLEM_CONTENT_TYPE, settlement_problem
 
 __all__ = [
     "BAD_INPUT",
@@ -92,14 +92,13 @@ class Refusal:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
-        return {
-            "type": problem_type(self.code),
-            "title": self.title or _TITLES.get(self.status, "Error"),
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-            **self.extra,
-        }
+        return settlement_problem(
+            self.status,
+            title=self.title or _TITLES.get(self.status, "Error"),
+            detail=self.detail,
+            code=self.code,
+            extra=self.extra,
+        )
 
 
 _UNAUTHORIZED: Final = Refusal(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -15,7 +15,7 @@ from pact_settlement.kit.repository import RepositoryBase
 from pact_settlement.kit.time import session_now
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
 
-__all__ = ["JournalRepository", "LedgerAccountRepository"]
+__all__ = ["JournalRepository", "LedgerAccountRepository", "insert_columns", "insert_params"]
 
 _ZERO = Decimal(0)
 
@@ -38,6 +38,28 @@ _SET_BALANCES = (
 )
 _JOURNAL_TRANSACTIONS = cast(Table, JournalTransaction.__table__)
 _JOURNAL_LEGS = cast(Table, JournalLeg.__table__)
+
+
+def insert_columns(model: type[object]) -> tuple[tuple[str, str], ...]:
+    """``(column, attribute)`` for every column of ``model``'s table but the one the database
+    numbers itself (an autoincrement key): what a plain INSERT of one of its objects writes.
+    Read from the table, so a column added to the model is written, never silently dropped."""
+    mapper = inspect(model)
+    table = cast(Table, mapper.local_table)
+    return tuple(
+        (column.key, mapper.get_property_by_column(column).key)
+        for column in table.columns
+        if column is not table.autoincrement_column
+    )
+
+
+def insert_params(obj: object, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The INSERT parameters of ``obj``: one per column of :func:`insert_columns`."""
+    return {column: getattr(obj, attribute) for column, attribute in columns}
+
+
+_TRANSACTION_COLUMNS = insert_columns(JournalTransaction)
+_LEG_COLUMNS = insert_columns(JournalLeg)
 _JOURNAL_BY_KEY = select(JournalTransaction).where(
     JournalTransaction.idempotency_key == bindparam("key")
 )
@@ -121,25 +143,8 @@ class JournalRepository(RepositoryBase[JournalTransaction]):
         purpose: a posting is written once and never changed, and the flush machinery cost
         more than the statements; the objects stay outside the session, for reading only."""
         await self.session.execute(
-            insert(_JOURNAL_TRANSACTIONS),
-            {
-                "id": transaction.id,
-                "kind": transaction.kind,
-                "idempotency_key": transaction.idempotency_key,
-                "settlement_id": transaction.settlement_id,
-                "memo": transaction.memo,
-                "created_at": transaction.created_at,
-            },
+            insert(_JOURNAL_TRANSACTIONS), insert_params(transaction, _TRANSACTION_COLUMNS)
         )
         await self.session.execute(
-            insert(_JOURNAL_LEGS),
-            [
-                {
-                    "transaction_id": leg.transaction_id,
-                    "account_id": leg.account_id,
-                    "bucket": leg.bucket,
-                    "amount": leg.amount,
-                }
-                for leg in legs
-            ],
+            insert(_JOURNAL_LEGS), [insert_params(leg, _LEG_COLUMNS) for leg in legs]
         )

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from pact_schema.keys import PublicKeyB58
 from pydantic import BaseModel, ConfigDict, Field
 
 from pact_settlement.kit import examples
@@ -86,8 +87,8 @@ class SettlementRead(BaseModel):
     amount: str = Field(description="agreed price, decimal string")
     bond: str = Field(description="the quote's bond_required, decimal string")
     bond_locked: str = Field(description="seller bond actually held (0 unless required)")
-    buyer: str = Field(description="buyer agent id: the ACCEPT signer's base58 key")
-    seller: str = Field(description="seller agent id: the ASK signer's base58 key")
+    buyer: PublicKeyB58 = Field(description="buyer agent id: the ACCEPT signer's base58 key")
+    seller: PublicKeyB58 = Field(description="seller agent id: the ASK signer's base58 key")
     settlement_mode: str
     proof_type: str
     delivery_deadline_at: datetime
