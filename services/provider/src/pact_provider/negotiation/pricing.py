@@ -41,6 +41,7 @@ __all__ = [
     "build_price_book",
     "concede",
     "quantize_price",
+    "read_price_book",
 ]
 
 PRICE_DECIMALS = 12
@@ -192,7 +193,7 @@ def _as_decimal(name: str, value: Any) -> Decimal:
     return amount
 
 
-def _read_document(path: Path) -> Any:
+def read_price_book(path: Path) -> Any:
     """The price book document; its fractional numbers stay text, for
     :func:`~pact_schema.money.parse_decimal_text` (plain decimal notation only: ``1e-5``,
     ``1_000.5``, ``inf``, ``nan`` are refused as they would be anywhere else)."""
@@ -238,7 +239,7 @@ def build_price_book(settings: ProviderSettings) -> PriceBook:
     default: Any = settings.default_price
     default_latency: Any = settings.latency_ms
     if settings.price_book_file is not None:
-        doc = _read_document(settings.price_book_file)
+        doc = read_price_book(settings.price_book_file)
         if not isinstance(doc, dict) or not isinstance(doc.get("prices"), dict):
             raise ConfigError(
                 f"price book {settings.price_book_file} must have a `prices` table/mapping"
