@@ -119,13 +119,20 @@ class PactSeller:
         self._handlers: dict[str, Handler] = {}
         self._prices: dict[str, Decimal] = {}
         self._latencies: dict[str, int] = {}
+        self._freshness: dict[str, int] = {}
         self._app: ProviderApp | None = None
 
     def sell(
-        self, intent_type: str, *, price: str | Decimal, latency_ms: int | None = None
+        self,
+        intent_type: str,
+        *,
+        price: str | Decimal,
+        latency_ms: int | None = None,
+        freshness_sec: int | None = None,
     ) -> Callable[[F], F]:
         """Decorator: ``intent_type`` is sold at list ``price`` (a decimal string) and
-        delivered by the decorated function, which is returned unchanged."""
+        delivered by the decorated function, which is returned unchanged. ``latency_ms`` and
+        ``freshness_sec`` are the promises a price book entry makes."""
         amount = price if isinstance(price, Decimal) else parse_decimal_text(price)
         if not amount.is_finite() or amount <= 0:
             raise ConfigError(f"the price of {intent_type!r} must be a positive decimal")
@@ -137,6 +144,8 @@ class PactSeller:
             self._prices[intent_type] = amount
             if latency_ms is not None:
                 self._latencies[intent_type] = latency_ms
+            if freshness_sec is not None:
+                self._freshness[intent_type] = freshness_sec
             return func
 
         return register
@@ -150,6 +159,7 @@ class PactSeller:
             restricted=True,
             latencies=MappingProxyType(dict(self._latencies)),
             default_latency_ms=base.default_latency_ms,
+            freshness=MappingProxyType(dict(self._freshness)),
         )
 
     def app(self, **create_app_options: Any) -> ProviderApp:

@@ -17,7 +17,7 @@ from pact_provider.config import ConfigError
 from pact_provider.fulfilment.handlers import FulfilmentError, FulfilmentRequest
 from pact_provider.fulfilment.upstream import Route, UpstreamHandler, load_routes
 from pact_schema.keys import b58encode
-from provider_testkit import PROVIDER, settings
+from provider_testkit import PROVIDER, intent_message, running_provider, settings
 
 STRONG_TOKEN = "Wq3bq9s1xQd0P4uVnZkT7yHc2LmR8eJfA6oGiXw5"
 PRODUCTION = {
@@ -198,3 +198,30 @@ async def test_the_upstream_gets_the_route_headers_and_its_body_is_the_payload()
     assert seen[0].headers["X-Api-Key"] == "k"
     assert seen[0].headers["Pact-Intent-Id"] == "intent-1"
     await client.aclose()
+
+
+async def test_the_price_books_freshness_promise_refuses_fresher_demands(tmp_path: Path) -> None:
+    book = tmp_path / "promises.toml"
+    book.write_text('[prices."weather.data"]\nprice = "0.00008"\nfreshness_sec = 20\n')
+    async with running_provider(settings(price_book_file=str(book))) as provider:
+        demanding = await provider.send(
+            intent_message(constraints={"latency_ms": 100, "freshness_sec": 5})
+        )
+        relaxed = await provider.send(
+            intent_message(
+                intent_id="intent-2", constraints={"latency_ms": 100, "freshness_sec": 30}
+            )
+        )
+        known = (await provider.http.get("/.well-known/pact-provider")).json()
+    assert demanding["type"] == "REJECT"
+    assert demanding["code"] == "FRESHNESS_BREACH"
+    assert "up to 20 s old" in demanding["reason"]
+    assert relaxed["type"] == "ASK"
+    assert known["freshness_sec"]["intents"] == {"weather.data": 20}
+
+
+def test_a_bad_freshness_promise_is_refused(tmp_path: Path) -> None:
+    book = tmp_path / "promises.toml"
+    book.write_text('[prices."weather.data"]\nprice = "0.00008"\nfreshness_sec = -1\n')
+    with pytest.raises(ConfigError, match="freshness_sec must be an integer"):
+        create_app(settings(price_book_file=str(book)))
