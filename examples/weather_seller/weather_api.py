@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 
-CITIES = {"NYC": 12.0, "LON": 9.5, "TYO": 16.0, "SYD": 21.0}
+CITIES = {"NYC": 12.0, "LON": 9.5, "TYO": 16.0, "SYD": 21.0, "ZÜRICH": 8.0}
 _readings = itertools.count(1)
 
 app = FastAPI(title="Weather API")

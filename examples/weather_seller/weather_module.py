@@ -13,12 +13,15 @@ from weather_api import observe
 
 
 async def weather_data(request: FulfilmentRequest) -> bytes:
-    if not isinstance(request.scope, str):
-        raise FulfilmentError("scope must be a city code such as NYC")
+    """``scope``: a city (``"NYC"``) or ``{"city": "NYC", ...}``."""
+    scope = request.scope
+    city = scope.get("city") if isinstance(scope, dict) else scope
+    if not isinstance(city, str):
+        raise FulfilmentError('scope must be a city such as "NYC" or {"city": "NYC"}')
     try:
-        return json.dumps(observe(request.scope)).encode()
+        return json.dumps(observe(city)).encode()
     except KeyError:
-        raise FulfilmentError(f"no station in {request.scope}") from None
+        raise FulfilmentError(f"no station in {city}") from None
 
 
 HANDLERS: dict[str, Handler] = {"weather.data": weather_data}

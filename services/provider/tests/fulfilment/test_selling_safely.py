@@ -162,6 +162,8 @@ def test_the_scope_fills_the_path_percent_encoded() -> None:
     route = Route(path="/weather/{scope}")
     assert route.target("NYC") == "/weather/NYC"
     assert route.target("../admin?x=1") == "/weather/..%2Fadmin%3Fx%3D1"
+    assert Route(path="/weather/{city}").target("NYC") == "/weather/NYC"
+    assert Route(path="/weather/{city}").target({"city": "NYC", "x": 1}) == "/weather/NYC"
     by_key = Route(path="/forecast/{city}?days={days}")
     assert by_key.target({"city": "São Paulo", "days": 3}) == "/forecast/S%C3%A3o%20Paulo?days=3"
     with pytest.raises(FulfilmentError, match="lacks days"):

@@ -9,8 +9,10 @@ says, per intent type, how to call it::
     headers = { "X-Api-Key" = "..." }   # added to every call (optional)
     timeout_s = 3.0                     # optional; FULFILMENT_TIMEOUT_S bounds it anyway
 
-The path template takes ``{scope}`` (a string scope) or ``{name}`` (a key of an object scope);
-every value is percent-encoded, so a scope can never reach another path or host. A non-GET
+The path template takes ``{name}`` placeholders: an object scope fills each from its key of that
+name; a string scope fills the template's one placeholder (``{scope}`` when it has several),
+so ``/weather/{city}`` serves both ``"NYC"`` and ``{"city": "NYC"}``. Every value is
+percent-encoded, so a scope can never reach another path or host. A non-GET
 route sends an object scope as the JSON body. The response body of a 2xx is the payload; any
 other status, a transport error or a timeout is a :class:`FulfilmentError`, so the buyer is
 refunded at once and an error page is never delivered as goods.
@@ -49,14 +51,17 @@ class Route:
 
     def target(self, scope: str | dict[str, Any] | None) -> str:
         """The path with the scope filled in, each value percent-encoded."""
+        names = self.placeholders()
         if isinstance(scope, dict):
             values = {key: value for key, value in scope.items() if isinstance(key, str)}
+        elif len(names) == 1:  # a string scope fills the one placeholder, whatever its name
+            values = {next(iter(names)): "" if scope is None else scope}
         else:
             values = {"scope": "" if scope is None else scope}
-        missing = self.placeholders() - set(values)
+        missing = names - set(values)
         if missing:
             raise FulfilmentError(f"the scope lacks {', '.join(sorted(missing))}")
-        encoded = {name: quote(str(values[name]), safe="") for name in self.placeholders()}
+        encoded = {name: quote(str(values[name]), safe="") for name in names}
         return self.path.format(**encoded)
 
 
