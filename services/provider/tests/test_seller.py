@@ -98,3 +98,9 @@ def test_nothing_sold_or_a_bad_price_is_refused() -> None:
         seller.app()
     with pytest.raises(ConfigError, match="positive decimal"):
         seller.sell("weather.data", price="-1")
+    with pytest.raises(ConfigError, match=r"the price of 'weather\.data'"):
+        seller.sell("weather.data", price="1e-5")
+    with pytest.raises(ConfigError, match="latency_ms"):
+        seller.sell("weather.data", price="1", latency_ms=-5)
+    with pytest.raises(ConfigError, match="freshness_sec"):
+        seller.sell("weather.data", price="1", freshness_sec=-1)

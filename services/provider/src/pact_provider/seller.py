@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import FastAPI, HTTPException
 from fastapi.encoders import jsonable_encoder
-from pact_schema.money import parse_decimal_text
+from pact_schema.money import WireMoneyError, parse_decimal_text
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -44,7 +44,12 @@ from pact_provider.fulfilment.handlers import (
     Handler,
     HandlerBook,
 )
-from pact_provider.negotiation.pricing import PriceBook, build_price_book
+from pact_provider.negotiation.pricing import (
+    MAX_FRESHNESS_SEC,
+    MAX_LATENCY_MS,
+    PriceBook,
+    build_price_book,
+)
 
 __all__ = ["PactSeller", "route_handler"]
 
@@ -133,9 +138,16 @@ class PactSeller:
         """Decorator: ``intent_type`` is sold at list ``price`` (a decimal string) and
         delivered by the decorated function, which is returned unchanged. ``latency_ms`` and
         ``freshness_sec`` are the promises a price book entry makes."""
-        amount = price if isinstance(price, Decimal) else parse_decimal_text(price)
+        try:
+            amount = price if isinstance(price, Decimal) else parse_decimal_text(price)
+        except WireMoneyError as exc:
+            raise ConfigError(f"the price of {intent_type!r}: {exc}") from exc
         if not amount.is_finite() or amount <= 0:
             raise ConfigError(f"the price of {intent_type!r} must be a positive decimal")
+        if latency_ms is not None and not 0 <= latency_ms <= MAX_LATENCY_MS:
+            raise ConfigError(f"latency_ms of {intent_type!r} must be 0 to {MAX_LATENCY_MS}")
+        if freshness_sec is not None and not 0 <= freshness_sec <= MAX_FRESHNESS_SEC:
+            raise ConfigError(f"freshness_sec of {intent_type!r} must be 0 to {MAX_FRESHNESS_SEC}")
 
         def register(func: F) -> F:
             if self._app is not None:
