@@ -23,14 +23,20 @@ from pact_provider.discovery.endpoints import build_router as discovery_router
 from pact_provider.discovery.service import well_known_document
 from pact_provider.docs import install_docs
 from pact_provider.errors import install_error_handlers
-from pact_provider.fulfilment.handlers import fulfilment_handlers
+from pact_provider.fulfilment.committed import (
+    CommittedPayloads,
+    InMemoryCommittedPayloads,
+    RedisCommittedPayloads,
+)
+from pact_provider.fulfilment.coverage import check_coverage
+from pact_provider.fulfilment.handlers import HandlerBook, fulfilment_handlers
 from pact_provider.fulfilment.service import Fulfiller
 from pact_provider.identity import load_identity
 from pact_provider.jsonio import json_bytes
 from pact_provider.negotiation.endpoints import PactFastPath
 from pact_provider.negotiation.endpoints import build_router as negotiation_router
 from pact_provider.negotiation.examples import build_examples
-from pact_provider.negotiation.pricing import build_price_book
+from pact_provider.negotiation.pricing import PriceBook, build_price_book
 from pact_provider.negotiation.schemas import Envelope
 from pact_provider.negotiation.service import (
     AfterSettlement,
@@ -90,13 +96,17 @@ def create_app(
     clock: Clock = now_ms,
     settlement_transport: httpx.AsyncBaseTransport | None = None,
     after_settlement: AfterSettlement | None = None,
+    handlers: HandlerBook | None = None,
+    price_book: PriceBook | None = None,
     log_stream: TextIO | None = None,
 ) -> FastAPI:
     """Build one provider app. Raises ``ConfigError`` when the key or price book is unusable.
 
     ``keypair``, ``clock``, ``settlement_transport`` and ``log_stream`` exist for tests and
     embedding; ``after_settlement`` is the fulfilment hook run after settlement took an ACCEPT
-    (default: from the FULFILMENT settings).
+    (default: from the FULFILMENT settings); ``handlers`` replaces the handlers the settings
+    choose and ``price_book`` the one they describe (:class:`~pact_provider.seller.PactSeller`
+    passes its sold routes and their prices).
     """
     settings = settings if settings is not None else ProviderSettings()
     log = make_logger(settings.log_level, log_stream, json=settings.log_json)
@@ -110,9 +120,11 @@ def create_app(
             "PACT_PROVIDER_SIGNING_KEY_FILE or PACT_PROVIDER_SIGNING_KEY (required in "
             "production).",
         )
-    price_book = build_price_book(settings)
+    price_book = price_book if price_book is not None else build_price_book(settings)
     policy = Policy.from_settings(settings)
-    handler_book = fulfilment_handlers(settings)
+    handler_book = handlers if handlers is not None else fulfilment_handlers(settings)
+    if after_settlement is None:
+        check_coverage(settings, price_book, handler_book, log)
     metrics = Metrics()
     well_known = json_bytes(well_known_document(settings, identity, price_book))
 
@@ -139,6 +151,13 @@ def create_app(
                 prefix=settings.quote_store_prefix,
                 timeout_s=settings.quote_store_timeout_s,
             )
+        payloads: CommittedPayloads = InMemoryCommittedPayloads()
+        if settings.quote_store_url_value is not None:
+            payloads = RedisCommittedPayloads(
+                settings.quote_store_url_value,
+                prefix=settings.quote_store_prefix,
+                timeout_s=settings.quote_store_timeout_s,
+            )
         hook: AfterSettlement = no_fulfilment
         can_fulfil: Callable[[str], bool] | None = None
         if after_settlement is not None:
@@ -152,6 +171,8 @@ def create_app(
                 clock=clock,
                 message_ttl_ms=settings.reply_ttl_ms,
                 handler_timeout_s=settings.fulfilment_timeout_s,
+                payloads=payloads,
+                payload_retention_ms=settings.payload_retention_s * 1000,
             )
             hook, can_fulfil = fulfiller, fulfiller.can_fulfil
         negotiator = Negotiator(
@@ -200,6 +221,9 @@ def create_app(
                 await settlement.aclose()
             if quote_store is not None:
                 await quote_store.aclose()
+            await payloads.aclose()
+            if handler_book is not None:
+                await handler_book.aclose()
             log.info("pact.provider.stopped")
 
     app = FastAPI(

@@ -264,13 +264,31 @@ class ProviderSettings(BaseSettings):
     fulfilment: Literal["demo", "none"] = Field(
         default="demo",
         description="After settlement locks the funds: `demo` delivers with the built-in "
-        "deterministic handlers (commit + reveal through settlement); `none` leaves delivery "
-        "to another process using the settlement API.",
+        "made-up handlers (commit + reveal through settlement; refused in production); `none` "
+        "leaves delivery to another process using the settlement API. Ignored when "
+        "UPSTREAM_URL or FULFILMENT_MODULE is set.",
     )
     fulfilment_module: str | None = Field(
         default=None,
-        description="Python module with `HANDLERS` (intent type -> async handler) and optional "
-        "`DEFAULT_HANDLER`; replaces the demo handlers.",
+        description="Python module with `HANDLERS` (intent type -> async handler taking a "
+        "`FulfilmentRequest`, returning bytes) and optional `DEFAULT_HANDLER`; replaces the "
+        "demo handlers.",
+    )
+    upstream_url: str | None = Field(
+        default=None,
+        description="Base URL of the seller's own HTTP API (reverse-proxy fulfilment): after "
+        "the funds lock, the provider calls it as the price book's `routes` table says "
+        "(method, path template filled from the INTENT's `scope`, headers, timeout) and "
+        "delivers the response body. A 4xx/5xx or an unreachable upstream refunds the buyer "
+        "at once (FULFILMENT_FAILED). Replaces the demo handlers.",
+    )
+    payload_retention_s: int = Field(
+        default=3_600,
+        ge=60,
+        le=30 * 86_400,
+        description="How long after the delivery deadline a committed payload is kept (in the "
+        "quote store, or in this process without one), so a resent ACCEPT is answered with "
+        "the very bytes committed.",
     )
     fulfilment_timeout_s: float = Field(
         default=5.0,
@@ -342,6 +360,16 @@ class ProviderSettings(BaseSettings):
             raise ValueError("settlement_url must start with http:// or https://")
         return value
 
+    @field_validator("upstream_url")
+    @classmethod
+    def _upstream(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("upstream_url must start with http:// or https://")
+        return value
+
     @field_validator("prices")
     @classmethod
     def _positive_prices(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
@@ -365,6 +393,11 @@ class ProviderSettings(BaseSettings):
             raise ValueError(
                 "min_delivery_window_ms must leave room for fulfilment_timeout_s and the "
                 "settlement calls"
+            )
+        if self.upstream_url and self.fulfilment_module:
+            raise ValueError(
+                "set one of PACT_PROVIDER_UPSTREAM_URL and PACT_PROVIDER_FULFILMENT_MODULE: "
+                "each replaces the other's handlers"
             )
         if self.env != "production":
             return self
@@ -394,13 +427,18 @@ class ProviderSettings(BaseSettings):
                 "would travel unencrypted: use https://, or set "
                 "PACT_PROVIDER_ALLOW_PLAINTEXT_SETTLEMENT=true for in-cluster traffic"
             )
-        if self.fulfilment == "demo" and not self.fulfilment_module:
+        if self.fulfilment == "demo" and not self.sells_own_api:
             problems.append(
                 "PACT_PROVIDER_FULFILMENT=demo (the default) delivers made-up demo payloads: "
-                "set PACT_PROVIDER_FULFILMENT=none (another process delivers) or "
-                "PACT_PROVIDER_FULFILMENT_MODULE"
+                "set PACT_PROVIDER_UPSTREAM_URL (your API), PACT_PROVIDER_FULFILMENT_MODULE, "
+                "or PACT_PROVIDER_FULFILMENT=none (another process delivers)"
             )
         return problems
+
+    @property
+    def sells_own_api(self) -> bool:
+        """True when the seller's own handlers deliver (an upstream API or a module)."""
+        return bool(self.upstream_url or self.fulfilment_module)
 
     @property
     def has_signing_key(self) -> bool:

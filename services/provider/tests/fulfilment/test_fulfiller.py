@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from pact_provider.config import ConfigError
 from pact_provider.errors import SettlementUnavailable
+from pact_provider.fulfilment.committed import (
+    CommittedPayloads,
+    InMemoryCommittedPayloads,
+    RedisCommittedPayloads,
+)
 from pact_provider.fulfilment.handlers import (
+    FulfilmentError,
     FulfilmentRequest,
     HandlerBook,
     demo_handlers,
@@ -307,3 +313,97 @@ def test_operator_handler_modules_are_checked_at_start() -> None:
         load_handler_book("no_such_module_for_pact")
     with pytest.raises(ConfigError, match="HANDLERS"):
         load_handler_book("decimal")  # importable, but it has no HANDLERS
+
+
+class _Changing:
+    """A handler whose answer changes on every call, as a real API's does."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, request: FulfilmentRequest) -> bytes:
+        self.calls += 1
+        return f'{{"reading": {self.calls}}}'.encode()
+
+
+def _changing_fulfiller(
+    settlement: Any, handler: _Changing, payloads: CommittedPayloads
+) -> Fulfiller:
+    return Fulfiller(
+        keypair=PROVIDER,
+        settlement=settlement,
+        handlers=HandlerBook(handlers={"weather.data": handler}),
+        log=make_logger("ERROR", io.StringIO()),
+        clock=lambda: NOW,
+        payloads=payloads,
+    )
+
+
+async def test_a_changing_answer_is_produced_once_and_revealed_as_committed_on_another_replica(
+    redis_store_url: tuple[str, str],
+) -> None:
+    url, prefix = redis_store_url
+    handler = _Changing()
+    crashed = RecordingSettlement(fail_reveal=RuntimeError("the replica died mid-REVEAL"))
+    first_store = RedisCommittedPayloads(url, prefix=prefix, timeout_s=1)
+    with pytest.raises(RuntimeError):
+        await _changing_fulfiller(crashed, handler, first_store)(_agreement())
+    await first_store.aclose()
+    assert crashed.commit_hash is not None  # COMMIT went out, REVEAL did not
+
+    settlement = RecordingSettlement()
+    settlement.state, settlement.commit_hash = "committed", crashed.commit_hash
+    replica_store = RedisCommittedPayloads(url, prefix=prefix, timeout_s=1)
+    delivery = await _changing_fulfiller(settlement, handler, replica_store)(
+        _agreement("committed", commit_hash=crashed.commit_hash)
+    )
+    await replica_store.aclose()
+    assert delivery.report is not None
+    assert delivery.report["commit_hash_hex"] == crashed.commit_hash
+    assert base64.b64decode(delivery.report["payload_b64"]) == b'{"reading": 1}'
+    assert handler.calls == 1  # the replica revealed the kept bytes, never asked again
+
+
+async def test_racing_replicas_commit_to_the_first_kept_payload(
+    redis_store_url: tuple[str, str],
+) -> None:
+    url, prefix = redis_store_url
+    one = RedisCommittedPayloads(url, prefix=prefix, timeout_s=1)
+    two = RedisCommittedPayloads(url, prefix=prefix, timeout_s=1)
+    assert await one.keep("st_9", b"first", ttl_ms=60_000) == b"first"
+    assert await two.keep("st_9", b"second", ttl_ms=60_000) == b"first"
+    assert await two.find("st_9") == b"first"
+    assert await two.find("st_other") is None
+    await one.aclose()
+    await two.aclose()
+
+
+async def test_without_a_shared_store_a_lost_payload_refunds_rather_than_reveals_other_bytes() -> (
+    None
+):
+    handler = _Changing()
+    crashed = RecordingSettlement(fail_reveal=RuntimeError("the replica died mid-REVEAL"))
+    with pytest.raises(RuntimeError):
+        await _changing_fulfiller(crashed, handler, InMemoryCommittedPayloads())(_agreement())
+    settlement = RecordingSettlement()
+    settlement.state, settlement.commit_hash = "committed", crashed.commit_hash
+    delivery = await _changing_fulfiller(settlement, handler, InMemoryCommittedPayloads())(
+        _agreement("committed", commit_hash=crashed.commit_hash)
+    )
+    assert [c[0] for c in settlement.calls] == ["reject"]
+    assert delivery.report is None
+    assert delivery.refusal is not None
+    assert delivery.refusal[0] == "FULFILMENT_FAILED"
+
+
+async def test_a_handlers_fulfilment_error_is_the_reason_the_buyer_reads() -> None:
+    async def no_station(request: FulfilmentRequest) -> bytes:
+        raise FulfilmentError("no station in ATLANTIS")
+
+    settlement = RecordingSettlement()
+    fulfiller = _fulfiller(settlement, handlers=HandlerBook(handlers={"weather.data": no_station}))
+    delivery = await fulfiller(_agreement())
+    assert delivery.refusal is not None
+    assert delivery.refusal[0] == "FULFILMENT_FAILED"
+    assert delivery.refusal[1].startswith("no station in ATLANTIS")
+    assert [c[0] for c in settlement.calls] == ["reject"]

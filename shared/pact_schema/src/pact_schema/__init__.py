@@ -34,6 +34,8 @@ from pact_schema.messages import (
 )
 from pact_schema.money import decimal_from_wire, decimal_to_wire, parse_decimal_text
 
+__version__ = "0.1.0"
+
 __all__ = [
     "ENVELOPE_VERSION",
     "PROTOCOL_VERSION",

@@ -47,6 +47,11 @@ def well_known_document(
             "intents": dict(sorted(book.latencies.items())),
             "measured": "by settlement, from the funds locking to the provider's COMMIT",
         },
+        "freshness_sec": {
+            "intents": dict(sorted(book.freshness.items())),
+            "meaning": "the oldest data delivered; an INTENT asking for fresher data is refused "
+            "(FRESHNESS_BREACH) before any quote",
+        },
         "restrict_intents": book.restricted,
         "pricing": {
             "unit": "request",

@@ -1,28 +1,35 @@
 """Per-intent fulfilment handlers and how they are chosen.
 
 A handler turns a settled agreement's intent type and scope into the payload bytes the buyer
-paid for. It must be deterministic for the same intent id and scope: a buyer may resend the
-same ACCEPT (settlement is idempotent), any replica may get it, and the commitment sent to
-settlement must come out the same each time.
+paid for. It is called once per settlement: the fulfiller keeps the bytes it committed to
+(:mod:`pact_provider.fulfilment.committed`) and reveals exactly those, on whichever replica
+the buyer's resent ACCEPT lands, so a handler may answer differently on every call (real
+weather changes). A handler that cannot deliver raises :class:`FulfilmentError` (its message
+is the reason the buyer reads) or any other exception (the buyer reads only its type); either
+way the trade is called off and the buyer refunded at once.
 
-Operators plug in their own handlers with ``PACT_PROVIDER_FULFILMENT_MODULE=package.module``:
-that module exposes ``HANDLERS: dict[str, Handler]`` (intent type → handler) and optionally
-``DEFAULT_HANDLER``.
+Sellers plug in their own handlers three ways, all ending in a :class:`HandlerBook`:
+
+* ``PACT_PROVIDER_FULFILMENT_MODULE=package.module``: that module exposes
+  ``HANDLERS: dict[str, Handler]`` (intent type → handler) and optionally ``DEFAULT_HANDLER``;
+* ``PACT_PROVIDER_UPSTREAM_URL`` with a route table (:mod:`pact_provider.fulfilment.upstream`);
+* :class:`pact_provider.seller.PactSeller` on an existing FastAPI app.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from pact_provider.config import ConfigError, ProviderSettings
 
 __all__ = [
+    "FulfilmentError",
     "FulfilmentRequest",
     "Handler",
     "HandlerBook",
@@ -34,19 +41,41 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class FulfilmentRequest:
+    """What a handler is asked to deliver: the settled intent, as the buyer stated it."""
+
     intent_id: str
     intent_type: str
     scope: str | dict[str, Any] | None
+    """The INTENT's ``scope``: a string (``"NYC"``) or a JSON object."""
     buyer_key: str
+    """The buyer's base58 public key."""
 
 
-Handler = Callable[[FulfilmentRequest], Awaitable[bytes]]
+class Handler(Protocol):
+    """The handler protocol: ``async def handler(request: FulfilmentRequest) -> bytes``."""
+
+    def __call__(self, request: FulfilmentRequest, /) -> Awaitable[bytes]: ...
+
+
+class FulfilmentError(Exception):
+    """A handler cannot deliver; the message is the reason the refunded buyer reads (never
+    put a secret in it)."""
 
 
 @dataclass(frozen=True, slots=True)
 class HandlerBook:
     handlers: Mapping[str, Handler]
     default: Handler | None = None
+    closers: tuple[Callable[[], Awaitable[None]], ...] = ()
+    """Called once at shutdown (an upstream's connection pool)."""
+
+    def unfulfilled(self, intent_types: Iterable[str]) -> list[str]:
+        """The intent types among ``intent_types`` that no handler delivers."""
+        return sorted(name for name in intent_types if self.for_intent(name) is None)
+
+    async def aclose(self) -> None:
+        for close in self.closers:
+            await close()
 
     def for_intent(self, intent_type: str) -> Handler | None:
         return self.handlers.get(intent_type, self.default)
@@ -110,4 +139,8 @@ def fulfilment_handlers(settings: ProviderSettings) -> HandlerBook | None:
     """The handlers the settings ask for; None when delivery is left to another process."""
     if settings.fulfilment_module:
         return load_handler_book(settings.fulfilment_module)
+    if settings.upstream_url:
+        from pact_provider.fulfilment.upstream import upstream_handlers
+
+        return upstream_handlers(settings)
     return demo_handlers() if settings.fulfilment == "demo" else None

@@ -6,19 +6,21 @@ settlement's state:
 * ``pending`` (an external rail's lock is in flight): nothing to deliver yet; the buyer resends
   the same ACCEPT later;
 * ``locked``: produce the payload (the intent type's handler, bounded by
-  ``FULFILMENT_TIMEOUT_S``), COMMIT, REVEAL; ``committed``: REVEAL; ``delivered`` /
-  ``released``: produce the payload again for the buyer (it must hash to the commitment on
-  record);
+  ``FULFILMENT_TIMEOUT_S``), keep it (:mod:`~pact_provider.fulfilment.committed`), COMMIT,
+  REVEAL; ``committed``: REVEAL the kept payload; ``delivered`` / ``released``: hand the
+  buyer the kept payload again;
 * the payload and nonce go into the ACCEPT ack only when settlement answered the REVEAL with
   ``delivered`` (or ``released``): never beside a refund, a pending lock or a failed call;
 * when the provider cannot deliver (no handler, the handler failed or timed out, the deadline
   too near to start, a commitment it can no longer match), it calls the trade off with a
   signed abort: settlement refunds the buyer at once and no bond is slashed.
 
-Stateless by construction: the payload comes from a handler that is deterministic per intent
-and scope, and the nonce is an HMAC of the buyer key and intent id under the provider's key,
-so any replica handling a resent ACCEPT makes the very same commitment, and settlement's
-idempotency turns a repeat into a no-op.
+The handler runs once per settlement: its bytes are kept under the settlement id before the
+COMMIT (first writer wins), and the nonce is an HMAC of the buyer key and intent id under the
+provider's key, so any replica handling a resent ACCEPT reveals the very bytes committed, and
+settlement's idempotency turns a repeat into a no-op. Only when the kept payload is gone (no
+shared store and the process died) is the handler asked again; bytes that no longer match the
+commitment call the trade off (the buyer is refunded).
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ from typing import Any
 
 from pact_schema import PROTOCOL_VERSION, FailureCode, Keypair, commit_hash_hex, sign_message
 
-from pact_provider.fulfilment.handlers import FulfilmentRequest, Handler, HandlerBook
+from pact_provider.fulfilment.committed import CommittedPayloads, InMemoryCommittedPayloads
+from pact_provider.fulfilment.handlers import (
+    FulfilmentError,
+    FulfilmentRequest,
+    Handler,
+    HandlerBook,
+)
 from pact_provider.negotiation.service import Delivery, SettledAgreement
 from pact_provider.observability import Logger
 from pact_provider.settlement_client import SettlementGateway, SettlementRecord, SettlementRefused
@@ -81,6 +89,8 @@ class Fulfiller:
         clock: Callable[[], int],
         message_ttl_ms: int = 60_000,
         handler_timeout_s: float = 5.0,
+        payloads: CommittedPayloads | None = None,
+        payload_retention_ms: int = 3_600_000,
     ) -> None:
         self._keypair = keypair
         self._settlement = settlement
@@ -89,6 +99,8 @@ class Fulfiller:
         self._clock = clock
         self._ttl = message_ttl_ms
         self._handler_timeout_s = handler_timeout_s
+        self._payloads = payloads if payloads is not None else InMemoryCommittedPayloads()
+        self._retention_ms = payload_retention_ms
 
     def can_fulfil(self, intent_type: str) -> bool:
         """Whether a handler delivers this intent type (INTENTs for others are refused)."""
@@ -108,12 +120,12 @@ class Fulfiller:
         if record.state not in _UNDELIVERED and record.state not in _DELIVERED:
             return Delivery(record)  # ended without a delivery: answered with a REJECT
         try:
-            goods = await self._goods(agreement)
             if record.state == "locked" and not agreement.time_to_deliver:
                 raise _CannotDeliver(
                     FailureCode.DELIVERY_WINDOW_TOO_SHORT,
                     "the delivery deadline is too near to deliver now",
                 )
+            goods = await self._goods(agreement)
             return await self._deliver(agreement, record, goods)
         except _CannotDeliver as cannot:
             return await self._call_off(agreement, record, cannot)
@@ -144,6 +156,29 @@ class Fulfiller:
         terms = agreement.terms
         assert terms is not None
         intent_id = agreement.accept.intent_id
+        record = agreement.settlement
+        payload = await self._payloads.find(record.id)
+        if payload is None:
+            payload = await self._produce(handler, agreement)
+            if record.commit_hash_hex is None:
+                ttl_ms = agreement.accept.delivery_deadline_ms - self._clock() + self._retention_ms
+                payload = await self._payloads.keep(record.id, payload, ttl_ms=max(1, ttl_ms))
+        payload_b64 = base64.b64encode(payload).decode("ascii")
+        nonce_b64 = base64.b64encode(self._nonce(terms.buyer_key, intent_id)).decode("ascii")
+        goods = _Goods(payload_b64, nonce_b64, commit_hash_hex(payload_b64, nonce_b64))
+        recorded = record.commit_hash_hex
+        if recorded is not None and recorded.lower() != goods.commit_hash_hex:
+            raise _CannotDeliver(
+                FailureCode.FULFILMENT_FAILED,
+                "the committed payload is no longer kept and the handler answered differently",
+            )
+        return goods
+
+    async def _produce(self, handler: Handler, agreement: SettledAgreement) -> bytes:
+        """Ask the handler, bounded by FULFILMENT_TIMEOUT_S; any failure calls the trade off."""
+        terms = agreement.terms
+        assert terms is not None
+        intent_id = agreement.accept.intent_id
         request = FulfilmentRequest(
             intent_id=intent_id,
             intent_type=terms.intent_type,
@@ -158,6 +193,11 @@ class Fulfiller:
                 FailureCode.FULFILMENT_FAILED,
                 f"the handler did not produce the payload within {self._handler_timeout_s} s",
             ) from exc
+        except FulfilmentError as exc:
+            self._log.warning(
+                "pact.fulfilment.handler_refused", intent_id=intent_id, error=str(exc)
+            )
+            raise _CannotDeliver(FailureCode.FULFILMENT_FAILED, str(exc)[:300]) from exc
         except Exception as exc:  # a handler is seller code: any failure calls the trade off
             self._log.warning(
                 "pact.fulfilment.handler_failed",
@@ -170,17 +210,7 @@ class Fulfiller:
             ) from exc
         if not isinstance(payload, bytes):
             raise _CannotDeliver(FailureCode.FULFILMENT_FAILED, "the handler returned no bytes")
-        payload_b64 = base64.b64encode(payload).decode("ascii")
-        nonce_b64 = base64.b64encode(self._nonce(terms.buyer_key, intent_id)).decode("ascii")
-        goods = _Goods(payload_b64, nonce_b64, commit_hash_hex(payload_b64, nonce_b64))
-        recorded = agreement.settlement.commit_hash_hex
-        if recorded is not None and recorded.lower() != goods.commit_hash_hex:
-            raise _CannotDeliver(
-                FailureCode.FULFILMENT_FAILED,
-                "the payload can no longer be produced as committed (the handler is not "
-                "deterministic for this intent and scope)",
-            )
-        return goods
+        return payload
 
     # --- delivery through settlement ----------------------------------------------------
 

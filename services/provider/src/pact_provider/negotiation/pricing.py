@@ -41,6 +41,7 @@ __all__ = [
     "build_price_book",
     "concede",
     "quantize_price",
+    "read_price_book",
 ]
 
 PRICE_DECIMALS = 12
@@ -48,6 +49,7 @@ PRICE_QUANTUM = Decimal(1).scaleb(-PRICE_DECIMALS)
 MAX_SIGNIFICANT_DIGITS = 15  # every decimal with ≤ 15 significant digits survives a double
 MAX_LIST_PRICE = Decimal("1e9")
 MAX_LATENCY_MS = 3_600_000
+MAX_FRESHNESS_SEC = 31_536_000
 MIN_BOND = Decimal("0.00001")
 
 # The seed's multipliers: (condition, factor).
@@ -127,6 +129,8 @@ class Offer:
 
     list_price: Decimal
     latency_ms: int
+    freshness_sec: int | None = None
+    """The oldest data the seller may deliver for this intent type (s); None: no promise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,8 @@ class PriceBook:
     latencies: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     """Per-intent latency promises; the others promise ``default_latency_ms``."""
     default_latency_ms: int = DEFAULT_LATENCY_MS
+    freshness: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Per-intent freshness promises (the oldest data delivered, seconds)."""
 
     def list_price(self, intent_type: str) -> Decimal | None:
         """Base price of an intent type; None when the type is not offered."""
@@ -151,7 +157,11 @@ class PriceBook:
         price = self.list_price(intent_type)
         if price is None:
             return None
-        return Offer(price, self.latencies.get(intent_type, self.default_latency_ms))
+        return Offer(
+            price,
+            self.latencies.get(intent_type, self.default_latency_ms),
+            self.freshness.get(intent_type),
+        )
 
     def price_for(self, intent: Intent, offer: Offer) -> Decimal:
         """The seed's pricing: list price * 1.2 (the *promised* latency < 50 ms) * 1.1
@@ -192,7 +202,7 @@ def _as_decimal(name: str, value: Any) -> Decimal:
     return amount
 
 
-def _read_document(path: Path) -> Any:
+def read_price_book(path: Path) -> Any:
     """The price book document; its fractional numbers stay text, for
     :func:`~pact_schema.money.parse_decimal_text` (plain decimal notation only: ``1e-5``,
     ``1_000.5``, ``inf``, ``nan`` are refused as they would be anywhere else)."""
@@ -217,17 +227,26 @@ def _as_latency(name: str, value: Any) -> int:
     return value
 
 
-def _entry(name: str, value: Any) -> tuple[Decimal, int | None]:
-    """A price-book entry: a price, or a table ``{price, latency_ms}``."""
+def _as_freshness(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FRESHNESS_SEC:
+        raise ConfigError(f"price book: {name} must be an integer from 0 to {MAX_FRESHNESS_SEC} s")
+    return value
+
+
+def _entry(name: str, value: Any) -> tuple[Decimal, int | None, int | None]:
+    """A price-book entry: a price, or a table ``{price, latency_ms, freshness_sec}``."""
     if not isinstance(value, dict):
-        return _as_decimal(name, value), None
-    unknown = set(value) - {"price", "latency_ms"}
+        return _as_decimal(name, value), None, None
+    unknown = set(value) - {"price", "latency_ms", "freshness_sec"}
     if unknown or "price" not in value:
-        raise ConfigError(f"price book: {name} takes `price` and optional `latency_ms` only")
-    latency = value.get("latency_ms")
+        raise ConfigError(
+            f"price book: {name} takes `price` and optional `latency_ms`, `freshness_sec` only"
+        )
+    latency, freshness = value.get("latency_ms"), value.get("freshness_sec")
     return (
         _as_decimal(name, value["price"]),
         None if latency is None else _as_latency(f"{name}.latency_ms", latency),
+        None if freshness is None else _as_freshness(f"{name}.freshness_sec", freshness),
     )
 
 
@@ -238,7 +257,7 @@ def build_price_book(settings: ProviderSettings) -> PriceBook:
     default: Any = settings.default_price
     default_latency: Any = settings.latency_ms
     if settings.price_book_file is not None:
-        doc = _read_document(settings.price_book_file)
+        doc = read_price_book(settings.price_book_file)
         if not isinstance(doc, dict) or not isinstance(doc.get("prices"), dict):
             raise ConfigError(
                 f"price book {settings.price_book_file} must have a `prices` table/mapping"
@@ -248,11 +267,14 @@ def build_price_book(settings: ProviderSettings) -> PriceBook:
         default_latency = doc.get("latency_ms", default_latency)
     entries = {str(name): _entry(str(name), value) for name, value in prices.items()}
     return PriceBook(
-        prices=MappingProxyType({name: price for name, (price, _) in entries.items()}),
+        prices=MappingProxyType({name: price for name, (price, _, _) in entries.items()}),
         default_price=_as_decimal("default_price", default),
         restricted=settings.restrict_intents,
         latencies=MappingProxyType(
-            {name: latency for name, (_, latency) in entries.items() if latency is not None}
+            {name: latency for name, (_, latency, _) in entries.items() if latency is not None}
+        ),
+        freshness=MappingProxyType(
+            {name: fresh for name, (_, _, fresh) in entries.items() if fresh is not None}
         ),
         default_latency_ms=_as_latency("latency_ms", default_latency),
     )

@@ -386,6 +386,15 @@ class Negotiator:
                 FailureCode.INTENT_NOT_ALLOWED.value,
                 f"intent type {intent.intent!r} has a price but nothing here delivers it",
             )
+        if (
+            offer.freshness_sec is not None
+            and intent.constraints.freshness_sec < offer.freshness_sec
+        ):
+            raise _Refusal(
+                FailureCode.FRESHNESS_BREACH.value,
+                f"{intent.intent!r} data here may be up to {offer.freshness_sec} s old; the "
+                f"INTENT asks for at most {intent.constraints.freshness_sec} s",
+            )
         price = self.price_book.price_for(intent, offer)
         if price > intent.max_price:
             raise _Refusal(

@@ -24,7 +24,13 @@ from redis.exceptions import RedisError
 
 from pact_provider.errors import ProviderError
 
-__all__ = ["OPEN_BUYER", "QuoteStore", "QuoteStoreUnavailable", "RedisQuoteStore"]
+__all__ = [
+    "OPEN_BUYER",
+    "QuoteStore",
+    "QuoteStoreUnavailable",
+    "RedisQuoteStore",
+    "store_call",
+]
 
 OPEN_BUYER = "*"
 """The buyer an open quote (``POST /quote``: no key to bind) is stored under."""
@@ -67,6 +73,18 @@ class QuoteStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+async def store_call(timeout_s: float, what: str, operation: Any) -> Any:
+    """Await one Redis call within ``timeout_s``; :class:`QuoteStoreUnavailable` otherwise."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await operation
+    except (TimeoutError, RedisError, OSError) as exc:
+        raise QuoteStoreUnavailable(
+            f"the quote store did not answer ({what}: {type(exc).__name__}); send the "
+            "same message again"
+        ) from exc
+
+
 class RedisQuoteStore:
     """:class:`QuoteStore` on Redis (redis-py's asyncio client, one connection pool per app)."""
 
@@ -84,14 +102,7 @@ class RedisQuoteStore:
         return f"{self._prefix}{buyer}:{intent_id}:{round_number}"
 
     async def _call(self, what: str, operation: Any) -> Any:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await operation
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise QuoteStoreUnavailable(
-                f"the quote store did not answer ({what}: {type(exc).__name__}); send the "
-                "same message again"
-            ) from exc
+        return await store_call(self._timeout_s, what, operation)
 
     async def put(
         self,
