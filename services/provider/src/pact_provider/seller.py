@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from pact_provider.app import ProviderApp, create_app
+from pact_provider.app import create_app
 from pact_provider.config import ConfigError, ProviderSettings
 from pact_provider.fulfilment.handlers import (
     FulfilmentError,
@@ -125,7 +125,7 @@ class PactSeller:
         self._prices: dict[str, Decimal] = {}
         self._latencies: dict[str, int] = {}
         self._freshness: dict[str, int] = {}
-        self._app: ProviderApp | None = None
+        self._app: FastAPI | None = None
 
     def sell(
         self,
@@ -174,7 +174,7 @@ class PactSeller:
             freshness=MappingProxyType(dict(self._freshness)),
         )
 
-    def app(self, **create_app_options: Any) -> ProviderApp:
+    def app(self, **create_app_options: Any) -> FastAPI:
         """The provider app (built once): the standalone service with the sold handlers."""
         if self._app is None:
             if not self._handlers:
@@ -187,7 +187,7 @@ class PactSeller:
             )
         return self._app
 
-    def mount(self, app: FastAPI, path: str = "/pact-provider") -> ProviderApp:
+    def mount(self, app: FastAPI, path: str = "/pact-provider") -> FastAPI:
         """Serve the provider under ``path`` of ``app``, starting and stopping with it
         (a mounted app's own lifespan would never run)."""
         provider = self.app()
