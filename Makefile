@@ -66,7 +66,7 @@ demo: $(RUNTIME_STAMP) ## run a buyer against `make run`'s stack and print the w
 	@$(UV) run --frozen --no-sync python scripts/dev_stack.py demo
 
 test: install-dev check-deploy ## run every test (SQLite and Postgres, JS vectors, rails, docs, clients)
-	$(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
+	UV="$(UV)" $(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
 
 check-deploy: $(DEV_STAMP) ## validate Dockerfiles, compose and k8s manifests statically (no engine)
 	UV="$(UV)" bash deploy/check.sh

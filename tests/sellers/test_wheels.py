@@ -23,10 +23,11 @@ PACKAGES = {
 
 
 def _uv() -> str:
-    found = os.environ.get("UV") or shutil.which("uv")
-    if found is None:
-        pytest.fail("uv is needed to build the wheels (make install-dev puts it on PATH)")
-    return found
+    """$UV (make passes its own), uv on PATH, or the one make bootstraps into .dev/tools."""
+    for candidate in (os.environ.get("UV"), shutil.which("uv"), ROOT / ".dev/tools/bin/uv"):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    pytest.fail("uv is needed to build the wheels: run the tests with `make test`")
 
 
 @pytest.fixture(scope="module")
