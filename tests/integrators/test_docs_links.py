@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from integrators_testkit import ROOT
+
+from tests.fixtures.integrators import ROOT
 
 SOURCES = [
     p

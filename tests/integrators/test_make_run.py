@@ -17,7 +17,10 @@ from pathlib import Path
 from types import ModuleType
 
 import httpx
-from integrators_testkit import (
+from pact_schema import Keypair
+from pact_schema.keys import b58encode
+
+from tests.fixtures.integrators import (
     BANNER,
     DEV_STACK,
     ROOT,
@@ -28,8 +31,6 @@ from integrators_testkit import (
     start_stack,
     user_env,
 )
-from pact_schema import Keypair
-from pact_schema.keys import b58encode
 
 
 def _dev_stack() -> ModuleType:

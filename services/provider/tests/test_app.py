@@ -8,7 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from provider_testkit import (
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tests.fixtures.provider import (
     FakeClock,
     Provider,
     body,
@@ -18,7 +20,6 @@ from provider_testkit import (
     settings,
     signed,
 )
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 JSON = {"content-type": "application/json"}
 

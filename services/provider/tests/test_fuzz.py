@@ -19,7 +19,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pact_schema import parse_message, verify_envelope
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     BUYER,
     NOW,
     PROVIDER,
@@ -35,7 +36,7 @@ from provider_testkit import (
     running_provider,
     signed,
 )
-from provider_testkit import settings as provider_settings
+from tests.fixtures.provider import settings as provider_settings
 
 FUZZ = settings(
     max_examples=250,

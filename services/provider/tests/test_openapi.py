@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 from pact_schema import reveal_matches, verify_envelope
-from provider_testkit import running_provider
+
+from tests.fixtures.provider import running_provider
 
 
 @pytest.fixture

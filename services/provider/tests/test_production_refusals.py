@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from pact_provider import cli
 from pact_schema.keys import b58encode
-from provider_testkit import PROVIDER
+
+from tests.fixtures.provider import PROVIDER
 
 STRONG_TOKEN = "Wq3bq9s1xQd0P4uVnZkT7yHc2LmR8eJfA6oGiXw5"
 PRODUCTION = {

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pact_schema import Keypair
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     FakeClock,
     FakeSettlement,
     accept_message,

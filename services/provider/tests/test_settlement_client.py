@@ -8,7 +8,8 @@ import httpx
 import pytest
 from pact_provider.settlement_client import HttpSettlementClient
 from pact_schema import message_hash_hex
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     BUYER,
     SETTLEMENT_TOKEN,
     FakeClock,

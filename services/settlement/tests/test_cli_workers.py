@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 from pact_settlement.cli import EXIT_USAGE, main
-from settlement_processes import clean_env, free_port, stop
+
+from tests.fixtures.processes import clean_env, free_port, stop
 
 TOKEN, ADMIN = "cli-provider-token-0123456789abcd", "cli-admin-token-0123456789abcdef"
 

@@ -26,7 +26,8 @@ import pytest
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_schema.transcript_v4 import verify_v4
-from settlement_processes import clean_env, process
+
+from tests.fixtures.processes import clean_env, process
 
 ROOT = Path(__file__).resolve().parents[3]
 BUYER_JS = ROOT / "services/provider/tests/vectors/reference_buyer.mjs"

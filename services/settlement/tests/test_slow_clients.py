@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from settlement_processes import clean_env, process
+
+from tests.fixtures.processes import clean_env, process
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pact_schema import Keypair, commit_hash_hex, parse_message, reveal_matches, sign_message
 from pact_schema.envelope import verify_envelope
-from pact_schema_testkit import NOW
+
+from tests.fixtures.schema import NOW
 
 SELLER = Keypair(bytes(range(0x21, 0x21 + 32)))
 

@@ -6,7 +6,8 @@ import pytest
 from pact_schema.codes import FailureCode
 from pact_schema.keys import Keypair
 from pact_schema.messages import Ask, Intent, MessageValidationError, message_to_wire, parse_message
-from pact_schema_testkit import NOW, intent_dict
+
+from tests.fixtures.schema import NOW, intent_dict
 
 
 def test_intent_money_is_decimal_from_the_shortest_wire_text() -> None:

@@ -30,7 +30,8 @@ from pact_schema.transcript_v4 import (
     transcript_id,
     verify_v4,
 )
-from pact_schema_testkit import NOW, accept_envelope, ask_envelope
+
+from tests.fixtures.schema import NOW, accept_envelope, ask_envelope
 
 HERE = Path(__file__).parent
 FIXTURES = sorted((HERE / "vectors" / "v4").glob("*.json"))

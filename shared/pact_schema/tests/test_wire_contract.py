@@ -33,8 +33,9 @@ from pact_schema.money import (
     parse_decimal_text,
 )
 from pact_schema.text import INTENT_ID_MAX_LENGTH, UnsafeTextError, check_storable, is_intent_id
-from pact_schema_testkit import NOW, intent_dict
 from pydantic import TypeAdapter, ValidationError
+
+from tests.fixtures.schema import NOW, intent_dict
 
 KEY = Keypair(bytes(range(7, 39)))
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import httpx
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     PROVIDER,
     FakeClock,
     FakeSettlement,

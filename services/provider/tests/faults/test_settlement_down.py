@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from pact_provider.app import create_app
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     PROVIDER,
     FakeClock,
     accept_message,

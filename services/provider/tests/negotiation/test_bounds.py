@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     NOW,
     FakeClock,
     FakeSettlement,

@@ -12,7 +12,8 @@ import pytest
 from pact_schema import Keypair, now_ms, sign_message, verify_envelope
 from pact_schema.client import PactClient
 from pact_schema.keys import b58encode
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     BUYER,
     PROVIDER,
     FakeClock,

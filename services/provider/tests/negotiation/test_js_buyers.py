@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from pact_schema import Keypair, verify_envelope
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     PROVIDER,
     FakeClock,
     FakeSettlement,

@@ -23,7 +23,8 @@ from pact_provider.observability import make_logger
 from pact_provider.settlement_client import SettlementRecord, SettlementRefused
 from pact_schema import Keypair, message_hash_hex, parse_message, sign_message, verify_envelope
 from pact_schema.quote import verify_carried_quote
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     BUYER,
     NOW,
     OTHER_BUYER,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from pact_schema import keys, parse_message
 from pact_schema.keys import MAX_SIGNATURE_CHARS
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     BUYER,
     NOW,
     FakeClock,

@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 import pytest
 from pact_schema import Keypair, sign_message
-from provider_testkit import (
+from redis import asyncio as aioredis
+
+from tests.fixtures.provider import (
     BUYER,
     NOW,
     OTHER_BUYER,
@@ -22,7 +24,6 @@ from provider_testkit import (
     settings,
     signed,
 )
-from redis import asyncio as aioredis
 
 
 def _store_settings(store: tuple[str, str], **overrides: Any) -> Any:

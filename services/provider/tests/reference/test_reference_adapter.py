@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 from pact_schema import Keypair, commit_hash_hex, reveal_matches, verify_envelope
-from provider_testkit import (
+
+from tests.fixtures.provider import (
     BUYER,
     NOW,
     OTHER_BUYER,

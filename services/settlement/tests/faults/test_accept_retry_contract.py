@@ -28,9 +28,9 @@ import httpx
 import pytest
 from pact_schema import Keypair, now_ms, reveal_matches, sign_message, verify_envelope
 from pact_schema.keys import b58encode
-from settlement_processes import clean_env, process
 
-from .conftest import RELAXED_TIMEOUTS, asyncpg_dsn
+from tests.fixtures.faults import RELAXED_TIMEOUTS, asyncpg_dsn
+from tests.fixtures.processes import clean_env, process
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(180)]
 

@@ -25,7 +25,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from .conftest import (
+from tests.fixtures.faults import (
     ADMIN_TOKEN,
     API_TOKEN,
     SettlementProcess,

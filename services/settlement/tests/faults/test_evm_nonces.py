@@ -19,19 +19,14 @@ import pytest
 from pact_schema import Keypair
 from pact_schema.keys import b58encode
 
-from ..rails.conftest import (  # noqa: F401  (fixtures)
-    GANACHE_CHAIN_ID,
-    Chain,
-    ganache_chain,
-    ganache_url,
-)
-from .conftest import (
+from tests.fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     SettlementProcess,
     migrate,
     settlement_env,
 )
+from tests.fixtures.rails import GANACHE_CHAIN_ID, Chain
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.evm, pytest.mark.timeout(180)]
 
@@ -45,8 +40,8 @@ ETH = 10**18
 
 async def test_two_replicas_of_two_workers_share_one_operator_nonce_sequence(
     fault_database: str,
-    ganache_url: str,  # noqa: F811
-    ganache_chain: Chain,  # noqa: F811
+    ganache_url: str,
+    ganache_chain: Chain,
     pact: Any,
     tmp_path: Path,
 ) -> None:

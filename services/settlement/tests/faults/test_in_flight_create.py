@@ -23,7 +23,7 @@ from pact_settlement.settlements.service import CREATE_SCOPE
 from pact_settlement.workers.reconciler import Reconciler
 from sqlalchemy import select
 
-from .conftest import STRIPE_KEY, StripeServer, saved_card
+from tests.fixtures.faults import STRIPE_KEY, StripeServer, saved_card
 
 pytestmark = [
     pytest.mark.faults,

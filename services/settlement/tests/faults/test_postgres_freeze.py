@@ -22,7 +22,7 @@ import httpx
 import pytest
 from pact_schema import Keypair
 
-from .conftest import (
+from tests.fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     Cluster,

@@ -21,9 +21,10 @@ import pytest
 from pact_settlement.kit.time import from_ms, utcnow
 from pact_settlement.settlements.repository import SettlementRepository
 
+from tests.fixtures.faults import STRIPE_KEY, StripeServer, saved_card
+
 from ..rails.flow import state_of
 from ..rails.lifecycle import commit, reveal, sweeper
-from .conftest import STRIPE_KEY, StripeServer, saved_card
 
 pytestmark = [
     pytest.mark.faults,

@@ -24,11 +24,11 @@ from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_settlement.rails.evm_gateway import EscrowGateway, EscrowStatus
 from pact_settlement.rails.minor_units import to_wei
-from settlement_processes import clean_env, process
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
 
-from .conftest import GANACHE_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
+from tests.fixtures.processes import clean_env, process
+from tests.fixtures.rails import GANACHE_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
 
 TOKEN, ADMIN = "e2e-rails-provider-token-0123456789", "e2e-rails-admin-token-0123456789ab"
 

@@ -12,8 +12,9 @@ from pact_settlement.rails.evm import EvmEscrowRail
 from pact_settlement.rails.evm_gateway import EscrowStatus
 from pact_settlement.workers.reconciler import Reconciler
 
+from tests.fixtures.rails import Chain, put_profile
+
 from . import lifecycle
-from .conftest import Chain, put_profile
 from .flow import RELEASE, Crash, after_grace, deliver, refund_plan, run_step, slash_plan, state_of
 
 pytestmark = pytest.mark.evm

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pact_settlement.rails.evm_gateway import EscrowStatus
 
-from .conftest import GANACHE_CHAIN_ID, Chain, put_profile
+from tests.fixtures.rails import GANACHE_CHAIN_ID, Chain, put_profile
+
 from .flow import RELEASE, deliver, run_step, state_of
 
 pytestmark = pytest.mark.evm

@@ -16,7 +16,7 @@ from pact_settlement.rails.evm_gateway import EscrowStatus, EscrowTransientError
 from pact_settlement.rails.evm_nonces import DatabaseNonceGuard
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .conftest import Chain
+from tests.fixtures.rails import Chain
 
 pytestmark = pytest.mark.evm
 

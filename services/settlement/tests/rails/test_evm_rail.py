@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
 
-from .conftest import Chain, insert_settlement, rail_view_of
+from tests.fixtures.rails import Chain, insert_settlement, rail_view_of
 
 pytestmark = pytest.mark.evm
 

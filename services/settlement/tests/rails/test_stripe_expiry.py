@@ -12,7 +12,8 @@ from pact_settlement.kit.time import utcnow
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.workers.authorization_expiry import AuthorizationExpirySweeper
 
-from .conftest import STRIPE_KEY, CardFactory, put_profile
+from tests.fixtures.rails import STRIPE_KEY, CardFactory, put_profile
+
 from .flow import RELEASE, deliver, refund_plan, run_step, state_of
 
 pytestmark = [

@@ -15,8 +15,15 @@ import stripe
 from pact_settlement.rails.stripe import StripeRail
 from pact_settlement.workers.reconciler import Reconciler
 
+from tests.fixtures.rails import (
+    STRIPE_KEY,
+    CardFactory,
+    SavedCard,
+    localstripe_requests,
+    put_profile,
+)
+
 from . import lifecycle
-from .conftest import STRIPE_KEY, CardFactory, SavedCard, localstripe_requests, put_profile
 from .flow import (
     RELEASE,
     Crash,

@@ -21,7 +21,7 @@ from pact_settlement.rails.stripe import StripeRail
 from pact_settlement.rails.stripe_gateway import StripeGateway
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .conftest import (
+from tests.fixtures.rails import (
     STRIPE_KEY,
     CardFactory,
     SavedCard,

@@ -15,7 +15,7 @@ import pytest
 import stripe
 from pact_settlement.accounts.service import TOPUP_PURPOSE
 
-from .conftest import STRIPE_KEY, CardFactory, put_profile
+from tests.fixtures.rails import STRIPE_KEY, CardFactory, put_profile
 
 pytestmark = [
     pytest.mark.stripe,

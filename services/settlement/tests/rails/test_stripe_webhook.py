@@ -15,7 +15,8 @@ import stripe
 from pact_settlement.rails.stripe import StripeRail
 from pact_settlement.webhooks.repository import WebhookEventRepository
 
-from .conftest import STRIPE_KEY, CardFactory, put_profile
+from tests.fixtures.rails import STRIPE_KEY, CardFactory, put_profile
+
 from .flow import Crash, state_of
 
 pytestmark = [

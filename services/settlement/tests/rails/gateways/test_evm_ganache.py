@@ -14,7 +14,7 @@ from pact_settlement.rails.evm_gateway import (
     EscrowStatus,
 )
 
-from .conftest import Chain
+from tests.fixtures.rails import Chain
 
 pytestmark = pytest.mark.evm
 

@@ -32,7 +32,7 @@ from pact_settlement.rails.evm_gateway import (
 )
 from pact_settlement.rails.minor_units import to_wei
 
-from .conftest import Chain
+from tests.fixtures.rails import Chain
 
 pytestmark = pytest.mark.evm
 

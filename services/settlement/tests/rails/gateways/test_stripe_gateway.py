@@ -36,7 +36,7 @@ from pact_settlement.rails.stripe_gateway import (
     idempotency_key,
 )
 
-from .conftest import STRIPE_KEY, CardFactory, localstripe_requests
+from tests.fixtures.rails import STRIPE_KEY, CardFactory, localstripe_requests
 
 pytestmark = [
     pytest.mark.stripe,
