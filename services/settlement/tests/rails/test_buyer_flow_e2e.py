@@ -57,6 +57,9 @@ def provider_env(settlement_url: str, provider: Keypair, prices: str | None) -> 
         "PACT_PROVIDER_SIGNING_KEY": b58encode(provider.seed),
         "PACT_PROVIDER_SETTLEMENT_URL": settlement_url,
         "PACT_PROVIDER_SETTLEMENT_TOKEN": TOKEN,
+        # A lock on a rail (a chain, a card network) can outlast the provider's default budget
+        # on a busy machine; these tests are not about that budget, and the buyer waits 30 s.
+        "PACT_PROVIDER_SETTLEMENT_TIMEOUT_S": "25",
     }
     if prices:
         env["PACT_PROVIDER_PRICES"] = prices

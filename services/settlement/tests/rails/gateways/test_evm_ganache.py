@@ -1,4 +1,5 @@
-"""EscrowGateway against a real JSON-RPC node over HTTP (ganache from npm, see conftest.py)."""
+"""EscrowGateway against a real JSON-RPC node over HTTP (ganache from npm, see
+tests/fixtures/rails.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""StripeGateway with the real ``stripe`` SDK against localstripe (see conftest.py)."""
+"""StripeGateway with the real ``stripe`` SDK against localstripe (see tests/fixtures/rails.py)."""
 
 from __future__ import annotations
 
