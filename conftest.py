@@ -22,6 +22,7 @@ SHARED_SERVERS = {
 SLOW_MARKERS = ("faults", "evm", "stripe")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
