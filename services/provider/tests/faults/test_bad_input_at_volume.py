@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.fixtures.provider import body, intent_message, signed
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults]
 
 MAX_BODY_BYTES = 16_384
 EXAMPLES = 30

@@ -32,7 +32,7 @@ from tests.fixtures.provider import (
     signed,
 )
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.faults]
 
 TIMEOUT_S = 1.0
 #: When the slow settlement answers: an ACCEPT answered earlier was cut by the budget.

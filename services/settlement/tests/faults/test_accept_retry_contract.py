@@ -32,7 +32,7 @@ from pact_schema.keys import b58encode
 from tests.fixtures.faults import RELAXED_TIMEOUTS, asyncpg_dsn
 from tests.fixtures.processes import clean_env, process
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 TOKEN, ADMIN = "retry-provider-token-0123456789abcdef", "retry-admin-token-0123456789abcdef"
 SKEW_MS = 1_000

@@ -34,7 +34,7 @@ from tests.fixtures.faults import (
     settlement_env,
 )
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 MAX_BODY_BYTES = 16_384
 EXAMPLES = 30

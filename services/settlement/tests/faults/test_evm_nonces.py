@@ -28,7 +28,7 @@ from tests.fixtures.faults import (
 )
 from tests.fixtures.rails import GANACHE_CHAIN_ID, Chain
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.evm, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.evm]
 
 REPLICAS = 2
 WORKERS = 2

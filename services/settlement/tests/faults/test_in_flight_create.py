@@ -28,7 +28,6 @@ from tests.fixtures.faults import STRIPE_KEY, StripeServer, saved_card
 pytestmark = [
     pytest.mark.faults,
     pytest.mark.stripe,
-    pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning"),
 ]
 

@@ -35,7 +35,7 @@ from tests.fixtures.faults import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 BUDGET_S = 2.0  # REQUEST_TIMEOUT_S
 MARGIN_S = 2.0  # scheduling on a busy 2-core CI box

@@ -33,7 +33,7 @@ from tests.fixtures.faults import (
     settlement_env,
 )
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 POOL_TIMEOUT_S = 2.0
 MARGIN_S = 3.0  # one request may wait a pool timeout, plus scheduling on a busy CI box

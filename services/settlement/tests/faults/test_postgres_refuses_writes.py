@@ -45,7 +45,7 @@ from tests.fixtures.faults import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 PRICE = Decimal("0.00008")
 SWEEP_S = 0.1

@@ -29,7 +29,7 @@ from tests.fixtures.faults import (
     settlement_env,
 )
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 BUYERS = 10
 PER_BUYER = 8  # 80 ACCEPTs

@@ -29,7 +29,6 @@ from ..rails.lifecycle import commit, reveal, sweeper
 pytestmark = [
     pytest.mark.faults,
     pytest.mark.stripe,
-    pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning"),
 ]
 

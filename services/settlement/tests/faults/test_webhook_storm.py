@@ -30,7 +30,6 @@ pytestmark = [
     pytest.mark.faults,
     pytest.mark.postgres,
     pytest.mark.stripe,
-    pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning"),
 ]
 
