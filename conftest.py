@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ("tests.fixtures.rails", "tests.fixtures.faults")
+pytest_plugins = ("fixtures.rails", "fixtures.faults")
 
 #: A session-scoped fixture that starts a server or cluster -> the xdist group of its tests.
 SHARED_SERVERS = {

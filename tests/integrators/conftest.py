@@ -8,8 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from tests.fixtures.integrators import BANNER, STACK_START_BOUND_S, Stack, start_stack
+from fixtures.integrators import BANNER, STACK_START_BOUND_S, Stack, start_stack
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from tests.fixtures.integrators import ROOT
+from fixtures.integrators import ROOT
 
 SOURCES = [
     p

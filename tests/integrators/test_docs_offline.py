@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fixtures.integrators import Stack, chromium_executable
 from playwright.sync_api import Browser, Page, Route, sync_playwright
-
-from tests.fixtures.integrators import Stack, chromium_executable
 
 # Chromium as this machine runs it headless (as root, no GPU, no background services of its own
 # that would try the network: their refusals are noise, not what the test looks at).

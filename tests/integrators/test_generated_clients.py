@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.integrators import Stack, node_tool
 from pact_schema import PROTOCOL_VERSION, Keypair, now_ms, sign_message
 from pact_schema.quote import QUOTE_FIELD, quote_binding_fields
-
-from tests.fixtures.integrators import Stack, node_tool
 
 SERVICES = ("provider", "settlement")
 TOOL_TIMEOUT_S = 300

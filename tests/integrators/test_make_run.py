@@ -17,10 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 import httpx
-from pact_schema import Keypair
-from pact_schema.keys import b58encode
-
-from tests.fixtures.integrators import (
+from fixtures.integrators import (
     BANNER,
     DEV_STACK,
     ROOT,
@@ -31,6 +28,8 @@ from tests.fixtures.integrators import (
     start_stack,
     user_env,
 )
+from pact_schema import Keypair
+from pact_schema.keys import b58encode
 
 
 def _dev_stack() -> ModuleType:

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fixtures.integrators import ROOT
 from jsonschema import Draft202012Validator
 from pact_schema import verify_envelope
 from pact_schema.problem import PROBLEM_MEDIA_TYPE
-
-from tests.fixtures.integrators import ROOT
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 SERVICES = ("provider", "settlement")

@@ -4,8 +4,7 @@ import os
 from typing import Any
 
 import pytest
-
-from tests.fixtures.provider import FakeClock, FakeSettlement
+from fixtures.provider import FakeClock, FakeSettlement
 
 
 @pytest.fixture(autouse=True)

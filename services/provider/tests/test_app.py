@@ -8,9 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from tests.fixtures.provider import (
+from fixtures.provider import (
     FakeClock,
     Provider,
     body,
@@ -20,6 +18,7 @@ from tests.fixtures.provider import (
     settings,
     signed,
 )
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 JSON = {"content-type": "application/json"}
 

@@ -16,11 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from pact_schema import parse_message, verify_envelope
-
-from tests.fixtures.provider import (
+from fixtures.provider import (
     BUYER,
     NOW,
     PROVIDER,
@@ -36,7 +32,10 @@ from tests.fixtures.provider import (
     running_provider,
     signed,
 )
-from tests.fixtures.provider import settings as provider_settings
+from fixtures.provider import settings as provider_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pact_schema import parse_message, verify_envelope
 
 FUZZ = settings(
     max_examples=250,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fixtures.provider import running_provider
 from pact_schema import reveal_matches, verify_envelope
-
-from tests.fixtures.provider import running_provider
 
 
 @pytest.fixture

@@ -6,10 +6,7 @@ import time
 
 import httpx
 import pytest
-from pact_provider.settlement_client import HttpSettlementClient
-from pact_schema import message_hash_hex
-
-from tests.fixtures.provider import (
+from fixtures.provider import (
     BUYER,
     SETTLEMENT_TOKEN,
     FakeClock,
@@ -23,6 +20,8 @@ from tests.fixtures.provider import (
     settings,
     signed,
 )
+from pact_provider.settlement_client import HttpSettlementClient
+from pact_schema import message_hash_hex
 
 
 async def _accept(provider: Provider, clock: FakeClock) -> tuple[dict, httpx.Response]:

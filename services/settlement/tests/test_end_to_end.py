@@ -16,11 +16,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+from fixtures.processes import clean_env, process
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_schema.transcript import verify_transcript
-
-from tests.fixtures.processes import clean_env, process
 
 TOKEN, ADMIN = "e2e-provider-token-0123456789abcdef", "e2e-admin-token-0123456789abcdef"
 

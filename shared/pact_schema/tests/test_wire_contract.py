@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fixtures.schema import NOW, intent_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pact_schema import keys
@@ -33,8 +34,6 @@ from pact_schema.money import (
 )
 from pact_schema.text import INTENT_ID_MAX_LENGTH, UnsafeTextError, check_storable, is_intent_id
 from pydantic import TypeAdapter, ValidationError
-
-from tests.fixtures.schema import NOW, intent_dict
 
 KEY = Keypair(bytes(range(7, 39)))
 

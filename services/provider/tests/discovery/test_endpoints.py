@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import httpx
-
-from tests.fixtures.provider import (
+from fixtures.provider import (
     PROVIDER,
     FakeClock,
     FakeSettlement,

@@ -27,13 +27,12 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
+from fixtures.provider import body, intent_message, signed
 from hypothesis import HealthCheck, Phase
 from pact_schema import now_ms, verify_envelope
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-
-from tests.fixtures.provider import body, intent_message, signed
 
 pytestmark = [pytest.mark.faults]
 

@@ -19,9 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pact_provider.app import create_app
-
-from tests.fixtures.provider import (
+from fixtures.provider import (
     PROVIDER,
     FakeClock,
     accept_message,
@@ -31,6 +29,7 @@ from tests.fixtures.provider import (
     settings,
     signed,
 )
+from pact_provider.app import create_app
 
 pytestmark = [pytest.mark.faults]
 

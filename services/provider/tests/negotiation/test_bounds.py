@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from tests.fixtures.provider import (
+from fixtures.provider import (
     NOW,
     FakeClock,
     FakeSettlement,

@@ -8,10 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from pact_schema import Keypair, sign_message
-from redis import asyncio as aioredis
-
-from tests.fixtures.provider import (
+from fixtures.provider import (
     BUYER,
     NOW,
     OTHER_BUYER,
@@ -24,6 +21,8 @@ from tests.fixtures.provider import (
     settings,
     signed,
 )
+from pact_schema import Keypair, sign_message
+from redis import asyncio as aioredis
 
 
 def _store_settings(store: tuple[str, str], **overrides: Any) -> Any:

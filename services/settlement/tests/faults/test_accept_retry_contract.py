@@ -26,11 +26,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.faults import RELAXED_TIMEOUTS, asyncpg_dsn
+from fixtures.processes import clean_env, process
 from pact_schema import Keypair, now_ms, reveal_matches, sign_message, verify_envelope
 from pact_schema.keys import b58encode
-
-from tests.fixtures.faults import RELAXED_TIMEOUTS, asyncpg_dsn
-from tests.fixtures.processes import clean_env, process
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 

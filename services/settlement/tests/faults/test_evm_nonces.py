@@ -16,17 +16,16 @@ from typing import Any
 
 import httpx
 import pytest
-from pact_schema import Keypair
-from pact_schema.keys import b58encode
-
-from tests.fixtures.faults import (
+from fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     SettlementProcess,
     migrate,
     settlement_env,
 )
-from tests.fixtures.rails import GANACHE_CHAIN_ID, Chain
+from fixtures.rails import GANACHE_CHAIN_ID, Chain
+from pact_schema import Keypair
+from pact_schema.keys import b58encode
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.evm]
 

@@ -17,13 +17,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fixtures.faults import STRIPE_KEY, StripeServer, saved_card
 from pact_settlement.idempotency.models import IdempotencyKey
 from pact_settlement.kit.time import utcnow
 from pact_settlement.settlements.service import CREATE_SCOPE
 from pact_settlement.workers.reconciler import Reconciler
 from sqlalchemy import select
-
-from tests.fixtures.faults import STRIPE_KEY, StripeServer, saved_card
 
 pytestmark = [
     pytest.mark.faults,

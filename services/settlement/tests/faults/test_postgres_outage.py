@@ -1,6 +1,6 @@
 """Stop Postgres under load and start it again.
 
-A throw-away cluster (``pg_createcluster``, see ``tests.fixtures.faults.Cluster``) on a free
+A throw-away cluster (``pg_createcluster``, see ``fixtures.faults.Cluster``) on a free
 port, never the machine's main one.
 Proves: ``/readyz`` goes 503 within seconds of the stop and 200 after the start; requests in
 the gap fail fast with 503 problem+json + ``Retry-After`` (no 500, none slower than the pool
@@ -19,9 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pact_schema import Keypair
-
-from tests.fixtures.faults import (
+from fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     Cluster,
@@ -32,6 +30,7 @@ from tests.fixtures.faults import (
     migrate,
     settlement_env,
 )
+from pact_schema import Keypair
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 

@@ -27,9 +27,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from pact_schema import Keypair
-
-from tests.fixtures.faults import (
+from fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     Cluster,
@@ -44,6 +42,7 @@ from tests.fixtures.faults import (
     settlement_env,
     wait_for,
 )
+from pact_schema import Keypair
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 

@@ -17,9 +17,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from pact_schema import Keypair
-
-from tests.fixtures.faults import (
+from fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     SettlementProcess,
@@ -28,6 +26,7 @@ from tests.fixtures.faults import (
     migrate,
     settlement_env,
 )
+from pact_schema import Keypair
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 

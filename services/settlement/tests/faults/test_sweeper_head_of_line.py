@@ -18,10 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.faults import STRIPE_KEY, StripeServer, saved_card
 from pact_settlement.kit.time import from_ms, utcnow
 from pact_settlement.settlements.repository import SettlementRepository
-
-from tests.fixtures.faults import STRIPE_KEY, StripeServer, saved_card
 
 from ..rails.flow import state_of
 from ..rails.lifecycle import commit, reveal, sweeper

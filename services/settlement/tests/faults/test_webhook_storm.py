@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 import stripe
+from fixtures.rails import STRIPE_KEY, CardFactory, put_profile
 from pact_settlement.webhooks.models import WebhookEvent
 from sqlalchemy import func, select
-
-from tests.fixtures.rails import STRIPE_KEY, CardFactory, put_profile
 
 pytestmark = [
     pytest.mark.faults,

@@ -20,15 +20,14 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from fixtures.processes import clean_env, process
+from fixtures.rails import GANACHE_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_settlement.rails.evm_gateway import EscrowGateway, EscrowStatus
 from pact_settlement.rails.minor_units import to_wei
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
-
-from tests.fixtures.processes import clean_env, process
-from tests.fixtures.rails import GANACHE_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
 
 TOKEN, ADMIN = "e2e-rails-provider-token-0123456789", "e2e-rails-admin-token-0123456789ab"
 

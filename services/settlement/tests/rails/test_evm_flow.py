@@ -7,12 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fixtures.rails import Chain, put_profile
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.evm import EvmEscrowRail
 from pact_settlement.rails.evm_gateway import EscrowStatus
 from pact_settlement.workers.reconciler import Reconciler
-
-from tests.fixtures.rails import Chain, put_profile
 
 from . import lifecycle
 from .flow import RELEASE, Crash, after_grace, deliver, refund_plan, run_step, slash_plan, state_of

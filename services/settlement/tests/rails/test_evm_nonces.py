@@ -12,11 +12,10 @@ import asyncio
 import time
 
 import pytest
+from fixtures.rails import Chain
 from pact_settlement.rails.evm_gateway import EscrowStatus, EscrowTransientError
 from pact_settlement.rails.evm_nonces import DatabaseNonceGuard
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from tests.fixtures.rails import Chain
 
 pytestmark = pytest.mark.evm
 

@@ -12,16 +12,15 @@ from typing import Any
 
 import pytest
 import stripe
-from pact_settlement.rails.stripe import StripeRail
-from pact_settlement.workers.reconciler import Reconciler
-
-from tests.fixtures.rails import (
+from fixtures.rails import (
     STRIPE_KEY,
     CardFactory,
     SavedCard,
     localstripe_requests,
     put_profile,
 )
+from pact_settlement.rails.stripe import StripeRail
+from pact_settlement.workers.reconciler import Reconciler
 
 from . import lifecycle
 from .flow import (

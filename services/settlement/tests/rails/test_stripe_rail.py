@@ -9,6 +9,14 @@ from typing import Any
 
 import pytest
 import stripe
+from fixtures.rails import (
+    STRIPE_KEY,
+    CardFactory,
+    SavedCard,
+    insert_settlement,
+    localstripe_requests,
+    rail_view_of,
+)
 from pact_schema import Keypair
 from pact_schema.codes import FailureCode
 from pact_settlement.accounts.models import PaymentProfile
@@ -20,15 +28,6 @@ from pact_settlement.rails.repository import rail_idempotency_key
 from pact_settlement.rails.stripe import StripeRail
 from pact_settlement.rails.stripe_gateway import StripeGateway
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from tests.fixtures.rails import (
-    STRIPE_KEY,
-    CardFactory,
-    SavedCard,
-    insert_settlement,
-    localstripe_requests,
-    rail_view_of,
-)
 
 pytestmark = [
     pytest.mark.stripe,

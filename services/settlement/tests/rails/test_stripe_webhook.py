@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 import stripe
+from fixtures.rails import STRIPE_KEY, CardFactory, put_profile
 from pact_settlement.rails.stripe import StripeRail
 from pact_settlement.webhooks.repository import WebhookEventRepository
-
-from tests.fixtures.rails import STRIPE_KEY, CardFactory, put_profile
 
 from .flow import Crash, state_of
 

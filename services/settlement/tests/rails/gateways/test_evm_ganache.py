@@ -8,14 +8,13 @@ import time
 from typing import Any, cast
 
 import pytest
+from fixtures.rails import Chain
 from pact_settlement.rails.evm_gateway import (
     EscrowConfigurationError,
     EscrowGateway,
     EscrowNotFoundError,
     EscrowStatus,
 )
-
-from tests.fixtures.rails import Chain
 
 pytestmark = pytest.mark.evm
 

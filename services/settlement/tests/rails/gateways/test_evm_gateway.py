@@ -13,6 +13,7 @@ import pytest
 from eth_abi import abi as eth_abi
 from eth_account import Account
 from eth_utils.crypto import keccak
+from fixtures.rails import Chain
 from pact_schema.codes import FailureCode
 from pact_settlement.rails.evm_gateway import (
     EscrowBadRequestError,
@@ -31,8 +32,6 @@ from pact_settlement.rails.evm_gateway import (
     intent_id_to_bytes32,
 )
 from pact_settlement.rails.minor_units import to_wei
-
-from tests.fixtures.rails import Chain
 
 pytestmark = pytest.mark.evm
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from fixtures.rails import STRIPE_KEY, CardFactory, localstripe_requests
 from pact_schema.codes import FailureCode
 from pact_settlement.rails.minor_units import AmountBelowRailMinimumError, UnsupportedCurrencyError
 from pact_settlement.rails.stripe_gateway import (
@@ -35,8 +36,6 @@ from pact_settlement.rails.stripe_gateway import (
     _translate,
     idempotency_key,
 )
-
-from tests.fixtures.rails import STRIPE_KEY, CardFactory, localstripe_requests
 
 pytestmark = [
     pytest.mark.stripe,
