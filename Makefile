@@ -24,8 +24,12 @@ RUNTIME_STAMP := .venv/.pact-runtime-synced
 DEV_STAMP := .venv/.pact-dev-synced
 NPM_STAMPS := $(addsuffix /node_modules/.pact-npm-installed,$(NPM_DIRS))
 PYTEST_ARGS ?=
+# Tests run in parallel (pytest-xdist). Most of a test's time is waiting (servers, Postgres,
+# subprocesses), so more workers than cores pays; tests sharing a session server stay together.
+PYTEST_WORKERS ?= 4
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup
 
-.PHONY: help install install-dev install-browser run demo test lint fmt bench check-deploy clean
+.PHONY: help install install-dev install-browser run demo test test-fast lint fmt bench check-deploy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -66,7 +70,10 @@ demo: $(RUNTIME_STAMP) ## run a buyer against `make run`'s stack and print the w
 	@$(UV) run --frozen --no-sync python scripts/dev_stack.py demo
 
 test: install-dev check-deploy ## run every test (SQLite and Postgres, JS vectors, rails, docs, clients)
-	UV="$(UV)" $(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
+	UV="$(UV)" $(UV) run --frozen --no-sync pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+test-fast: $(DEV_STAMP) $(NPM_STAMPS) ## the inner loop: every test but the `slow` ones (processes, rails, faults)
+	UV="$(UV)" $(UV) run --frozen --no-sync pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
 check-deploy: $(DEV_STAMP) ## validate Dockerfiles, compose and k8s manifests statically (no engine)
 	UV="$(UV)" bash deploy/check.sh

@@ -3,18 +3,12 @@ documents its services publish (helpers: integrators_testkit.py)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-# Test modules share helpers through a uniquely named module (--import-mode=importlib).
-sys.path.insert(0, str(Path(__file__).parent))
-
-from integrators_testkit import BANNER, STACK_START_BOUND_S, Stack, start_stack
+from fixtures.integrators import BANNER, STACK_START_BOUND_S, Stack, start_stack
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from integrators_testkit import ROOT
+from fixtures.integrators import ROOT
 
 SOURCES = [
     p

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from integrators_testkit import Stack, chromium_executable
+from fixtures.integrators import Stack, chromium_executable
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 # Chromium as this machine runs it headless (as root, no GPU, no background services of its own

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integrators_testkit import Stack, node_tool
+from fixtures.integrators import Stack, node_tool
 from pact_schema import PROTOCOL_VERSION, Keypair, now_ms, sign_message
 from pact_schema.quote import QUOTE_FIELD, quote_binding_fields
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 import httpx
-from integrators_testkit import (
+from fixtures.integrators import (
     BANNER,
     DEV_STACK,
     ROOT,

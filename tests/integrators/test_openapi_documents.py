@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from integrators_testkit import ROOT
+from fixtures.integrators import ROOT
 from jsonschema import Draft202012Validator
 from pact_schema import verify_envelope
 from pact_schema.problem import PROBLEM_MEDIA_TYPE

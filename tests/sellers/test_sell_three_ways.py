@@ -22,16 +22,18 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fixtures.sellers import EXAMPLE, clean_env, free_port, serve
 from pact_schema import PROTOCOL_VERSION, Keypair, commit_hash_hex, sign_message
 from pact_schema.client import PactClient
 from pact_schema.keys import b58encode
 from pact_schema.messages import Accept
 from pact_schema.quote import QUOTE_FIELD
-from sellers_processes import EXAMPLE, clean_env, free_port, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+pytestmark = pytest.mark.processes
 
 TOKEN, ADMIN = "sellers-provider-token-0123456789abcdef", "sellers-admin-token-0123456789abcdef"
 PROVIDER = Keypair.generate()

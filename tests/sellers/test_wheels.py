@@ -12,7 +12,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from sellers_processes import EXAMPLE
+from fixtures.sellers import EXAMPLE
+
+pytestmark = pytest.mark.processes
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {

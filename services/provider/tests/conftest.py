@@ -1,17 +1,10 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-# The suite runs with --import-mode=importlib beside other services' `tests` folders, so the
-# shared builders live in a uniquely named module on sys.path instead of a `tests` package.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from provider_testkit import FakeClock, FakeSettlement
+from fixtures.provider import FakeClock, FakeSettlement
 
 
 @pytest.fixture(autouse=True)

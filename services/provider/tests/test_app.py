@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from provider_testkit import (
+from fixtures.provider import (
     FakeClock,
     Provider,
     body,

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fixtures.provider import PROVIDER, FakeSettlement, settings
 from pact_provider import cli
 from pact_provider.app import create_app
 from pact_schema.cli import main as pact_main
 from pact_schema.serving import GuardedConfig
-from provider_testkit import PROVIDER, FakeSettlement, settings
 
 
 def test_serve_defaults_to_port_8000_on_localhost() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fixtures.provider import PROVIDER, SETTLEMENT_TOKEN, SETTLEMENT_URL
 from pact_provider.app import create_app
 from pact_provider.config import ConfigError, ProviderSettings
 from pact_provider.identity import load_identity
 from pact_schema import Keypair
 from pact_schema.keys import b58encode
-from provider_testkit import PROVIDER, SETTLEMENT_TOKEN, SETTLEMENT_URL
 from pydantic import ValidationError
 
 STRONG_TOKEN = "Wq3bq9s1xQd0P4uVnZkT7yHc2LmR8eJfA6oGiXw5"

@@ -16,10 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from pact_schema import parse_message, verify_envelope
-from provider_testkit import (
+from fixtures.provider import (
     BUYER,
     NOW,
     PROVIDER,
@@ -35,7 +32,10 @@ from provider_testkit import (
     running_provider,
     signed,
 )
-from provider_testkit import settings as provider_settings
+from fixtures.provider import settings as provider_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pact_schema import parse_message, verify_envelope
 
 FUZZ = settings(
     max_examples=250,

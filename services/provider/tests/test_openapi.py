@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fixtures.provider import running_provider
 from pact_schema import reveal_matches, verify_envelope
 from pact_schema.keys import PublicKeyB58
-from provider_testkit import running_provider
 from pydantic import TypeAdapter
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fixtures.provider import PROVIDER
 from pact_provider import cli
 from pact_schema.keys import b58encode
-from provider_testkit import PROVIDER
 
 STRONG_TOKEN = "Wq3bq9s1xQd0P4uVnZkT7yHc2LmR8eJfA6oGiXw5"
 PRODUCTION = {

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pact_schema import Keypair
-from provider_testkit import (
+from fixtures.provider import (
     FakeClock,
     FakeSettlement,
     accept_message,
@@ -14,6 +13,7 @@ from provider_testkit import (
     settings,
     signed,
 )
+from pact_schema import Keypair
 
 
 async def test_intent_to_one_replica_bid_and_accept_to_the_other(clock: FakeClock) -> None:

@@ -10,10 +10,10 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI, HTTPException
+from fixtures.provider import BUYER, PROVIDER, FakeClock, intent_message, reply_of, signed
 from pact_provider.config import ConfigError
 from pact_provider.fulfilment.handlers import FulfilmentError, FulfilmentRequest
 from pact_provider.seller import PactSeller, route_handler
-from provider_testkit import BUYER, PROVIDER, FakeClock, intent_message, reply_of, signed
 from pydantic import BaseModel
 
 

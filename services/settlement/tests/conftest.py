@@ -15,7 +15,6 @@ import asyncio
 import concurrent.futures
 import os
 import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -33,9 +32,6 @@ from pact_settlement.db import migrate
 from pact_settlement.db.engine import create_sessionmaker, make_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-# Process helpers shared by the end-to-end tests live in a uniquely named module on sys.path.
-sys.path.insert(0, str(Path(__file__).parent))
 
 API_TOKEN = "test-provider-token-0123456789abcdef"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"

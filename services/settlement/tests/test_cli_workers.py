@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures.processes import clean_env, free_port, stop
 from pact_settlement.cli import EXIT_USAGE, main
-from settlement_processes import clean_env, free_port, stop
 
 TOKEN, ADMIN = "cli-provider-token-0123456789abcd", "cli-admin-token-0123456789abcdef"
 

@@ -16,10 +16,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+from fixtures.processes import clean_env, process
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_schema.transcript import verify_transcript
-from settlement_processes import clean_env, process
 
 TOKEN, ADMIN = "e2e-provider-token-0123456789abcdef", "e2e-admin-token-0123456789abcdef"
 
@@ -93,8 +93,10 @@ def test_negotiate_accept_delivers_and_the_sweeper_releases(
             headers={"Authorization": f"Bearer {ADMIN}"},
             timeout=10,
         ).json()
-        assert Decimal(account["locked"]) == 2 * price  # two negotiations, both delivered
+        # Two negotiations, both delivered: the buyer paid twice. The first one's challenge
+        # window may already have closed on a busy machine, and the 0.2 s sweeper released it.
         assert Decimal(account["available"]) == 1 - 2 * price
+        assert Decimal(account["locked"]) in (2 * price, price)
 
         # The app's sweeper releases once the 5 s challenge window has closed.
         give_up = time.monotonic() + 20

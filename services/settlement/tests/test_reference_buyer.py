@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.processes import clean_env, process
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_schema.transcript_v4 import verify_v4
-from settlement_processes import clean_env, process
 
 ROOT = Path(__file__).resolve().parents[3]
 BUYER_JS = ROOT / "services/provider/tests/vectors/reference_buyer.mjs"

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from settlement_processes import clean_env, process
+from fixtures.processes import clean_env, process
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0

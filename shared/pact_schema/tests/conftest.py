@@ -4,15 +4,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-# Test modules share builders through a uniquely named module (the suite runs with
-# --import-mode=importlib next to other members' `tests` folders, so no `tests` package here).
-sys.path.insert(0, str(Path(__file__).parent))
 
 VECTORS_DIR = Path(__file__).parent / "vectors"
 

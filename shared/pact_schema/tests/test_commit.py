@@ -6,11 +6,11 @@ import base64
 import hashlib
 from typing import Any
 
+from fixtures.schema import NOW
 from hypothesis import given
 from hypothesis import strategies as st
 from pact_schema import Keypair, commit_hash_hex, parse_message, reveal_matches, sign_message
 from pact_schema.envelope import verify_envelope
-from pact_schema_testkit import NOW
 
 SELLER = Keypair(bytes(range(0x21, 0x21 + 32)))
 

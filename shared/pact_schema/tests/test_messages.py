@@ -3,10 +3,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from fixtures.schema import NOW, intent_dict
 from pact_schema.codes import FailureCode
 from pact_schema.keys import Keypair
 from pact_schema.messages import Ask, Intent, MessageValidationError, message_to_wire, parse_message
-from pact_schema_testkit import NOW, intent_dict
 
 
 def test_intent_money_is_decimal_from_the_shortest_wire_text() -> None:

@@ -3,12 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fixtures.schema import NOW, accept_envelope, ask_envelope
 from pact_schema.codes import FailureCode
 from pact_schema.envelope import sign_message, verify_envelope
 from pact_schema.keys import Keypair
 from pact_schema.messages import Accept
 from pact_schema.quote import QuoteError, check_accept, verify_carried_quote
-from pact_schema_testkit import NOW, accept_envelope, ask_envelope
 
 PROVIDER = Keypair(bytes([7] * 32))
 BUYER = Keypair(bytes([9] * 32))

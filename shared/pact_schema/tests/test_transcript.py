@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.schema import NOW, accept_envelope, ask_envelope
 from pact_schema import commit_hash_hex
 from pact_schema.cli import EXIT_OK, EXIT_REFUSED, main
 from pact_schema.envelope import sign_message
 from pact_schema.keys import Keypair
 from pact_schema.transcript import verify_transcript
-from pact_schema_testkit import NOW, accept_envelope, ask_envelope
 
 PROVIDER = Keypair(bytes([7] * 32))
 BUYER = Keypair(bytes([9] * 32))

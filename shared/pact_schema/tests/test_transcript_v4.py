@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from fixtures.schema import NOW, accept_envelope, ask_envelope
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pact_schema.cli import main
@@ -30,7 +31,6 @@ from pact_schema.transcript_v4 import (
     transcript_id,
     verify_v4,
 )
-from pact_schema_testkit import NOW, accept_envelope, ask_envelope
 
 HERE = Path(__file__).parent
 FIXTURES = sorted((HERE / "vectors" / "v4").glob("*.json"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from provider_testkit import (
+from fixtures.provider import (
     PROVIDER,
     FakeClock,
     FakeSettlement,

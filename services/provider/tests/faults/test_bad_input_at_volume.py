@@ -27,14 +27,14 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
+from fixtures.provider import body, intent_message, signed
 from hypothesis import HealthCheck, Phase
 from pact_schema import now_ms, verify_envelope
-from provider_testkit import body, intent_message, signed
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults]
 
 MAX_BODY_BYTES = 16_384
 EXAMPLES = 30

@@ -1,9 +1,10 @@
 """Settlement down or slow, over real sockets (the provider's own HTTP client, no mock transport).
 
-Proves: an ACCEPT is answered within ``SETTLEMENT_TIMEOUT_S`` + a margin with a clear refusal
-(503 ``SETTLEMENT_UNAVAILABLE`` problem + ``Retry-After``) whether settlement's port is closed,
-it accepts the connection and never answers, or it answers too slowly; and INTENTs sent
-meanwhile are answered with an ASK at once.
+Proves: an ACCEPT is answered by the ``SETTLEMENT_TIMEOUT_S`` budget, before a slow settlement
+would have answered, with a clear refusal (503 ``SETTLEMENT_UNAVAILABLE`` problem +
+``Retry-After``) whether settlement's port is closed, it accepts the connection and never
+answers, or it answers too slowly; and INTENTs sent meanwhile are answered with an ASK without
+waiting for that budget. The bounds come from the settings, not from how fast this machine is.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pact_provider.app import create_app
-from provider_testkit import (
+from fixtures.provider import (
     PROVIDER,
     FakeClock,
     accept_message,
@@ -29,11 +29,13 @@ from provider_testkit import (
     settings,
     signed,
 )
+from pact_provider.app import create_app
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.faults]
 
 TIMEOUT_S = 1.0
-MARGIN_S = 1.0
+#: When the slow settlement answers: an ACCEPT answered earlier was cut by the budget.
+LATE_S = TIMEOUT_S * 4
 
 
 def _free_port() -> int:
@@ -67,7 +69,7 @@ async def _answers_slowly(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     """Reads the request, then answers 201 long after the provider's budget."""
     try:
         await reader.readuntil(b"\r\n\r\n")
-        await asyncio.sleep(TIMEOUT_S * 4)
+        await asyncio.sleep(LATE_S)
         payload = b'{"id": "late", "state": "locked", "rail": "ledger"}'
         writer.write(
             b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n"
@@ -142,7 +144,7 @@ async def test_accept_is_refused_in_time_and_intents_flow_meanwhile(mode: str) -
 
         (response, elapsed), intent_times = await asyncio.gather(timed_accept(), intents())
 
-    assert elapsed < TIMEOUT_S + MARGIN_S, elapsed
+    assert elapsed < LATE_S, elapsed
     if response.status_code == 503:
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == "SETTLEMENT_UNAVAILABLE"
@@ -151,7 +153,7 @@ async def test_accept_is_refused_in_time_and_intents_flow_meanwhile(mode: str) -
         reply = reply_of(response)
         assert reply["type"] == "REJECT"
         assert reply["code"] == "SETTLEMENT_FAILED"
-    assert max(intent_times) < 0.5, intent_times
+    assert max(intent_times) < TIMEOUT_S, intent_times  # none waited behind the ACCEPT
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fixtures.provider import NOW, PROVIDER, accept_message, signed
 from pact_provider.config import ConfigError
 from pact_provider.errors import SettlementUnavailable
 from pact_provider.fulfilment.committed import (
@@ -31,7 +32,6 @@ from pact_provider.settlement_client import SettlementRecord, SettlementRefused
 from pact_schema import Keypair, commit_hash_hex, parse_message, verify_envelope
 from pact_schema.messages import Accept
 from pact_schema.quote import QuoteTerms, quote_binding_fields, verify_carried_quote
-from provider_testkit import NOW, PROVIDER, accept_message, signed
 
 
 class RecordingSettlement:

@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.provider import PROVIDER, intent_message, running_provider, settings
 from pact_provider import cli
 from pact_provider.app import create_app
 from pact_provider.config import ConfigError
 from pact_provider.fulfilment.handlers import FulfilmentError, FulfilmentRequest
 from pact_provider.fulfilment.upstream import Route, UpstreamHandler, load_routes
 from pact_schema.keys import b58encode
-from provider_testkit import PROVIDER, intent_message, running_provider, settings
 
 STRONG_TOKEN = "Wq3bq9s1xQd0P4uVnZkT7yHc2LmR8eJfA6oGiXw5"
 PRODUCTION = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from provider_testkit import (
+from fixtures.provider import (
     NOW,
     FakeClock,
     FakeSettlement,

@@ -9,10 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pact_schema import Keypair, now_ms, sign_message, verify_envelope
-from pact_schema.client import PactClient
-from pact_schema.keys import b58encode
-from provider_testkit import (
+from fixtures.provider import (
     BUYER,
     PROVIDER,
     FakeClock,
@@ -25,6 +22,9 @@ from provider_testkit import (
     settings,
     signed,
 )
+from pact_schema import Keypair, now_ms, sign_message, verify_envelope
+from pact_schema.client import PactClient
+from pact_schema.keys import b58encode
 
 
 def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

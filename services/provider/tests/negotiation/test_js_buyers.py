@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pact_schema import Keypair, verify_envelope
-from provider_testkit import (
+from fixtures.provider import (
     PROVIDER,
     FakeClock,
     FakeSettlement,
@@ -20,6 +19,7 @@ from provider_testkit import (
     running_provider,
     settings,
 )
+from pact_schema import Keypair, verify_envelope
 
 HERE = Path(__file__).resolve().parent.parent / "vectors"
 SCHEMA_VECTORS = Path(__file__).resolve().parents[4] / "shared/pact_schema/tests/vectors"

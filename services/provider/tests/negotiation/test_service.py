@@ -8,6 +8,19 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fixtures.provider import (
+    BUYER,
+    NOW,
+    OTHER_BUYER,
+    OTHER_PROVIDER,
+    PROVIDER,
+    FakeClock,
+    accept_message,
+    bid_message,
+    intent_message,
+    reject_message,
+    signed,
+)
 from pact_provider.errors import BadEnvelope, SettlementUnavailable
 from pact_provider.identity import ProviderIdentity
 from pact_provider.negotiation.pricing import DEFAULT_BOOK, PriceBook
@@ -23,19 +36,6 @@ from pact_provider.observability import make_logger
 from pact_provider.settlement_client import SettlementRecord, SettlementRefused
 from pact_schema import Keypair, message_hash_hex, parse_message, sign_message, verify_envelope
 from pact_schema.quote import verify_carried_quote
-from provider_testkit import (
-    BUYER,
-    NOW,
-    OTHER_BUYER,
-    OTHER_PROVIDER,
-    PROVIDER,
-    FakeClock,
-    accept_message,
-    bid_message,
-    intent_message,
-    reject_message,
-    signed,
-)
 
 
 class Gateway:

@@ -9,9 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from pact_schema import keys, parse_message
-from pact_schema.keys import MAX_SIGNATURE_CHARS
-from provider_testkit import (
+from fixtures.provider import (
     BUYER,
     NOW,
     FakeClock,
@@ -27,6 +25,8 @@ from provider_testkit import (
     settings,
     signed,
 )
+from pact_schema import keys, parse_message
+from pact_schema.keys import MAX_SIGNATURE_CHARS
 
 BAD_IDS = ["", "a/b", "..", "../etc", "a b", "a\n", "a\x00b", "ünï", "a\ud800", "x" * 129]
 

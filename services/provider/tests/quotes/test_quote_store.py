@@ -8,8 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from pact_schema import Keypair, sign_message
-from provider_testkit import (
+from fixtures.provider import (
     BUYER,
     NOW,
     OTHER_BUYER,
@@ -22,6 +21,7 @@ from provider_testkit import (
     settings,
     signed,
 )
+from pact_schema import Keypair, sign_message
 from redis import asyncio as aioredis
 
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pact_schema import Keypair, commit_hash_hex, reveal_matches, verify_envelope
-from provider_testkit import (
+from fixtures.provider import (
     BUYER,
     NOW,
     OTHER_BUYER,
@@ -21,6 +20,7 @@ from provider_testkit import (
     running_provider,
     settings,
 )
+from pact_schema import Keypair, commit_hash_hex, reveal_matches, verify_envelope
 
 QUOTE_REQUEST = {
     "intent_id": "intent-ref-1",

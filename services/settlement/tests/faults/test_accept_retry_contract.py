@@ -26,13 +26,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.faults import RELAXED_TIMEOUTS, asyncpg_dsn
+from fixtures.processes import clean_env, process
 from pact_schema import Keypair, now_ms, reveal_matches, sign_message, verify_envelope
 from pact_schema.keys import b58encode
-from settlement_processes import clean_env, process
 
-from .conftest import RELAXED_TIMEOUTS, asyncpg_dsn
-
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 TOKEN, ADMIN = "retry-provider-token-0123456789abcdef", "retry-admin-token-0123456789abcdef"
 SKEW_MS = 1_000

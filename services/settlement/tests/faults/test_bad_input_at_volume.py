@@ -19,13 +19,7 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase
-from pact_schema import Keypair
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
-
-from .conftest import (
+from fixtures.faults import (
     ADMIN_TOKEN,
     API_TOKEN,
     SettlementProcess,
@@ -33,8 +27,13 @@ from .conftest import (
     scratch_database,
     settlement_env,
 )
+from hypothesis import HealthCheck, Phase
+from pact_schema import Keypair
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 MAX_BODY_BYTES = 16_384
 EXAMPLES = 30

@@ -16,24 +16,18 @@ from typing import Any
 
 import httpx
 import pytest
-from pact_schema import Keypair
-from pact_schema.keys import b58encode
-
-from ..rails.conftest import (  # noqa: F401  (fixtures)
-    GANACHE_CHAIN_ID,
-    Chain,
-    ganache_chain,
-    ganache_url,
-)
-from .conftest import (
+from fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     SettlementProcess,
     migrate,
     settlement_env,
 )
+from fixtures.rails import GANACHE_CHAIN_ID, Chain
+from pact_schema import Keypair
+from pact_schema.keys import b58encode
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.evm, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.evm]
 
 REPLICAS = 2
 WORKERS = 2
@@ -45,8 +39,8 @@ ETH = 10**18
 
 async def test_two_replicas_of_two_workers_share_one_operator_nonce_sequence(
     fault_database: str,
-    ganache_url: str,  # noqa: F811
-    ganache_chain: Chain,  # noqa: F811
+    ganache_url: str,
+    ganache_chain: Chain,
     pact: Any,
     tmp_path: Path,
 ) -> None:

@@ -17,18 +17,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fixtures.faults import STRIPE_KEY, StripeServer, saved_card
 from pact_schema.clock import utcnow
 from pact_settlement.idempotency.models import IdempotencyKey
 from pact_settlement.settlements.service import CREATE_SCOPE
 from pact_settlement.workers.reconciler import Reconciler
 from sqlalchemy import select
 
-from .conftest import STRIPE_KEY, StripeServer, saved_card
-
 pytestmark = [
     pytest.mark.faults,
     pytest.mark.stripe,
-    pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning"),
 ]
 

@@ -20,9 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from pact_schema import Keypair
-
-from .conftest import (
+from fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     Cluster,
@@ -34,8 +32,9 @@ from .conftest import (
     settlement_env,
     wait_for,
 )
+from pact_schema import Keypair
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 BUDGET_S = 2.0  # REQUEST_TIMEOUT_S
 MARGIN_S = 2.0  # scheduling on a busy 2-core CI box

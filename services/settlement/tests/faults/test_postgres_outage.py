@@ -1,7 +1,7 @@
 """Stop Postgres under load and start it again.
 
-A throw-away cluster (``pg_createcluster``, see ``conftest.Cluster``) on a free port, never the
-machine's main one.
+A throw-away cluster (``pg_createcluster``, see ``fixtures.faults.Cluster``) on a free
+port, never the machine's main one.
 Proves: ``/readyz`` goes 503 within seconds of the stop and 200 after the start; requests in
 the gap fail fast with 503 problem+json + ``Retry-After`` (no 500, none slower than the pool
 timeout + margin); every settlement acknowledged with a 2xx, before or after, still exists with
@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from pact_schema import Keypair
-
-from .conftest import (
+from fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     Cluster,
@@ -31,8 +30,9 @@ from .conftest import (
     migrate,
     settlement_env,
 )
+from pact_schema import Keypair
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 POOL_TIMEOUT_S = 2.0
 MARGIN_S = 3.0  # one request may wait a pool timeout, plus scheduling on a busy CI box
@@ -103,25 +103,29 @@ async def _outage(cluster: Cluster, url: str, pact: Any, tmp_path: Path) -> None
                         samples.append((current, g.status_code, 0.0, dict(g.headers)))
 
             workers = [asyncio.create_task(load(i)) for i in range(4)]
-            await asyncio.sleep(1.0)
-            before = len(acked)
-            assert before > 0
+            await _until(lambda: len(acked) >= 3, "settlements acknowledged before the outage")
 
             phase = "outage"
             await asyncio.to_thread(cluster.ctl, "stop", "-m", "fast")
             stopped = time.monotonic()
             red = await _wait_ready(http, 503, within=5)
             assert red - stopped < 5, "readyz did not turn red"
-            await asyncio.sleep(2.0)  # load keeps running into the outage
+            # The load keeps running into the outage until requests have met it.
+            await _until(
+                lambda: sum(1 for s in samples if s[0] == "outage" and s[1] == 503) >= 3,
+                "requests refused during the outage",
+            )
 
             phase = "recovery"
             await asyncio.to_thread(cluster.ctl, "start")
             started = time.monotonic()
             await _wait_ready(http, 200, within=15)
             recovered_in = time.monotonic() - started
-            await asyncio.sleep(1.5)
             phase = "after"
-            await asyncio.sleep(1.0)
+            await _until(
+                lambda: any(s[0] == "after" and s[1] in (200, 201) for s in samples),
+                "a success after recovery",
+            )
             stop.set()
             await asyncio.gather(*workers)
 
@@ -170,6 +174,15 @@ async def _outage(cluster: Cluster, url: str, pact: Any, tmp_path: Path) -> None
         raise
     finally:
         server.close()
+
+
+async def _until(condition: Callable[[], bool], what: str, *, within: float = 60) -> None:
+    """Wait for the load to reach a point (not a fixed time: a busy machine gets there later)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {within}s")
+        await asyncio.sleep(0.05)
 
 
 async def _wait_ready(http: httpx.AsyncClient, status: int, *, within: float) -> float:

@@ -27,9 +27,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from pact_schema import Keypair
-
-from .conftest import (
+from fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     Cluster,
@@ -44,8 +42,9 @@ from .conftest import (
     settlement_env,
     wait_for,
 )
+from pact_schema import Keypair
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 PRICE = Decimal("0.00008")
 SWEEP_S = 0.1

@@ -17,9 +17,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from pact_schema import Keypair
-
-from .conftest import (
+from fixtures.faults import (
     ADMIN_AUTH,
     PROVIDER_AUTH,
     SettlementProcess,
@@ -28,8 +26,9 @@ from .conftest import (
     migrate,
     settlement_env,
 )
+from pact_schema import Keypair
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 BUYERS = 10
 PER_BUYER = 8  # 80 ACCEPTs

@@ -18,18 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.faults import STRIPE_KEY, StripeServer, saved_card
 from pact_schema.clock import utcnow
 from pact_settlement.kit.time import from_ms
 from pact_settlement.settlements.repository import SettlementRepository
 
 from ..rails.flow import state_of
 from ..rails.lifecycle import commit, reveal, sweeper
-from .conftest import STRIPE_KEY, StripeServer, saved_card
 
 pytestmark = [
     pytest.mark.faults,
     pytest.mark.stripe,
-    pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning"),
 ]
 

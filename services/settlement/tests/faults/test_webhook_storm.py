@@ -21,23 +21,14 @@ from typing import Any
 
 import pytest
 import stripe
+from fixtures.rails import STRIPE_KEY, CardFactory, put_profile
 from pact_settlement.webhooks.models import WebhookEvent
 from sqlalchemy import func, select
-
-from ..rails.conftest import (  # noqa: F401  (fixtures)
-    STRIPE_KEY,
-    CardFactory,
-    localstripe_url,
-    put_profile,
-    saved_card,
-    stripe_raw,
-)
 
 pytestmark = [
     pytest.mark.faults,
     pytest.mark.postgres,
     pytest.mark.stripe,
-    pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning"),
 ]
 
@@ -52,7 +43,7 @@ def backend() -> str:
 
 
 @pytest.fixture
-def settings_overrides(localstripe_url: str) -> dict[str, Any]:  # noqa: F811
+def settings_overrides(localstripe_url: str) -> dict[str, Any]:
     return {
         "enabled_rails": ["ledger", "stripe"],
         "stripe_api_key": STRIPE_KEY,
@@ -83,8 +74,8 @@ def _event(kind: str, obj: dict[str, Any]) -> bytes:
 async def test_webhook_storm_changes_nothing_twice(
     api: Any,
     pact: Any,
-    saved_card: CardFactory,  # noqa: F811
-    stripe_raw: stripe.StripeClient,  # noqa: F811
+    saved_card: CardFactory,
+    stripe_raw: stripe.StripeClient,
     app: Any,
 ) -> None:
     rng = random.Random(20261126)

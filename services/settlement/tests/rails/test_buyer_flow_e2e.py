@@ -20,16 +20,15 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from fixtures.processes import clean_env, process
+from fixtures.rails import GANACHE_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_settlement.rails.evm.gateway import EscrowGateway
 from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.rails.minor_units import to_wei
-from settlement_processes import clean_env, process
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
-
-from .conftest import GANACHE_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
 
 TOKEN, ADMIN = "e2e-rails-provider-token-0123456789", "e2e-rails-admin-token-0123456789ab"
 
@@ -58,6 +57,9 @@ def provider_env(settlement_url: str, provider: Keypair, prices: str | None) -> 
         "PACT_PROVIDER_SIGNING_KEY": b58encode(provider.seed),
         "PACT_PROVIDER_SETTLEMENT_URL": settlement_url,
         "PACT_PROVIDER_SETTLEMENT_TOKEN": TOKEN,
+        # A lock on a rail (a chain, a card network) can outlast the provider's default budget
+        # on a busy machine; these tests are not about that budget, and the buyer waits 30 s.
+        "PACT_PROVIDER_SETTLEMENT_TIMEOUT_S": "25",
     }
     if prices:
         env["PACT_PROVIDER_PRICES"] = prices

@@ -7,13 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fixtures.rails import Chain, put_profile
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.evm.rail import EvmEscrowRail
 from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.workers.reconciler import Reconciler
 
 from . import lifecycle
-from .conftest import Chain, put_profile
 from .flow import RELEASE, Crash, after_grace, deliver, refund_plan, run_step, slash_plan, state_of
 
 pytestmark = pytest.mark.evm

@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fixtures.rails import GANACHE_CHAIN_ID, Chain, put_profile
 from pact_settlement.rails.evm.results import EscrowStatus
 
-from .conftest import GANACHE_CHAIN_ID, Chain, put_profile
 from .flow import RELEASE, deliver, run_step, state_of
 
 pytestmark = pytest.mark.evm

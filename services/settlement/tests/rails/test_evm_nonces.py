@@ -12,12 +12,11 @@ import asyncio
 import time
 
 import pytest
+from fixtures.rails import Chain
 from pact_settlement.rails.evm.errors import EscrowTransientError
 from pact_settlement.rails.evm.nonces import DatabaseNonceGuard
 from pact_settlement.rails.evm.results import EscrowStatus
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from .conftest import Chain
 
 pytestmark = pytest.mark.evm
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
+from fixtures.rails import Chain, insert_settlement, profiles_of, rail_view_of
 from pact_schema import Keypair
 from pact_schema.clock import utcnow
 from pact_schema.codes import FailureCode
@@ -25,8 +26,6 @@ from pact_settlement.rails.repository import rail_idempotency_key
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
-
-from .conftest import Chain, insert_settlement, profiles_of, rail_view_of
 
 pytestmark = pytest.mark.evm
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import stripe
+from fixtures.rails import STRIPE_KEY, CardFactory, put_profile
 from pact_schema.clock import utcnow
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.workers.authorization_expiry import AuthorizationExpirySweeper
 
-from .conftest import STRIPE_KEY, CardFactory, put_profile
 from .flow import RELEASE, deliver, refund_plan, run_step, state_of
 
 pytestmark = [

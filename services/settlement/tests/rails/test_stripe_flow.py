@@ -12,11 +12,17 @@ from typing import Any
 
 import pytest
 import stripe
+from fixtures.rails import (
+    STRIPE_KEY,
+    CardFactory,
+    SavedCard,
+    localstripe_requests,
+    put_profile,
+)
 from pact_settlement.rails.stripe.rail import StripeRail
 from pact_settlement.workers.reconciler import Reconciler
 
 from . import lifecycle
-from .conftest import STRIPE_KEY, CardFactory, SavedCard, localstripe_requests, put_profile
 from .flow import (
     RELEASE,
     Crash,

@@ -9,6 +9,15 @@ from typing import Any
 
 import pytest
 import stripe
+from fixtures.rails import (
+    STRIPE_KEY,
+    CardFactory,
+    SavedCard,
+    insert_settlement,
+    localstripe_requests,
+    profiles_of,
+    rail_view_of,
+)
 from pact_schema import Keypair
 from pact_schema.clock import utcnow
 from pact_schema.codes import FailureCode
@@ -20,16 +29,6 @@ from pact_settlement.rails.repository import rail_idempotency_key
 from pact_settlement.rails.stripe.gateway import StripeGateway
 from pact_settlement.rails.stripe.rail import StripeRail
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from .conftest import (
-    STRIPE_KEY,
-    CardFactory,
-    SavedCard,
-    insert_settlement,
-    localstripe_requests,
-    profiles_of,
-    rail_view_of,
-)
 
 pytestmark = [
     pytest.mark.stripe,

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 import stripe
+from fixtures.rails import STRIPE_KEY, CardFactory, put_profile
 from pact_settlement.rails.stripe.topups import TOPUP_PURPOSE
-
-from .conftest import STRIPE_KEY, CardFactory, put_profile
 
 pytestmark = [
     pytest.mark.stripe,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import stripe
+from fixtures.rails import STRIPE_KEY, CardFactory, put_profile
 from pact_settlement.rails.stripe.rail import StripeRail
 from pact_settlement.webhooks.repository import WebhookEventRepository
 
-from .conftest import STRIPE_KEY, CardFactory, put_profile
 from .flow import Crash, state_of
 
 pytestmark = [

@@ -1,4 +1,5 @@
-"""EscrowGateway against a real JSON-RPC node over HTTP (ganache from npm, see conftest.py)."""
+"""EscrowGateway against a real JSON-RPC node over HTTP (ganache from npm, see
+tests/fixtures/rails.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import time
 from typing import Any, cast
 
 import pytest
+from fixtures.rails import Chain
 from pact_settlement.rails.evm.errors import EscrowConfigurationError, EscrowNotFoundError
 from pact_settlement.rails.evm.gateway import EscrowGateway
 from pact_settlement.rails.evm.results import EscrowStatus
-
-from .conftest import Chain
 
 pytestmark = pytest.mark.evm
 

@@ -13,6 +13,7 @@ import pytest
 from eth_abi import abi as eth_abi
 from eth_account import Account
 from eth_utils.crypto import keccak
+from fixtures.rails import Chain
 from pact_schema.codes import FailureCode
 from pact_settlement.rails.evm.deploy import add_operator
 from pact_settlement.rails.evm.errors import (
@@ -29,8 +30,6 @@ from pact_settlement.rails.evm.ids import escrow_id, intent_id_to_bytes32
 from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.rails.evm.revert import decode_revert, error_selectors
 from pact_settlement.rails.minor_units import to_wei
-
-from .conftest import Chain
 
 pytestmark = pytest.mark.evm
 
@@ -393,15 +392,29 @@ async def test_concurrent_actions_get_distinct_nonces(tester_chain: Chain) -> No
 
 
 async def test_confirmations_wait_for_later_blocks(tester_chain: Chain) -> None:
-    gw = tester_chain.gateway(confirmations=3)
+    poll_s = 0.02
+    gw = tester_chain.gateway(confirmations=3, poll_interval_s=poll_s)
     setup = tester_chain.gateway()
     eid = await lock(tester_chain, setup, "intent-confirm")
 
-    task = asyncio.create_task(gw.release(eid))
-    await asyncio.sleep(0.3)
+    sent: list[str] = []
+
+    async def record(tx_hash: str) -> None:
+        sent.append(tx_hash)
+
+    async def some_polls_later() -> None:
+        """Give the waiting gateway a few of its polls (on a busy machine: fewer, never more)."""
+        await asyncio.sleep(poll_s * 5)
+
+    task = asyncio.create_task(gw.release(eid, on_submitted=record))
+    for _ in range(10_000):  # until the release itself is mined, however slow the machine
+        if sent and await gw.transaction_status(sent[0]) == "succeeded":
+            break
+        await asyncio.sleep(poll_s)
+    await some_polls_later()
     assert not task.done()  # mined (automine) but only 1 of 3 confirmations
     await tester_chain.mine(1)
-    await asyncio.sleep(0.2)
+    await some_polls_later()
     assert not task.done()
     await tester_chain.mine(1)
     result = await asyncio.wait_for(task, timeout=5)

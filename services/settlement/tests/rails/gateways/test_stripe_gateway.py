@@ -1,4 +1,4 @@
-"""StripeGateway with the real ``stripe`` SDK against localstripe (see conftest.py)."""
+"""StripeGateway with the real ``stripe`` SDK against localstripe (see tests/fixtures/rails.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from fixtures.rails import STRIPE_KEY, CardFactory, localstripe_requests
 from pact_schema.codes import FailureCode
 from pact_settlement.rails.minor_units import AmountBelowRailMinimumError, UnsupportedCurrencyError
 from pact_settlement.rails.stripe.errors import (
@@ -34,8 +35,6 @@ from pact_settlement.rails.stripe.errors import (
 from pact_settlement.rails.stripe.gateway import StripeGateway
 from pact_settlement.rails.stripe.ids import idempotency_key
 from pact_settlement.rails.stripe.results import AUTHORIZATION_VALIDITY, PaymentStatus
-
-from .conftest import STRIPE_KEY, CardFactory, localstripe_requests
 
 pytestmark = [
     pytest.mark.stripe,
