@@ -48,6 +48,10 @@ def settlement_env(database_url: str, provider: Keypair, rails: dict[str, str]) 
         "PACT_SETTLEMENT_PROVIDER_KEYS": provider.public_key_b58,
         "PACT_SETTLEMENT_SWEEP_INTERVAL_S": "0.2",
         "PACT_SETTLEMENT_LOG_JSON": "false",
+        # A lock that mines a transaction can outlast the 5 s request budget on a busy machine
+        # (the answer would be 202 pending); these tests are about the flow, not that budget.
+        # It stays below the provider's SETTLEMENT_TIMEOUT_S, as the settings require.
+        "PACT_SETTLEMENT_REQUEST_TIMEOUT_S": "20",
         **rails,
     }
 

@@ -233,7 +233,7 @@ async def test_reconciler_leases_are_written_and_read_on_the_service_clock(
     """The step left in flight is leased on the service's clock, and the reconciler (given no
     time of its own) claims it when that clock, not the wall clock, passes the lease."""
     rail = CrashingRail()
-    monkeypatch.setitem(registry.RAIL_FACTORIES, "memory", lambda _s, _db: rail)
+    monkeypatch.setitem(registry.RAIL_FACTORIES, "memory", lambda _s, _db, _clients: rail)
     accept = pact.accept(delivery_in_ms=10_000)
     assert (await api.create(accept, rail="memory")).status_code == 201
     intent_id = accept["message"]["intent_id"]
