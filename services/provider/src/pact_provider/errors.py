@@ -23,11 +23,11 @@ from pact_provider.jsonio import json_bytes
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
-    "BadEnvelope",
-    "PayloadTooLarge",
+    "BadEnvelopeError",
+    "PayloadTooLargeError",
     "ProviderError",
-    "SettlementUnavailable",
-    "UnsupportedMediaType",
+    "SettlementUnavailableError",
+    "UnsupportedMediaTypeError",
     "install_error_handlers",
     "problem_response",
 ]
@@ -59,24 +59,24 @@ class ProviderError(Exception):
         self.headers = dict(headers or {})
 
 
-class BadEnvelope(ProviderError):
+class BadEnvelopeError(ProviderError):
     """The body is not JSON, not an envelope, or the envelope does not verify."""
 
     status = 400
     code = "ENVELOPE_MALFORMED"
 
 
-class PayloadTooLarge(ProviderError):
+class PayloadTooLargeError(ProviderError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"
 
 
-class UnsupportedMediaType(ProviderError):
+class UnsupportedMediaTypeError(ProviderError):
     status = 415
     code = "UNSUPPORTED_MEDIA_TYPE"
 
 
-class SettlementUnavailable(ProviderError):
+class SettlementUnavailableError(ProviderError):
     """Settlement could not be reached in time; the buyer may resend the same ACCEPT."""
 
     status = 503

@@ -21,16 +21,16 @@ import httpx
 import orjson
 from pact_schema import FailureCode
 
-from pact_provider.errors import ProviderError, SettlementUnavailable
+from pact_provider.errors import ProviderError, SettlementUnavailableError
 from pact_provider.jsonio import json_bytes
 
 __all__ = [
     "HttpSettlementClient",
-    "SettlementAmbiguous",
+    "SettlementAmbiguousError",
     "SettlementGateway",
     "SettlementRecord",
-    "SettlementRefused",
-    "SettlementUnavailable",
+    "SettlementRefusedError",
+    "SettlementUnavailableError",
 ]
 
 SETTLEMENTS_PATH = "/v1/settlements"
@@ -69,14 +69,14 @@ class SettlementRecord:
         return summary
 
 
-class SettlementAmbiguous(ProviderError):
+class SettlementAmbiguousError(ProviderError):
     """Several buyers' settlements carry the intent id a lookup named without a buyer."""
 
     status = 409
     code = "AMBIGUOUS_INTENT_ID"
 
 
-class SettlementRefused(Exception):
+class SettlementRefusedError(Exception):
     """Settlement refused the ACCEPT; ``code`` is the REJECT failure code to use."""
 
     def __init__(self, code: str, detail: str, status: int) -> None:
@@ -154,7 +154,7 @@ def _record(response: httpx.Response) -> SettlementRecord | None:
     )
 
 
-def _refusal(response: httpx.Response) -> SettlementRefused:
+def _refusal(response: httpx.Response) -> SettlementRefusedError:
     body: Any = None
     with contextlib.suppress(orjson.JSONDecodeError):
         body = orjson.loads(response.content)
@@ -165,7 +165,7 @@ def _refusal(response: httpx.Response) -> SettlementRefused:
         detail = body.get("detail") or body.get("title")
     if not isinstance(detail, str) or not detail:
         detail = f"settlement answered HTTP {response.status_code}"
-    return SettlementRefused(code, detail[:_MAX_DETAIL], response.status_code)
+    return SettlementRefusedError(code, detail[:_MAX_DETAIL], response.status_code)
 
 
 def _retry_after(response: httpx.Response, default: int) -> int:
@@ -271,7 +271,7 @@ class HttpSettlementClient:
                 response = await self._http.get(path, params=params)
         except (TimeoutError, httpx.HTTPError) as exc:
             self._observe("error", time.monotonic() - started)
-            raise SettlementUnavailable(
+            raise SettlementUnavailableError(
                 f"settlement is unreachable ({type(exc).__name__}); the same ACCEPT may be "
                 "sent again",
                 retry_after_s=self._retry_after,
@@ -280,14 +280,14 @@ class HttpSettlementClient:
             return None
         if response.status_code == 409:
             self._observe("refused", time.monotonic() - started)
-            raise SettlementAmbiguous(
+            raise SettlementAmbiguousError(
                 f"several buyers have a settlement for intent_id {intent_id!r}: name yours in "
                 "buyer_public_key_b58"
             )
         record = _record(response) if response.status_code == 200 else None
         if record is None:
             self._observe("failed", time.monotonic() - started)
-            raise SettlementUnavailable(
+            raise SettlementUnavailableError(
                 f"settlement answered HTTP {response.status_code} to a lookup",
                 retry_after_s=_retry_after(response, self._retry_after),
             )
@@ -322,7 +322,7 @@ class HttpSettlementClient:
                     record = _record(response)
                     if record is None:
                         self._observe("failed", time.monotonic() - started)
-                        raise SettlementUnavailable(
+                        raise SettlementUnavailableError(
                             "settlement answered without a settlement id and state",
                             retry_after_s=self._retry_after,
                         )
@@ -330,7 +330,7 @@ class HttpSettlementClient:
                     return record
                 if status in (401, 403):
                     self._observe("failed", time.monotonic() - started)
-                    raise SettlementUnavailable(
+                    raise SettlementUnavailableError(
                         "settlement refused the provider's credentials",
                         retry_after_s=self._retry_after,
                     )
@@ -345,6 +345,6 @@ class HttpSettlementClient:
                 if time.monotonic() + delay >= deadline:
                     break
                 await asyncio.sleep(delay)
-        raise SettlementUnavailable(
+        raise SettlementUnavailableError(
             f"{last}; the same ACCEPT may be sent again", retry_after_s=retry_after
         )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fixtures.provider import NOW, PROVIDER, accept_message, signed
 from pact_provider.config import ConfigError
-from pact_provider.errors import SettlementUnavailable
+from pact_provider.errors import SettlementUnavailableError
 from pact_provider.fulfilment.committed import (
     CommittedPayloads,
     InMemoryCommittedPayloads,
@@ -28,7 +28,7 @@ from pact_provider.fulfilment.handlers import (
 from pact_provider.fulfilment.service import Fulfiller
 from pact_provider.negotiation.service import SettledAgreement
 from pact_provider.observability import make_logger
-from pact_provider.settlement_client import SettlementRecord, SettlementRefused
+from pact_provider.settlement_client import SettlementRecord, SettlementRefusedError
 from pact_schema import Keypair, commit_hash_hex, parse_message, verify_envelope
 from pact_schema.messages import Accept
 from pact_schema.quote import QuoteTerms, quote_binding_fields, verify_carried_quote
@@ -223,19 +223,19 @@ async def test_no_payload_when_settlement_ends_the_trade_at_the_reveal() -> None
 @pytest.mark.parametrize(
     "failure",
     [
-        SettlementUnavailable("settlement did not answer in time", retry_after_s=2),
+        SettlementUnavailableError("settlement did not answer in time", retry_after_s=2),
     ],
 )
 async def test_an_unreachable_settlement_mid_delivery_is_a_retryable_503(
     failure: Exception,
 ) -> None:
-    with pytest.raises(SettlementUnavailable):
+    with pytest.raises(SettlementUnavailableError):
         await _fulfiller(RecordingSettlement(fail_reveal=failure))(_agreement())
 
 
 async def test_a_refused_reveal_calls_the_trade_off_and_releases_no_payload() -> None:
     settlement = RecordingSettlement(
-        fail_reveal=SettlementRefused("SETTLEMENT_FAILED", "state conflict", 409)
+        fail_reveal=SettlementRefusedError("SETTLEMENT_FAILED", "state conflict", 409)
     )
     delivery = await _fulfiller(settlement)(_agreement())
     assert [c[0] for c in settlement.calls] == ["commit", "reject"]

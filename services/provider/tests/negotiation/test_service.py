@@ -21,7 +21,7 @@ from fixtures.provider import (
     reject_message,
     signed,
 )
-from pact_provider.errors import BadEnvelope, SettlementUnavailable
+from pact_provider.errors import BadEnvelopeError, SettlementUnavailableError
 from pact_provider.identity import ProviderIdentity
 from pact_provider.negotiation.pricing import DEFAULT_BOOK, PriceBook
 from pact_provider.negotiation.service import (
@@ -33,7 +33,7 @@ from pact_provider.negotiation.service import (
     no_fulfilment,
 )
 from pact_provider.observability import make_logger
-from pact_provider.settlement_client import SettlementRecord, SettlementRefused
+from pact_provider.settlement_client import SettlementRecord, SettlementRefusedError
 from pact_schema import Keypair, message_hash_hex, parse_message, sign_message, verify_envelope
 from pact_schema.quote import verify_carried_quote
 
@@ -745,14 +745,17 @@ async def test_expired_accept_is_rejected(clock: FakeClock) -> None:
     ("refusal", "code"),
     [
         (
-            SettlementRefused("INSUFFICIENT_ESCROW", "buyer balance too low", 402),
+            SettlementRefusedError("INSUFFICIENT_ESCROW", "buyer balance too low", 402),
             "INSUFFICIENT_ESCROW",
         ),
-        (SettlementRefused("SETTLEMENT_FAILED", "another ACCEPT exists", 409), "SETTLEMENT_FAILED"),
+        (
+            SettlementRefusedError("SETTLEMENT_FAILED", "another ACCEPT exists", 409),
+            "SETTLEMENT_FAILED",
+        ),
     ],
 )
 async def test_settlement_refusal_becomes_a_signed_reject_with_its_code(
-    clock: FakeClock, refusal: SettlementRefused, code: str
+    clock: FakeClock, refusal: SettlementRefusedError, code: str
 ) -> None:
     negotiator = make(clock, gateway=Gateway(refusal))
     quote = await quote_for(negotiator)
@@ -761,9 +764,9 @@ async def test_settlement_refusal_becomes_a_signed_reject_with_its_code(
 
 
 async def test_settlement_unavailable_propagates_as_a_503_problem(clock: FakeClock) -> None:
-    negotiator = make(clock, gateway=Gateway(SettlementUnavailable("down", retry_after_s=3)))
+    negotiator = make(clock, gateway=Gateway(SettlementUnavailableError("down", retry_after_s=3)))
     quote = await quote_for(negotiator)
-    with pytest.raises(SettlementUnavailable) as caught:
+    with pytest.raises(SettlementUnavailableError) as caught:
         await decide(negotiator, accept_message(quote, clock.now))
     assert caught.value.status == 503
     assert caught.value.headers == {"Retry-After": "3"}
@@ -808,7 +811,7 @@ async def test_reject_is_acknowledged_with_a_signed_reject(clock: FakeClock) -> 
 async def test_bodies_that_are_not_envelopes_are_bad_envelopes(
     clock: FakeClock, raw: bytes, code: str
 ) -> None:
-    with pytest.raises(BadEnvelope) as caught:
+    with pytest.raises(BadEnvelopeError) as caught:
         await make(clock).handle(raw)
     assert caught.value.code == code
     assert caught.value.status == 400
@@ -827,7 +830,7 @@ async def test_handle_logs_the_transcript_event_itself_or_hands_it_to_record(
 
     recorded: list[tuple[str, dict[str, Any]]] = []
     decision = await negotiator.handle(body, lambda event, fields: recorded.append((event, fields)))
-    with pytest.raises(BadEnvelope):
+    with pytest.raises(BadEnvelopeError):
         await negotiator.handle(b"not json", lambda event, fields: recorded.append((event, fields)))
     assert recorded[0] == ("pact.intent.quoted", decision.transcript())
     assert recorded[1][0] == "pact.envelope.refused"

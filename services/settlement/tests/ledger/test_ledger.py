@@ -14,7 +14,12 @@ from pact_settlement.ledger.service import (
     LedgerService,
     Posting,
 )
-from pact_settlement.rails.base import Rail, RailInsufficientFunds, RailOpStatus, RailSettlement
+from pact_settlement.rails.base import (
+    Rail,
+    RailInsufficientFundsError,
+    RailOpStatus,
+    RailSettlement,
+)
 from pact_settlement.rails.ledger import LedgerRail
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -122,7 +127,7 @@ async def test_insufficient_funds_raise_and_write_nothing(sessionmaker: Maker) -
         await LedgerService(session).deposit(BUYER, D("0.2"), idempotency_key="dep")
         await _seed_settlement(session, "st_3")
     async with sessionmaker() as session:
-        with pytest.raises(RailInsufficientFunds) as info:
+        with pytest.raises(RailInsufficientFundsError) as info:
             async with session.begin():
                 await LedgerRail(session).lock(_rs("st_3"), idempotency_key="settlement-st_3-lock")
     assert info.value.code == "INSUFFICIENT_ESCROW"

@@ -15,7 +15,7 @@ from pact_schema.clock import utcnow
 from pact_schema.codes import FailureCode
 from pact_settlement.accounts.models import PaymentProfile
 from pact_settlement.config import SettlementSettings
-from pact_settlement.rails.base import RailError, RailOpStatus, RailRefused, RailStep
+from pact_settlement.rails.base import RailError, RailOpStatus, RailRefusedError, RailStep
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.rails.evm.gateway import EscrowGateway
 from pact_settlement.rails.evm.ids import intent_id_to_bytes32
@@ -159,7 +159,7 @@ async def test_a_seller_without_an_evm_address_is_refused(harness: Harness) -> N
         settlement = await insert_settlement(
             session, rail="evm", amount="1", buyer=BUYER, seller=SELLER
         )
-        with pytest.raises(RailRefused) as info:
+        with pytest.raises(RailRefusedError) as info:
             await EvmEscrowRail(session, harness.settings.evm, harness.gateway).prepare(
                 rail_view_of(settlement), await profiles_of(session, settlement)
             )
@@ -171,7 +171,7 @@ async def test_an_amount_needing_a_fraction_of_a_wei_is_refused(harness: Harness
     gwei_units = harness.settings.model_copy(
         update={"evm": harness.settings.evm.model_copy(update={"wei_per_unit": 10**9})}
     )
-    with pytest.raises(RailRefused) as info:
+    with pytest.raises(RailRefusedError) as info:
         await harness.prepared("0.0000000001", settings=gwei_units)
     assert info.value.code == FailureCode.AMOUNT_NOT_IN_RAIL_UNITS
 

@@ -23,7 +23,7 @@ from pact_schema.clock import utcnow
 from pact_schema.codes import FailureCode
 from pact_settlement.accounts.models import PaymentProfile
 from pact_settlement.config import SettlementSettings
-from pact_settlement.rails.base import RailError, RailOpStatus, RailRefused, RailStep
+from pact_settlement.rails.base import RailError, RailOpStatus, RailRefusedError, RailStep
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.rails.repository import rail_idempotency_key
 from pact_settlement.rails.stripe.gateway import StripeGateway
@@ -136,7 +136,7 @@ async def test_amount_below_the_stripe_minimum_is_refused_before_anything_is_sen
             session, rail="stripe", amount="0.49", buyer=BUYER, seller=SELLER
         )
         rail = StripeRail(session, harness.settings.stripe, harness.gateway)
-        with pytest.raises(RailRefused) as info:
+        with pytest.raises(RailRefusedError) as info:
             await rail.prepare(rail_view_of(settlement), await profiles_of(session, settlement))
         assert info.value.code == FailureCode.AMOUNT_BELOW_RAIL_MINIMUM
         assert "0.50 USD" in info.value.detail
@@ -156,7 +156,7 @@ async def test_a_fraction_of_a_cent_is_refused_never_rounded_into_another_charge
         settlement = await insert_settlement(
             session, rail="stripe", amount=amount, buyer=BUYER, seller=SELLER
         )
-        with pytest.raises(RailRefused) as info:
+        with pytest.raises(RailRefusedError) as info:
             await StripeRail(session, harness.settings.stripe, harness.gateway).prepare(
                 rail_view_of(settlement), await profiles_of(session, settlement)
             )
@@ -183,7 +183,7 @@ async def test_a_seller_bond_is_refused_on_stripe(harness: Harness) -> None:
         settlement = await insert_settlement(
             session, rail="stripe", amount="2", bond_locked="4", buyer=BUYER, seller=SELLER
         )
-        with pytest.raises(RailRefused) as info:
+        with pytest.raises(RailRefusedError) as info:
             await StripeRail(session, harness.settings.stripe, harness.gateway).prepare(
                 rail_view_of(settlement), await profiles_of(session, settlement)
             )
@@ -196,7 +196,7 @@ async def test_a_buyer_without_a_stripe_profile_is_refused(harness: Harness) -> 
         settlement = await insert_settlement(
             session, rail="stripe", amount="2", buyer=SELLER, seller=BUYER
         )
-        with pytest.raises(RailRefused) as info:
+        with pytest.raises(RailRefusedError) as info:
             await StripeRail(session, harness.settings.stripe, harness.gateway).prepare(
                 rail_view_of(settlement), await profiles_of(session, settlement)
             )

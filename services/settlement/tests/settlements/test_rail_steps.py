@@ -21,7 +21,7 @@ from pact_settlement.kit.observability import Metrics
 from pact_settlement.rails import registry
 from pact_settlement.rails.base import (
     RailError,
-    RailInsufficientFunds,
+    RailInsufficientFundsError,
     RailOpStatus,
     RailResult,
     RailSettlement,
@@ -33,7 +33,7 @@ from pact_settlement.settlements.lookup import find_settlement
 from pact_settlement.settlements.rail_steps import (
     PlannedTransition,
     RailStepExecutor,
-    StepInFlight,
+    StepInFlightError,
     StepPlan,
     StepStatus,
 )
@@ -279,7 +279,7 @@ async def test_lost_lock_answer_is_202_pending_then_locked_by_the_reconciler(
 async def test_refused_external_lock_ends_failed_with_nothing_pending(
     api: Any, pact: Any, rail: MemoryRail, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    rail.refuse["lock"] = RailInsufficientFunds("card declined")
+    rail.refuse["lock"] = RailInsufficientFundsError("card declined")
     accept = pact.accept()
     response = await api.create(accept, rail="memory")
     assert response.status_code == 402, response.text
@@ -306,7 +306,7 @@ async def test_a_second_step_is_refused_while_one_is_in_flight(
     outcome = await _run(sessionmaker, settings, intent_id, RELEASE)
     assert outcome.status is StepStatus.IN_FLIGHT
     refund = StepPlan(step=RailStep.REFUND, on_succeeded=PlannedTransition(E.REFUNDED))
-    with pytest.raises(StepInFlight):
+    with pytest.raises(StepInFlightError):
         await _run(sessionmaker, settings, intent_id, refund)
     # The same step again does not call the rail again: it is the reconciler's now.
     again = await _run(sessionmaker, settings, intent_id, RELEASE)

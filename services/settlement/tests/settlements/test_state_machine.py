@@ -14,10 +14,10 @@ from pact_settlement.settlements.repository import SettlementEventRepository, Se
 from pact_settlement.settlements.state_machine import (
     TERMINAL_STATES,
     TRANSITIONS,
-    InvalidTransition,
+    InvalidTransitionError,
     SettlementEventType,
     SettlementState,
-    TransitionConflict,
+    TransitionConflictError,
 )
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -129,11 +129,11 @@ async def test_event_not_allowed_from_state_is_invalid_transition(sessionmaker: 
     async with sessionmaker() as session, session.begin():
         row = await SettlementRepository.from_session(session).get_by_id(settlement.id)
         assert row is not None
-        with pytest.raises(InvalidTransition) as info:
+        with pytest.raises(InvalidTransitionError) as info:
             await state_machine.transition(session, row, E.RELEASED, actor="test")
         assert info.value.status == 409
         await state_machine.transition(session, row, E.LOCK_FAILED, actor="test")
-        with pytest.raises(InvalidTransition, match="final"):
+        with pytest.raises(InvalidTransitionError, match="final"):
             await state_machine.transition(session, row, E.LOCKED, actor="test")
 
 
@@ -154,7 +154,7 @@ async def test_lost_race_raises_transition_conflict(sessionmaker: Maker) -> None
     async with sessionmaker() as session:
         await session.begin()
         session.add(second)
-        with pytest.raises(TransitionConflict) as info:
+        with pytest.raises(TransitionConflictError) as info:
             await state_machine.transition(session, second, E.LOCK_FAILED, actor="b")
         assert info.value.status == 409
         await session.rollback()

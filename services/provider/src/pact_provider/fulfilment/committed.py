@@ -21,7 +21,7 @@ from typing import Protocol
 
 from redis import asyncio as aioredis
 
-from pact_provider.quotes.store import QuoteStoreUnavailable, store_call
+from pact_provider.quotes.store import QuoteStoreUnavailableError, store_call
 
 __all__ = ["CommittedPayloads", "InMemoryCommittedPayloads", "RedisCommittedPayloads"]
 
@@ -85,7 +85,7 @@ class RedisCommittedPayloads:
         )
         kept = await self.find(settlement_id)
         if kept is None:
-            raise QuoteStoreUnavailable("the committed payload vanished from the store")
+            raise QuoteStoreUnavailableError("the committed payload vanished from the store")
         return kept
 
     async def find(self, settlement_id: str) -> bytes | None:

@@ -44,7 +44,11 @@ from pact_provider.fulfilment.handlers import (
 )
 from pact_provider.negotiation.service import Delivery, SettledAgreement
 from pact_provider.observability import Logger
-from pact_provider.settlement_client import SettlementGateway, SettlementRecord, SettlementRefused
+from pact_provider.settlement_client import (
+    SettlementGateway,
+    SettlementRecord,
+    SettlementRefusedError,
+)
 
 __all__ = ["Fulfiller"]
 
@@ -69,7 +73,7 @@ class _Goods:
         }
 
 
-class _CannotDeliver(Exception):
+class _CannotDeliverError(Exception):
     def __init__(self, code: FailureCode, reason: str) -> None:
         super().__init__(reason)
         self.code = code
@@ -121,13 +125,13 @@ class Fulfiller:
             return Delivery(record)  # ended without a delivery: answered with a REJECT
         try:
             if record.state == "locked" and not agreement.time_to_deliver:
-                raise _CannotDeliver(
+                raise _CannotDeliverError(
                     FailureCode.DELIVERY_WINDOW_TOO_SHORT,
                     "the delivery deadline is too near to deliver now",
                 )
             goods = await self._goods(agreement)
             return await self._deliver(agreement, record, goods)
-        except _CannotDeliver as cannot:
+        except _CannotDeliverError as cannot:
             return await self._call_off(agreement, record, cannot)
 
     # --- the goods ------------------------------------------------------------------------
@@ -139,13 +143,13 @@ class Fulfiller:
     def _handler(self, agreement: SettledAgreement) -> Handler:
         terms = agreement.terms
         if agreement.accept.settlement_mode != "hash_reveal" or terms is None:
-            raise _CannotDeliver(
+            raise _CannotDeliverError(
                 FailureCode.FULFILMENT_FAILED,
                 "this provider delivers hash_reveal trades made from its own quote only",
             )
         handler = self._handlers.for_intent(terms.intent_type)
         if handler is None:
-            raise _CannotDeliver(
+            raise _CannotDeliverError(
                 FailureCode.FULFILMENT_FAILED,
                 f"nothing here delivers intent type {terms.intent_type!r}",
             )
@@ -168,7 +172,7 @@ class Fulfiller:
         goods = _Goods(payload_b64, nonce_b64, commit_hash_hex(payload_b64, nonce_b64))
         recorded = record.commit_hash_hex
         if recorded is not None and recorded.lower() != goods.commit_hash_hex:
-            raise _CannotDeliver(
+            raise _CannotDeliverError(
                 FailureCode.FULFILMENT_FAILED,
                 "the committed payload is no longer kept and the handler answered differently",
             )
@@ -189,7 +193,7 @@ class Fulfiller:
             async with asyncio.timeout(self._handler_timeout_s):
                 payload = await handler(request)
         except TimeoutError as exc:
-            raise _CannotDeliver(
+            raise _CannotDeliverError(
                 FailureCode.FULFILMENT_FAILED,
                 f"the handler did not produce the payload within {self._handler_timeout_s} s",
             ) from exc
@@ -197,7 +201,7 @@ class Fulfiller:
             self._log.warning(
                 "pact.fulfilment.handler_refused", intent_id=intent_id, error=str(exc)
             )
-            raise _CannotDeliver(FailureCode.FULFILMENT_FAILED, str(exc)[:300]) from exc
+            raise _CannotDeliverError(FailureCode.FULFILMENT_FAILED, str(exc)[:300]) from exc
         except Exception as exc:  # a handler is seller code: any failure calls the trade off
             self._log.warning(
                 "pact.fulfilment.handler_failed",
@@ -205,11 +209,13 @@ class Fulfiller:
                 error_type=type(exc).__name__,
                 error=str(exc)[:300],
             )
-            raise _CannotDeliver(
+            raise _CannotDeliverError(
                 FailureCode.FULFILMENT_FAILED, f"the handler failed ({type(exc).__name__})"
             ) from exc
         if not isinstance(payload, bytes):
-            raise _CannotDeliver(FailureCode.FULFILMENT_FAILED, "the handler returned no bytes")
+            raise _CannotDeliverError(
+                FailureCode.FULFILMENT_FAILED, "the handler returned no bytes"
+            )
         return payload
 
     # --- delivery through settlement ----------------------------------------------------
@@ -247,7 +253,7 @@ class Fulfiller:
                     ),
                     idempotency_key=f"reveal-{record.id}-{goods.commit_hash_hex}",
                 )
-        except SettlementRefused as exc:
+        except SettlementRefusedError as exc:
             # Someone else (another replica, the sweeper) moved the settlement on: decide
             # from where it is now, never from what this call expected.
             self._log.warning(
@@ -257,7 +263,7 @@ class Fulfiller:
             if current is None or current.id != record.id:
                 return Delivery(record, refusal=(exc.code, exc.detail))
             if current.state in _UNDELIVERED:
-                raise _CannotDeliver(
+                raise _CannotDeliverError(
                     FailureCode.FULFILMENT_FAILED, f"settlement refused the delivery: {exc.detail}"
                 ) from exc
             record = current
@@ -272,7 +278,7 @@ class Fulfiller:
         return Delivery(record)  # refunded or slashed by settlement (e.g. a late REVEAL)
 
     async def _call_off(
-        self, agreement: SettledAgreement, record: SettlementRecord, cannot: _CannotDeliver
+        self, agreement: SettledAgreement, record: SettlementRecord, cannot: _CannotDeliverError
     ) -> Delivery:
         """Abort the trade (full refund, no slash) when it is still undelivered; otherwise
         report the delivery without the payload the provider cannot produce again."""
@@ -302,7 +308,7 @@ class Fulfiller:
                 ),
                 idempotency_key=f"abort-{record.id}",
             )
-        except SettlementRefused as exc:
+        except SettlementRefusedError as exc:
             return Delivery(record, refusal=(FailureCode.SETTLEMENT_FAILED.value, exc.detail))
         return Delivery(
             ended, refusal=(cannot.code.value, f"{cannot.reason}; the buyer is refunded")

@@ -12,10 +12,10 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pact_provider.errors import (
-    PayloadTooLarge,
+    PayloadTooLargeError,
     ProviderError,
-    SettlementUnavailable,
-    UnsupportedMediaType,
+    SettlementUnavailableError,
+    UnsupportedMediaTypeError,
     problem_response,
 )
 from pact_provider.jsonio import json_bytes
@@ -73,12 +73,12 @@ async def receive_body(
     if content_type is not None:
         media = content_type.split(";", 1)[0].strip().lower()
         if media != JSON_MEDIA_TYPE and not media.endswith("+json"):
-            raise UnsupportedMediaType(
+            raise UnsupportedMediaTypeError(
                 f"the body must be a JSON envelope (Content-Type: {JSON_MEDIA_TYPE}), "
                 f"not {media or 'empty'}"
             )
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+        raise PayloadTooLargeError(f"the body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -89,7 +89,7 @@ async def receive_body(
         if chunk:
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+                raise PayloadTooLargeError(f"the body exceeds {limit} bytes")
             chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -115,7 +115,7 @@ async def answer(
         body = await read(runtime.settings.max_body_bytes)
         decision = await runtime.negotiator.handle(body, None if line is None else line.record)
     except ProviderError as exc:
-        kind = "ACCEPT" if isinstance(exc, SettlementUnavailable) else "UNVERIFIED"
+        kind = "ACCEPT" if isinstance(exc, SettlementUnavailableError) else "UNVERIFIED"
         runtime.metrics.message(kind, "PROBLEM", exc.code, time.perf_counter() - started)
         raise
     runtime.metrics.message(

@@ -45,12 +45,16 @@ from pact_provider.config import (
     MIN_QUOTE_VALID_FOR_MS,
     ProviderSettings,
 )
-from pact_provider.errors import BadEnvelope, SettlementUnavailable
+from pact_provider.errors import BadEnvelopeError, SettlementUnavailableError
 from pact_provider.identity import ProviderIdentity
 from pact_provider.negotiation.pricing import PriceBook, ask_numbers, concede
 from pact_provider.observability import Logger
 from pact_provider.quotes.store import QuoteStore
-from pact_provider.settlement_client import SettlementGateway, SettlementRecord, SettlementRefused
+from pact_provider.settlement_client import (
+    SettlementGateway,
+    SettlementRecord,
+    SettlementRefusedError,
+)
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -205,7 +209,7 @@ async def no_fulfilment(agreement: SettledAgreement) -> Delivery:
 UNFULFILLED_STATES = frozenset({"refunded", "slashed", "failed"})
 
 
-class _Refusal(Exception):
+class _RefusalError(Exception):
     """Control flow: the message is refused with a signed REJECT."""
 
     def __init__(
@@ -235,13 +239,15 @@ def parse_envelope(body: bytes) -> VerifiedEnvelope:
     try:
         raw = parse_json(body)
     except (ValueError, RecursionError) as exc:
-        raise BadEnvelope(f"body is not JSON: {exc}"[:MAX_REASON]) from exc
+        raise BadEnvelopeError(f"body is not JSON: {exc}"[:MAX_REASON]) from exc
     try:
         return verify_envelope(raw)
     except EnvelopeError as exc:
-        raise BadEnvelope(exc.detail[:MAX_REASON], code=f"ENVELOPE_{exc.failure.name}") from exc
+        raise BadEnvelopeError(
+            exc.detail[:MAX_REASON], code=f"ENVELOPE_{exc.failure.name}"
+        ) from exc
     except RecursionError as exc:
-        raise BadEnvelope("message is nested too deeply") from exc
+        raise BadEnvelopeError("message is nested too deeply") from exc
 
 
 def _intent_id_of(message: Mapping[str, Any]) -> str:
@@ -291,7 +297,7 @@ class Negotiator:
         write = record if record is not None else self._log_event
         try:
             verified = parse_envelope(body)
-        except BadEnvelope as exc:
+        except BadEnvelopeError as exc:
             write("pact.envelope.refused", {"code": exc.code, "detail": exc.detail})
             raise
         decision = await self.handle_verified(verified)
@@ -311,7 +317,7 @@ class Negotiator:
             return self._reject(
                 message_type,
                 _intent_id_of(raw),
-                _Refusal(exc.code.value, exc.detail),
+                _RefusalError(exc.code.value, exc.detail),
                 event="pact.message.invalid",
                 buyer=verified.signer,
             )
@@ -324,11 +330,11 @@ class Negotiator:
                 return await self._on_accept(verified, message)
             if isinstance(message, Reject):
                 return self._on_reject(verified, message)
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.UNEXPECTED_MESSAGE.value,
                 f"a provider does not take {message.type} messages at /pact",
             )
-        except _Refusal as refusal:
+        except _RefusalError as refusal:
             return self._reject(
                 message.type,
                 message.intent_id,
@@ -351,7 +357,7 @@ class Negotiator:
         an INTENT (its times are the provider's)."""
         try:
             return await self._quote(request, buyer=None, now=self.clock())
-        except _Refusal as refusal:
+        except _RefusalError as refusal:
             return self._reject(
                 "QUOTE", request.intent_id, refusal, event="pact.quote.rejected", buyer=None
             )
@@ -362,7 +368,7 @@ class Negotiator:
         return self._reject(
             message_type,
             intent_id if is_intent_id(intent_id) else UNKNOWN_INTENT_ID,
-            _Refusal(code, reason),
+            _RefusalError(code, reason),
             event=f"pact.{message_type.lower()}.rejected",
             buyer=None,
         )
@@ -371,18 +377,18 @@ class Negotiator:
         """A round-1 ASK for ``intent`` (bound to ``buyer``; None: an open quote), stored in
         the quote store when there is one."""
         if intent.settlement_mode not in self.policy.settlement_modes:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.SETTLEMENT_MODE_NOT_ALLOWED.value,
                 f"settlement_mode {intent.settlement_mode!r} is not offered",
             )
         offer = self.price_book.offer(intent.intent)
         if offer is None:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.INTENT_NOT_ALLOWED.value,
                 f"intent type {intent.intent!r} is not offered by this provider",
             )
         if self.can_fulfil is not None and not self.can_fulfil(intent.intent):
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.INTENT_NOT_ALLOWED.value,
                 f"intent type {intent.intent!r} has a price but nothing here delivers it",
             )
@@ -390,14 +396,14 @@ class Negotiator:
             offer.freshness_sec is not None
             and intent.constraints.freshness_sec < offer.freshness_sec
         ):
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.FRESHNESS_BREACH.value,
                 f"{intent.intent!r} data here may be up to {offer.freshness_sec} s old; the "
                 f"INTENT asks for at most {intent.constraints.freshness_sec} s",
             )
         price = self.price_book.price_for(intent, offer)
         if price > intent.max_price:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.PRICE_ABOVE_MAX.value,
                 f"the price {format_amount(price)} exceeds max_price "
                 f"{format_amount(intent.max_price)}",
@@ -457,7 +463,7 @@ class Negotiator:
         now = self.clock()
         self._check_clock(bid, now)
         if not MIN_QUOTE_VALID_FOR_MS <= bid.valid_for_ms <= MAX_QUOTE_VALID_FOR_MS:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.FIRM_QUOTE_OUT_OF_RANGE.value,
                 f"a BID's valid_for_ms must be {MIN_QUOTE_VALID_FOR_MS} to "
                 f"{MAX_QUOTE_VALID_FOR_MS} (the reference's firm-quote range), not "
@@ -466,7 +472,7 @@ class Negotiator:
         terms = self._carried_quote(verified, now)
         self._check_duration(terms, now, "BID")
         if terms.round >= self.policy.max_rounds:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.ROUND_EXCEEDED.value,
                 f"at most {self.policy.max_rounds} rounds; the carried quote is round "
                 f"{terms.round} and can still be accepted as it is",
@@ -522,7 +528,7 @@ class Negotiator:
             provider_quote = self._lenient_quote(verified, accept, now)
         elif terms is None:
             if bare and self.quote_store is not None:
-                raise _Refusal(
+                raise _RefusalError(
                     FailureCode.QUOTE_MISSING.value,
                     "no quote for this buyer and intent id is on record (never made, or "
                     "expired): send an INTENT (or POST /quote) first, or carry the signed ASK "
@@ -533,12 +539,12 @@ class Negotiator:
             try:
                 check_accept(accept, terms)
             except QuoteError as exc:
-                raise _Refusal(exc.code.value, exc.detail, price=accept.agreed_price) from exc
+                raise _RefusalError(exc.code.value, exc.detail, price=accept.agreed_price) from exc
         if terms is not None:
             # The ACCEPT's own signed time: a resend keeps it, so it is answered alike.
             self._check_duration(terms, accept.sent_at_ms, "ACCEPT")
         if self.settlement is None:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.SETTLEMENT_FAILED.value,
                 "no settlement service is configured for this provider",
                 price=accept.agreed_price,
@@ -553,7 +559,7 @@ class Negotiator:
             # settlement already holds is answered with that trade (delivered, or called off).
             found = await self.settlement.find(verified.signer, accept.intent_id)
             if found is None:
-                raise _Refusal(
+                raise _RefusalError(
                     FailureCode.DELIVERY_WINDOW_TOO_SHORT.value,
                     f"delivery_deadline_ms is {window} ms away; this provider needs at least "
                     f"{self.policy.min_delivery_window_ms} ms to deliver (its ASK says so "
@@ -577,7 +583,7 @@ class Negotiator:
                 f"settlement {record.id} ended {record.state}: nothing is delivered and the "
                 "buyer keeps its money",
             )
-            raise _Refusal(
+            raise _RefusalError(
                 code,
                 reason,
                 price=accept.agreed_price,
@@ -636,9 +642,9 @@ class Negotiator:
                 provider_quote=provider_quote,
                 rail=self._rail_for(accept),
             )
-        except SettlementRefused as exc:
-            raise _Refusal(exc.code, exc.detail, price=accept.agreed_price) from exc
-        except SettlementUnavailable as exc:
+        except SettlementRefusedError as exc:
+            raise _RefusalError(exc.code, exc.detail, price=accept.agreed_price) from exc
+        except SettlementUnavailableError as exc:
             self.log.warning(
                 "pact.accept.unavailable",
                 intent_id=accept.intent_id,
@@ -670,13 +676,13 @@ class Negotiator:
         is answered with the settlement's outcome for as long as its quote is valid (checked
         with the quote). It must not be expired, nor dated ahead of this clock."""
         if accept.expires_at_ms <= now:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.INTENT_EXPIRED.value,
                 f"the ACCEPT expired at {accept.expires_at_ms} (provider clock {now})",
             )
         ahead = accept.sent_at_ms - now
         if ahead > self.policy.max_clock_skew_ms:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.CLOCK_SKEW_TOO_LARGE.value,
                 f"sent_at_ms is {ahead:+d} ms ahead of the provider clock "
                 f"(allowed +{self.policy.max_clock_skew_ms} ms)",
@@ -684,13 +690,13 @@ class Negotiator:
 
     def _check_clock(self, message: Intent | Bid | Accept, now: int) -> None:
         if message.expires_at_ms <= now:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.INTENT_EXPIRED.value,
                 f"the {message.type} expired at {message.expires_at_ms} (provider clock {now})",
             )
         skew = message.sent_at_ms - now
         if abs(skew) > self.policy.max_clock_skew_ms:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.CLOCK_SKEW_TOO_LARGE.value,
                 f"sent_at_ms is {skew:+d} ms from the provider clock "
                 f"(allowed ±{self.policy.max_clock_skew_ms} ms)",
@@ -702,7 +708,7 @@ class Negotiator:
             return
         elapsed = at_ms - terms.started_ms
         if elapsed > self.policy.max_negotiation_ms:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.DURATION_EXCEEDED.value,
                 f"this {what} comes {elapsed} ms into a negotiation that may last "
                 f"{self.policy.max_negotiation_ms} ms; start again with an INTENT",
@@ -731,7 +737,7 @@ class Negotiator:
                 continue
             return terms, envelope
         if first_error is not None:
-            raise _Refusal(
+            raise _RefusalError(
                 first_error.code.value,
                 f"no stored quote matches this bare ACCEPT: {first_error.detail}",
                 price=accept.agreed_price,
@@ -747,7 +753,7 @@ class Negotiator:
                 grace_ms=self.policy.quote_grace_ms,
             )
         except QuoteError as exc:
-            raise _Refusal(exc.code.value, exc.detail) from exc
+            raise _RefusalError(exc.code.value, exc.detail) from exc
 
     def _lenient_quote(
         self, verified: VerifiedEnvelope, accept: Accept, now: int
@@ -759,7 +765,7 @@ class Negotiator:
         """
         floor = self.price_book.highest_price
         if accept.agreed_price < floor:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.QUOTE_MISSING.value,
                 f"a bare ACCEPT (no quote) is taken only at agreed_price ≥ "
                 f"{format_amount(floor)}; "
@@ -767,7 +773,7 @@ class Negotiator:
                 price=accept.agreed_price,
             )
         if accept.settlement_mode not in self.policy.settlement_modes:
-            raise _Refusal(
+            raise _RefusalError(
                 FailureCode.SETTLEMENT_MODE_NOT_ALLOWED.value,
                 f"settlement_mode {accept.settlement_mode!r} is not offered",
             )
@@ -836,7 +842,7 @@ class Negotiator:
         self,
         message_type: str,
         intent_id: str,
-        refusal: _Refusal,
+        refusal: _RefusalError,
         *,
         event: str,
         buyer: str | None,

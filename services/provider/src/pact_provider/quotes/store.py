@@ -27,7 +27,7 @@ from pact_provider.errors import ProviderError
 __all__ = [
     "OPEN_BUYER",
     "QuoteStore",
-    "QuoteStoreUnavailable",
+    "QuoteStoreUnavailableError",
     "RedisQuoteStore",
     "store_call",
 ]
@@ -38,7 +38,7 @@ MAX_ROUND = 3
 READY = "ok"
 
 
-class QuoteStoreUnavailable(ProviderError):
+class QuoteStoreUnavailableError(ProviderError):
     """The quote store did not answer in time; the request may be sent again."""
 
     status = 503
@@ -79,7 +79,7 @@ async def store_call(timeout_s: float, what: str, operation: Any) -> Any:
         async with asyncio.timeout(timeout_s):
             return await operation
     except (TimeoutError, RedisError, OSError) as exc:
-        raise QuoteStoreUnavailable(
+        raise QuoteStoreUnavailableError(
             f"the quote store did not answer ({what}: {type(exc).__name__}); send the "
             "same message again"
         ) from exc
@@ -135,7 +135,7 @@ class RedisQuoteStore:
     async def readiness(self) -> str:
         try:
             await self._call("ping", self._redis.ping())
-        except QuoteStoreUnavailable:
+        except QuoteStoreUnavailableError:
             return "unreachable"
         return READY
 

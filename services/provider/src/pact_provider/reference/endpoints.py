@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pact_schema import parse_json
 from starlette.responses import Response
 
-from pact_provider.errors import BadEnvelope, problem_document
+from pact_provider.errors import BadEnvelopeError, problem_document
 from pact_provider.jsonio import json_bytes
 from pact_provider.negotiation.endpoints import read_body
 from pact_provider.negotiation.service import Decision
@@ -89,7 +89,7 @@ async def _body(request: Request, runtime: ProviderRuntime) -> Any:
     try:
         return parse_json(raw)
     except (ValueError, RecursionError) as exc:
-        raise BadEnvelope(f"body is not JSON: {exc}"[:1000], code="REQUEST_MALFORMED") from exc
+        raise BadEnvelopeError(f"body is not JSON: {exc}"[:1000], code="REQUEST_MALFORMED") from exc
 
 
 def _json(document: dict[str, Any]) -> Response:

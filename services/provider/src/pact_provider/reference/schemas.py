@@ -93,5 +93,7 @@ class StreamChunkRequest(BaseModel):
 
 class HealthResponse(BaseModel):
     ok: bool
-    sellerId: PublicKeyB58 = Field(description="The provider's public key, base58.")
+    sellerId: PublicKeyB58 = Field(  # noqa: N815 (the reference wire name)
+        description="The provider's public key, base58."
+    )
     seller_pubkey_b58: PublicKeyB58

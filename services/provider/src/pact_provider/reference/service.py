@@ -52,7 +52,7 @@ from pact_provider.errors import ProviderError
 from pact_provider.negotiation.service import Decision, Negotiator
 from pact_provider.settlement_client import SettlementGateway, SettlementRecord
 
-__all__ = ["ReferenceAdapter", "ReferenceProblem"]
+__all__ = ["ReferenceAdapter", "ReferenceProblemError"]
 
 COMMITTED = frozenset({"committed", "delivered", "released"})
 DELIVERED = frozenset({"delivered", "released"})
@@ -60,12 +60,12 @@ ENDED_UNDELIVERED = frozenset({"refunded", "slashed", "failed"})
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-class ReferenceProblem(ProviderError):
+class ReferenceProblemError(ProviderError):
     """A request the adapter cannot answer with a signed statement (problem document)."""
 
 
-def _bad_request(detail: str) -> ReferenceProblem:
-    return ReferenceProblem(detail, code="REQUEST_MALFORMED", status=400)
+def _bad_request(detail: str) -> ReferenceProblemError:
+    return ReferenceProblemError(detail, code="REQUEST_MALFORMED", status=400)
 
 
 def _text_field(body: Mapping[str, Any], name: str) -> str:
@@ -172,14 +172,14 @@ class ReferenceAdapter:
         intent_id = _intent_id(body)
         buyer = _buyer(body)
         if self._settlement is None:
-            raise ReferenceProblem(
+            raise ReferenceProblemError(
                 "no settlement service is configured for this provider",
                 code="SETTLEMENT_FAILED",
                 status=409,
             )
         record = await self._settlement.find(buyer, intent_id)
         if record is None or record.seller not in self._trusted:
-            raise ReferenceProblem(
+            raise ReferenceProblemError(
                 f"this provider holds no trade for intent_id {intent_id!r}"
                 + ("" if buyer is None else " and that buyer"),
                 code="NOT_FOUND",
@@ -188,16 +188,16 @@ class ReferenceAdapter:
         return record
 
     @staticmethod
-    def _not_yet(record: SettlementRecord, needed: str) -> ReferenceProblem:
+    def _not_yet(record: SettlementRecord, needed: str) -> ReferenceProblemError:
         if record.state in ENDED_UNDELIVERED:
-            return ReferenceProblem(
+            return ReferenceProblemError(
                 f"settlement {record.id} ended {record.state} "
                 f"({record.failure_code or 'no code'}): nothing was delivered and the buyer "
                 "keeps its money",
                 code=record.failure_code or FailureCode.SETTLEMENT_FAILED.value,
                 status=409,
             )
-        return ReferenceProblem(
+        return ReferenceProblemError(
             f"settlement {record.id} is {record.state}: {needed}; the delivery runs when the "
             "buyer's ACCEPT reaches POST /pact (resend the same ACCEPT to continue it)",
             code="NOT_DELIVERED",
@@ -238,7 +238,7 @@ class ReferenceAdapter:
         if record.state not in DELIVERED or record.commit_hash_hex is None:
             raise self._not_yet(record, "settlement has not recorded a delivery")
         if not reveal_matches(record.commit_hash_hex, payload_b64, nonce_b64):
-            raise ReferenceProblem(
+            raise ReferenceProblemError(
                 "payload_b64 and nonce_b64 must be the delivery this trade made (sent in the "
                 "ACCEPT acknowledgement): this provider reveals a delivery only to a caller "
                 "who shows it, never to an unsigned request",

@@ -28,19 +28,19 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.db.locks import lock_names
 from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyService, fingerprint
 from pact_settlement.kit.errors import (
-    BadRequest,
-    Conflict,
-    NotFound,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
     ProblemCode,
     SettlementError,
-    Unprocessable,
+    UnprocessableError,
 )
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import MoneyError, decimal_text, to_money
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import session_now
-from pact_settlement.ledger.service import BalanceLimitExceeded, LedgerService
-from pact_settlement.rails.base import RailError, RailRefused
+from pact_settlement.ledger.service import BalanceLimitExceededError, LedgerService
+from pact_settlement.rails.base import RailError, RailRefusedError
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.stripe.topups import (
     TopUpDeclinedError,
@@ -66,7 +66,7 @@ def validate_agent_id(agent_id: str) -> str:
     try:
         return check_public_key(agent_id)
     except KeyFormatError as exc:
-        raise Unprocessable(
+        raise UnprocessableError(
             f"agent_id must be a base58 Ed25519 public key (32 bytes, canonical): {exc}"
         ) from exc
 
@@ -77,9 +77,11 @@ def parse_amount(text: str) -> Decimal:
         value = parse_decimal_text(text)
         value = to_money(value)
     except (WireMoneyError, MoneyError) as exc:
-        raise Unprocessable(f"amount: {exc}", code=FailureCode.SCHEMA_VALIDATION_FAILED) from exc
+        raise UnprocessableError(
+            f"amount: {exc}", code=FailureCode.SCHEMA_VALIDATION_FAILED
+        ) from exc
     if value <= 0:
-        raise Unprocessable("amount must be greater than 0")
+        raise UnprocessableError("amount must be greater than 0")
     return value
 
 
@@ -94,7 +96,7 @@ class AccountService:
         validate_agent_id(agent_id)
         account = await self.ledger.account(agent_id)
         if account is None:
-            raise NotFound(f"no account for agent {agent_id}")
+            raise NotFoundError(f"no account for agent {agent_id}")
         return AccountRead(
             agent_id=agent_id,
             available=decimal_text(account.available),
@@ -108,7 +110,7 @@ class AccountService:
         validate_agent_id(agent_id)
         amount = parse_amount(amount_text)
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
-            raise BadRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters")
+            raise BadRequestError(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters")
         ledger_key = f"deposit-{new_id('dep')}"
         if idempotency_key is not None:
             request_fp = fingerprint({"agent_id": agent_id, "amount": decimal_text(amount)})
@@ -139,8 +141,8 @@ async def _deposit(ledger: LedgerService, agent_id: str, amount: Decimal, key: s
     would pass what the ledger holds."""
     try:
         return await ledger.deposit(agent_id, amount, idempotency_key=key)
-    except BalanceLimitExceeded as exc:
-        raise Unprocessable(str(exc), code=ProblemCode.BALANCE_LIMIT_EXCEEDED) from exc
+    except BalanceLimitExceededError as exc:
+        raise UnprocessableError(str(exc), code=ProblemCode.BALANCE_LIMIT_EXCEEDED) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,22 +162,24 @@ _ZERO_ADDRESS: Final = "0x" + "0" * 40
 def normalise_profile(rail: str, body: PaymentProfilePut) -> dict[str, str]:
     """The profile fields for ``rail``, validated (and the EVM address checksummed)."""
     if rail not in PROFILE_RAILS:
-        raise Unprocessable(
+        raise UnprocessableError(
             f"rail {rail!r} takes no payment profile (profiles: {', '.join(PROFILE_RAILS)})",
             code=ProblemCode.RAIL_NOT_AVAILABLE,
         )
     given = body.model_dump(exclude_none=True)
     foreign = sorted(set(given) - set(PROFILE_RAILS[rail]))
     if foreign:
-        raise Unprocessable(f"fields {foreign} do not belong to a {rail} profile")
+        raise UnprocessableError(f"fields {foreign} do not belong to a {rail} profile")
     missing = [name for name in PROFILE_RAILS[rail] if not given.get(name)]
     if missing:
-        raise Unprocessable(f"a {rail} profile needs {', '.join(missing)}")
+        raise UnprocessableError(f"a {rail} profile needs {', '.join(missing)}")
     if rail == "stripe":
         if not _STRIPE_CUSTOMER_RE.fullmatch(given["stripe_customer"]):
-            raise Unprocessable("stripe_customer must be a Stripe Customer id (cus_…)")
+            raise UnprocessableError("stripe_customer must be a Stripe Customer id (cus_…)")
         if not _STRIPE_PAYMENT_METHOD_RE.fullmatch(given["stripe_payment_method"]):
-            raise Unprocessable("stripe_payment_method must be a Stripe PaymentMethod id (pm_…)")
+            raise UnprocessableError(
+                "stripe_payment_method must be a Stripe PaymentMethod id (pm_…)"
+            )
         return given
     from eth_utils.address import is_address, is_checksum_address, to_checksum_address
 
@@ -183,12 +187,12 @@ def normalise_profile(rail: str, body: PaymentProfilePut) -> dict[str, str]:
     digits = address[2:]
     mixed_case = digits != digits.lower() and digits != digits.upper()
     if not is_address(address) or (mixed_case and not is_checksum_address(address)):
-        raise Unprocessable(
+        raise UnprocessableError(
             "evm_address must be a 20-byte hex address (a mixed-case address must carry a "
             "valid EIP-55 checksum)"
         )
     if address.lower() == _ZERO_ADDRESS:
-        raise Unprocessable("evm_address must not be the zero address")
+        raise UnprocessableError("evm_address must not be the zero address")
     return {"evm_address": str(to_checksum_address(address))}
 
 
@@ -233,7 +237,7 @@ class PaymentProfileService:
         validate_agent_id(agent_id)
         row = await self.profiles.get_for(agent_id, rail)
         if row is None:
-            raise NotFound(f"agent {agent_id} has no {rail} payment profile")
+            raise NotFoundError(f"agent {agent_id} has no {rail} payment profile")
         return profile_read(row)
 
     async def list(self, agent_id: str) -> list[PaymentProfileRead]:
@@ -243,7 +247,7 @@ class PaymentProfileService:
     async def delete(self, agent_id: str, rail: str) -> None:
         validate_agent_id(agent_id)
         if not await self.profiles.remove(agent_id, rail):
-            raise NotFound(f"agent {agent_id} has no {rail} payment profile")
+            raise NotFoundError(f"agent {agent_id} has no {rail} payment profile")
         log.info("account.payment_profile_deleted", agent_id=agent_id, rail=rail)
 
 
@@ -252,7 +256,7 @@ class PaymentProfileService:
 # --------------------------------------------------------------------------------------------
 
 
-class PaymentRefused(SettlementError):
+class PaymentRefusedError(SettlementError):
     status = 402
     title = "Payment refused"
     default_code = FailureCode.FAILED_ESCROW
@@ -315,11 +319,11 @@ class TopUpService:
         validate_agent_id(agent_id)
         amount = parse_amount(amount_text)
         if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
-            raise BadRequest(
+            raise BadRequestError(
                 f"an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters is required"
             )
         if "stripe" not in self.settings.enabled_rails:
-            raise Unprocessable(
+            raise UnprocessableError(
                 "top-ups are charged through the stripe rail, which is not enabled",
                 code=ProblemCode.RAIL_NOT_AVAILABLE,
             )
@@ -332,22 +336,22 @@ class TopUpService:
                 )
                 fits = await LedgerService(short).deposit_fits(agent_id, amount)
             if not fits:  # before the charge: a charge that cannot be credited is never made
-                raise Unprocessable(
+                raise UnprocessableError(
                     f"a top-up of {decimal_text(amount)} would take a balance past what the "
                     "ledger holds (1e20)",
                     code=ProblemCode.BALANCE_LIMIT_EXCEEDED,
                 )
             charge = await stripe.charge(agent_id, amount, profile, idempotency_key=idempotency_key)
-        except RailRefused as exc:
-            raise Unprocessable(exc.detail, code=exc.code) from exc
+        except RailRefusedError as exc:
+            raise UnprocessableError(exc.detail, code=exc.code) from exc
         except TopUpKeyReusedError as exc:
-            raise Conflict(exc.detail, code=exc.code) from exc
+            raise ConflictError(exc.detail, code=exc.code) from exc
         except TopUpDeclinedError as exc:
-            raise PaymentRefused(exc.detail, code=exc.code) from exc
+            raise PaymentRefusedError(exc.detail, code=exc.code) from exc
         except RailError as exc:
             if exc.retryable:
                 raise RailUnavailableError(exc.detail) from exc
-            raise Unprocessable(exc.detail, code=exc.code) from exc
+            raise UnprocessableError(exc.detail, code=exc.code) from exc
         if not charge.captured:
             raise RailUnavailableError(
                 f"the charge {charge.payment_intent_id} is {charge.stripe_status}; it is "

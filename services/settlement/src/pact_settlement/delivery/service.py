@@ -53,12 +53,12 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.db.locks import lock_names
 from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyService, fingerprint
 from pact_settlement.kit.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
     ProblemCode,
     SettlementError,
-    Unprocessable,
+    UnprocessableError,
 )
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms, to_ms
@@ -83,8 +83,8 @@ from pact_settlement.transcripts.repository import OMITTED, TranscriptRepository
 __all__ = [
     "ABORT_CODES",
     "CHALLENGE_CODES",
-    "ChallengeRejected",
-    "ChallengeWindowClosed",
+    "ChallengeRejectedError",
+    "ChallengeWindowClosedError",
     "DeliveryService",
 ]
 
@@ -107,12 +107,12 @@ _IDENTITY_FAILURES = {
 }
 
 
-class ChallengeWindowClosed(Conflict):
+class ChallengeWindowClosedError(ConflictError):
     def __init__(self, detail: str, **kwargs: Any) -> None:
         super().__init__(detail, code=FailureCode.CHALLENGE_WINDOW_CLOSED, **kwargs)
 
 
-class ChallengeRejected(Unprocessable):
+class ChallengeRejectedError(UnprocessableError):
     title = "Challenge rejected"
 
     def __init__(self, detail: str, **kwargs: Any) -> None:
@@ -159,7 +159,7 @@ def _b64(value: str, field: str) -> bytes:
     try:
         return base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
-        raise Unprocessable(
+        raise UnprocessableError(
             f"{field} is not standard base64: {exc}", code=FailureCode.SCHEMA_VALIDATION_FAILED
         ) from exc
 
@@ -212,19 +212,19 @@ class DeliveryService:
             envelope = verify_envelope(raw)
         except EnvelopeError as exc:
             if exc.failure in _IDENTITY_FAILURES:
-                error_cls = Forbidden if identity_status == 403 else Unprocessable
+                error_cls = ForbiddenError if identity_status == 403 else UnprocessableError
                 raise error_cls(
                     f"{what} envelope: {exc}", code=FailureCode.FAILED_IDENTITY
                 ) from exc
-            raise Unprocessable(
+            raise UnprocessableError(
                 f"{what} envelope: {exc}", code=FailureCode.SCHEMA_VALIDATION_FAILED
             ) from exc
         try:
             message = envelope.parse()
         except MessageValidationError as exc:
-            raise Unprocessable(f"{what} message: {exc.detail}", code=exc.code) from exc
+            raise UnprocessableError(f"{what} message: {exc.detail}", code=exc.code) from exc
         if message.type != expected:
-            raise Unprocessable(
+            raise UnprocessableError(
                 f"expected a {expected} message, got {message.type}",
                 code=FailureCode.UNEXPECTED_MESSAGE,
             )
@@ -245,7 +245,7 @@ class DeliveryService:
             self.settlements, ref, buyer=buyer, seller=seller, for_update=True
         )
         if message.intent_id != s.intent_id:
-            raise Unprocessable(
+            raise UnprocessableError(
                 f"the {message.type} is for intent_id {message.intent_id!r}, not {s.intent_id!r}",
                 code=FailureCode.SCHEMA_VALIDATION_FAILED,
             )
@@ -254,22 +254,22 @@ class DeliveryService:
     @staticmethod
     def _check_key(idempotency_key: str) -> None:
         if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
-            raise BadRequest(
+            raise BadRequestError(
                 f"an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters is required"
             )
 
     @staticmethod
     def _signed_by(envelope: VerifiedEnvelope, expected: str, role: str, s: Settlement) -> None:
         if envelope.signer != expected:
-            raise Forbidden(
+            raise ForbiddenError(
                 f"the envelope must be signed by the settlement's {role} ({expected}); it is "
                 f"signed by {envelope.signer}",
                 code=FailureCode.FAILED_IDENTITY,
                 extra={"intent_id": s.intent_id},
             )
 
-    def _state_error(self, s: Settlement, detail: str) -> Conflict:
-        return Conflict(
+    def _state_error(self, s: Settlement, detail: str) -> ConflictError:
+        return ConflictError(
             detail,
             code=ProblemCode.STATE_CONFLICT,
             extra={"intent_id": s.intent_id, "state": s.state},
@@ -552,7 +552,7 @@ class DeliveryService:
             return await self.read(s)  # aborted already (a retry may be signed anew)
         code = message.code or FailureCode.FULFILMENT_FAILED
         if code not in ABORT_CODES:
-            raise Unprocessable(
+            raise UnprocessableError(
                 f"an abort's code must be one of {', '.join(ABORT_CODES)}; got {code!r}",
                 code=FailureCode.SCHEMA_VALIDATION_FAILED,
             )
@@ -607,21 +607,21 @@ class DeliveryService:
             return await self._replay_challenge(s, seen.detail or {})
         code = message.code
         if code not in CHALLENGE_CODES:
-            raise Unprocessable(
+            raise UnprocessableError(
                 f"a challenge's code must be one of {', '.join(CHALLENGE_CODES)} (objective "
                 f"grounds only); got {code!r}",
                 code=FailureCode.SCHEMA_VALIDATION_FAILED,
             )
         now = self.now()
         if s.state != S.DELIVERED:
-            raise ChallengeWindowClosed(
+            raise ChallengeWindowClosedError(
                 f"settlement {intent_id} is {s.state}: challenges are taken only while it is "
                 "delivered and its challenge window is open",
                 extra={"intent_id": intent_id, "state": s.state},
             )
         assert s.challenge_ends_at is not None
         if now >= s.challenge_ends_at:
-            raise ChallengeWindowClosed(
+            raise ChallengeWindowClosedError(
                 f"the challenge window of {intent_id} closed at {s.challenge_ends_at.isoformat()}",
                 extra={"intent_id": intent_id, "state": s.state},
             )
@@ -666,7 +666,7 @@ class DeliveryService:
     def _rejected(
         self, s: Settlement, code: str, finding: str, *, persist: bool
     ) -> SettlementError:
-        return ChallengeRejected(
+        return ChallengeRejectedError(
             f"challenge {code} rejected: {finding}",
             extra={"intent_id": s.intent_id, "state": s.state, "challenge_code": code},
             persist=persist,

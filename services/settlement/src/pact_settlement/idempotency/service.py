@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.idempotency.models import IdempotencyKey
 from pact_settlement.idempotency.repository import IdempotencyRepository
-from pact_settlement.kit.errors import Conflict, ProblemCode, Unprocessable
+from pact_settlement.kit.errors import ConflictError, ProblemCode, UnprocessableError
 
 __all__ = ["IdempotencyService", "fingerprint"]
 
@@ -27,7 +27,7 @@ def fingerprint(payload: Any) -> str:
     try:
         return hashlib.sha256(canonical_json(payload)).hexdigest()
     except (CanonicalJSONError, TypeError, ValueError) as exc:
-        raise Unprocessable(
+        raise UnprocessableError(
             f"request body cannot be canonicalised: {exc}",
             code=FailureCode.SCHEMA_VALIDATION_FAILED,
         ) from exc
@@ -40,7 +40,7 @@ class IdempotencyService:
     async def lookup(self, scope: str, key: str, request_fingerprint: str) -> IdempotencyKey | None:
         row = await self.repo.find(scope, key)
         if row is not None and row.fingerprint != request_fingerprint:
-            raise Conflict(
+            raise ConflictError(
                 "this Idempotency-Key was already used with a different request body",
                 code=ProblemCode.IDEMPOTENCY_KEY_REUSED,
             )

@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pact_settlement.config import SettlementSettings
-from pact_settlement.kit.errors import Forbidden, Unauthorized
+from pact_settlement.kit.errors import ForbiddenError, UnauthorizedError
 from pact_settlement.runtime import runtime_of
 
 __all__ = ["AdminPrincipal", "AnyPrincipal", "Principal", "ProviderPrincipal", "Role"]
@@ -67,13 +67,13 @@ def _match(presented: str, settings: SettlementSettings) -> Role | None:
 
 def _authenticate(request: Request, credentials: Credentials, *roles: Role) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise Unauthorized()
+        raise UnauthorizedError()
     role = _match(credentials.credentials, runtime_of(request.app).settings)
     if role is None:
-        raise Unauthorized("the bearer token is not valid")
+        raise UnauthorizedError("the bearer token is not valid")
     if role not in roles:
         wanted = " or the ".join(r.value for r in roles)
-        raise Forbidden(f"this route takes the {wanted} token; this is the {role.value} token")
+        raise ForbiddenError(f"this route takes the {wanted} token; this is the {role.value} token")
     return Principal(role)
 
 

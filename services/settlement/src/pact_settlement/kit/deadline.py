@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pact_settlement.kit.errors import PROBLEM_CONTENT_TYPE, DeadlineExceeded
+from pact_settlement.kit.errors import PROBLEM_CONTENT_TYPE, DeadlineExceededError
 
 __all__ = ["RequestDeadlineMiddleware", "time_left"]
 
@@ -98,7 +98,7 @@ class RequestDeadlineMiddleware:
         task.cancel()
         task.add_done_callback(_log_late_end)
         log.warning("http.deadline_exceeded", budget_s=self.budget_s, path=scope.get("path"))
-        error = DeadlineExceeded(self.budget_s)
+        error = DeadlineExceededError(self.budget_s)
         body = json.dumps(error.to_problem()).encode()
         headers = [
             (b"content-type", PROBLEM_CONTENT_TYPE.encode()),

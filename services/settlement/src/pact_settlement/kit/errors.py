@@ -23,17 +23,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
-    "BadRequest",
-    "Conflict",
-    "DatabaseUnavailable",
-    "DeadlineExceeded",
-    "Forbidden",
-    "NotFound",
+    "BadRequestError",
+    "ConflictError",
+    "DatabaseUnavailableError",
+    "DeadlineExceededError",
+    "ForbiddenError",
+    "NotFoundError",
     "Outage",
     "ProblemCode",
     "SettlementError",
-    "Unauthorized",
-    "Unprocessable",
+    "UnauthorizedError",
+    "UnprocessableError",
     "database_outage",
     "install_error_handlers",
     "is_unavailable",
@@ -113,12 +113,12 @@ class SettlementError(Exception):
         )
 
 
-class BadRequest(SettlementError):
+class BadRequestError(SettlementError):
     status = 400
     title = "Bad request"
 
 
-class Unauthorized(SettlementError):
+class UnauthorizedError(SettlementError):
     status = 401
     title = "Unauthorized"
     default_code = ProblemCode.UNAUTHORIZED
@@ -127,25 +127,25 @@ class Unauthorized(SettlementError):
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="pact-settlement"'})
 
 
-class Forbidden(SettlementError):
+class ForbiddenError(SettlementError):
     status = 403
     title = "Forbidden"
     default_code = ProblemCode.FORBIDDEN
 
 
-class NotFound(SettlementError):
+class NotFoundError(SettlementError):
     status = 404
     title = "Not found"
     default_code = ProblemCode.NOT_FOUND
 
 
-class Conflict(SettlementError):
+class ConflictError(SettlementError):
     status = 409
     title = "Conflict"
     default_code = ProblemCode.STATE_CONFLICT
 
 
-class Unprocessable(SettlementError):
+class UnprocessableError(SettlementError):
     status = 422
     title = "Unprocessable request"
     default_code = FailureCode.SCHEMA_VALIDATION_FAILED
@@ -173,7 +173,7 @@ _DETAILS = {
 }
 
 
-class DatabaseUnavailable(SettlementError):
+class DatabaseUnavailableError(SettlementError):
     status = 503
     title = "Service unavailable"
     default_code = ProblemCode.DATABASE_UNAVAILABLE
@@ -191,7 +191,7 @@ class DatabaseUnavailable(SettlementError):
         )
 
 
-class DeadlineExceeded(SettlementError):
+class DeadlineExceededError(SettlementError):
     """The request did not finish within ``REQUEST_TIMEOUT_S``; nothing it did was kept."""
 
     status = 503
@@ -357,7 +357,7 @@ def install_error_handlers(app: FastAPI) -> None:
         outage = database_outage(exc)
         if outage is not None:
             log.warning("settlement.database.unavailable", reason=outage, error=str(exc)[:300])
-            return _render(DatabaseUnavailable(reason=outage))
+            return _render(DatabaseUnavailableError(reason=outage))
         log.error("settlement.database.error", error_type=type(exc).__name__, error=str(exc)[:300])
         return problem_response(
             500,
@@ -370,7 +370,7 @@ def install_error_handlers(app: FastAPI) -> None:
         outage = database_outage(exc)
         if outage is not None:
             log.warning("settlement.database.unavailable", reason=outage, error=str(exc)[:300])
-            return _render(DatabaseUnavailable(reason=outage))
+            return _render(DatabaseUnavailableError(reason=outage))
         log.exception("settlement.internal_error", error_type=type(exc).__name__)
         return problem_response(
             500,

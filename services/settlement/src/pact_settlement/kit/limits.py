@@ -12,7 +12,7 @@ from pact_settlement.kit.errors import PROBLEM_CONTENT_TYPE, ProblemCode, settle
 __all__ = ["BodySizeLimitMiddleware"]
 
 
-class _TooLarge(Exception):
+class _TooLargeError(Exception):
     pass
 
 
@@ -66,7 +66,7 @@ class BodySizeLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     too_large = True
-                    raise _TooLarge
+                    raise _TooLargeError
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -77,7 +77,7 @@ class BodySizeLimitMiddleware:
                 started = True
             await send(message)
 
-        with contextlib.suppress(_TooLarge):
+        with contextlib.suppress(_TooLargeError):
             await self.app(scope, limited_receive, tracking_send)
         if too_large and not started:
             await self._refuse(send)

@@ -24,9 +24,9 @@ from pact_settlement.ledger.repository import JournalRepository, LedgerAccountRe
 
 __all__ = [
     "EXTERNAL_ACCOUNT",
-    "BalanceLimitExceeded",
+    "BalanceLimitExceededError",
     "Bucket",
-    "InsufficientFunds",
+    "InsufficientFundsError",
     "LedgerError",
     "LedgerService",
     "Posting",
@@ -46,7 +46,7 @@ class LedgerError(ValueError):
     """A posting breaks a ledger invariant (unbalanced, zero leg, …): a programming error."""
 
 
-class InsufficientFunds(Exception):
+class InsufficientFundsError(Exception):
     def __init__(self, owner: str, bucket: Bucket, needed: Decimal, has: Decimal) -> None:
         super().__init__(
             f"{owner}: {decimal_text(needed)} needed, {decimal_text(has)} {bucket.value}"
@@ -57,7 +57,7 @@ class InsufficientFunds(Exception):
         self.has = has
 
 
-class BalanceLimitExceeded(Exception):
+class BalanceLimitExceededError(Exception):
     """A posting would take a balance past what a money column holds (1e20): refused before
     anything is written. Only deposits can get there (all money enters through them, and the
     external account, minus everything deposited, is checked like any other)."""
@@ -125,20 +125,20 @@ class LedgerService:
             held = add(account.locked, delta[owner][Bucket.LOCKED])
             if not account.allow_negative:
                 if available < 0:
-                    raise InsufficientFunds(
+                    raise InsufficientFundsError(
                         owner,
                         Bucket.AVAILABLE,
                         neg(delta[owner][Bucket.AVAILABLE]),
                         account.available,
                     )
                 if held < 0:
-                    raise InsufficientFunds(
+                    raise InsufficientFundsError(
                         owner, Bucket.LOCKED, neg(delta[owner][Bucket.LOCKED]), account.locked
                     )
             if not fits(available):
-                raise BalanceLimitExceeded(owner, Bucket.AVAILABLE)
+                raise BalanceLimitExceededError(owner, Bucket.AVAILABLE)
             if not fits(held):
-                raise BalanceLimitExceeded(owner, Bucket.LOCKED)
+                raise BalanceLimitExceededError(owner, Bucket.LOCKED)
             new_balances[owner] = (available, held)
 
         transaction = JournalTransaction(

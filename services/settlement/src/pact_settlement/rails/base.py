@@ -43,10 +43,10 @@ __all__ = [
     "PreparingRail",
     "Rail",
     "RailError",
-    "RailInsufficientFunds",
+    "RailInsufficientFundsError",
     "RailOpStatus",
     "RailProfiles",
-    "RailRefused",
+    "RailRefusedError",
     "RailResult",
     "RailSettlement",
     "RailStep",
@@ -123,11 +123,11 @@ class RailError(Exception):
         self.retryable = retryable
 
 
-class RailRefused(RailError):
+class RailRefusedError(RailError):
     """Refused up front by :meth:`PreparingRail.prepare`: nothing was recorded or sent (422)."""
 
 
-class RailInsufficientFunds(RailError):
+class RailInsufficientFundsError(RailError):
     def __init__(self, detail: str, *, code: str = FailureCode.INSUFFICIENT_ESCROW) -> None:
         super().__init__(code, detail)
 

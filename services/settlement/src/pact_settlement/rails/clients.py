@@ -29,12 +29,12 @@ from pact_settlement.rails.stripe.topups import StripeTopUps
 if TYPE_CHECKING:
     from pact_settlement.rails.evm.gateway import EscrowGateway
 
-__all__ = ["RailClients", "RailNotConfigured"]
+__all__ = ["RailClients", "RailNotConfiguredError"]
 
 log = structlog.get_logger(__name__)
 
 
-class RailNotConfigured(RuntimeError):
+class RailNotConfiguredError(RuntimeError):
     """An external rail was asked for without its clients or settings."""
 
 
@@ -66,7 +66,7 @@ class RailClients:
         if self._stripe is None:
             s = self.settings
             if s.stripe.api_key is None:
-                raise RailNotConfigured("PACT_SETTLEMENT_STRIPE_API_KEY is not set")
+                raise RailNotConfiguredError("PACT_SETTLEMENT_STRIPE_API_KEY is not set")
             self._stripe = StripeGateway(
                 s.stripe.api_key.get_secret_value(),
                 api_base=s.stripe.api_base,
@@ -81,7 +81,7 @@ class RailClients:
         if self._evm is None:
             s = self.settings
             if not (s.evm.rpc_url and s.evm.operator_key and s.evm.contract_address):
-                raise RailNotConfigured(
+                raise RailNotConfiguredError(
                     "the evm rail needs PACT_SETTLEMENT_EVM_RPC_URL, EVM_OPERATOR_KEY and "
                     "EVM_CONTRACT_ADDRESS"
                 )

@@ -6,9 +6,9 @@ from pact_schema import FailureCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.kit.money import decimal_text, neg
-from pact_settlement.ledger.service import Bucket, InsufficientFunds, LedgerService, Posting
+from pact_settlement.ledger.service import Bucket, InsufficientFundsError, LedgerService, Posting
 from pact_settlement.rails.base import (
-    RailInsufficientFunds,
+    RailInsufficientFundsError,
     RailOpStatus,
     RailResult,
     RailSettlement,
@@ -54,13 +54,13 @@ class LedgerRail:
             postings += [Posting(s.seller, A, neg(s.bond)), Posting(s.seller, L, s.bond)]
         try:
             return await self._post(RailStep.LOCK, s, idempotency_key, postings)
-        except InsufficientFunds as exc:
+        except InsufficientFundsError as exc:
             if exc.owner == s.buyer:
-                raise RailInsufficientFunds(
+                raise RailInsufficientFundsError(
                     f"buyer {s.buyer}: {decimal_text(s.amount)} needed, "
                     f"{decimal_text(exc.has)} available"
                 ) from exc
-            raise RailInsufficientFunds(
+            raise RailInsufficientFundsError(
                 f"seller {s.seller}: a bond of {decimal_text(s.bond)} needed, "
                 f"{decimal_text(exc.has)} available",
                 code=FailureCode.BOND_INSUFFICIENT,

@@ -15,18 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.base import Rail
-from pact_settlement.rails.clients import RailClients, RailNotConfigured
+from pact_settlement.rails.clients import RailClients, RailNotConfiguredError
 from pact_settlement.rails.ledger import LedgerRail
 from pact_settlement.rails.stripe.rail import StripeRail
 
-__all__ = ["RAIL_FACTORIES", "UnknownRail", "available_rails", "get_rail"]
+__all__ = ["RAIL_FACTORIES", "UnknownRailError", "available_rails", "get_rail"]
 
 RailFactory = Callable[[SettlementSettings, AsyncSession, RailClients | None], Rail]
 
 
 def _clients(name: str, clients: RailClients | None) -> RailClients:
     if clients is None:
-        raise RailNotConfigured(
+        raise RailNotConfiguredError(
             f"the {name} rail needs the app's rail clients (RailClients); none were given"
         )
     return clients
@@ -54,7 +54,7 @@ RAIL_FACTORIES: dict[str, RailFactory] = {
 }
 
 
-class UnknownRail(LookupError):
+class UnknownRailError(LookupError):
     pass
 
 
@@ -72,5 +72,5 @@ def get_rail(
     """The rail ``name`` bound to ``session``; ``clients`` are the app's gateways (``None``:
     only the ledger rail can be built)."""
     if name not in settings.enabled_rails or name not in RAIL_FACTORIES:
-        raise UnknownRail(name)
+        raise UnknownRailError(name)
     return RAIL_FACTORIES[name](settings, session, clients)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from pact_settlement.kit.errors import Conflict, NotFound, ProblemCode
+from pact_settlement.kit.errors import ConflictError, NotFoundError, ProblemCode
 from pact_settlement.kit.ids import SETTLEMENT_ID_PATTERN
 from pact_settlement.settlements.models import Settlement
 from pact_settlement.settlements.repository import SettlementRepository
@@ -44,7 +44,7 @@ async def find_settlement(
         if len(matches) > 1 and (buyer is not None or seller is not None):
             matches = await repo.find_by_intent(ref, buyer=buyer, seller=seller)
         if len(matches) > 1:
-            raise Conflict(
+            raise ConflictError(
                 f"intent_id {ref!r} names settlements of more than one buyer; use the "
                 "settlement id instead",
                 code=ProblemCode.AMBIGUOUS_INTENT_ID,
@@ -52,7 +52,7 @@ async def find_settlement(
             )
         settlement = matches[0] if matches else None
     if settlement is None:
-        raise NotFound(f"no settlement {ref!r}")
+        raise NotFoundError(f"no settlement {ref!r}")
     if for_update:
         locked = await repo.get_by_id(settlement.id, for_update=True)
         assert locked is not None  # settlements are never deleted

@@ -77,7 +77,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.deadline import time_left
-from pact_settlement.kit.errors import Conflict, ProblemCode
+from pact_settlement.kit.errors import ConflictError, ProblemCode
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import session_now
 from pact_settlement.rails.base import (
@@ -100,8 +100,8 @@ from pact_settlement.settlements.state_machine import SettlementEventType
 __all__ = [
     "PlannedTransition",
     "RailStepExecutor",
-    "StepExhausted",
-    "StepInFlight",
+    "StepExhaustedError",
+    "StepInFlightError",
     "StepOutcome",
     "StepPlan",
     "StepStatus",
@@ -215,13 +215,13 @@ class StepOutcome:
     applied: bool = False  # this call applied the planned transition
 
 
-class StepInFlight(Conflict):
+class StepInFlightError(ConflictError):
     """Another rail step of the settlement is pending; it must resolve first."""
 
     default_code = ProblemCode.STATE_CONFLICT
 
 
-class StepExhausted(Conflict):
+class StepExhaustedError(ConflictError):
     """The step failed ``RAIL_MAX_ATTEMPTS`` times; an operator has to look at it."""
 
     def __init__(self, detail: str, **kwargs: Any) -> None:
@@ -363,7 +363,7 @@ class RailStepExecutor:
         ops = [] if new_settlement else await self.ops.for_settlement(settlement.id)
         busy = [o for o in ops if o.status == RailOpStatus.PENDING and o.step != plan.step.value]
         if busy:
-            raise StepInFlight(
+            raise StepInFlightError(
                 f"settlement {settlement.intent_id}: rail step {busy[0].step!r} is still in "
                 "flight; retry once it has resolved",
                 extra={"state": settlement.state},
@@ -384,7 +384,7 @@ class RailStepExecutor:
             return op, True
         if same.status == RailOpStatus.FAILED and plan.on_failed is None:
             if same.attempts >= self.settings.rail_max_attempts:
-                raise StepExhausted(
+                raise StepExhaustedError(
                     f"settlement {settlement.intent_id}: rail step {same.step!r} failed "
                     f"{same.attempts} times (last: {same.error_code}: {same.error_detail})",
                     extra={"state": settlement.state},

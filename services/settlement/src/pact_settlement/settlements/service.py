@@ -36,19 +36,19 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.db.locks import lock_names
 from pact_settlement.idempotency.service import MAX_KEY_LENGTH, IdempotencyService, fingerprint
 from pact_settlement.kit.errors import (
-    BadRequest,
-    Conflict,
+    BadRequestError,
+    ConflictError,
     ProblemCode,
     SettlementError,
-    Unprocessable,
+    UnprocessableError,
 )
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms
-from pact_settlement.rails.base import PreparingRail, RailRefused, RailStep
+from pact_settlement.rails.base import PreparingRail, RailRefusedError, RailStep
 from pact_settlement.rails.clients import RailClients
-from pact_settlement.rails.registry import UnknownRail, get_rail
+from pact_settlement.rails.registry import UnknownRailError, get_rail
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements import state_machine
 from pact_settlement.settlements.lookup import find_settlement
@@ -70,14 +70,14 @@ from pact_settlement.settlements.repository import (
 from pact_settlement.settlements.schemas import SettlementPage, SettlementRead
 from pact_settlement.settlements.state_machine import SettlementEventType, SettlementState
 from pact_settlement.settlements.verification import (
-    AcceptRefused,
+    AcceptRefusedError,
     VerifiedAccept,
     VerifyPolicy,
     verify_accept,
 )
 from pact_settlement.transcripts.repository import TranscriptRepository
 
-__all__ = ["CreateResult", "EscrowRefused", "SettlementService", "complete_create_record"]
+__all__ = ["CreateResult", "EscrowRefusedError", "SettlementService", "complete_create_record"]
 
 CREATE_SCOPE = "settlements.create"
 log = structlog.get_logger(__name__)
@@ -93,7 +93,7 @@ def _is_public_key(value: object) -> TypeGuard[str]:
     return True
 
 
-class EscrowRefused(SettlementError):
+class EscrowRefusedError(SettlementError):
     """The rail definitively refused to hold the funds (402); the settlement is ``failed``.
 
     Also for declines that are not about funds: the outcome is final and replays give the same
@@ -160,7 +160,7 @@ class SettlementService:
             try:
                 position = decode_cursor(cursor)
             except (ValueError, TypeError) as exc:
-                raise BadRequest("cursor is not valid", code=ProblemCode.BAD_REQUEST) from exc
+                raise BadRequestError("cursor is not valid", code=ProblemCode.BAD_REQUEST) from exc
         rows = await self.settlements.list(
             state=state.value if state else None,
             buyer=buyer,
@@ -198,7 +198,7 @@ class SettlementService:
         provider_quote: dict[str, Any] | None = None,
     ) -> CreateResult:
         if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
-            raise BadRequest(
+            raise BadRequestError(
                 f"an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters is required"
             )
         request_fp = fingerprint({"accept": accept, "rail": rail})
@@ -234,7 +234,7 @@ class SettlementService:
                 now_ms=self.now_ms(),
                 provider_quote=provider_quote,
             )
-        except AcceptRefused as exc:
+        except AcceptRefusedError as exc:
             self.metrics.settlements.labels("refused", rail_label).inc()
             log.info(
                 "settlement.refused",
@@ -242,13 +242,13 @@ class SettlementService:
                 detail=exc.detail,
                 intent_id=hint[1] if hint else None,
             )
-            raise Unprocessable(exc.detail, code=exc.code) from exc
+            raise UnprocessableError(exc.detail, code=exc.code) from exc
         try:
             rail_impl = get_rail(
                 rail_name, settings=self.settings, session=self.session, clients=self.clients
             )
-        except UnknownRail as exc:
-            raise Unprocessable(
+        except UnknownRailError as exc:
+            raise UnprocessableError(
                 f"rail {rail_name!r} is not available (enabled: "
                 f"{', '.join(self.settings.enabled_rails)})",
                 code=ProblemCode.RAIL_NOT_AVAILABLE,
@@ -258,7 +258,7 @@ class SettlementService:
                 verified.buyer, verified.accept.intent_id
             )
         if existing is not None:
-            raise Conflict(
+            raise ConflictError(
                 f"this buyer already has a settlement for intent_id {existing.intent_id!r}, "
                 "made by a different request",
                 code=ProblemCode.DUPLICATE_INTENT,
@@ -281,9 +281,9 @@ class SettlementService:
                     rail_name, buyer=settlement.buyer, seller=settlement.seller
                 )
                 await rail_impl.prepare(rail_view(settlement), profiles)
-            except RailRefused as exc:
+            except RailRefusedError as exc:
                 self.metrics.settlements.labels("refused", rail_label).inc()
-                raise Unprocessable(exc.detail, code=exc.code) from exc
+                raise UnprocessableError(exc.detail, code=exc.code) from exc
         idem_row = await self.idempotency.record(
             CREATE_SCOPE, idempotency_key, request_fp, settlement.id, flush=False
         )
@@ -372,7 +372,7 @@ class SettlementService:
             "intent_id": settlement.intent_id,
             "state": "failed",
         }
-        return EscrowRefused(detail, code=code, extra=extra, persist=persist)
+        return EscrowRefusedError(detail, code=code, extra=extra, persist=persist)
 
     async def _record(
         self,
@@ -427,7 +427,7 @@ class SettlementService:
                 },
             )
         except IntegrityError as exc:  # a concurrent writer won despite the named lock
-            raise Conflict(
+            raise ConflictError(
                 f"this buyer already has a settlement for intent_id {accept.intent_id!r}",
                 code=ProblemCode.DUPLICATE_INTENT,
             ) from exc

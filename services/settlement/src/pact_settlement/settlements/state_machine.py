@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from pact_settlement.kit.errors import Conflict, ProblemCode
+from pact_settlement.kit.errors import ConflictError, ProblemCode
 from pact_settlement.kit.time import session_now
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 from pact_settlement.settlements.repository import (
@@ -41,10 +41,10 @@ from pact_settlement.settlements.repository import (
 __all__ = [
     "TERMINAL_STATES",
     "TRANSITIONS",
-    "InvalidTransition",
+    "InvalidTransitionError",
     "SettlementEventType",
     "SettlementState",
-    "TransitionConflict",
+    "TransitionConflictError",
     "allowed_events",
     "check",
     "note",
@@ -110,11 +110,11 @@ _TRANSITION_COLUMNS = frozenset(
 )
 
 
-class InvalidTransition(Conflict):
+class InvalidTransitionError(ConflictError):
     default_code = ProblemCode.STATE_CONFLICT
 
 
-class TransitionConflict(Conflict):
+class TransitionConflictError(ConflictError):
     """Another transaction changed the settlement's state first (a lost race)."""
 
     default_code = ProblemCode.STATE_CONFLICT
@@ -129,7 +129,7 @@ def target_of(settlement: Settlement, event: SettlementEventType) -> SettlementS
     current = SettlementState(settlement.state)
     target = TRANSITIONS.get((current, event))
     if target is None:
-        raise InvalidTransition(
+        raise InvalidTransitionError(
             f"settlement {settlement.intent_id} is {current}; {event} is not allowed "
             f"(allowed: {', '.join(allowed_events(current)) or 'none, it is final'})",
             extra={"state": current.value},
@@ -194,7 +194,7 @@ async def transition(
         values["closed_at"] = now
     repo = SettlementRepository.from_session(session)
     if not await repo.compare_and_set_state(settlement.id, current.value, target.value, values):
-        raise TransitionConflict(
+        raise TransitionConflictError(
             f"settlement {settlement.intent_id} changed state concurrently; re-read and retry",
             extra={"state": current.value},
         )

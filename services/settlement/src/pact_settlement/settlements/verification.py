@@ -33,7 +33,7 @@ from pact_settlement.kit.money import MoneyError, to_money
 
 __all__ = [
     "STREAMING_REFUSAL",
-    "AcceptRefused",
+    "AcceptRefusedError",
     "VerifiedAccept",
     "VerifyPolicy",
     "verify_accept",
@@ -48,7 +48,7 @@ STREAMING_REFUSAL = (
 )
 
 
-class AcceptRefused(ValueError):
+class AcceptRefusedError(ValueError):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
         self.code = code
@@ -92,7 +92,7 @@ def _money(value: Decimal, what: str) -> Decimal:
     try:
         return to_money(value)
     except MoneyError as exc:
-        raise AcceptRefused(
+        raise AcceptRefusedError(
             FailureCode.AMOUNT_NOT_IN_RAIL_UNITS, f"{what} cannot be held exactly: {exc}"
         ) from exc
 
@@ -109,7 +109,7 @@ def _with_provider_quote(envelope: VerifiedEnvelope, provider_quote: Any) -> Ver
         return envelope
     if carried is not None:
         if carried != provider_quote:
-            raise AcceptRefused(
+            raise AcceptRefusedError(
                 FailureCode.SCHEMA_VALIDATION_FAILED,
                 "provider_quote must be omitted when the ACCEPT carries its own quote",
             )
@@ -132,17 +132,17 @@ def verify_accept(
             if exc.failure in _IDENTITY_FAILURES
             else FailureCode.SCHEMA_VALIDATION_FAILED
         )
-        raise AcceptRefused(code, f"accept envelope: {exc}") from exc
+        raise AcceptRefusedError(code, f"accept envelope: {exc}") from exc
     try:
         message = envelope.parse()
     except MessageValidationError as exc:
-        raise AcceptRefused(exc.code, f"accept message: {exc.detail}") from exc
+        raise AcceptRefusedError(exc.code, f"accept message: {exc.detail}") from exc
     if not isinstance(message, Accept):
-        raise AcceptRefused(
+        raise AcceptRefusedError(
             FailureCode.UNEXPECTED_MESSAGE, f"expected an ACCEPT message, got {message.type}"
         )
     if message.settlement_mode == "streaming" or message.proof_type == "streaming":
-        raise AcceptRefused(FailureCode.SETTLEMENT_MODE_NOT_ALLOWED, STREAMING_REFUSAL)
+        raise AcceptRefusedError(FailureCode.SETTLEMENT_MODE_NOT_ALLOWED, STREAMING_REFUSAL)
     minted_after_accept = provider_quote is not None and QUOTE_FIELD not in envelope.message_raw
     quoted = _with_provider_quote(envelope, provider_quote)
     try:
@@ -154,49 +154,49 @@ def verify_accept(
         )
         check_accept(message, terms)
     except QuoteError as exc:
-        raise AcceptRefused(exc.code, exc.detail) from exc
+        raise AcceptRefusedError(exc.code, exc.detail) from exc
 
     grace = policy.grace_ms
     ask = terms.ask
     if message.proof_type != message.settlement_mode:
-        raise AcceptRefused(
+        raise AcceptRefusedError(
             FailureCode.SETTLEMENT_MODE_NOT_ALLOWED,
             f"proof_type {message.proof_type!r} differs from settlement_mode "
             f"{message.settlement_mode!r}",
         )
     if message.sent_at_ms > now_ms + grace:
-        raise AcceptRefused(
+        raise AcceptRefusedError(
             FailureCode.CLOCK_SKEW_TOO_LARGE,
             f"ACCEPT sent_at_ms {message.sent_at_ms} is ahead of this service's clock {now_ms}",
         )
     if now_ms > message.expires_at_ms + grace:
-        raise AcceptRefused(
+        raise AcceptRefusedError(
             FailureCode.INTENT_EXPIRED,
             f"the ACCEPT expired at {message.expires_at_ms} (now {now_ms})",
         )
     if message.sent_at_ms + grace < ask.sent_at_ms and not minted_after_accept:
-        raise AcceptRefused(
+        raise AcceptRefusedError(
             FailureCode.QUOTE_INVALID, "the ACCEPT is dated before the quote it accepts"
         )
     if message.sent_at_ms > ask.expires_at_ms + grace:
-        raise AcceptRefused(
+        raise AcceptRefusedError(
             FailureCode.QUOTE_EXPIRED,
             f"the ACCEPT was sent at {message.sent_at_ms}, after the quote expired at "
             f"{ask.expires_at_ms}",
         )
     if message.delivery_deadline_ms <= now_ms:
-        raise AcceptRefused(
+        raise AcceptRefusedError(
             FailureCode.SCHEMA_VALIDATION_FAILED,
             f"delivery_deadline_ms {message.delivery_deadline_ms} has already passed (now "
             f"{now_ms}); it is an absolute Unix time in ms",
         )
     if message.delivery_deadline_ms > now_ms + policy.max_delivery_window_ms:
-        raise AcceptRefused(
+        raise AcceptRefusedError(
             FailureCode.DURATION_EXCEEDED,
             f"delivery_deadline_ms is more than {policy.max_delivery_window_ms} ms away",
         )
     if message.challenge_window_ms > policy.max_challenge_window_ms:
-        raise AcceptRefused(
+        raise AcceptRefusedError(
             FailureCode.DURATION_EXCEEDED,
             f"challenge_window_ms exceeds {policy.max_challenge_window_ms}",
         )

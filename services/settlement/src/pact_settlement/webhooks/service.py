@@ -32,7 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.accounts.service import credit_topup
 from pact_settlement.config import SettlementSettings
-from pact_settlement.kit.errors import BadRequest, Conflict, NotFound, SettlementError
+from pact_settlement.kit.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    SettlementError,
+)
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import session_now
@@ -58,7 +63,7 @@ from pact_settlement.webhooks.models import WebhookEvent
 from pact_settlement.webhooks.repository import WebhookEventRepository
 from pact_settlement.webhooks.schemas import WebhookAck
 
-__all__ = ["RailUnavailable", "StripeWebhookService"]
+__all__ = ["RailUnavailableError", "StripeWebhookService"]
 
 SOURCE: Final = "stripe"
 ACTOR: Final = "stripe-webhook"
@@ -68,7 +73,7 @@ HOLDING: Final = frozenset({"locked", "committed", "delivered"})
 log = structlog.get_logger(__name__)
 
 
-class RailUnavailable(SettlementError):
+class RailUnavailableError(SettlementError):
     """Stripe (or the database) could not be asked now: 503, so Stripe redelivers later."""
 
     status = 503
@@ -135,11 +140,11 @@ class StripeWebhookService:
 
     def _verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         if "stripe" not in self.settings.enabled_rails:
-            raise NotFound("the stripe rail is not enabled")
+            raise NotFoundError("the stripe rail is not enabled")
         secret = self.settings.stripe.webhook_secret
         if secret is None or not secret.get_secret_value():
             log.error("webhook.stripe.no_secret", detail="PACT_SETTLEMENT_STRIPE_WEBHOOK_SECRET")
-            raise BadRequest(
+            raise BadRequestError(
                 "no Stripe webhook secret is configured: the event cannot be verified",
                 code=FailureCode.FAILED_IDENTITY,
             )
@@ -152,7 +157,7 @@ class StripeWebhookService:
             )
         except StripeGatewayError as exc:
             log.warning("webhook.stripe.rejected", reason=str(exc)[:300])
-            raise BadRequest(str(exc), code=FailureCode.FAILED_IDENTITY) from exc
+            raise BadRequestError(str(exc), code=FailureCode.FAILED_IDENTITY) from exc
 
     async def _record(self, event: dict[str, Any], outcome: Outcome) -> bool:
         """Remember the event id; ``False`` when a concurrent delivery recorded it first."""
@@ -215,9 +220,9 @@ class StripeWebhookService:
         except StripeRequestError as exc:
             if exc.http_status == 404:
                 return None
-            raise RailUnavailable(f"Stripe refused to show {pi_id}: {exc}") from exc
+            raise RailUnavailableError(f"Stripe refused to show {pi_id}: {exc}") from exc
         except StripeGatewayError as exc:
-            raise RailUnavailable(f"Stripe is unavailable: {exc}") from exc
+            raise RailUnavailableError(f"Stripe is unavailable: {exc}") from exc
 
     async def _advance(self, current: StripePaymentState) -> Outcome:
         pi_id = current.payment_intent_id
@@ -282,7 +287,9 @@ class StripeWebhookService:
                         rail_view(settlement), idempotency_key=op.idempotency_key
                     )
                 except RailError as exc:
-                    raise RailUnavailable(f"cannot read the {op.step} from Stripe: {exc}") from exc
+                    raise RailUnavailableError(
+                        f"cannot read the {op.step} from Stripe: {exc}"
+                    ) from exc
             if report.status not in (RailOpStatus.SUCCEEDED, RailOpStatus.FAILED):
                 outcomes.append(f"{op.step}:pending")
                 continue
@@ -332,7 +339,7 @@ class StripeWebhookService:
                     applier=self.applier,
                     clients=self.clients,
                 ).run(row, plan)
-            except Conflict as exc:  # another step started meanwhile: it will see the state
+            except ConflictError as exc:  # another step started meanwhile: it will see the state
                 await session.rollback()
                 return Outcome("pending", settlement_id, pi_id, exc.detail)
             await session.commit()

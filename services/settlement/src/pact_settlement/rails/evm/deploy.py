@@ -12,7 +12,7 @@ from web3 import AsyncWeb3
 
 from pact_settlement.rails.evm.errors import EscrowConfigurationError, EscrowTxFailedError
 from pact_settlement.rails.evm.ids import load_artifact
-from pact_settlement.rails.evm.sender import Reverted, TxSender
+from pact_settlement.rails.evm.sender import RevertedError, TxSender
 
 __all__ = ["add_operator", "deploy"]
 
@@ -42,7 +42,7 @@ async def deploy(
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
     try:
         receipt = await sender.send(factory.constructor())
-    except Reverted as exc:
+    except RevertedError as exc:
         raise EscrowTxFailedError(f"deployment reverted: {exc}", tx_hash=exc.tx_hash) from exc
     address = to_checksum_address(receipt["contractAddress"])
     for operator in operators:
@@ -65,7 +65,7 @@ async def add_operator(
     )
     try:
         await sender.send(contract.functions.addOperator(to_checksum_address(operator)))
-    except Reverted as exc:
+    except RevertedError as exc:
         if exc.revert is not None and exc.revert.name == "NotOwner":
             raise EscrowConfigurationError(
                 f"{owner.address} is not the owner of {contract_address}",

@@ -84,7 +84,7 @@ from pact_settlement.rails.evm.ids import (
     to_hex,
 )
 from pact_settlement.rails.evm.results import EscrowEvent, EscrowState, EscrowStatus, EscrowTxResult
-from pact_settlement.rails.evm.sender import NonceGuard, OnSubmitted, Reverted, TxSender
+from pact_settlement.rails.evm.sender import NonceGuard, OnSubmitted, RevertedError, TxSender
 
 __all__ = ["MAX_UINT64", "EscrowGateway"]
 
@@ -187,7 +187,7 @@ class EscrowGateway:
         )
         try:
             receipt = await self._sender.send(fn, value=amount_wei, on_submitted=on_submitted)
-        except Reverted as exc:
+        except RevertedError as exc:
             if exc.revert is not None and exc.revert.name == "AlreadyExists":
                 state = await self.get_escrow(eid)
                 mine = (
@@ -220,7 +220,7 @@ class EscrowGateway:
         fn = self.contract.functions.postBond(raw)
         try:
             receipt = await self._sender.send(fn, value=amount_wei, on_submitted=on_submitted)
-        except Reverted as exc:
+        except RevertedError as exc:
             if exc.revert is not None and exc.revert.name == "NotLocked":
                 await self._not_locked(raw, "post_bond", None, exc)
             raise self._revert_error("post_bond", to_hex(raw), exc) from exc
@@ -364,14 +364,14 @@ class EscrowGateway:
         fn = getattr(self.contract.functions, action)(raw)
         try:
             receipt = await self._sender.send(fn, on_submitted=on_submitted)
-        except Reverted as exc:
+        except RevertedError as exc:
             if exc.revert is not None and exc.revert.name == "NotLocked":
                 return await self._not_locked(raw, action, _ACTION_TARGET[action], exc)
             raise self._revert_error(action, to_hex(raw), exc) from exc
         return await self._result(action, to_hex(raw), receipt)
 
     async def _not_locked(
-        self, raw: bytes, action: str, target: EscrowStatus | None, exc: Reverted
+        self, raw: bytes, action: str, target: EscrowStatus | None, exc: RevertedError
     ) -> EscrowTxResult:
         state = await self.get_escrow(raw)
         if target is not None and state.status is target:
@@ -386,7 +386,7 @@ class EscrowGateway:
             tx_hash=exc.tx_hash,
         ) from exc
 
-    def _revert_error(self, action: str, eid: str, exc: Reverted) -> EscrowGatewayError:
+    def _revert_error(self, action: str, eid: str, exc: RevertedError) -> EscrowGatewayError:
         revert = exc.revert
         if revert is None:
             return EscrowTxFailedError(

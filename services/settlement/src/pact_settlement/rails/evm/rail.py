@@ -51,7 +51,7 @@ from pact_settlement.rails.base import (
     RailError,
     RailOpStatus,
     RailProfiles,
-    RailRefused,
+    RailRefusedError,
     RailResult,
     RailSettlement,
     RailStep,
@@ -172,27 +172,27 @@ class EvmEscrowRail:
             amount_wei = units_to_wei(s.amount, self.settings.wei_per_unit)
             bond_wei = units_to_wei(s.bond, self.settings.wei_per_unit)
         except AmountError as exc:
-            raise RailRefused(
+            raise RailRefusedError(
                 FailureCode.AMOUNT_NOT_IN_RAIL_UNITS,
                 f"{decimal_text(s.amount)} (bond {decimal_text(s.bond)}) cannot be held in "
                 f"whole wei at {self.settings.wei_per_unit} wei per unit: {exc}",
             ) from exc
         if amount_wei <= 0:
-            raise RailRefused(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, "the amount is 0 wei")
+            raise RailRefusedError(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, "the amount is 0 wei")
         addresses: dict[str, str] = {}
         for role, agent, profile in (
             ("buyer", s.buyer, profiles.buyer),
             ("seller", s.seller, profiles.seller),
         ):
             if profile is None or not profile.evm_address:
-                raise RailRefused(
+                raise RailRefusedError(
                     FailureCode.MISSING_REQUIRED_CREDENTIALS,
                     f"the {role} {agent} has no evm payment profile (an operator sets it with "
                     f"PUT /v1/accounts/{agent}/payment-profiles/evm)",
                 )
             addresses[role] = profile.evm_address
         if addresses["buyer"] == addresses["seller"]:
-            raise RailRefused(
+            raise RailRefusedError(
                 FailureCode.MISSING_REQUIRED_CREDENTIALS,
                 "buyer and seller have the same evm address",
             )

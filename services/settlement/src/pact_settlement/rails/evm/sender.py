@@ -24,7 +24,7 @@ from pact_settlement.rails.evm.ids import to_hex
 from pact_settlement.rails.evm.results import DecodedRevert
 from pact_settlement.rails.evm.revert import decode_revert
 
-__all__ = ["NonceGuard", "OnSubmitted", "ProcessNonceGuard", "Reverted", "TxSender"]
+__all__ = ["NonceGuard", "OnSubmitted", "ProcessNonceGuard", "RevertedError", "TxSender"]
 
 OnSubmitted = Callable[[str], Awaitable[None]]
 """Called with the signed transaction's hash just before it is broadcast."""
@@ -54,11 +54,11 @@ class ProcessNonceGuard:
 # --------------------------------------------------------------------------------------------
 
 
-class _CallbackFailed(Exception):
+class _CallbackFailedError(Exception):
     """``on_submitted`` raised: nothing was broadcast; re-raised to the caller unchanged."""
 
 
-class Reverted(Exception):
+class RevertedError(Exception):
     def __init__(self, revert: DecodedRevert | None, tx_hash: str | None, detail: str) -> None:
         super().__init__(detail)
         self.revert = revert
@@ -194,7 +194,7 @@ class TxSender:
                     raise
                 revert = decode_revert(exc)
                 if revert is not None or "revert" in str(exc).lower():
-                    raise Reverted(revert, None, str(exc)) from exc
+                    raise RevertedError(revert, None, str(exc)) from exc
                 raise
             gas = estimate * (100 + self.gas_margin_pct) // 100
         params: dict[str, Any] = {
@@ -214,16 +214,16 @@ class TxSender:
             chain_id = await self.chain_id()
             async with self._nonce_lock, self._nonce_guard.hold(chain_id, self.address):
                 tx_hash = await self._sign_and_broadcast(fn, value, chain_id, on_submitted)
-        except (Reverted, EscrowGatewayError):
+        except (RevertedError, EscrowGatewayError):
             raise
-        except _CallbackFailed as exc:
+        except _CallbackFailedError as exc:
             raise cast(BaseException, exc.__cause__) from None
         except Exception as exc:
             raise self._translate(exc, tx_hash=None, broadcast=False) from exc
         receipt = await self._wait_confirmed(tx_hash)
         if int(receipt["status"]) == 0:
             revert = await self._replay_revert(fn, value, receipt)
-            raise Reverted(revert, tx_hash, f"transaction {tx_hash} reverted")
+            raise RevertedError(revert, tx_hash, f"transaction {tx_hash} reverted")
         return receipt
 
     async def _sign_and_broadcast(
@@ -239,7 +239,7 @@ class TxSender:
                     await on_submitted(tx_hash)
                 except Exception as exc:
                     self._next_nonce = None
-                    raise _CallbackFailed() from exc
+                    raise _CallbackFailedError() from exc
             try:
                 await self.w3.eth.send_raw_transaction(signed.raw_transaction)
             except Exception as exc:
@@ -252,7 +252,7 @@ class TxSender:
                     continue
                 revert = decode_revert(exc)
                 if revert is not None:  # nodes that execute on submission (ganache's default)
-                    raise Reverted(revert, None, message) from exc
+                    raise RevertedError(revert, None, message) from exc
                 if _is_transport_error(exc):
                     # It may or may not have reached the node.
                     raise EscrowTransientError(

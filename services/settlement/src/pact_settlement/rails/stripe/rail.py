@@ -52,7 +52,7 @@ from pact_settlement.rails.base import (
     RailError,
     RailOpStatus,
     RailProfiles,
-    RailRefused,
+    RailRefusedError,
     RailResult,
     RailSettlement,
     RailStep,
@@ -176,7 +176,7 @@ class StripeRail:
     async def prepare(self, settlement: RailSettlement, profiles: RailProfiles) -> None:
         s = settlement
         if s.bond > 0:
-            raise RailRefused(
+            raise RailRefusedError(
                 ProblemCode.RAIL_NOT_AVAILABLE,
                 f"the stripe rail cannot hold a seller bond ({decimal_text(s.bond)} required "
                 "by REQUIRE_SELLER_BOND); use the ledger or evm rail for bonded settlements",
@@ -186,16 +186,16 @@ class StripeRail:
             # Exact: a price that is not whole minor units is refused, never charged rounded.
             amount_minor = to_stripe_amount(s.amount, currency, rounding=None)
         except AmountBelowRailMinimumError as exc:
-            raise RailRefused(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, str(exc)) from exc
+            raise RailRefusedError(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, str(exc)) from exc
         except AmountError as exc:
-            raise RailRefused(
+            raise RailRefusedError(
                 exc.failure_code,
                 f"cannot charge {decimal_text(s.amount)} {currency.upper()} on stripe exactly: "
                 f"{exc}",
             ) from exc
         profile = profiles.buyer
         if profile is None or not profile.stripe_customer or not profile.stripe_payment_method:
-            raise RailRefused(
+            raise RailRefusedError(
                 FailureCode.MISSING_REQUIRED_CREDENTIALS,
                 f"buyer {s.buyer} has no stripe payment profile (an operator sets it with "
                 f"PUT /v1/accounts/{s.buyer}/payment-profiles/stripe)",

@@ -21,7 +21,7 @@ from typing import Final
 from pact_schema import FailureCode
 
 from pact_settlement.kit.errors import ProblemCode
-from pact_settlement.rails.base import PartyProfile, RailError, RailRefused
+from pact_settlement.rails.base import PartyProfile, RailError, RailRefusedError
 from pact_settlement.rails.minor_units import (
     AmountBelowRailMinimumError,
     AmountError,
@@ -81,9 +81,9 @@ class StripeTopUps:
         try:
             return to_stripe_amount(amount, self.currency, rounding=None)
         except AmountBelowRailMinimumError as exc:
-            raise RailRefused(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, str(exc)) from exc
+            raise RailRefusedError(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, str(exc)) from exc
         except AmountError as exc:
-            raise RailRefused(
+            raise RailRefusedError(
                 exc.failure_code,
                 f"a top-up must be whole {self.currency.upper()} minor units: {exc}",
             ) from exc
@@ -99,7 +99,7 @@ class StripeTopUps:
         """Charge ``amount`` to the agent's saved card now (automatic capture)."""
         amount_minor = self.amount_minor(amount)
         if profile is None or not profile.stripe_customer or not profile.stripe_payment_method:
-            raise RailRefused(
+            raise RailRefusedError(
                 FailureCode.MISSING_REQUIRED_CREDENTIALS,
                 f"agent {agent_id} has no stripe payment profile",
             )
