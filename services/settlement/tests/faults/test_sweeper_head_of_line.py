@@ -36,7 +36,9 @@ STUCK = 3  # = WORKER_BATCH_SIZE
 BEHIND = 2
 STRIPE_PRICE = Decimal("1.25")
 LEDGER_PRICE = Decimal("0.00008")
-RAIL_CALL_TIMEOUT_S = 0.5
+# Long enough for a lock on localstripe on a loaded machine (a create must answer 201), short
+# enough that the hung captures below do not make the test slow.
+RAIL_CALL_TIMEOUT_S = 2.0
 
 
 @pytest.fixture
