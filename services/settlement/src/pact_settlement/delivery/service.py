@@ -33,7 +33,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import structlog
 from pact_schema import (
@@ -170,6 +170,14 @@ def reveal_digest(reveal: Reveal) -> tuple[str, bytes, bytes]:
     payload = _b64(reveal.payload_b64, "payload_b64")
     nonce = _b64(reveal.nonce_b64, "nonce_b64")
     return commit_hash_hex(reveal.payload_b64, reveal.nonce_b64), payload, nonce
+
+
+class SellerStepCall(TypedDict):
+    """Who is calling a seller step, and under which idempotency key."""
+
+    idempotency_key: str
+    actor: str
+    request_id: NotRequired[str | None]
 
 
 class DeliveryService:
@@ -316,30 +324,14 @@ class DeliveryService:
     # ------------------------------------------------------- COMMIT and REVEAL
 
     async def commit(
-        self,
-        ref: str,
-        raw: dict[str, Any],
-        *,
-        idempotency_key: str,
-        actor: str,
-        request_id: str | None = None,
+        self, ref: str, raw: dict[str, Any], **call: Unpack[SellerStepCall]
     ) -> SettlementRead:
-        return await self._seller_step(
-            _COMMIT, ref, raw, idempotency_key=idempotency_key, actor=actor, request_id=request_id
-        )
+        return await self._seller_step(_COMMIT, ref, raw, **call)
 
     async def reveal(
-        self,
-        ref: str,
-        raw: dict[str, Any],
-        *,
-        idempotency_key: str,
-        actor: str,
-        request_id: str | None = None,
+        self, ref: str, raw: dict[str, Any], **call: Unpack[SellerStepCall]
     ) -> SettlementRead:
-        return await self._seller_step(
-            _REVEAL, ref, raw, idempotency_key=idempotency_key, actor=actor, request_id=request_id
-        )
+        return await self._seller_step(_REVEAL, ref, raw, **call)
 
     async def _seller_step(
         self,
@@ -349,7 +341,7 @@ class DeliveryService:
         *,
         idempotency_key: str,
         actor: str,
-        request_id: str | None,
+        request_id: str | None = None,
     ) -> SettlementRead:
         """The one path of the seller's COMMIT and REVEAL: verify the envelope, lock the
         settlement it names, answer a repeat of the same content as the settlement is now,
