@@ -1,7 +1,8 @@
 """The delivery worker: sends due outbox rows, signed, and records each outcome.
 
 Each pass claims due pending deliveries in one short transaction (``FOR UPDATE SKIP LOCKED``
-on Postgres, so replicas split the work) and leases them for ``WEBHOOK_TIMEOUT_S`` + 30 s: a
+on Postgres, so replicas split the work) and leases them for twice ``WEBHOOK_TIMEOUT_S`` (each
+send is cut off at ``WEBHOOK_TIMEOUT_S`` in all, so a live pass is done with it by then): a
 process killed mid-send leaves its claim to expire, and the next pass (here or on another
 replica) sends it again. Delivery is therefore at least once; receivers dedup by the event
 ``id`` (README "Outbound webhooks"). A 2xx answer marks the delivery ``delivered``; anything
@@ -35,7 +36,6 @@ __all__ = ["WebhookDispatcher", "retry_delay_s"]
 
 log = structlog.get_logger(__name__)
 
-LEASE_MARGIN_S = 30.0
 MAX_RETRY_DELAY_S = 3600.0
 
 
@@ -93,7 +93,7 @@ class WebhookDispatcher:
     async def _claim(self) -> list[_Job]:
         async with self.sessionmaker() as session, session.begin():
             now = session_now(session)
-            lease = timedelta(seconds=self.settings.webhook_timeout_s + LEASE_MARGIN_S)
+            lease = timedelta(seconds=2 * self.settings.webhook_timeout_s)
             claimed = await WebhookDeliveryRepository.from_session(session).claim_due(
                 now=now, lease_until=now + lease, limit=self.settings.worker_batch_size
             )
@@ -123,8 +123,10 @@ class WebhookDispatcher:
             "Pact-Event-Id": job.event_id,
         }
         try:
-            response = await http.post(job.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            # httpx times each read/write; this bounds the whole exchange (a trickling answer).
+            async with asyncio.timeout(self.settings.webhook_timeout_s):
+                response = await http.post(job.url, content=body, headers=headers)
+        except (httpx.HTTPError, TimeoutError) as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
         if 200 <= response.status_code < 300:
             return response.status_code, None
