@@ -24,6 +24,8 @@ from sqlalchemy import func, select
 ADMIN = {"Authorization": "Bearer test-admin-token-0123456789abcdef"}
 PROVIDER = {"Authorization": "Bearer test-provider-token-0123456789abcdef"}
 HOOK = "https://integrator.example/pact-events"
+UNKNOWN_ENDPOINT = "whe_01kb0ybq0g7m4n6p8r0s2t4v6w"
+UNKNOWN_EVENT = "evt_01kb0ybq0g7m4n6p8r0s2t4v6w"
 
 
 @dataclass
@@ -104,8 +106,14 @@ async def test_registration_shows_the_secret_once_and_needs_the_admin_token(
         "/v1/webhook-endpoints", json={"url": "ftp://x.example/"}, headers=ADMIN
     )
     assert bad.status_code == 422, bad.text
-    missing = await client.get("/v1/webhook-endpoints/whe_nope/deliveries", headers=ADMIN)
+    missing = await client.get(
+        f"/v1/webhook-endpoints/{UNKNOWN_ENDPOINT}/deliveries", headers=ADMIN
+    )
     assert missing.status_code == 404
+    malformed = await client.get("/v1/webhook-endpoints/whe_../deliveries", headers=ADMIN)
+    assert malformed.status_code in (404, 422)
+    malformed = await client.get("/v1/webhook-endpoints/whe_nope", headers=ADMIN)
+    assert malformed.status_code == 422
 
 
 async def test_each_state_change_is_delivered_signed_once(
@@ -207,7 +215,7 @@ async def test_failures_are_retried_with_backoff_then_failed_then_replayed(
     assert row.status == "delivered"
     assert receiver.ids == [row.event_id] * 4  # three refused, one accepted: same event id
     unknown = await client.post(
-        f"/v1/webhook-endpoints/{endpoint['id']}/events/evt_nope/replay", headers=ADMIN
+        f"/v1/webhook-endpoints/{endpoint['id']}/events/{UNKNOWN_EVENT}/replay", headers=ADMIN
     )
     assert unknown.status_code == 404
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from pact_settlement.db.session import DBSession
 from pact_settlement.kit.auth import AdminPrincipal
@@ -28,6 +28,12 @@ async def get_service(session: DBSession, settings: Settings) -> WebhookEndpoint
 
 
 Service = Annotated[WebhookEndpointService, Depends(get_service)]
+EndpointId = Annotated[
+    str, Path(pattern=r"^whe_[0-9a-hjkmnp-tv-z]{26}$", description="The endpoint's id")
+]
+EventId = Annotated[
+    str, Path(pattern=r"^evt_[0-9a-hjkmnp-tv-z]{26}$", description="The event's id")
+]
 
 _ENDPOINT = {
     "id": "whe_01kb0ybq0g7m4n6p8r0s2t4v6w",
@@ -70,10 +76,15 @@ _NO_ENDPOINT = Refusal(
             "Not an http(s) URL, or (production) a private address",
             "a webhook endpoint url is http:// or https:// with a host",
         ),
-        success={201: ok("Registered", {**_ENDPOINT, "secret": "whsec_…"})},
+        success={
+            201: ok(
+                "Registered",
+                {**_ENDPOINT, "secret": "whsec_8Zq3vYtK1mXoR2pLw7HcN4sDfG6jB0aEuV9iT5yQkMo"},
+            )
+        },
     ),
 )
-async def register_endpoint(
+async def register_webhook_endpoint(
     principal: AdminPrincipal, service: Service, body: EndpointCreate
 ) -> EndpointCreated:
     endpoint = await service.register(body)
@@ -86,7 +97,7 @@ async def register_endpoint(
     summary="Registered endpoints (never their secrets)",
     responses=responses(success={200: ok("The endpoints", {"data": [_ENDPOINT]})}),
 )
-async def list_endpoints(principal: AdminPrincipal, service: Service) -> EndpointList:
+async def list_webhook_endpoints(principal: AdminPrincipal, service: Service) -> EndpointList:
     return EndpointList(data=[EndpointOut.of(e) for e in await service.endpoints.listed()])
 
 
@@ -96,8 +107,8 @@ async def list_endpoints(principal: AdminPrincipal, service: Service) -> Endpoin
     summary="One endpoint",
     responses=responses(_NO_ENDPOINT, success={200: ok("The endpoint", _ENDPOINT)}),
 )
-async def get_endpoint(
-    principal: AdminPrincipal, service: Service, endpoint_id: str
+async def get_webhook_endpoint(
+    principal: AdminPrincipal, service: Service, endpoint_id: EndpointId
 ) -> EndpointOut:
     return EndpointOut.of(await service.get(endpoint_id))
 
@@ -110,8 +121,8 @@ async def get_endpoint(
         _NO_ENDPOINT, success={200: ok("Disabled", {**_ENDPOINT, "enabled": False})}
     ),
 )
-async def disable_endpoint(
-    principal: AdminPrincipal, service: Service, endpoint_id: str
+async def disable_webhook_endpoint(
+    principal: AdminPrincipal, service: Service, endpoint_id: EndpointId
 ) -> EndpointOut:
     return EndpointOut.of(await service.disable(endpoint_id))
 
@@ -122,10 +133,10 @@ async def disable_endpoint(
     summary="The endpoint's deliveries, newest first",
     responses=responses(_NO_ENDPOINT, success={200: ok("Deliveries", {"data": [_DELIVERY]})}),
 )
-async def list_deliveries(
+async def list_webhook_deliveries(
     principal: AdminPrincipal,
     service: Service,
-    endpoint_id: str,
+    endpoint_id: EndpointId,
     status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DeliveryList:
@@ -152,7 +163,7 @@ async def list_deliveries(
         },
     ),
 )
-async def replay_event(
-    principal: AdminPrincipal, service: Service, endpoint_id: str, event_id: str
+async def replay_webhook_event(
+    principal: AdminPrincipal, service: Service, endpoint_id: EndpointId, event_id: EventId
 ) -> DeliveryOut:
     return DeliveryOut.of(await service.replay(endpoint_id, event_id))
