@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pact_settlement.kit.errors import UnprocessableError
@@ -33,18 +36,20 @@ def test_a_stale_signature_is_refused() -> None:
     assert not verify(secret, header, BODY, now=1_000_301)
 
 
-def test_the_recipe_in_the_readme_is_the_signature() -> None:
-    """The README's receiver snippet, as written there, accepts what we sign."""
-    import hashlib
-    import hmac
-
+def test_the_recipe_in_the_readme_accepts_what_we_sign() -> None:
+    """The README's receiver snippet, run as written there."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("**Verifying a delivery.**") :]
+    snippet = section[section.index("```python") + len("```python") : section.index("```\n", 10)]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)  # noqa: S102 - our own documentation
+    readme_verify = namespace["verify"]
     secret = new_secret()
-    header = sign(secret, 1_764_763_200, BODY)
-    fields = dict(item.split("=", 1) for item in header.split(","))
-    expected = hmac.new(
-        secret.encode(), f"{fields['t']}.".encode() + BODY, hashlib.sha256
-    ).hexdigest()
-    assert hmac.compare_digest(expected, fields["v1"])
+    now = int(time.time())
+    header = sign(secret, now, BODY)
+    assert readme_verify(secret, header, BODY)
+    assert not readme_verify(secret, header, BODY + b"x")
+    assert not readme_verify(secret, sign(secret, now - 301, BODY), BODY)
 
 
 def test_retries_back_off_exponentially_with_jitter_and_a_cap() -> None:
