@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -10,7 +11,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from pact_settlement.db.base import Base
 from pact_settlement.kit.time import UTCDateTime
 
-__all__ = ["WebhookDelivery", "WebhookEndpoint"]
+__all__ = ["DeliveryStatus", "WebhookDelivery", "WebhookEndpoint"]
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # due at next_attempt_at (or leased until it)
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    FAILED = "failed"  # WEBHOOK_MAX_ATTEMPTS used up; only a replay sends it again
 
 
 class WebhookEndpoint(Base):

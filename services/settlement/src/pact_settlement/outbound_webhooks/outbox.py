@@ -17,16 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.time import session_now
-from pact_settlement.outbound_webhooks.models import WebhookDelivery
+from pact_settlement.outbound_webhooks.models import DeliveryStatus, WebhookDelivery
 from pact_settlement.outbound_webhooks.repository import WebhookEndpointRepository
 
-__all__ = ["DeliveryStatus", "enqueue", "event_body"]
-
-
-class DeliveryStatus:
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
+__all__ = ["enqueue", "event_body"]
 
 
 def event_body(event_id: str, event_type: str, created: int, obj: dict[str, Any]) -> str:
@@ -55,7 +49,7 @@ async def enqueue(session: AsyncSession, event_type: str, obj: dict[str, Any]) -
                 endpoint_id=endpoint.id,
                 event_type=event_type,
                 body=body,
-                status=DeliveryStatus.PENDING,
+                status=DeliveryStatus.PENDING.value,
                 attempts=0,
                 next_attempt_at=now,
                 created_at=now,

@@ -8,11 +8,15 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from pact_settlement.kit.repository import RepositoryBase
-from pact_settlement.outbound_webhooks.models import WebhookDelivery, WebhookEndpoint
+from pact_settlement.outbound_webhooks.models import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 __all__ = ["WebhookDeliveryRepository", "WebhookEndpointRepository"]
 
-_PENDING = "pending"
+_PENDING = DeliveryStatus.PENDING.value
 
 
 class WebhookEndpointRepository(RepositoryBase[WebhookEndpoint]):

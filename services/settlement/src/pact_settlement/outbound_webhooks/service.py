@@ -8,8 +8,11 @@ from pact_settlement.config import Environment, SettlementSettings
 from pact_settlement.kit.errors import NotFoundError
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.time import session_now
-from pact_settlement.outbound_webhooks.models import WebhookDelivery, WebhookEndpoint
-from pact_settlement.outbound_webhooks.outbox import DeliveryStatus
+from pact_settlement.outbound_webhooks.models import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from pact_settlement.outbound_webhooks.repository import (
     WebhookDeliveryRepository,
     WebhookEndpointRepository,
@@ -77,7 +80,7 @@ class WebhookEndpointService:
         if delivery is None:
             raise NotFoundError(f"no event {event_id} for webhook endpoint {endpoint_id}")
         now = session_now(self.session)
-        delivery.status = DeliveryStatus.PENDING
+        delivery.status = DeliveryStatus.PENDING.value
         delivery.attempts = 0
         delivery.next_attempt_at = now
         delivery.delivered_at = None

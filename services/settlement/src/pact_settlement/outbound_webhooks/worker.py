@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.time import session_now
-from pact_settlement.outbound_webhooks.outbox import DeliveryStatus
+from pact_settlement.outbound_webhooks.models import DeliveryStatus
 from pact_settlement.outbound_webhooks.repository import (
     WebhookDeliveryRepository,
     WebhookEndpointRepository,
@@ -141,9 +141,9 @@ class WebhookDispatcher:
                 "updated_at": now,
             }
             if error is None:
-                values.update(status=DeliveryStatus.DELIVERED, delivered_at=now)
+                values.update(status=DeliveryStatus.DELIVERED.value, delivered_at=now)
             elif job.attempts >= self.settings.webhook_max_attempts:
-                values["status"] = DeliveryStatus.FAILED
+                values["status"] = DeliveryStatus.FAILED.value
             else:
                 delay = retry_delay_s(self.settings.webhook_retry_base_s, job.attempts)
                 values["next_attempt_at"] = now + timedelta(seconds=delay)
