@@ -30,6 +30,8 @@ from pact_settlement.kit.observability import (
     configure_logging,
 )
 from pact_settlement.kit.openapi import install_openapi, operation_id
+from pact_settlement.outbound_webhooks.endpoints import router as webhook_endpoints_router
+from pact_settlement.outbound_webhooks.worker import WebhookDispatcher
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.endpoints import router as rails_router
 from pact_settlement.receipts.endpoints import router as receipts_router
@@ -81,7 +83,10 @@ TAGS = [
     {"name": "accounts", "description": "Balances, deposits, top-ups, payment profiles."},
     {"name": "rails", "description": "The payment rails a settlement can use."},
     {"name": "identity", "description": "The key that signs RECEIPTs, and what we speak."},
-    {"name": "webhooks", "description": "Events from rails (Stripe)."},
+    {
+        "name": "webhooks",
+        "description": "Events from rails (Stripe); integrators' endpoints for our events.",
+    },
     {"name": "operations", "description": "Liveness, readiness, metrics, token check."},
 ]
 
@@ -166,8 +171,9 @@ async def _check_database(settings: SettlementSettings, engine: AsyncEngine) -> 
 
 
 def _workers(runtime: SettlementRuntime) -> WorkerRunner:
-    """The deadline sweeper and the reconciler (and, with the stripe rail, the card
-    authorisation-expiry sweep), sharing the app's sessions, clock and key."""
+    """The deadline sweeper, the reconciler, the outbound webhook dispatcher (and, with the
+    stripe rail, the card authorisation-expiry sweep), sharing the app's sessions, clock and
+    key."""
     settings, metrics, applier, maker = (
         runtime.settings,
         runtime.metrics,
@@ -190,6 +196,7 @@ def _workers(runtime: SettlementRuntime) -> WorkerRunner:
             applier=applier,
             clients=runtime.rail_clients,
         ),
+        WebhookDispatcher(maker, settings=settings, clock=runtime.clock),
     ]
     if "stripe" in settings.enabled_rails:
         workers.append(
@@ -248,6 +255,7 @@ def create_app(
     app.include_router(delivery_router)
     app.include_router(receipts_router)
     app.include_router(webhooks_router)
+    app.include_router(webhook_endpoints_router)
     install_docs(app)
     install_openapi(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -261,6 +261,39 @@ class SettlementSettings(BaseSettings):
             "or refuses writes (the pause doubles from its interval up to this)."
         ),
     )
+    webhook_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="Seconds between outbound webhook passes."
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="Longest wait for an integrator's endpoint to answer one delivery.",
+    )
+    webhook_max_attempts: int = Field(
+        default=12,
+        ge=1,
+        le=100,
+        description=(
+            "Deliveries of one event to one endpoint before it is marked failed (replayable)."
+        ),
+    )
+    webhook_retry_base_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description=(
+            "First retry pause of a failed delivery; doubles per attempt (capped at an hour), "
+            "with full jitter."
+        ),
+    )
+    webhook_allow_private_urls: bool = Field(
+        default=False,
+        description=(
+            "Allow webhook endpoints on loopback/private/link-local addresses in production "
+            "(refused there by default: SSRF). Other environments always allow them."
+        ),
+    )
     worker_batch_size: int = Field(
         default=100, ge=1, le=10_000, description="Settlements/operations per worker pass."
     )

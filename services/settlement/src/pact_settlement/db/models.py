@@ -4,6 +4,7 @@ from pact_settlement.accounts.models import PaymentProfile
 from pact_settlement.db.base import Base
 from pact_settlement.idempotency.models import IdempotencyKey
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
+from pact_settlement.outbound_webhooks.models import WebhookDelivery, WebhookEndpoint
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.rails.models import RailOperation
 from pact_settlement.settlements.models import Settlement, SettlementEvent
@@ -22,5 +23,7 @@ __all__ = [
     "Settlement",
     "SettlementEvent",
     "Transcript",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookEvent",
 ]

@@ -19,6 +19,9 @@ upheld challenge (FAILED_PROOF, DELIVERY_DEADLINE_MISSED, LATENCY_BREACH).
 
 Terminal: released, refunded, slashed, failed. Every settlement ends in exactly one.
 :func:`note` appends an event that changes no state (e.g. a rejected challenge).
+
+Every state change (:func:`start`, :func:`transition`) also puts an outbound webhook event in
+the outbox, in the same transaction (``outbound_webhooks/outbox.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from pact_settlement.kit.errors import ConflictError, ProblemCode
+from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.time import session_now
+from pact_settlement.outbound_webhooks import outbox
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 from pact_settlement.settlements.repository import (
     SettlementEventRepository,
@@ -167,6 +172,7 @@ async def start(
         request_id=request_id,
         created_at=now,
     )
+    await _publish(session, settlement, E.CREATED, None)
     return await SettlementEventRepository.from_session(session).add(event)
 
 
@@ -201,6 +207,7 @@ async def transition(
     set_committed_value(settlement, "state", target.value)
     for key, value in values.items():
         set_committed_value(settlement, key, value)
+    await _publish(session, settlement, event, current)
     return await SettlementEventRepository.from_session(session).append(
         settlement.id,
         event=event.value,
@@ -236,4 +243,28 @@ async def note(
         data=data or {},
         request_id=request_id,
         created_at=session_now(session),
+    )
+
+
+async def _publish(
+    session: AsyncSession,
+    settlement: Settlement,
+    event: SettlementEventType,
+    previous: SettlementState | None,
+) -> None:
+    await outbox.enqueue(
+        session,
+        event.value,
+        {
+            "object": "settlement",
+            "id": settlement.id,
+            "intent_id": settlement.intent_id,
+            "state": settlement.state,
+            "previous_state": previous.value if previous is not None else None,
+            "rail": settlement.rail,
+            "amount": decimal_text(settlement.amount),
+            "buyer": settlement.buyer,
+            "seller": settlement.seller,
+            "failure_code": settlement.failure_code,
+        },
     )
