@@ -177,4 +177,4 @@ async def test_the_expiry_sweep_runs_with_the_apps_workers_when_stripe_is_on(app
     from pact_settlement.app import _workers
 
     names = [w.name for w in _workers(app.state.settlement).workers]
-    assert names == ["sweeper", "reconciler", "stripe-authorization-expiry"]
+    assert names == ["sweeper", "reconciler", "webhooks", "stripe-authorization-expiry"]
