@@ -16,12 +16,12 @@ from typing import TextIO
 import httpx
 from fastapi import FastAPI
 from pact_schema import Keypair, now_ms
+from pact_schema.docs_pages import install_docs
 
 from pact_provider import __version__
 from pact_provider.config import ProviderSettings
 from pact_provider.discovery.endpoints import build_router as discovery_router
 from pact_provider.discovery.service import well_known_document
-from pact_provider.docs import install_docs
 from pact_provider.errors import install_error_handlers
 from pact_provider.fulfilment.committed import (
     CommittedPayloads,

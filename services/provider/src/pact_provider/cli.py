@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from pact_schema.serving import GuardedConfig, HttpLimits, run_server
+from pact_schema.serving import GuardedConfig, run_server
 from pact_schema.settings_errors import settings_error_lines
 from pydantic import ValidationError
 
@@ -89,7 +89,7 @@ def serve(args: argparse.Namespace) -> int:
         "server_header": False,
         "log_config": uvicorn_log_config(settings.log_level, json=settings.log_json),
         "timeout_graceful_shutdown": 10,
-        "limits": http_limits(settings),
+        "limits": settings.http_limits(),
     }
     if args.workers == 1:
         freeze_startup_objects()
@@ -98,16 +98,6 @@ def serve(args: argparse.Namespace) -> int:
         GuardedConfig(
             "pact_provider.app:app_from_env", factory=True, workers=args.workers, **common
         )
-    )
-
-
-def http_limits(settings: ProviderSettings) -> HttpLimits:
-    """The server's bounds on slow clients and connections (the HTTP_* settings)."""
-    return HttpLimits(
-        header_timeout_s=settings.http_header_timeout_s,
-        body_timeout_s=settings.http_body_timeout_s,
-        keep_alive_timeout_s=settings.http_keep_alive_timeout_s,
-        max_connections=settings.http_max_connections,
     )
 
 

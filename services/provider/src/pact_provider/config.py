@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from pact_schema.http_settings import HttpServerSettings
 from pact_schema.keys import PublicKeyB58
 from pact_schema.money import AmountText
 from pact_schema.token_policy import token_weakness
@@ -52,7 +53,7 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
-class ProviderSettings(BaseSettings):
+class ProviderSettings(BaseSettings, HttpServerSettings):
     """Settings of one provider replica. All replicas of one provider share them."""
 
     model_config = SettingsConfigDict(
@@ -306,34 +307,6 @@ class ProviderSettings(BaseSettings):
         default=True,
         description="JSON lines (false: one readable line per event, as settlement's console "
         "format; `make run` uses it).",
-    )
-
-    # --- HTTP server: slow clients and the connection cap (pact_schema.serving) ---------------
-    http_header_timeout_s: float = Field(
-        default=10.0,
-        gt=0,
-        le=300,
-        description="A connection must deliver a request's complete headers within this many "
-        "seconds of opening (or of the request's first byte on a kept-alive connection); "
-        "else 408 and closed.",
-    )
-    http_body_timeout_s: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        description="A request's complete body must arrive within this many seconds after its "
-        "headers; else 408 (or, once answered, the connection is closed).",
-    )
-    http_keep_alive_timeout_s: int = Field(
-        default=5, ge=1, le=3600, description="An idle kept-alive connection is closed after this."
-    )
-    http_max_connections: int = Field(
-        default=1000,
-        ge=2,
-        le=1_000_000,
-        description="Per worker process: a request that arrives while this many connections "
-        "(its own included) or requests are open is answered 503. Keep it above the idle "
-        "keep-alive connections a proxy in front pools.",
     )
 
     @field_validator("previous_keys", "settlement_modes", mode="before")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import structlog
 from fastapi import FastAPI
 from pact_schema.clock import Clock, now_ms
+from pact_schema.docs_pages import install_docs
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pact_settlement.accounts.endpoints import router as accounts_router
@@ -21,7 +22,6 @@ from pact_settlement.db.health import DatabaseHealth
 from pact_settlement.delivery.endpoints import router as delivery_router
 from pact_settlement.health.endpoints import router as health_router
 from pact_settlement.kit.deadline import RequestDeadlineMiddleware
-from pact_settlement.kit.docs import install_docs
 from pact_settlement.kit.errors import install_error_handlers
 from pact_settlement.kit.limits import BodySizeLimitMiddleware
 from pact_settlement.kit.observability import (

@@ -42,7 +42,7 @@ def _shares_signing_key(settings: SettlementSettings) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pact_schema.serving import GuardedConfig, HttpLimits, run_server
+    from pact_schema.serving import GuardedConfig, run_server
 
     from pact_settlement.app import create_app
     from pact_settlement.kit.observability import configure_logging
@@ -74,12 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "access_log": False,
         "proxy_headers": True,
         "timeout_graceful_shutdown": args.graceful_timeout,
-        "limits": HttpLimits(
-            header_timeout_s=settings.http_header_timeout_s,
-            body_timeout_s=settings.http_body_timeout_s,
-            keep_alive_timeout_s=settings.http_keep_alive_timeout_s,
-            max_connections=settings.http_max_connections,
-        ),
+        "limits": settings.http_limits(),
     }
     if args.workers == 1:
         return run_server(GuardedConfig(app, **common))

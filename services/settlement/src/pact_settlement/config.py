@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
 
+from pact_schema.http_settings import HttpServerSettings
 from pact_schema.keys import SECRET_KEY_BYTES, KeyFormatError, PublicKeyB58, b58decode
 from pact_schema.token_policy import token_weakness
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -45,7 +46,7 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
-class SettlementSettings(BaseSettings):
+class SettlementSettings(BaseSettings, HttpServerSettings):
     """Configuration of the settlement service (env vars ``PACT_SETTLEMENT_<FIELD>``)."""
 
     model_config = SettingsConfigDict(
@@ -308,33 +309,6 @@ class SettlementSettings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python log level name.")
     log_json: bool = Field(default=True, description="JSON log lines (false: console format).")
     page_size_max: int = Field(default=100, ge=1, le=1000, description="Largest list page.")
-    # -- HTTP server: slow clients and the connection cap (pact_schema.serving) ------------
-    http_header_timeout_s: float = Field(
-        default=10.0,
-        gt=0,
-        le=300,
-        description="A connection must deliver a request's complete headers within this many "
-        "seconds of opening (or of the request's first byte on a kept-alive connection); "
-        "else 408 and closed.",
-    )
-    http_body_timeout_s: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        description="A request's complete body must arrive within this many seconds after its "
-        "headers; else 408 (or, once answered, the connection is closed).",
-    )
-    http_keep_alive_timeout_s: int = Field(
-        default=5, ge=1, le=3600, description="An idle kept-alive connection is closed after this."
-    )
-    http_max_connections: int = Field(
-        default=1000,
-        ge=2,
-        le=1_000_000,
-        description="Per worker process: a request that arrives while this many connections "
-        "(its own included) or requests are open is answered 503. Keep it above the idle "
-        "keep-alive connections a proxy in front pools.",
-    )
 
     @field_validator("database_url")
     @classmethod

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from uvicorn import Config, Server
@@ -47,20 +46,12 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
+from pact_schema.http_settings import HttpLimits
+
 __all__ = ["GuardedConfig", "GuardedHttpToolsProtocol", "HttpLimits", "run_server"]
 
 Phase = Literal["headers", "body"]
 _TIMEOUT_BODY = b"Request Timeout"
-
-
-@dataclass(frozen=True, slots=True)
-class HttpLimits:
-    """Bounds of one server (per worker process); both services' ``HTTP_*`` settings."""
-
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
-    keep_alive_timeout_s: int = 5
-    max_connections: int = 1000
 
 
 class GuardedConfig(Config):

@@ -4,7 +4,8 @@ FastAPI's own pages load Swagger UI and ReDoc from a CDN, so they are blank with
 access. The assets come from the ``fastapi-offline`` package (a pinned dependency: it ships
 the ``swagger-ui-dist`` and ReDoc bundles and tracks their releases), so they are in the
 virtual environment and in the Docker images wherever the service is installed, with no Node
-toolchain at build time. See docs/openapi.md, "Docs pages".
+toolchain at build time. Both services serve them through this one module (the ``server``
+extra). See docs/openapi.md, "Docs pages".
 """
 
 from __future__ import annotations
