@@ -231,6 +231,7 @@ def test_bad_input_is_one_line_and_the_documented_exit_code(
     assert _fill(says, files) in lines[0]
 
 
+@pytest.mark.processes
 def test_the_installed_entry_point_answers_bad_input_without_a_traceback(
     files: dict[str, str],
 ) -> None:

@@ -28,6 +28,7 @@ import hypothesis
 import pytest
 import schemathesis
 from fixtures.provider import body, intent_message, signed
+from fixtures.waits import HANG_GUARD_S
 from hypothesis import HealthCheck, Phase
 from pact_schema import now_ms, verify_envelope
 from schemathesis import GenerationMode
@@ -94,7 +95,7 @@ def provider_url() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HANG_GUARD_S
         while True:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(Path(log.name).read_text(errors="replace")[-4000:])
