@@ -82,7 +82,7 @@ def _serve_and_probe(env: dict[str, str], cwd: Path) -> dict[str, object]:
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = proc.communicate(timeout=20)
+            out, _ = proc.communicate(timeout=HANG_GUARD_S)  # a graceful stop, however slow
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
