@@ -78,7 +78,8 @@ test: install-dev check-deploy ## run every test (SQLite and Postgres, JS vector
 	$(PYTEST_ENV) $(UV) run --frozen --no-sync pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: $(DEV_STAMP) $(NPM_STAMPS) ## the inner loop: every test but the `slow` ones (processes, rails, faults)
-	$(PYTEST_ENV) $(UV) run --frozen --no-sync pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST_ENV) PACT_TEST_EXAMPLES_SCALE=0.2 \
+		$(UV) run --frozen --no-sync pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
 check-deploy: $(DEV_STAMP) ## validate Dockerfiles, compose and k8s manifests statically (no engine)
 	UV="$(UV)" bash deploy/check.sh
