@@ -28,6 +28,11 @@ PYTEST_ARGS ?=
 # subprocesses), so more workers than cores pays; tests sharing a session server stay together.
 PYTEST_WORKERS ?= 4
 PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup
+# Every Python the tests start (the workers, and the service processes they spawn) reads and
+# writes its bytecode cache in .dev/pycache, also where PYTHONDONTWRITEBYTECODE is set (as on
+# this machine): without a cache each of them compiles every module it imports, about
+# 13 CPU-seconds per test worker and seconds per service process (bench/results/findings.md).
+PYTEST_ENV = env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX="$(CURDIR)/.dev/pycache" UV="$(UV)"
 
 .PHONY: help install install-dev install-browser run demo test test-fast lint fmt bench check-deploy clean
 
@@ -70,10 +75,11 @@ demo: $(RUNTIME_STAMP) ## run a buyer against `make run`'s stack and print the w
 	@$(UV) run --frozen --no-sync python scripts/dev_stack.py demo
 
 test: install-dev check-deploy ## run every test (SQLite and Postgres, JS vectors, rails, docs, clients)
-	UV="$(UV)" $(UV) run --frozen --no-sync pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	$(PYTEST_ENV) $(UV) run --frozen --no-sync pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: $(DEV_STAMP) $(NPM_STAMPS) ## the inner loop: every test but the `slow` ones (processes, rails, faults)
-	UV="$(UV)" $(UV) run --frozen --no-sync pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST_ENV) PACT_TEST_EXAMPLES_SCALE=0.2 \
+		$(UV) run --frozen --no-sync pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
 check-deploy: $(DEV_STAMP) ## validate Dockerfiles, compose and k8s manifests statically (no engine)
 	UV="$(UV)" bash deploy/check.sh

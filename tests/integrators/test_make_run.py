@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 import httpx
+import pytest
 from fixtures.integrators import (
     BANNER,
     DEV_STACK,
@@ -60,6 +61,7 @@ def _make(*args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.processes
 def test_make_run_needs_python_only_and_installs_nothing_when_nothing_changed() -> None:
     # Even with every step out of date, `make run` installs Python packages only: no npm, no
     # browser (the test tooling belongs to `make test` / `make install-dev`).
@@ -75,6 +77,7 @@ def test_make_run_needs_python_only_and_installs_nothing_when_nothing_changed() 
     assert planned[0].endswith("python scripts/dev_stack.py run")
 
 
+@pytest.mark.processes
 def test_taken_ports_are_refused_in_one_line_before_anything_is_touched(
     tmp_path: Path,
 ) -> None:
@@ -119,6 +122,7 @@ def test_the_logs_are_readable_lines_named_by_service_and_the_banner_says_what_t
     assert whoami.json() == {"role": "admin"}
 
 
+@pytest.mark.processes
 def test_the_users_settings_reach_the_services_and_the_wiring_follows_them(
     tmp_path: Path,
 ) -> None:
@@ -183,6 +187,7 @@ def test_stack_settings_are_the_defaults_overridden_by_the_users(tmp_path: Path)
     ]
 
 
+@pytest.mark.processes
 def test_ctrl_c_in_a_terminal_stops_make_run_with_exit_status_0(tmp_path: Path) -> None:
     """`make run` on a real terminal (a pty): Ctrl-C is the terminal's interrupt character,
     sent to the foreground process group, as when a person presses it."""

@@ -261,7 +261,13 @@ async def reading_now(upstream: str) -> int:
 async def test_a_provider_killed_before_its_reveal_is_replaced_by_one_revealing_the_committed_bytes(
     settlement: str, upstream: str, workdir: Path
 ) -> None:
-    store = {"quote_store_url": REDIS_URL, "quote_store_prefix": f"sellers-{uuid.uuid4().hex}:"}
+    store = {
+        "quote_store_url": REDIS_URL,
+        "quote_store_prefix": f"sellers-{uuid.uuid4().hex}:",
+        # The ASK stays firm across the kill and the replica's cold start (the default 20 s
+        # did not on a loaded machine: the replica then refused the expired quote).
+        "quote_valid_for_ms": "200000",
+    }
     with HoldingProxy(settlement).running() as proxy:
         with proxy_provider(proxy.url, upstream, workdir, **store) as doomed:
             async with PactClient(doomed.url, BUYER) as client:
@@ -285,8 +291,8 @@ async def test_a_provider_killed_before_its_reveal_is_replaced_by_one_revealing_
         async with httpx.AsyncClient(timeout=30) as http:
             reply = (await http.post(f"{replica.url}/pact", json=accept)).json()
     after = await reading_now(upstream)
-    delivery = reply["message"]["delivery"]
     assert reply["message"]["type"] == "ACCEPT", reply
+    delivery = reply["message"]["delivery"]
     assert delivery["commit_hash_hex"] == committed["commit_hash_hex"]
     assert (
         commit_hash_hex(delivery["payload_b64"], delivery["nonce_b64"])

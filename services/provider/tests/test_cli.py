@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fixtures.provider import PROVIDER, FakeSettlement, settings
+from fixtures.waits import HANG_GUARD_S
 from pact_provider import cli
 from pact_provider.app import create_app
 from pact_schema.cli import main as pact_main
@@ -87,7 +88,7 @@ def test_pact_negotiate_accept_works_end_to_end_over_real_http(
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG_GUARD_S
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.02)
         code = pact_main(

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from fixtures.examples import examples
 from fixtures.provider import (
     BUYER,
     NOW,
@@ -38,7 +39,7 @@ from hypothesis import strategies as st
 from pact_schema import parse_message, verify_envelope
 
 FUZZ = settings(
-    max_examples=250,
+    max_examples=examples(250),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -244,7 +244,10 @@ def settings(database_url: str, settings_overrides: dict[str, Any]) -> Settlemen
         "workers_enabled": False,  # tests drive the workers' run_once() themselves
         # Wide request budget and database bounds: these tests are not about them (the fault
         # tests are), and a busy 2-core CI machine must not turn a slow statement into a 503.
-        "request_timeout_s": 30,
+        # 120 s: at a load average of 14 a create on the EVM rail (py-evm mining in this
+        # process) outlasted 30 s. The idle-in-transaction bound must exceed it (config.py).
+        "request_timeout_s": 120,
+        "db_idle_in_transaction_timeout_ms": 180_000,
         "db_pool_timeout_s": 10,
         "db_lock_timeout_ms": 10_000,
         "db_statement_timeout_ms": 15_000,

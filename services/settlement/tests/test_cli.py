@@ -13,6 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures.waits import HANG_GUARD_S
+
+#: Real service processes: `make test-fast` skips them (conftest.py, SLOW_MARKERS).
+pytestmark = pytest.mark.processes
 
 TOKEN, ADMIN = "cli-provider-token-0123456789abcd", "cli-admin-token-0123456789abcdef"
 
@@ -58,9 +62,10 @@ def _serve_and_probe(env: dict[str, str], cwd: Path) -> dict[str, object]:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
+        # Until it answers or exits (HANG_GUARD_S is no speed bound).
+        deadline = time.monotonic() + HANG_GUARD_S
         ready = None
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
                 break
@@ -77,7 +82,7 @@ def _serve_and_probe(env: dict[str, str], cwd: Path) -> dict[str, object]:
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = proc.communicate(timeout=20)
+            out, _ = proc.communicate(timeout=HANG_GUARD_S)  # a graceful stop, however slow
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fixtures.processes import clean_env, free_port, stop
+from fixtures.waits import HANG_GUARD_S
 from pact_settlement.cli import EXIT_USAGE, main
 
 TOKEN, ADMIN = "cli-provider-token-0123456789abcd", "cli-admin-token-0123456789abcdef"
@@ -49,6 +50,7 @@ def test_several_workers_in_test_mode_need_a_shared_signing_key(
     assert "every worker must sign RECEIPTs with the same key" in capsys.readouterr().err
 
 
+@pytest.mark.processes
 def test_two_workers_serve_one_sqlite_database(tmp_path: Path) -> None:
     env = clean_env()
     env.update(
@@ -70,7 +72,7 @@ def test_two_workers_serve_one_sqlite_database(tmp_path: Path) -> None:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_GUARD_S
         while log_path.read_text().count("settlement.started") < 2:
             assert proc.poll() is None, log_path.read_text()[-4000:]
             assert time.monotonic() < deadline, log_path.read_text()[-4000:]

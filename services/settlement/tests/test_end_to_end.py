@@ -16,10 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import pytest
 from fixtures.processes import clean_env, process
+from fixtures.waits import HANG_GUARD_S
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_schema.transcript import verify_transcript
+
+#: Real service processes: `make test-fast` skips them (conftest.py, SLOW_MARKERS).
+pytestmark = pytest.mark.processes
 
 TOKEN, ADMIN = "e2e-provider-token-0123456789abcdef", "e2e-admin-token-0123456789abcdef"
 
@@ -84,22 +89,36 @@ def test_negotiate_accept_delivers_and_the_sweeper_releases(
         auth = {"Authorization": f"Bearer {TOKEN}"}
         url = f"{settlement_url}/v1/settlements/{result['intent_id']}"
         record = httpx.get(url, headers=auth, timeout=10).json()
-        assert record["state"] == "delivered"
+        # Delivered, or already released: the 0.2 s sweeper releases once the 5 s challenge
+        # window has closed, and on a loaded machine that can come before this read.
+        assert record["state"] in ("delivered", "released"), record
         assert record["buyer"] == buyer.public_key_b58
         assert record["seller"] == provider.public_key_b58
         assert Decimal(record["amount"]) == price
+        # Two negotiations, both delivered: the buyer paid twice. What is still locked is the
+        # price of each settlement not yet released, read after the account (the sweeper only
+        # moves settlements from delivered to released, so it can only lower that count).
         account = httpx.get(
             f"{settlement_url}/v1/accounts/{buyer.public_key_b58}",
             headers={"Authorization": f"Bearer {ADMIN}"},
             timeout=10,
         ).json()
-        # Two negotiations, both delivered: the buyer paid twice. The first one's challenge
-        # window may already have closed on a busy machine, and the 0.2 s sweeper released it.
+        page = httpx.get(
+            f"{settlement_url}/v1/settlements",
+            params={"buyer": buyer.public_key_b58},
+            headers=auth,
+            timeout=10,
+        ).json()
+        states = sorted(item["state"] for item in page["items"])
+        assert len(states) == 2, states
+        assert set(states) <= {"delivered", "released"}, states
         assert Decimal(account["available"]) == 1 - 2 * price
-        assert Decimal(account["locked"]) in (2 * price, price)
+        assert Decimal(account["locked"]) >= price * states.count("delivered")
+        assert Decimal(account["locked"]) in (2 * price, price, 0)
 
-        # The app's sweeper releases once the 5 s challenge window has closed.
-        give_up = time.monotonic() + 20
+        # The app's sweeper releases once the 5 s challenge window has closed (the wait is a
+        # hang guard: a loaded machine runs the 0.2 s sweeper late).
+        give_up = time.monotonic() + HANG_GUARD_S
         while record["state"] == "delivered" and time.monotonic() < give_up:
             time.sleep(0.3)
             record = httpx.get(url, headers=auth, timeout=10).json()

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from fixtures.examples import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pact_schema import Keypair, sign_message
@@ -24,7 +25,7 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.ledger.service import LedgerService
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -83,6 +83,10 @@ async def test_dead_database_gives_503_with_retry_after_and_unready() -> None:
         api_token="t" * 30,
         admin_token="a" * 30,
         db_pool_timeout_s=1,
+        # A budget this test is not about: at load 10 the default 5 s ran out before the
+        # refused connection was told apart (DEADLINE_EXCEEDED instead of DATABASE_UNAVAILABLE).
+        request_timeout_s=120,
+        db_idle_in_transaction_timeout_ms=180_000,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):

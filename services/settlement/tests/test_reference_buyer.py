@@ -24,9 +24,13 @@ from typing import Any
 import httpx
 import pytest
 from fixtures.processes import clean_env, process
+from fixtures.waits import HANG_GUARD_S
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_schema.transcript_v4 import verify_v4
+
+#: Real service processes: `make test-fast` skips them (conftest.py, SLOW_MARKERS).
+pytestmark = pytest.mark.processes
 
 ROOT = Path(__file__).resolve().parents[3]
 BUYER_JS = ROOT / "services/provider/tests/vectors/reference_buyer.mjs"
@@ -133,7 +137,7 @@ def test_a_reference_buyer_trades_over_the_adapter_surface_with_bare_accepts(
         known = _get(f"{settlement_url}/.well-known/pact-settlement")
         for trade in ("after_quote", "after_intent"):
             ref = f"{settlement_url}/v1/settlements/{report[trade]['settlement_id']}"
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + HANG_GUARD_S
             record = _get(ref, headers=auth)
             while record["state"] != "released" and time.monotonic() < deadline:
                 time.sleep(0.2)

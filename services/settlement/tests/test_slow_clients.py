@@ -21,6 +21,9 @@ import httpx
 import pytest
 from fixtures.processes import clean_env, process
 
+#: Real service processes: `make test-fast` skips them (conftest.py, SLOW_MARKERS).
+pytestmark = pytest.mark.processes
+
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0
 MAX_CONNECTIONS = 4

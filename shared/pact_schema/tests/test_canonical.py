@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fixtures.examples import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pact_schema.canonical import (
@@ -113,7 +114,7 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(_values)
 def test_the_fast_path_writes_exactly_what_the_general_path_writes(value: Any) -> None:
     assert canonical_json(value) == _canonical_general(value, 0)

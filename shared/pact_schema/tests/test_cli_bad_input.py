@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures.examples import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pact_schema.cli import EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, main
@@ -231,6 +232,7 @@ def test_bad_input_is_one_line_and_the_documented_exit_code(
     assert _fill(says, files) in lines[0]
 
 
+@pytest.mark.processes
 def test_the_installed_entry_point_answers_bad_input_without_a_traceback(
     files: dict[str, str],
 ) -> None:
@@ -279,7 +281,9 @@ ENVELOPE_FIELDS = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(document=JSON | ENVELOPE_FIELDS | st.lists(ENVELOPE_FIELDS, max_size=3))
 def test_any_json_document_gets_a_verdict_never_a_crash(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import base58
 import pytest
+from fixtures.examples import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pact_schema.keys import KeyFormatError, Keypair, b58decode, b58encode, verify_detached
@@ -105,7 +106,7 @@ def _our_decode(text: str) -> bytes | str:
         return str(exc)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(_byte_strings)
 def test_b58encode_writes_what_the_base58_package_writes(data: bytes) -> None:
     text = b58encode(data)
@@ -113,7 +114,7 @@ def test_b58encode_writes_what_the_base58_package_writes(data: bytes) -> None:
     assert b58decode(text, max_bytes=_ROOMY) == data
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(_b58_texts)
 def test_b58decode_reads_or_refuses_what_the_base58_package_does(text: str) -> None:
     if text != text.rstrip():

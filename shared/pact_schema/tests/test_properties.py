@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fixtures.examples import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pact_schema.canonical import canonical_json, parse_json
@@ -43,7 +44,7 @@ def _wire_roundtrip(envelope: dict[str, Any]) -> Any:
     return parse_json(json.dumps(envelope, ensure_ascii=True))
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(messages)
 def test_signed_envelopes_survive_the_wire_and_verify(message: dict[str, Any]) -> None:
     envelope = sign_message(message, KEY)
@@ -70,7 +71,7 @@ def _mutations(message: dict[str, Any]) -> list[dict[str, Any]]:
     return changed
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.too_slow])
 @given(messages)
 def test_any_single_field_change_breaks_verification(message: dict[str, Any]) -> None:
     envelope = sign_message(message, KEY)

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fixtures.examples import examples
 from fixtures.schema import NOW, intent_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -85,7 +86,7 @@ def test_ids_outside_the_alphabet_are_refused_in_every_message(value: str) -> No
     assert caught.value.code == "SCHEMA_VALIDATION_FAILED"
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.text(max_size=140))
 def test_intent_id_is_exactly_the_documented_rule(value: str) -> None:
     rule = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", value, flags=re.ASCII)
@@ -308,7 +309,7 @@ def test_plain_decimal_text_is_read_exactly(text: str, value: Decimal) -> None:
     assert parse_decimal_text(text) == value
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.text(max_size=30) | st.from_regex(r"-?[0-9]{1,25}(\.[0-9]{1,20})?", fullmatch=True))
 def test_amount_text_is_read_iff_it_is_plain_ascii_decimal(text: str) -> None:
     plain = re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text, flags=re.ASCII) is not None
@@ -340,7 +341,7 @@ def test_amounts_are_written_in_plain_shortest_decimal(value: Decimal, text: str
     assert format_amount(value) == text
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.decimals(allow_nan=False, allow_infinity=False, places=None))
 def test_formatted_amounts_read_back_exactly_without_exponents_or_trailing_zeros(
     value: Decimal,

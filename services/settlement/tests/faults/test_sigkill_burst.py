@@ -26,6 +26,7 @@ from fixtures.faults import (
     migrate,
     settlement_env,
 )
+from fixtures.waits import HANG_GUARD_S
 from pact_schema import Keypair
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
@@ -131,7 +132,7 @@ async def test_sigkill_during_a_burst_loses_and_doubles_nothing(
                     assert reply.json()["state"] == first.json()["state"]
 
             # The reconciler leaves nothing pending.
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + HANG_GUARD_S
             while await _pending_operations(dsn) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
             assert await _pending_operations(dsn) == 0

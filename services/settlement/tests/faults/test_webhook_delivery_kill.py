@@ -32,6 +32,7 @@ from fixtures.faults import (
     settlement_env,
 )
 from fixtures.processes import free_port
+from fixtures.waits import HANG_GUARD_S
 from pact_schema import Keypair, now_ms
 from pact_settlement.outbound_webhooks.signing import SIGNATURE_HEADER, verify
 from starlette.applications import Starlette
@@ -149,7 +150,7 @@ async def test_sigkill_mid_delivery_delivers_every_event_exactly_once_after_dedu
         receiver.on_request = kill_mid_delivery
         receiver.down = False
 
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HANG_GUARD_S
         while not killed.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         assert killed.is_set(), f"the kill never happened: {receiver.arrivals}"
@@ -164,7 +165,7 @@ async def test_sigkill_mid_delivery_delivers_every_event_exactly_once_after_dedu
             for _ in range(AFTER_RESTART):
                 await _settle(http, pact)
 
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_GUARD_S
         rows = await _outbox(dsn)
         while time.monotonic() < deadline and any(row["status"] != "delivered" for row in rows):
             await asyncio.sleep(0.2)

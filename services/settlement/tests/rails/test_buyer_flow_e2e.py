@@ -22,6 +22,7 @@ import pytest
 import stripe
 from fixtures.processes import clean_env, process
 from fixtures.rails import GANACHE_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
+from fixtures.waits import HANG_GUARD_S
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_settlement.rails.evm.gateway import EscrowGateway
@@ -100,7 +101,7 @@ async def released(settlement_url: str, intent_id: str) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=10) as client:
         url = f"{settlement_url}/v1/settlements/{intent_id}"
         record: dict[str, Any] = (await client.get(url, headers=auth)).json()
-        give_up = time.monotonic() + 30
+        give_up = time.monotonic() + HANG_GUARD_S
         while record["state"] in ("locked", "committed", "delivered") and (
             time.monotonic() < give_up
         ):

@@ -12,6 +12,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+#: Fresh interpreters: `make test-fast` skips them (conftest.py, SLOW_MARKERS).
+pytestmark = pytest.mark.processes
+
 SDKS = ("web3", "eth_account", "eth_abi", "py_ecc", "stripe")
 
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import stripe
 from fixtures.rails import STRIPE_KEY, CardFactory, localstripe_requests
+from fixtures.waits import HANG_GUARD_S
 from pact_schema.codes import FailureCode
 from pact_settlement.rails.minor_units import AmountBelowRailMinimumError, UnsupportedCurrencyError
 from pact_settlement.rails.stripe.errors import (
@@ -563,7 +564,7 @@ async def test_webhook_signed_by_the_server_verifies_end_to_end(
     )
     await stripe_gateway.capture(sid, locked.payment_intent_id)
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG_GUARD_S
     while True:  # other tests' events may arrive too: wait for ours
         remaining = deadline - time.monotonic()
         assert remaining > 0, "localstripe did not deliver the webhook"
