@@ -21,7 +21,7 @@ import httpx
 import pytest
 import stripe
 from fixtures.processes import clean_env, process
-from fixtures.rails import GANACHE_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
+from fixtures.rails import ANVIL_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_settlement.rails.evm.gateway import EscrowGateway
@@ -156,18 +156,18 @@ async def test_buyer_flow_on_stripe_authorises_then_captures_the_card(
 
 @pytest.mark.evm
 async def test_buyer_flow_on_evm_escrows_then_releases_on_chain(
-    fresh_database_url: str, tmp_path: Path, ganache_url: str, ganache_chain: Chain
+    fresh_database_url: str, tmp_path: Path, anvil_url: str, anvil_chain: Chain
 ) -> None:
-    chain = ganache_chain
+    chain = anvil_chain
     provider, buyer = Keypair.generate(), Keypair.generate()
     buyer.save(tmp_path / "buyer.json")
     rails = {
         "PACT_SETTLEMENT_ENABLED_RAILS": "ledger,evm",
         "PACT_SETTLEMENT_DEFAULT_RAIL": "evm",
-        "PACT_SETTLEMENT_EVM_RPC_URL": ganache_url,
+        "PACT_SETTLEMENT_EVM_RPC_URL": anvil_url,
         "PACT_SETTLEMENT_EVM_OPERATOR_KEY": chain.operator.key.hex(),
         "PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS": chain.escrow,
-        "PACT_SETTLEMENT_EVM_CHAIN_ID": str(GANACHE_CHAIN_ID),
+        "PACT_SETTLEMENT_EVM_CHAIN_ID": str(ANVIL_CHAIN_ID),
         "PACT_SETTLEMENT_EVM_POLL_INTERVAL_S": "0.05",
     }
     seller_before = await chain.balance(chain.seller)
@@ -191,7 +191,7 @@ async def test_buyer_flow_on_evm_escrows_then_releases_on_chain(
     assert bond_wei > 0
     assert record["rail"] == "evm"
     assert await chain.balance(chain.seller) == seller_before + price_wei + bond_wei
-    rpc = AsyncHTTPProvider(ganache_url)
+    rpc = AsyncHTTPProvider(anvil_url)
     try:
         gateway = EscrowGateway(AsyncWeb3(rpc), chain.escrow, chain.operator)
         eid = gateway.escrow_id(record["intent_id"], chain.buyer.address, chain.seller.address)

@@ -25,9 +25,9 @@ WEI = 10**15
 
 
 async def test_gateways_in_two_processes_take_turns_through_the_database(
-    sessionmaker: async_sessionmaker[AsyncSession], ganache_chain: Chain
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_chain: Chain
 ) -> None:
-    chain = ganache_chain
+    chain = anvil_chain
     gateways = [
         chain.gateway(nonce_guard=DatabaseNonceGuard(sessionmaker, wait_s=30)) for _ in range(2)
     ]
