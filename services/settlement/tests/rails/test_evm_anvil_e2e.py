@@ -1,4 +1,4 @@
-"""The EVM rail end to end over real JSON-RPC (ganache over HTTP): the app builds its gateway
+"""The EVM rail end to end over real JSON-RPC (anvil over HTTP): the app builds its gateway
 from settings alone (RPC URL, operator key, contract address, chain id), as in production."""
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import pytest
 from eth_account import Account
 from pact_settlement.cli import main
 from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.token_gateway import TokenEscrowGateway
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
 
@@ -24,14 +25,22 @@ def test_evm_deploy_deploys_funds_and_authorises_the_operator(
     monkeypatch.setenv("PACT_SETTLEMENT_EVM_CHAIN_ID", "31337")
     code = main(["evm-deploy", "--fund", "2", "--operator", extra.address])
     assert code == 0
-    out = capsys.readouterr().out.strip()
-    assert out.startswith("PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS=0x")
-    address = out.split("=", 1)[1]
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS=0x")
+    assert lines[1].startswith("PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS=0x")
+    address = lines[0].split("=", 1)[1]
+    token_escrow = lines[1].split("=", 1)[1]
 
     async def check() -> tuple[bool, bool, int]:
         provider = AsyncHTTPProvider(anvil_url)
         try:
             gw = EscrowGateway(AsyncWeb3(provider), address, operator)
+            token_gw = TokenEscrowGateway(
+                gw.w3, token_escrow, operator, "0x" + "11" * 20
+            )  # any token: only the role is read
+            assert await token_gw.is_operator()
+            assert await token_gw.is_operator(extra.address)
             return (
                 await gw.is_operator(),
                 await gw.is_operator(extra.address),

@@ -2,7 +2,7 @@
 
 Two gateways stand for two processes (each has its own in-process lock and nonce cache); the
 guard is all they share, through the database — on SQLite (the write lock) and on Postgres (an
-advisory lock). Against a real JSON-RPC node (ganache). The processes-and-replicas version is
+advisory lock). Against a real JSON-RPC node (anvil). The processes-and-replicas version is
 ``tests/faults/test_evm_nonces.py``.
 """
 
