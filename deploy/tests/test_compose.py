@@ -186,6 +186,8 @@ def test_chain_deploy_puts_the_escrow_where_settlement_expects_it(
             assert run.returncode == 0, run.stdout + run.stderr
             outputs.append(run.stdout)
         assert f"PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS={expected}" in outputs[0]
+        token_escrow = generated_env["PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS"]
+        assert f"PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS={token_escrow}" in outputs[0]
         assert f"PactEscrow already at {expected}" in outputs[1]
     finally:
         node.terminate()
