@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from fixtures.rails import Chain, insert_settlement, profiles_of, rail_view_of
+from hypothesis import given
+from hypothesis import strategies as st
 from pact_schema import Keypair
 from pact_schema.clock import utcnow
 from pact_schema.codes import FailureCode
@@ -17,9 +19,10 @@ from pact_settlement.accounts.models import PaymentProfile
 from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.base import RailError, RailOpStatus, RailRefusedError, RailStep
 from pact_settlement.rails.bindings import RailBinding
-from pact_settlement.rails.evm.rail import EvmEscrowRail
+from pact_settlement.rails.evm.rail import EvmEscrowRail, units_to_wei
 from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.rails.evm.token_rail import EvmTokenEscrowRail
+from pact_settlement.rails.minor_units import AmountError
 from pact_settlement.rails.repository import rail_idempotency_key
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -229,3 +232,20 @@ async def test_a_buyer_funds_a_lock_with_a_permit_signature_instead_of_an_approv
     )  # fmt: skip
     assert again.already_done is True
     assert await chain.token_balance(chain.buyer) == buyer_before - 3 * USDC
+
+
+@given(
+    units=st.integers(min_value=1, max_value=10**30),
+    decimals=st.integers(min_value=0, max_value=18),
+    extra=st.integers(min_value=1, max_value=9),
+)
+def test_token_units_are_exact_or_refused(units: int, decimals: int, extra: int) -> None:
+    """Any price with at most ``decimals`` places converts exactly and back; one more
+    non-zero digit is never rounded into a unit."""
+    per_unit = 10**decimals
+    price = Decimal(units).scaleb(-decimals)
+    assert units_to_wei(price, per_unit) == units
+    assert Decimal(units_to_wei(price, per_unit)).scaleb(-decimals) == price
+    finer = price + Decimal(extra).scaleb(-decimals - 1)
+    with pytest.raises(AmountError):
+        units_to_wei(finer, per_unit)

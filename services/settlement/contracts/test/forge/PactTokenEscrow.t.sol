@@ -245,4 +245,23 @@ contract PactTokenEscrowTest is Base {
         vm.expectRevert(PactTokenEscrow.ZeroAmount.selector);
         escrow.lockFor(keccak256("x"), IERC20(address(usdc)), buyer, seller, buyer, uint64(block.timestamp + 100), 0);
     }
+
+    /// forge fuzzes `sellerAmount`: every split conserves the money, and none above the amount
+    /// moves any.
+    function testFuzz_partial_release_conserves_amount_and_bond(uint256 sellerAmount) public {
+        bytes32 id = _lockBonded();
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+        uint256 sellerBefore = usdc.balanceOf(seller);
+        vm.prank(operator);
+        if (sellerAmount > AMOUNT) {
+            vm.expectRevert(abi.encodeWithSelector(PactTokenEscrow.AmountExceedsEscrow.selector, sellerAmount, AMOUNT));
+            escrow.releasePartial(id, sellerAmount);
+            assertEq(usdc.balanceOf(address(escrow)), AMOUNT + BOND, "nothing moved");
+            return;
+        }
+        escrow.releasePartial(id, sellerAmount);
+        assertEq(usdc.balanceOf(seller) - sellerBefore, sellerAmount + BOND, "seller part + bond");
+        assertEq(usdc.balanceOf(buyer) - buyerBefore, AMOUNT - sellerAmount, "buyer the rest");
+        assertEq(usdc.balanceOf(address(escrow)), 0, "nothing left behind");
+    }
 }
