@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from fixtures.rails import Chain, insert_settlement, profiles_of, rail_view_of
+from fixtures.rails import (
+    TEST_TOKEN_ARTIFACT,
+    Chain,
+    insert_settlement,
+    profiles_of,
+    rail_view_of,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from pact_schema import Keypair
@@ -19,8 +26,10 @@ from pact_settlement.accounts.models import PaymentProfile
 from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.base import RailError, RailOpStatus, RailRefusedError, RailStep
 from pact_settlement.rails.bindings import RailBinding
+from pact_settlement.rails.evm.ids import intent_id_to_bytes32
 from pact_settlement.rails.evm.rail import EvmEscrowRail, units_to_wei
 from pact_settlement.rails.evm.results import EscrowStatus
+from pact_settlement.rails.evm.sender import TxSender
 from pact_settlement.rails.evm.token_rail import EvmTokenEscrowRail
 from pact_settlement.rails.minor_units import AmountError
 from pact_settlement.rails.repository import rail_idempotency_key
@@ -249,3 +258,57 @@ def test_token_units_are_exact_or_refused(units: int, decimals: int, extra: int)
     finer = price + Decimal(extra).scaleb(-decimals - 1)
     with pytest.raises(AmountError):
         units_to_wei(finer, per_unit)
+
+
+async def test_a_buyer_made_escrow_in_another_token_is_never_adopted(harness: Harness) -> None:
+    """A hostile buyer locks the escrow id first, with the right amount of a worthless token
+    of its own, hoping the service adopts it as paid: the lock fails, nothing moves."""
+    chain = harness.chain
+    rail, settlement = await harness.prepared("1")
+    params = (await _binding(harness, settlement)).params
+    artifact = json.loads(TEST_TOKEN_ARTIFACT.read_text())
+    factory = chain.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    buyer_tx = TxSender(chain.w3, chain.buyer, poll_interval_s=0.02)
+    deployed = await buyer_tx.send(factory.constructor("Worthless", "USDC"))
+    worthless = chain.w3.eth.contract(address=deployed["contractAddress"], abi=artifact["abi"])
+    await buyer_tx.send(worthless.functions.mint(chain.buyer.address, USDC))
+    await buyer_tx.send(worthless.functions.approve(chain.token_escrow, USDC))
+    escrow = harness.gateway.contract
+    await buyer_tx.send(
+        escrow.functions.lock(
+            intent_id_to_bytes32(settlement.intent_id), worthless.address,
+            chain.seller.address, chain.buyer.address, params["deadline_s"], USDC,
+        )
+    )  # fmt: skip
+    operator_before = await chain.token_balance(chain.operator)
+    with pytest.raises(RailError) as info:
+        await rail.lock(rail_view_of(settlement), idempotency_key=key(settlement, "lock"))
+    assert info.value.code == FailureCode.FAILED_ESCROW
+    assert not info.value.retryable
+    assert await chain.token_balance(chain.operator) == operator_before
+
+
+async def test_an_operator_without_tokens_fails_the_lock_and_moves_nothing(
+    harness: Harness,
+) -> None:
+    chain = harness.chain
+    rail, settlement = await harness.prepared("2")
+    balance = await chain.token_balance(chain.operator)
+    token = chain.token_contract()
+    await TxSender(chain.w3, chain.operator, poll_interval_s=0.02).send(
+        token.functions.transfer(chain.stranger.address, balance - USDC)  # 1 left, 2 needed
+    )
+    with pytest.raises(RailError) as info:
+        await rail.lock(rail_view_of(settlement), idempotency_key=key(settlement, "lock"))
+    assert info.value.code == FailureCode.FAILED_ESCROW
+    assert not info.value.retryable  # a lock that cannot be paid fails; nothing is pending
+    assert await chain.token_balance(chain.operator) == USDC
+    state = await harness.gateway.get_escrow(await harness.escrow_id(settlement))
+    assert state.status is EscrowStatus.NONE
+
+
+async def _binding(harness: Harness, settlement: Any) -> RailBinding:
+    async with harness.maker() as session:
+        row = await session.get(RailBinding, settlement.id)
+    assert row is not None
+    return row
