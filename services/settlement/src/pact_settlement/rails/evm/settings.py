@@ -16,7 +16,7 @@ class EvmSettings(BaseModel):
     rpc_url: SecretStr | None = Field(
         default=None,
         description="JSON-RPC endpoint (http(s)://…); a secret (hosted nodes put an API key in "
-        "it). Required when 'evm' is enabled.",
+        "it). Required when 'evm' or 'evm-erc20' is enabled.",
     )
     operator_key: SecretStr | None = Field(
         default=None,
