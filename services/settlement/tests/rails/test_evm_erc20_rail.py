@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import pytest
@@ -251,11 +251,12 @@ async def test_a_buyer_funds_a_lock_with_a_permit_signature_instead_of_an_approv
 def test_token_units_are_exact_or_refused(units: int, decimals: int, extra: int) -> None:
     """Any price with at most ``decimals`` places converts exactly and back; one more
     non-zero digit is never rounded into a unit."""
+    exact = Context(prec=100)  # build the prices exactly (the default context keeps 28 digits)
     per_unit = 10**decimals
-    price = Decimal(units).scaleb(-decimals)
+    price = Decimal(units).scaleb(-decimals, exact)
     assert units_to_wei(price, per_unit) == units
-    assert Decimal(units_to_wei(price, per_unit)).scaleb(-decimals) == price
-    finer = price + Decimal(extra).scaleb(-decimals - 1)
+    assert Decimal(units_to_wei(price, per_unit)).scaleb(-decimals, exact) == price
+    finer = exact.add(price, Decimal(extra).scaleb(-decimals - 1, exact))
     with pytest.raises(AmountError):
         units_to_wei(finer, per_unit)
 
