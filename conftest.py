@@ -1,7 +1,7 @@
 """The suite's root: the shared fixture plugins, and how tests are spread over xdist workers.
 
 ``make test`` runs with ``-n <workers> --dist loadgroup``. Tests that share a server the
-session starts once (the `make run` stack, ganache, the throw-away Postgres cluster) are kept
+session starts once (the `make run` stack, anvil, the throw-away Postgres cluster) are kept
 on one worker, so each worker does not start its own copy; everything else is spread freely.
 """
 
@@ -14,7 +14,7 @@ pytest_plugins = ("fixtures.rails", "fixtures.faults")
 #: A session-scoped fixture that starts a server or cluster -> the xdist group of its tests.
 SHARED_SERVERS = {
     "stack": "make-run-stack",
-    "ganache_url": "ganache",
+    "anvil_url": "anvil",
     "pg_cluster": "pg-cluster",
 }
 

@@ -138,17 +138,25 @@ VARIABLES: list[Variable] = [
         "0x-address-of-the-operator-keys-first-contract",
         lambda ctx: ctx["evm_contract_address"],
     ),
+    Variable(
+        "PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS",
+        "Where chain-deploy's PactTokenEscrow (the ERC-20 escrow, rail evm-erc20) lands: the "
+        "key's contract at nonce 2 (after PactEscrow and its addOperator).",
+        "0x-address-of-the-operator-keys-third-transaction",
+        lambda ctx: ctx["evm_token_escrow_address"],
+    ),
 ]
 
 
-def first_contract_address(private_key: str) -> str:
-    """Address of the first contract the key deploys: keccak256(rlp([sender, nonce 0]))[12:]."""
+def first_contract_address(private_key: str, nonce: int = 0) -> str:
+    """Address of the contract the key deploys with transaction ``nonce`` (the first: 0):
+    keccak256(rlp([sender, nonce]))[12:]."""
     import rlp  # web3's dependencies, installed with pact-settlement
     from eth_account import Account
     from eth_utils import keccak, to_canonical_address, to_checksum_address
 
     sender = to_canonical_address(Account.from_key(private_key).address)
-    return str(to_checksum_address(keccak(rlp.encode([sender, 0]))[12:]))
+    return str(to_checksum_address(keccak(rlp.encode([sender, nonce]))[12:]))
 
 
 def render(values: dict[str, str], origin: str) -> str:
@@ -176,6 +184,8 @@ def generate(key_dir: Path = KEY_DIR) -> str:
         "settlement_secret": settlement["secret"],
         "evm_operator_key": operator_key,
         "evm_contract_address": first_contract_address(operator_key),
+        # evm-deploy: PactEscrow (nonce 0), addOperator(key) (1), PactTokenEscrow (2)
+        "evm_token_escrow_address": first_contract_address(operator_key, 2),
     }
     values = {var.name: var.value(ctx) for var in VARIABLES}
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -107,7 +107,7 @@ def test_only_the_provider_is_published_beyond_localhost(compose: dict[str, Any]
 
 
 def test_local_rail_backends_match_the_versions_the_tests_pin(compose: dict[str, Any]) -> None:
-    """localstripe and ganache in compose are the versions the rails' own tests run against."""
+    """localstripe and anvil in compose are the versions the rails' own tests run against."""
     lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
     versions = {p["name"]: p["version"] for p in lock["package"]}
     dockerfile = (ROOT / "docker" / "localstripe.Dockerfile").read_text(encoding="utf-8")
@@ -116,16 +116,19 @@ def test_local_rail_backends_match_the_versions_the_tests_pin(compose: dict[str,
     if "localstripe" in versions:
         assert pinned[1] == versions["localstripe"], "localstripe differs from uv.lock"
     image = compose["services"]["chain"]["image"]
-    assert image.startswith("trufflesuite/ganache:v")
+    assert image.startswith("ghcr.io/foundry-rs/foundry:v")
+    pinned_anvil = []
     for package_json in (ROOT / "services").rglob("package.json"):
         if "node_modules" in package_json.parts:
             continue
         deps = json.loads(package_json.read_text(encoding="utf-8")).get("dependencies", {})
-        if "ganache" in deps:
-            assert image == f"trufflesuite/ganache:v{deps['ganache']}", package_json
+        if "@foundry-rs/anvil" in deps:
+            pinned_anvil.append(package_json)
+            assert image == f"ghcr.io/foundry-rs/foundry:v{deps['@foundry-rs/anvil']}", package_json
+    assert pinned_anvil, "the tests pin @foundry-rs/anvil"
 
 
-GANACHE = ROOT / "services/settlement/tests/rails/gateways/node/node_modules/.bin/ganache"
+ANVIL = ROOT / "services/settlement/tests/rails/gateways/node/node_modules/.bin/anvil"
 
 
 def _compose_default(value: str) -> str:
@@ -138,9 +141,9 @@ def _compose_default(value: str) -> str:
 def test_chain_deploy_puts_the_escrow_where_settlement_expects_it(
     compose: dict[str, Any], generated_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """The `chain-deploy` command against a ganache started as the `chain` service is."""
-    if not GANACHE.exists():
-        message = "ganache is not installed (make install runs npm ci for it)"
+    """The `chain-deploy` command against an anvil started as the `chain` service is."""
+    if not ANVIL.exists():
+        message = "anvil is not installed (make install runs npm ci for it)"
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
@@ -148,8 +151,8 @@ def test_chain_deploy_puts_the_escrow_where_settlement_expects_it(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     args = list(compose["services"]["chain"]["command"])
-    args[args.index("--server.host") + 1] = "127.0.0.1"
-    args[args.index("--server.port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    args[args.index("--port") + 1] = str(port)
     service = compose["services"]["chain-deploy"]
     expected = generated_env["PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS"]
     env = {
@@ -163,10 +166,8 @@ def test_chain_deploy_puts_the_escrow_where_settlement_expects_it(
         "PACT_SETTLEMENT_EVM_OPERATOR_KEY": generated_env["PACT_SETTLEMENT_EVM_OPERATOR_KEY"],
     }
     command = [part.replace("$$", "$") for part in service["command"]]
-    log = (tmp_path / "ganache.log").open("wb")
-    node = subprocess.Popen(
-        [str(GANACHE), *args, "--logging.quiet"], stdout=log, stderr=subprocess.STDOUT
-    )
+    log = (tmp_path / "anvil.log").open("wb")
+    node = subprocess.Popen([str(ANVIL), *args, "--silent"], stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -174,8 +175,8 @@ def test_chain_deploy_puts_the_escrow_where_settlement_expects_it(
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     break
             except OSError:
-                assert time.monotonic() < deadline, "ganache did not start"
-                assert node.poll() is None, (tmp_path / "ganache.log").read_text()
+                assert time.monotonic() < deadline, "anvil did not start"
+                assert node.poll() is None, (tmp_path / "anvil.log").read_text()
                 time.sleep(0.2)
         outputs = []
         for _ in range(2):  # the second run finds the contract and deploys nothing
@@ -185,6 +186,8 @@ def test_chain_deploy_puts_the_escrow_where_settlement_expects_it(
             assert run.returncode == 0, run.stdout + run.stderr
             outputs.append(run.stdout)
         assert f"PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS={expected}" in outputs[0]
+        token_escrow = generated_env["PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS"]
+        assert f"PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS={token_escrow}" in outputs[0]
         assert f"PactEscrow already at {expected}" in outputs[1]
     finally:
         node.terminate()

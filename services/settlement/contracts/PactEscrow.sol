@@ -22,13 +22,18 @@ pragma solidity 0.8.28;
 /// - release: seller receives `amount + bond`.
 /// - refund:  buyer receives `amount`; seller receives `bond` back.
 /// - slash:   buyer receives `amount`; the beneficiary fixed at lock time receives `bond`.
+/// - releasePartial(sellerAmount) (operator only): seller receives `sellerAmount + bond`, buyer
+///   receives `amount - sellerAmount`, in one call (streaming settlements that delivered part).
 ///
 /// Payments are pushed with `call` and revert the whole action with `TransferFailed`
 /// if the recipient rejects them. The single exception is the seller's bond return in
 /// `refund`: a seller cannot be allowed to block the buyer's refund by rejecting its own
 /// bond (or burning gas), so the bond return gets at most `DEFERRABLE_PAYMENT_GAS` gas and,
 /// if it fails, is credited to `pendingWithdrawals[seller]` instead (claimable with
-/// `withdraw`, event `PaymentDeferred`). Return data of payment calls is never copied.
+/// `withdraw`, event `PaymentDeferred`). The seller's share of a partial release is paid the
+/// same way, so a seller cannot block the buyer's part either. Deferred credit is paid out by
+/// `withdraw` (the payee) or `withdrawFor(payee)` (anyone, always to the payee itself).
+/// Return data of payment calls is never copied.
 ///
 /// Settlement state changes follow checks-effects-interactions and every
 /// state-changing entry point is guarded against reentrancy.
@@ -43,7 +48,8 @@ contract PactEscrow {
         Locked,
         Released,
         Refunded,
-        Slashed
+        Slashed,
+        PartiallyReleased
     }
 
     struct Escrow {
@@ -83,8 +89,10 @@ contract PactEscrow {
     error TransferFailed(address to, uint256 amount);
     /// @notice A guarded function was re-entered.
     error Reentrancy();
-    /// @notice `withdraw` was called with nothing pending for the caller.
+    /// @notice `withdraw`/`withdrawFor` was called with nothing pending for the payee.
     error NothingToWithdraw();
+    /// @notice `releasePartial` was asked to pay the seller more than the escrowed amount.
+    error AmountExceedsEscrow(uint256 requested, uint256 amount);
 
     // ---------------------------------------------------------------------
     // Events
@@ -118,6 +126,16 @@ contract PactEscrow {
         uint256 amount,
         address by
     );
+    /// @notice The seller was paid `sellerAmount` plus its `bond`, the buyer `buyerAmount` (the rest).
+    event PartiallyReleased(
+        bytes32 indexed escrowId,
+        address indexed seller,
+        uint256 sellerAmount,
+        uint256 bond,
+        address buyer,
+        uint256 buyerAmount,
+        address by
+    );
     /// @notice A push payment to `to` failed and was credited to `pendingWithdrawals[to]`.
     event PaymentDeferred(bytes32 indexed escrowId, address indexed to, uint256 amount);
     /// @notice `to` withdrew `amount` of previously deferred payments.
@@ -131,8 +149,11 @@ contract PactEscrow {
     address public owner;
     /// @notice Authorised settlement operators.
     mapping(address => bool) public isOperator;
-    /// @notice Deferred payments (only failed seller bond returns on refund), claimable via `withdraw`.
+    /// @notice Deferred payments (failed seller payments on refund and partial release),
+    /// claimable via `withdraw` or paid to the payee by anyone via `withdrawFor`.
     mapping(address => uint256) public pendingWithdrawals;
+    /// @notice What the seller was paid (without the bond) by `releasePartial`, per escrow.
+    mapping(bytes32 => uint256) public sellerAmountOf;
 
     mapping(bytes32 => Escrow) private _escrows;
 
@@ -302,13 +323,36 @@ contract PactEscrow {
         if (bond != 0) _pay(beneficiary, bond);
     }
 
+    /// @notice Settle part of the escrow. Operator only. The seller receives `sellerAmount`
+    /// and its `bond` back (deferred to `pendingWithdrawals` if it rejects them, so it cannot
+    /// block the buyer's part); the buyer receives `amount - sellerAmount`.
+    function releasePartial(bytes32 escrowId, uint256 sellerAmount) external onlyOperator nonReentrant {
+        Escrow storage e = _escrows[escrowId];
+        if (e.state != State.Locked) revert NotLocked(escrowId, e.state);
+        uint256 amount = e.amount;
+        if (sellerAmount > amount) revert AmountExceedsEscrow(sellerAmount, amount);
+
+        address buyer = e.buyer;
+        address seller = e.seller;
+        uint256 bond = e.bond;
+        uint256 buyerAmount = amount - sellerAmount;
+        e.state = State.PartiallyReleased;
+        sellerAmountOf[escrowId] = sellerAmount;
+        emit PartiallyReleased(escrowId, seller, sellerAmount, bond, buyer, buyerAmount, msg.sender);
+
+        if (buyerAmount != 0) _pay(buyer, buyerAmount);
+        if (sellerAmount + bond != 0) _payOrDefer(escrowId, seller, sellerAmount + bond);
+    }
+
     /// @notice Claim payments deferred to the caller (see `PaymentDeferred`).
     function withdraw() external nonReentrant {
-        uint256 amount = pendingWithdrawals[msg.sender];
-        if (amount == 0) revert NothingToWithdraw();
-        pendingWithdrawals[msg.sender] = 0;
-        emit Withdrawn(msg.sender, amount);
-        _pay(msg.sender, amount);
+        _withdraw(msg.sender);
+    }
+
+    /// @notice Pay `payee` its deferred payments. Anyone may call; the money only ever goes to
+    /// `payee` itself (a seller's payout of deferred credit, sent by the settlement operator).
+    function withdrawFor(address payee) external nonReentrant {
+        _withdraw(payee);
     }
 
     // ---------------------------------------------------------------------
@@ -359,6 +403,14 @@ contract PactEscrow {
         e.intentId = intentId;
 
         emit Locked(escrowId, intentId, buyer, seller, msg.value, deliveryDeadline);
+    }
+
+    function _withdraw(address payee) private {
+        uint256 amount = pendingWithdrawals[payee];
+        if (amount == 0) revert NothingToWithdraw();
+        pendingWithdrawals[payee] = 0;
+        emit Withdrawn(payee, amount);
+        _pay(payee, amount);
     }
 
     /// @dev Push `amount` wei to `to` with all remaining gas; revert the action if it fails.

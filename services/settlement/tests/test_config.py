@@ -121,3 +121,37 @@ def test_the_request_budget_nests_inside_the_providers() -> None:
 def test_timeouts_that_do_not_nest_are_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(ValidationError, match="must exceed"):
         SettlementSettings(**overrides)  # type: ignore[arg-type]
+
+
+def test_the_erc20_rail_names_what_it_is_missing_and_reads_its_token_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PACT_SETTLEMENT_ENABLED_RAILS", "ledger,evm-erc20")
+    monkeypatch.setenv("PACT_SETTLEMENT_EVM_RPC_URL", "http://127.0.0.1:8545")
+    monkeypatch.setenv("PACT_SETTLEMENT_EVM_OPERATOR_KEY", "0x" + "11" * 32)
+    with pytest.raises(ValidationError) as info:
+        SettlementSettings()
+    text = str(info.value)
+    assert "the evm-erc20 rail needs" in text
+    assert "PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS" in text
+    assert "PACT_SETTLEMENT_EVM_TOKEN_ADDRESS" in text
+    assert "EVM_CONTRACT_ADDRESS" not in text  # the native escrow is not needed for it
+
+    escrow = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+    monkeypatch.setenv("PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS", escrow)
+    monkeypatch.setenv("PACT_SETTLEMENT_EVM_TOKEN_ADDRESS", escrow.lower())
+    monkeypatch.setenv("PACT_SETTLEMENT_EVM_TOKEN_DECIMALS", "6")
+    monkeypatch.setenv("PACT_SETTLEMENT_EVM_TOKEN_SYMBOL", "USDC")
+    evm = SettlementSettings().evm
+    assert (evm.token_escrow_address, evm.token_address) == (escrow, escrow)  # checksummed
+    assert (evm.token_decimals, evm.token_symbol) == (6, "USDC")
+
+
+def test_a_token_address_with_a_wrong_checksum_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "PACT_SETTLEMENT_EVM_TOKEN_ADDRESS", "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+    )
+    with pytest.raises(ValidationError, match="EVM_TOKEN_ADDRESS"):
+        SettlementSettings()

@@ -131,7 +131,7 @@ def cmd_check(_: argparse.Namespace) -> int:
     return EXIT_OK if current == head else EXIT_FAILED
 
 
-async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) -> str:
+async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) -> tuple[str, str]:
     from eth_account import Account
     from pact_schema.money import WireMoneyError, parse_decimal_text
     from web3 import AsyncWeb3
@@ -167,7 +167,7 @@ async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) ->
                 f"PACT_SETTLEMENT_EVM_CHAIN_ID is {settings.evm.chain_id}"
             )
         if fund_wei:
-            # Development nodes (ganache, anvil) unlock their first account: top up the operator.
+            # Development nodes (anvil) unlock their first account: top up the operator.
             funder = (await w3.eth.accounts)[0]
             tx = await w3.eth.send_transaction(
                 {"from": funder, "to": account.address, "value": Wei(fund_wei)}
@@ -177,22 +177,30 @@ async def _evm_deploy(args: argparse.Namespace, settings: SettlementSettings) ->
         address = await deploy(
             w3, account, operators=operators, confirmations=settings.evm.confirmations
         )
+        token_escrow = await deploy(
+            w3,
+            account,
+            operators=operators,
+            confirmations=settings.evm.confirmations,
+            contract="PactTokenEscrow",
+        )
     finally:
         await provider.disconnect()
     print(
-        f"PactEscrow deployed at {address} on chain {chain_id}; owner and operator "
-        f"{account.address}",
+        f"PactEscrow deployed at {address} and PactTokenEscrow at {token_escrow} on chain "
+        f"{chain_id}; owner and operator {account.address}",
         file=sys.stderr,
     )
-    return str(address)
+    return str(address), str(token_escrow)
 
 
 def cmd_evm_deploy(args: argparse.Namespace) -> int:
     # Deploying comes before a contract address exists: do not require the evm rail's full
     # configuration here.
     settings = _settings(enabled_rails=["ledger"], default_rail="ledger")
-    address = asyncio.run(_evm_deploy(args, settings))
+    address, token_escrow = asyncio.run(_evm_deploy(args, settings))
     print(f"PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS={address}")
+    print(f"PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS={token_escrow}")
     return EXIT_OK
 
 
@@ -229,10 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     evm = sub.add_parser(
         "evm-deploy",
-        help="deploy the PactEscrow contract with the operator key (local development)",
-        description="Deploys the committed PactEscrow artifact signed by the operator key "
-        "(PACT_SETTLEMENT_EVM_OPERATOR_KEY), which becomes owner and operator, and prints "
-        "PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS=<address>.",
+        help="deploy the PactEscrow and PactTokenEscrow contracts with the operator key "
+        "(local development)",
+        description="Deploys the committed PactEscrow and PactTokenEscrow (ERC-20) artifacts "
+        "signed by the operator key (PACT_SETTLEMENT_EVM_OPERATOR_KEY), which becomes owner "
+        "and operator of both, and prints PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS=<address> and "
+        "PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS=<address>.",
     )
     evm.add_argument("--rpc-url", help="JSON-RPC URL (default: PACT_SETTLEMENT_EVM_RPC_URL)")
     evm.add_argument("--key", help="hex private key (default: PACT_SETTLEMENT_EVM_OPERATOR_KEY)")
@@ -243,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fund",
         metavar="ETHER",
         help="first send ETHER from the node's first unlocked account to the operator "
-        "(ganache/anvil development nodes only)",
+        "(anvil and other development nodes only)",
     )
     evm.set_defaults(func=cmd_evm_deploy)
     return parser

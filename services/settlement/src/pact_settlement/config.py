@@ -472,22 +472,28 @@ class SettlementSettings(BaseSettings, HttpServerSettings):
                     "STRIPE_CAPTURE_MARGIN_S; the sweeper will capture or cancel such "
                     "settlements before their authorisation expires"
                 )
-        if "evm" in self.enabled_rails:
-            missing = self.evm.missing()
+        for rail, missing in (
+            ("evm", self.evm.missing()),
+            ("evm-erc20", self.evm.missing_token()),
+        ):
+            if rail not in self.enabled_rails:
+                continue
             if production and self.evm.chain_id is None:
                 missing.append("EVM_CHAIN_ID")
             if missing:
                 raise ValueError(
-                    "the evm rail needs " + ", ".join(f"PACT_SETTLEMENT_{name}" for name in missing)
+                    f"the {rail} rail needs "
+                    + ", ".join(f"PACT_SETTLEMENT_{name}" for name in missing)
                 )
-            if self.evm.receipt_timeout_s >= self.rail_call_timeout_s:
-                log.warning(
-                    "settlement.config.evm_timeouts: EVM_RECEIPT_TIMEOUT_S (%s) is not below "
-                    "RAIL_CALL_TIMEOUT_S (%s): a lock waiting for its confirmations is answered "
-                    "202 (pending) and finished by the reconciler",
-                    self.evm.receipt_timeout_s,
-                    self.rail_call_timeout_s,
-                )
+        evm_enabled = bool({"evm", "evm-erc20"} & set(self.enabled_rails))
+        if evm_enabled and self.evm.receipt_timeout_s >= self.rail_call_timeout_s:
+            log.warning(
+                "settlement.config.evm_timeouts: EVM_RECEIPT_TIMEOUT_S (%s) is not below "
+                "RAIL_CALL_TIMEOUT_S (%s): a lock waiting for its confirmations is answered "
+                "202 (pending) and finished by the reconciler",
+                self.evm.receipt_timeout_s,
+                self.rail_call_timeout_s,
+            )
 
     @property
     def resolved_database_url(self) -> str:

@@ -23,7 +23,7 @@ from fixtures.faults import (
     migrate,
     settlement_env,
 )
-from fixtures.rails import GANACHE_CHAIN_ID, Chain
+from fixtures.rails import ANVIL_CHAIN_ID, Chain
 from pact_schema import Keypair
 from pact_schema.keys import b58encode
 
@@ -39,21 +39,21 @@ ETH = 10**18
 
 async def test_two_replicas_of_two_workers_share_one_operator_nonce_sequence(
     fault_database: str,
-    ganache_url: str,
-    ganache_chain: Chain,
+    anvil_url: str,
+    anvil_chain: Chain,
     pact: Any,
     tmp_path: Path,
 ) -> None:
-    chain = ganache_chain
+    chain = anvil_chain
     env = settlement_env(
         fault_database,
         pact.provider.public_key_b58,
         PACT_SETTLEMENT_SIGNING_KEY=b58encode(Keypair.generate().seed),
         PACT_SETTLEMENT_ENABLED_RAILS="ledger,evm",
-        PACT_SETTLEMENT_EVM_RPC_URL=ganache_url,
+        PACT_SETTLEMENT_EVM_RPC_URL=anvil_url,
         PACT_SETTLEMENT_EVM_OPERATOR_KEY=chain.operator.key.hex(),
         PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS=chain.escrow,
-        PACT_SETTLEMENT_EVM_CHAIN_ID=str(GANACHE_CHAIN_ID),
+        PACT_SETTLEMENT_EVM_CHAIN_ID=str(ANVIL_CHAIN_ID),
         PACT_SETTLEMENT_EVM_POLL_INTERVAL_S="0.05",
     )
     migrate(env, tmp_path)

@@ -21,12 +21,13 @@ import httpx
 import pytest
 import stripe
 from fixtures.processes import clean_env, process
-from fixtures.rails import GANACHE_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
+from fixtures.rails import ANVIL_CHAIN_ID, STRIPE_KEY, CardFactory, Chain
 from fixtures.waits import HANG_GUARD_S
 from pact_schema import Keypair, verify_envelope
 from pact_schema.keys import b58encode
 from pact_settlement.rails.evm.gateway import EscrowGateway
 from pact_settlement.rails.evm.results import EscrowStatus
+from pact_settlement.rails.evm.token_gateway import TokenEscrowGateway
 from pact_settlement.rails.minor_units import to_wei
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
@@ -157,18 +158,18 @@ async def test_buyer_flow_on_stripe_authorises_then_captures_the_card(
 
 @pytest.mark.evm
 async def test_buyer_flow_on_evm_escrows_then_releases_on_chain(
-    fresh_database_url: str, tmp_path: Path, ganache_url: str, ganache_chain: Chain
+    fresh_database_url: str, tmp_path: Path, anvil_url: str, anvil_chain: Chain
 ) -> None:
-    chain = ganache_chain
+    chain = anvil_chain
     provider, buyer = Keypair.generate(), Keypair.generate()
     buyer.save(tmp_path / "buyer.json")
     rails = {
         "PACT_SETTLEMENT_ENABLED_RAILS": "ledger,evm",
         "PACT_SETTLEMENT_DEFAULT_RAIL": "evm",
-        "PACT_SETTLEMENT_EVM_RPC_URL": ganache_url,
+        "PACT_SETTLEMENT_EVM_RPC_URL": anvil_url,
         "PACT_SETTLEMENT_EVM_OPERATOR_KEY": chain.operator.key.hex(),
         "PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS": chain.escrow,
-        "PACT_SETTLEMENT_EVM_CHAIN_ID": str(GANACHE_CHAIN_ID),
+        "PACT_SETTLEMENT_EVM_CHAIN_ID": str(ANVIL_CHAIN_ID),
         "PACT_SETTLEMENT_EVM_POLL_INTERVAL_S": "0.05",
     }
     seller_before = await chain.balance(chain.seller)
@@ -192,7 +193,7 @@ async def test_buyer_flow_on_evm_escrows_then_releases_on_chain(
     assert bond_wei > 0
     assert record["rail"] == "evm"
     assert await chain.balance(chain.seller) == seller_before + price_wei + bond_wei
-    rpc = AsyncHTTPProvider(ganache_url)
+    rpc = AsyncHTTPProvider(anvil_url)
     try:
         gateway = EscrowGateway(AsyncWeb3(rpc), chain.escrow, chain.operator)
         eid = gateway.escrow_id(record["intent_id"], chain.buyer.address, chain.seller.address)
@@ -203,5 +204,65 @@ async def test_buyer_flow_on_evm_escrows_then_releases_on_chain(
             "BondPosted",
             "Released",
         ]
+    finally:
+        await rpc.disconnect()
+
+
+@pytest.mark.evm
+async def test_buyer_flow_on_evm_erc20_escrows_the_token_then_releases_on_chain(
+    fresh_database_url: str, tmp_path: Path, anvil_url: str, anvil_chain: Chain
+) -> None:
+    """Both services as processes, the ERC-20 rail: the price is escrowed in a USDC-like token
+    (6 decimals) and released to the seller in that token; no ether moves to the seller."""
+    chain = anvil_chain
+    assert chain.token is not None
+    assert chain.token_escrow is not None
+    provider, buyer = Keypair.generate(), Keypair.generate()
+    buyer.save(tmp_path / "buyer.json")
+    rails = {
+        "PACT_SETTLEMENT_ENABLED_RAILS": "ledger,evm-erc20",
+        "PACT_SETTLEMENT_DEFAULT_RAIL": "evm-erc20",
+        "PACT_SETTLEMENT_EVM_RPC_URL": anvil_url,
+        "PACT_SETTLEMENT_EVM_OPERATOR_KEY": chain.operator.key.hex(),
+        "PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS": chain.token_escrow,
+        "PACT_SETTLEMENT_EVM_TOKEN_ADDRESS": chain.token,
+        "PACT_SETTLEMENT_EVM_TOKEN_DECIMALS": "6",
+        "PACT_SETTLEMENT_EVM_TOKEN_SYMBOL": "USDT6",
+        "PACT_SETTLEMENT_EVM_CHAIN_ID": str(ANVIL_CHAIN_ID),
+        "PACT_SETTLEMENT_EVM_POLL_INTERVAL_S": "0.05",
+    }
+    seller_tokens = await chain.token_balance(chain.seller)
+    seller_eth = await chain.balance(chain.seller)
+    env = settlement_env(fresh_database_url, provider, rails)
+    with process("pact_settlement.cli", env, tmp_path) as settlement_url:
+        await put_profile(
+            settlement_url, buyer.public_key_b58, "evm", {"evm_address": chain.buyer.address}
+        )
+        await put_profile(
+            settlement_url, provider.public_key_b58, "evm", {"evm_address": chain.seller.address}
+        )
+        with process(
+            "pact_provider.cli", provider_env(settlement_url, provider, None), tmp_path
+        ) as provider_url:
+            result = await negotiate(provider_url, tmp_path / "buyer.json", "1", tmp_path)
+        record = await released(settlement_url, result["intent_id"])
+    assert record["rail"] == "evm-erc20"
+    price_units = int(Decimal(record["amount"]).scaleb(6))
+    bond_units = int(Decimal(record["bond_locked"]).scaleb(6))
+    assert price_units > 0
+    assert bond_units > 0
+    assert await chain.token_balance(chain.seller) == seller_tokens + price_units + bond_units
+    assert await chain.balance(chain.seller) == seller_eth
+    rpc = AsyncHTTPProvider(anvil_url)
+    try:
+        w3 = AsyncWeb3(rpc)
+        gateway = TokenEscrowGateway(w3, chain.token_escrow, chain.operator, chain.token)
+        eid = gateway.escrow_id(record["intent_id"], chain.buyer.address, chain.seller.address)
+        state = await gateway.get_escrow(eid)
+        assert (state.status, state.token, state.amount_wei) == (
+            EscrowStatus.RELEASED,
+            chain.token,
+            price_units,
+        )
     finally:
         await rpc.disconnect()

@@ -1,4 +1,4 @@
-"""``pact-settlement evm-deploy`` against a real JSON-RPC node (ganache)."""
+"""``pact-settlement evm-deploy`` against a real JSON-RPC node (anvil)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from eth_account import Account
 from pact_settlement.cli import main
 from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.token_gateway import TokenEscrowGateway
 from web3 import AsyncWeb3
 from web3.providers import AsyncHTTPProvider
 
@@ -15,23 +16,31 @@ pytestmark = pytest.mark.evm
 
 
 def test_evm_deploy_deploys_funds_and_authorises_the_operator(
-    ganache_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    anvil_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     operator = Account.create()
     extra = Account.create()
-    monkeypatch.setenv("PACT_SETTLEMENT_EVM_RPC_URL", ganache_url)
+    monkeypatch.setenv("PACT_SETTLEMENT_EVM_RPC_URL", anvil_url)
     monkeypatch.setenv("PACT_SETTLEMENT_EVM_OPERATOR_KEY", operator.key.hex())
-    monkeypatch.setenv("PACT_SETTLEMENT_EVM_CHAIN_ID", "1337")
+    monkeypatch.setenv("PACT_SETTLEMENT_EVM_CHAIN_ID", "31337")
     code = main(["evm-deploy", "--fund", "2", "--operator", extra.address])
     assert code == 0
-    out = capsys.readouterr().out.strip()
-    assert out.startswith("PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS=0x")
-    address = out.split("=", 1)[1]
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("PACT_SETTLEMENT_EVM_CONTRACT_ADDRESS=0x")
+    assert lines[1].startswith("PACT_SETTLEMENT_EVM_TOKEN_ESCROW_ADDRESS=0x")
+    address = lines[0].split("=", 1)[1]
+    token_escrow = lines[1].split("=", 1)[1]
 
     async def check() -> tuple[bool, bool, int]:
-        provider = AsyncHTTPProvider(ganache_url)
+        provider = AsyncHTTPProvider(anvil_url)
         try:
             gw = EscrowGateway(AsyncWeb3(provider), address, operator)
+            token_gw = TokenEscrowGateway(
+                gw.w3, token_escrow, operator, "0x" + "11" * 20
+            )  # any token: only the role is read
+            assert await token_gw.is_operator()
+            assert await token_gw.is_operator(extra.address)
             return (
                 await gw.is_operator(),
                 await gw.is_operator(extra.address),
@@ -47,11 +56,11 @@ def test_evm_deploy_deploys_funds_and_authorises_the_operator(
 
 
 def test_evm_deploy_refuses_the_wrong_chain(
-    ganache_url: str, monkeypatch: pytest.MonkeyPatch
+    anvil_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PACT_SETTLEMENT_EVM_CHAIN_ID", "1")
-    with pytest.raises(SystemExit, match="chain 1337"):
-        main(["evm-deploy", "--rpc-url", ganache_url, "--key", Account.create().key.hex()])
+    with pytest.raises(SystemExit, match="chain 31337"):
+        main(["evm-deploy", "--rpc-url", anvil_url, "--key", Account.create().key.hex()])
 
 
 def test_evm_deploy_needs_a_node_and_a_key(monkeypatch: pytest.MonkeyPatch) -> None:

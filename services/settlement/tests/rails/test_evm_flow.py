@@ -1,5 +1,5 @@
 """The EVM escrow rail through the API and the two-phase executor, on SQLite and Postgres,
-with web3's in-process eth-tester chain (the ganache end-to-end test is test_evm_ganache_e2e)."""
+with web3's in-process eth-tester chain (the anvil end-to-end test is test_evm_anvil_e2e)."""
 
 from __future__ import annotations
 

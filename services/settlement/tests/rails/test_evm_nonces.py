@@ -2,7 +2,7 @@
 
 Two gateways stand for two processes (each has its own in-process lock and nonce cache); the
 guard is all they share, through the database — on SQLite (the write lock) and on Postgres (an
-advisory lock). Against a real JSON-RPC node (ganache). The processes-and-replicas version is
+advisory lock). Against a real JSON-RPC node (anvil). The processes-and-replicas version is
 ``tests/faults/test_evm_nonces.py``.
 """
 
@@ -25,9 +25,9 @@ WEI = 10**15
 
 
 async def test_gateways_in_two_processes_take_turns_through_the_database(
-    sessionmaker: async_sessionmaker[AsyncSession], ganache_chain: Chain
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_chain: Chain
 ) -> None:
-    chain = ganache_chain
+    chain = anvil_chain
     gateways = [
         chain.gateway(nonce_guard=DatabaseNonceGuard(sessionmaker, wait_s=30)) for _ in range(2)
     ]

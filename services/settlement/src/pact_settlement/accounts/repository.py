@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from sqlalchemy import delete, select
 
 from pact_settlement.accounts.models import PaymentProfile
@@ -22,10 +24,15 @@ class PaymentProfileRepository(RepositoryBase[PaymentProfile]):
         return _party(await self.get_for(agent_id, rail))
 
     async def rail_profiles(self, rail: str, *, buyer: str, seller: str) -> RailProfiles:
-        """The parties' profiles on ``rail``, as the rail's ``prepare`` is given them."""
+        """The parties' profiles on ``rail``, as the rail's ``prepare`` is given them.
+
+        Rails that pay the same kind of account share one profile (``PROFILE_OF``): the ERC-20
+        escrow pays the agents' ``evm`` addresses.
+        """
+        profile_rail = PROFILE_OF.get(rail, rail)
         return RailProfiles(
-            buyer=await self.rail_profile(buyer, rail),
-            seller=await self.rail_profile(seller, rail),
+            buyer=await self.rail_profile(buyer, profile_rail),
+            seller=await self.rail_profile(seller, profile_rail),
         )
 
     async def list_for(self, agent_id: str) -> list[PaymentProfile]:
@@ -42,6 +49,10 @@ class PaymentProfileRepository(RepositoryBase[PaymentProfile]):
             .execution_options(synchronize_session=False)
         )
         return bool(getattr(result, "rowcount", 0))
+
+
+#: rail -> the rail whose payment profile it uses.
+PROFILE_OF: Final[dict[str, str]] = {"evm-erc20": "evm"}
 
 
 def _party(profile: PaymentProfile | None) -> PartyProfile | None:

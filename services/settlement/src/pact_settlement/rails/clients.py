@@ -28,6 +28,8 @@ from pact_settlement.rails.stripe.topups import StripeTopUps
 
 if TYPE_CHECKING:
     from pact_settlement.rails.evm.gateway import EscrowGateway
+    from pact_settlement.rails.evm.sender import TxSender
+    from pact_settlement.rails.evm.token_gateway import TokenEscrowGateway
 
 __all__ = ["RailClients", "RailNotConfiguredError"]
 
@@ -47,10 +49,13 @@ class RailClients:
         *,
         stripe: StripeGateway | None = None,
         evm: EscrowGateway | None = None,
+        evm_erc20: TokenEscrowGateway | None = None,
     ) -> None:
         self.settings = settings
         self._stripe = stripe
         self._evm = evm
+        self._evm_erc20 = evm_erc20
+        self._evm_sender: TxSender | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -77,28 +82,28 @@ class RailClients:
             self._closers.append(self._stripe.aclose)
         return self._stripe
 
-    def evm(self) -> EscrowGateway:
-        if self._evm is None:
+    def _operator_sender(self) -> TxSender:
+        """The operator key's one transaction sender: the native and the ERC-20 gateway share
+        it (and so its nonce lock), since both sign with the same account."""
+        if self._evm_sender is None:
             s = self.settings
-            if not (s.evm.rpc_url and s.evm.operator_key and s.evm.contract_address):
+            if not (s.evm.rpc_url and s.evm.operator_key):
                 raise RailNotConfiguredError(
-                    "the evm rail needs PACT_SETTLEMENT_EVM_RPC_URL, EVM_OPERATOR_KEY and "
-                    "EVM_CONTRACT_ADDRESS"
+                    "the evm rails need PACT_SETTLEMENT_EVM_RPC_URL and EVM_OPERATOR_KEY"
                 )
             from eth_account import Account
             from web3 import AsyncWeb3
             from web3.providers import AsyncHTTPProvider
 
-            from pact_settlement.rails.evm.gateway import EscrowGateway
             from pact_settlement.rails.evm.nonces import DatabaseNonceGuard
+            from pact_settlement.rails.evm.sender import TxSender
 
             guard = None
             if self._sessionmaker is not None:  # every process and replica of the service
                 guard = DatabaseNonceGuard(self._sessionmaker, wait_s=s.rail_call_timeout_s)
             provider = AsyncHTTPProvider(s.evm.rpc_url.get_secret_value())
-            self._evm = EscrowGateway(
+            self._evm_sender = TxSender(
                 AsyncWeb3(provider),
-                s.evm.contract_address,
                 Account.from_key(s.evm.operator_key.get_secret_value()),
                 confirmations=s.evm.confirmations,
                 receipt_timeout_s=s.evm.receipt_timeout_s,
@@ -107,7 +112,38 @@ class RailClients:
                 nonce_guard=guard,
             )
             self._closers.append(provider.disconnect)
+        return self._evm_sender
+
+    def evm(self) -> EscrowGateway:
+        if self._evm is None:
+            s = self.settings
+            if not (s.evm.rpc_url and s.evm.operator_key and s.evm.contract_address):
+                raise RailNotConfiguredError(
+                    "the evm rail needs PACT_SETTLEMENT_EVM_RPC_URL, EVM_OPERATOR_KEY and "
+                    "EVM_CONTRACT_ADDRESS"
+                )
+            from pact_settlement.rails.evm.gateway import EscrowGateway
+
+            sender = self._operator_sender()
+            self._evm = EscrowGateway.with_sender(sender, s.evm.contract_address)
         return self._evm
+
+    def evm_erc20(self) -> TokenEscrowGateway:
+        if self._evm_erc20 is None:
+            s = self.settings
+            if s.evm.missing_token():
+                raise RailNotConfiguredError(
+                    "the evm-erc20 rail needs PACT_SETTLEMENT_" + ", ".join(s.evm.missing_token())
+                )
+            from pact_settlement.rails.evm.token_gateway import TokenEscrowGateway
+
+            assert s.evm.token_escrow_address is not None
+            assert s.evm.token_address is not None
+            sender = self._operator_sender()
+            self._evm_erc20 = TokenEscrowGateway.with_sender(
+                sender, s.evm.token_escrow_address, token_address=s.evm.token_address
+            )
+        return self._evm_erc20
 
     def stripe_topups(self) -> StripeTopUps:
         """Card top-ups through this app's Stripe gateway (made on the first charge)."""

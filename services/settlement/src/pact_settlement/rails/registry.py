@@ -46,11 +46,20 @@ def _evm_rail(
     return EvmEscrowRail(session, settings.evm, _clients("evm", clients).evm())
 
 
+def _evm_erc20_rail(
+    settings: SettlementSettings, session: AsyncSession, clients: RailClients | None
+) -> Rail:
+    from pact_settlement.rails.evm.token_rail import EvmTokenEscrowRail
+
+    return EvmTokenEscrowRail(session, settings.evm, _clients("evm-erc20", clients).evm_erc20())
+
+
 #: name → factory.
 RAIL_FACTORIES: dict[str, RailFactory] = {
     "ledger": lambda _settings, session, _clients: LedgerRail(session),
     "stripe": _stripe_rail,
     "evm": _evm_rail,
+    "evm-erc20": _evm_erc20_rail,
 }
 
 

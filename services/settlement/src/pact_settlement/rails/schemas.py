@@ -51,6 +51,9 @@ class RailInfo(BaseModel):
     confirmations: int | None = None
     chain_id: int | None = None
     contract_address: str | None = None
+    token_address: str | None = Field(
+        default=None, description="the ERC-20 token escrowed (evm-erc20 only)"
+    )
     deadline_grace_s: int | None = None
     authorization_validity_s: int | None = None
     capture_margin_s: int | None = None

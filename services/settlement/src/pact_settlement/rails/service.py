@@ -32,10 +32,17 @@ def _describe_evm(settings: SettlementSettings) -> dict[str, Any]:
     return describe_evm(settings.evm)
 
 
+def _describe_evm_erc20(settings: SettlementSettings) -> dict[str, Any]:
+    from pact_settlement.rails.evm.token_rail import describe_evm_erc20
+
+    return describe_evm_erc20(settings.evm)
+
+
 DESCRIBERS: Final[dict[str, Callable[[SettlementSettings], dict[str, Any]]]] = {
     "ledger": describe_ledger,
     "stripe": lambda settings: describe_stripe(settings.stripe),
     "evm": _describe_evm,
+    "evm-erc20": _describe_evm_erc20,
 }
 
 

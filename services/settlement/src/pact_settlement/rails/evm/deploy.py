@@ -1,4 +1,5 @@
-"""Deploying ``PactEscrow`` and adding operators (the CLI's ``deploy-escrow``, tests, dev)."""
+"""Deploying ``PactEscrow`` / ``PactTokenEscrow`` and adding operators (the CLI's
+``evm-deploy``, tests, dev)."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ async def deploy(
     confirmations: int = 1,
     receipt_timeout_s: float = 60,
     poll_interval_s: float = 0.1,
+    contract: str = "PactEscrow",
 ) -> ChecksumAddress:
-    """Deploy ``PactEscrow`` from ``deployer`` (the owner) and authorise ``operators``."""
-    artifact = load_artifact()
+    """Deploy ``contract`` (``PactEscrow``, or ``PactTokenEscrow`` for the ERC-20 escrow) from
+    ``deployer`` (the owner / admin) and authorise ``operators``."""
+    artifact = load_artifact(contract)
     sender = TxSender(
         w3,
         deployer,
@@ -46,7 +49,7 @@ async def deploy(
         raise EscrowTxFailedError(f"deployment reverted: {exc}", tx_hash=exc.tx_hash) from exc
     address = to_checksum_address(receipt["contractAddress"])
     for operator in operators:
-        await add_operator(w3, deployer, address, operator, _sender=sender)
+        await add_operator(w3, deployer, address, operator, _sender=sender, contract=contract)
     return address
 
 
@@ -57,16 +60,20 @@ async def add_operator(
     operator: str,
     *,
     _sender: TxSender | None = None,
+    contract: str = "PactEscrow",
 ) -> None:
     """``addOperator(operator)`` signed by the contract owner (idempotent on chain)."""
     sender = _sender or TxSender(w3, owner, poll_interval_s=0.1)
-    contract = w3.eth.contract(
-        address=to_checksum_address(contract_address), abi=load_artifact()["abi"]
+    escrow = w3.eth.contract(
+        address=to_checksum_address(contract_address), abi=load_artifact(contract)["abi"]
     )
     try:
-        await sender.send(contract.functions.addOperator(to_checksum_address(operator)))
+        await sender.send(escrow.functions.addOperator(to_checksum_address(operator)))
     except RevertedError as exc:
-        if exc.revert is not None and exc.revert.name == "NotOwner":
+        if exc.revert is not None and exc.revert.name in (
+            "NotOwner",
+            "AccessControlUnauthorizedAccount",
+        ):
             raise EscrowConfigurationError(
                 f"{owner.address} is not the owner of {contract_address}",
                 revert=exc.revert,

@@ -11,6 +11,7 @@ from pact_settlement.rails.evm.results import DecodedRevert, EscrowState
 __all__ = [
     "BAD_REQUEST_ERRORS",
     "CONFIG_ERRORS",
+    "TOKEN_FUNDS_ERRORS",
     "EscrowBadRequestError",
     "EscrowConfigurationError",
     "EscrowConflictError",
@@ -110,7 +111,28 @@ class EscrowTxTimeoutError(EscrowTransientError):
         super().__init__(message, outcome_unknown=True, tx_hash=tx_hash)
 
 
-CONFIG_ERRORS: Final = frozenset({"NotOperator", "NotAuthorized", "NotOwner", "Reentrancy"})
-BAD_REQUEST_ERRORS: Final = frozenset(
-    {"ZeroAmount", "ZeroAddress", "InvalidDeadline", "DeadlineNotPassed", "NothingToWithdraw"}
+CONFIG_ERRORS: Final = frozenset(
+    {
+        "NotOperator",
+        "NotAuthorized",
+        "NotOwner",
+        "Reentrancy",
+        "AccessControlUnauthorizedAccount",
+        "ReentrancyGuardReentrantCall",
+        "UnsupportedToken",
+    }
 )
+BAD_REQUEST_ERRORS: Final = frozenset(
+    {
+        "ZeroAmount",
+        "ZeroAddress",
+        "InvalidDeadline",
+        "DeadlineNotPassed",
+        "NothingToWithdraw",
+        "AmountExceedsEscrow",
+        "ERC2612ExpiredSignature",
+        "ERC2612InvalidSigner",
+    }
+)
+#: The payer (the operator's custody balance, or a buyer's) holds or allows too few tokens.
+TOKEN_FUNDS_ERRORS: Final = frozenset({"ERC20InsufficientBalance", "ERC20InsufficientAllowance"})

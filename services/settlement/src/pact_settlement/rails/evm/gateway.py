@@ -26,7 +26,7 @@ call at the receipt's block.
 
 Custom errors (``contracts/README.md``) are decoded from the revert data wherever web3 or the
 node put it (``ContractCustomError.data`` from JSON-RPC nodes, ``ContractLogicError.data``
-dicts from ganache's ``eth_estimateGas``, raw bytes in the exception chain from eth-tester) and
+dicts from some nodes' ``eth_estimateGas``, raw bytes in the exception chain from eth-tester) and
 mapped to typed errors with failure codes -- or to success where the error means "already
 done":
 
@@ -54,7 +54,7 @@ as described above (a second ``lock_for`` with the same terms is a no-op success
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Self, cast
 
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
@@ -66,10 +66,12 @@ from web3.exceptions import TransactionNotFound
 from pact_settlement.rails.evm.errors import (
     BAD_REQUEST_ERRORS,
     CONFIG_ERRORS,
+    TOKEN_FUNDS_ERRORS,
     EscrowBadRequestError,
     EscrowConfigurationError,
     EscrowConflictError,
     EscrowGatewayError,
+    EscrowInsufficientFundsError,
     EscrowNotFoundError,
     EscrowRevertError,
     EscrowTransferFailedError,
@@ -83,10 +85,16 @@ from pact_settlement.rails.evm.ids import (
     to_bytes32,
     to_hex,
 )
-from pact_settlement.rails.evm.results import EscrowEvent, EscrowState, EscrowStatus, EscrowTxResult
+from pact_settlement.rails.evm.results import (
+    EscrowEvent,
+    EscrowState,
+    EscrowStatus,
+    EscrowTxResult,
+    WithdrawalResult,
+)
 from pact_settlement.rails.evm.sender import NonceGuard, OnSubmitted, RevertedError, TxSender
 
-__all__ = ["MAX_UINT64", "EscrowGateway"]
+__all__ = ["MAX_UINT64", "EscrowGateway", "positive_amount"]
 
 MAX_UINT64: Final = 2**64 - 1
 
@@ -99,12 +107,28 @@ _ACTION_TARGET: Final = {
     "refund": EscrowStatus.REFUNDED,
     "slash": EscrowStatus.SLASHED,
 }
-_ESCROW_EVENTS: Final = ("Locked", "BondPosted", "Released", "Refunded", "Slashed")
+_ESCROW_EVENTS: Final = (
+    "Locked",
+    "BondPosted",
+    "Released",
+    "PartiallyReleased",
+    "Refunded",
+    "Slashed",
+)
 _EXTRA_EVENTS: Final = ("PaymentDeferred",)
+
+
+def positive_amount(value: int, what: str = "amount_wei") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{what} must be a positive int, got {value!r}")
+    return value
 
 
 class EscrowGateway:
     """``PactEscrow`` operations signed by the settlement operator's key."""
+
+    #: The contract's committed artifact (``ids.load_artifact``); the ERC-20 gateway overrides.
+    artifact_name: str = "PactEscrow"
 
     def __init__(
         self,
@@ -126,7 +150,9 @@ class EscrowGateway:
     ) -> None:
         self.w3 = w3
         self.address = to_checksum_address(contract_address)
-        self.contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
+        self.contract = w3.eth.contract(
+            address=self.address, abi=load_artifact(self.artifact_name)["abi"]
+        )
         self.log_chunk_blocks = log_chunk_blocks
         self._sender = TxSender(
             w3,
@@ -142,6 +168,14 @@ class EscrowGateway:
             expected_chain_id=expected_chain_id,
             nonce_guard=nonce_guard,
         )
+
+    @classmethod
+    def with_sender(cls, sender: TxSender, contract_address: str, **kwargs: Any) -> Self:
+        """A gateway over an existing sender (one per operator key, shared by the native and
+        the ERC-20 gateway so their transactions share one nonce lock)."""
+        gateway = cls(sender.w3, contract_address, sender.account, **kwargs)
+        gateway._sender = sender
+        return gateway
 
     @property
     def operator(self) -> ChecksumAddress:
@@ -172,21 +206,37 @@ class EscrowGateway:
         on_submitted: OnSubmitted | None = None,
     ) -> EscrowTxResult:
         """Operator custody lock: escrow ``amount_wei`` for ``buyer`` -> ``seller``."""
-        if isinstance(amount_wei, bool) or not isinstance(amount_wei, int) or amount_wei <= 0:
-            raise ValueError(f"amount_wei must be a positive int, got {amount_wei!r}")
-        if isinstance(deadline_s, bool) or not isinstance(deadline_s, int):
-            raise ValueError("deadline_s must be an int (unix seconds)")
-        if not 0 < deadline_s <= MAX_UINT64:
-            raise ValueError("deadline_s must fit in uint64")
+        positive_amount(amount_wei)
+        _check_deadline(deadline_s)
         intent_raw = intent_bytes(intent_id)
         buyer_c, seller_c = to_checksum_address(buyer), to_checksum_address(seller)
         beneficiary_c = to_checksum_address(beneficiary)
-        eid = to_hex(escrow_id(intent_raw, buyer_c, seller_c))
         fn = self.contract.functions.lockFor(
             intent_raw, buyer_c, seller_c, beneficiary_c, deadline_s
         )
+        return await self._send_lock(
+            fn, intent_raw, buyer_c, seller_c, beneficiary_c, deadline_s, amount_wei,
+            value=amount_wei, on_submitted=on_submitted,
+        )  # fmt: skip
+
+    async def _send_lock(
+        self,
+        fn: Any,
+        intent_raw: bytes,
+        buyer_c: ChecksumAddress,
+        seller_c: ChecksumAddress,
+        beneficiary_c: ChecksumAddress,
+        deadline_s: int,
+        amount: int,
+        *,
+        value: int = 0,
+        token: ChecksumAddress | None = None,
+        on_submitted: OnSubmitted | None = None,
+    ) -> EscrowTxResult:
+        """Send a lock; ``AlreadyExists`` with exactly these terms is a success (a replay)."""
+        eid = to_hex(escrow_id(intent_raw, buyer_c, seller_c))
         try:
-            receipt = await self._sender.send(fn, value=amount_wei, on_submitted=on_submitted)
+            receipt = await self._sender.send(fn, value=value, on_submitted=on_submitted)
         except RevertedError as exc:
             if exc.revert is not None and exc.revert.name == "AlreadyExists":
                 state = await self.get_escrow(eid)
@@ -195,8 +245,9 @@ class EscrowGateway:
                     and state.buyer == buyer_c
                     and state.seller == seller_c
                     and state.beneficiary == beneficiary_c
-                    and state.amount_wei == amount_wei
+                    and state.amount_wei == amount
                     and state.delivery_deadline == deadline_s
+                    and state.token == token
                 )
                 if mine:
                     return EscrowTxResult("lock", eid, exc.tx_hash, None, None, True, state)
@@ -214,12 +265,11 @@ class EscrowGateway:
         on_submitted: OnSubmitted | None = None,
     ) -> EscrowTxResult:
         """Operator adds ``amount_wei`` to the seller bond (not idempotent: adds each time)."""
-        if isinstance(amount_wei, bool) or not isinstance(amount_wei, int) or amount_wei <= 0:
-            raise ValueError(f"amount_wei must be a positive int, got {amount_wei!r}")
+        positive_amount(amount_wei)
         raw = to_bytes32(escrow_id_hex, "escrow id")
-        fn = self.contract.functions.postBond(raw)
+        fn, value = self._bond_call(raw, amount_wei)
         try:
-            receipt = await self._sender.send(fn, value=amount_wei, on_submitted=on_submitted)
+            receipt = await self._sender.send(fn, value=value, on_submitted=on_submitted)
         except RevertedError as exc:
             if exc.revert is not None and exc.revert.name == "NotLocked":
                 await self._not_locked(raw, "post_bond", None, exc)
@@ -244,7 +294,70 @@ class EscrowGateway:
         """Buyer gets amount back, the beneficiary fixed at lock time gets the bond."""
         return await self._finish("slash", escrow_id_hex, on_submitted)
 
+    async def release_partial(
+        self,
+        escrow_id_hex: str | bytes,
+        seller_amount: int,
+        *,
+        on_submitted: OnSubmitted | None = None,
+    ) -> EscrowTxResult:
+        """Seller gets ``seller_amount`` + bond, the buyer the rest of the amount, in one
+        transaction. Converges if already partially released with this same seller amount;
+        any other finished state (or another amount) is :class:`EscrowConflictError`."""
+        if isinstance(seller_amount, bool) or not isinstance(seller_amount, int):
+            raise ValueError(f"seller_amount must be an int, got {seller_amount!r}")
+        if seller_amount < 0:
+            raise ValueError("seller_amount must not be negative")
+        raw = to_bytes32(escrow_id_hex, "escrow id")
+        fn = self.contract.functions.releasePartial(raw, seller_amount)
+        action = "release_partial"
+        try:
+            receipt = await self._sender.send(fn, on_submitted=on_submitted)
+        except RevertedError as exc:
+            if exc.revert is not None and exc.revert.name == "NotLocked":
+                state = await self.get_escrow(raw)
+                paid = await self.partial_seller_amount(raw)
+                if state.status is EscrowStatus.PARTIALLY_RELEASED and paid == seller_amount:
+                    return EscrowTxResult(action, to_hex(raw), exc.tx_hash, None, None, True, state)
+                await self._not_locked(raw, action, None, exc)
+            raise self._revert_error(action, to_hex(raw), exc) from exc
+        return await self._result(action, to_hex(raw), receipt)
+
+    async def withdraw_for(
+        self, payee: str, *, on_submitted: OnSubmitted | None = None
+    ) -> WithdrawalResult:
+        """Pay ``payee`` its deferred credit (``withdrawFor``: the money only goes to ``payee``).
+
+        Nothing pending: no transaction, amount 0 (so a retried payout pays nothing twice).
+        """
+        payee_c = to_checksum_address(payee)
+        pending = await self.pending_withdrawal(payee_c)
+        if pending == 0:
+            return WithdrawalResult(payee_c, 0, None, self._token_address())
+        try:
+            receipt = await self._sender.send(
+                self._withdraw_call(payee_c), on_submitted=on_submitted
+            )
+        except RevertedError as exc:
+            if exc.revert is not None and exc.revert.name == "NothingToWithdraw":
+                return WithdrawalResult(payee_c, 0, exc.tx_hash, self._token_address())
+            raise self._revert_error("withdraw_for", payee_c, exc) from exc
+        return WithdrawalResult(
+            payee_c, pending, to_hex(bytes(receipt["transactionHash"])), self._token_address()
+        )
+
     # -- reads -----------------------------------------------------------------------------
+
+    async def pending_withdrawal(self, payee: str) -> int:
+        """Deferred credit of ``payee`` (``pendingWithdrawals``), claimable by ``withdraw_for``."""
+        return int(
+            await self.contract.functions.pendingWithdrawals(to_checksum_address(payee)).call()
+        )
+
+    async def partial_seller_amount(self, escrow_id_hex: str | bytes) -> int:
+        """What ``releasePartial`` paid the seller (without the bond); 0 before it ran."""
+        raw = to_bytes32(escrow_id_hex, "escrow id")
+        return int(await self.contract.functions.sellerAmountOf(raw).call())
 
     async def get_escrow(
         self, escrow_id_hex: str | bytes, *, block_identifier: int | str = "latest"
@@ -256,6 +369,11 @@ class EscrowGateway:
             )
         except Exception as exc:
             raise self._sender._translate(exc, tx_hash=None, broadcast=False) from exc
+        return self._decode_escrow(raw, values)
+
+    # -- what differs between the native and the ERC-20 escrow -----------------------------
+
+    def _decode_escrow(self, raw: bytes, values: Any) -> EscrowState:
         intent, buyer, seller, beneficiary, amount, bond, deadline, status = values
         return EscrowState(
             escrow_id=to_hex(raw),
@@ -268,6 +386,16 @@ class EscrowGateway:
             delivery_deadline=int(deadline),
             status=EscrowStatus(int(status)),
         )
+
+    def _bond_call(self, raw: bytes, amount: int) -> tuple[Any, int]:
+        """The ``postBond`` call and the value it sends."""
+        return self.contract.functions.postBond(raw), amount
+
+    def _withdraw_call(self, payee: ChecksumAddress) -> Any:
+        return self.contract.functions.withdrawFor(payee)
+
+    def _token_address(self) -> ChecksumAddress | None:
+        return None
 
     async def is_operator(self, address: str | None = None) -> bool:
         target = to_checksum_address(address or self.operator)
@@ -398,6 +526,8 @@ class EscrowGateway:
             return EscrowConfigurationError(message, revert=revert, tx_hash=exc.tx_hash)
         if revert.name in BAD_REQUEST_ERRORS:
             return EscrowBadRequestError(message, revert=revert, tx_hash=exc.tx_hash)
+        if revert.name in TOKEN_FUNDS_ERRORS:
+            return EscrowInsufficientFundsError(message, tx_hash=exc.tx_hash)
         if revert.name == "TransferFailed":
             return EscrowTransferFailedError(message, revert=revert, tx_hash=exc.tx_hash)
         return EscrowRevertError(message, revert=revert, tx_hash=exc.tx_hash)
@@ -413,6 +543,13 @@ class EscrowGateway:
             already_done=False,
             state=state,
         )
+
+
+def _check_deadline(deadline_s: int) -> None:
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, int):
+        raise ValueError("deadline_s must be an int (unix seconds)")
+    if not 0 < deadline_s <= MAX_UINT64:
+        raise ValueError("deadline_s must fit in uint64")
 
 
 def _event_topic(contract: Any, name: str) -> str:

@@ -14,6 +14,7 @@ from eth_utils.crypto import keccak
 
 __all__ = [
     "ARTIFACT_PATH",
+    "TOKEN_ESCROW",
     "escrow_id",
     "intent_bytes",
     "intent_id_to_bytes32",
@@ -22,13 +23,20 @@ __all__ = [
     "to_hex",
 ]
 
-ARTIFACT_PATH: Final = Path(__file__).parents[1] / "evm_artifact" / "PactEscrow.json"
+ARTIFACT_DIR: Final = Path(__file__).parents[1] / "evm_artifact"
+ARTIFACT_PATH: Final = ARTIFACT_DIR / "PactEscrow.json"
+#: The ERC-20 sibling of ``PactEscrow`` (same lifecycle and escrow ids, token given at lock).
+TOKEN_ESCROW: Final = "PactTokenEscrow"  # noqa: S105 (a contract name)
 
 
 @functools.cache
-def load_artifact() -> Mapping[str, Any]:
-    """The committed ``PactEscrow`` build artifact (``abi``, ``bytecode``, ...)."""
-    return cast(Mapping[str, Any], json.loads(ARTIFACT_PATH.read_text(encoding="utf-8")))
+def load_artifact(name: str = "PactEscrow") -> Mapping[str, Any]:
+    """A committed build artifact (``abi``, ``bytecode``, ...): ``PactEscrow`` by default,
+    ``PactTokenEscrow`` for the ERC-20 escrow (``contracts/compile.mjs`` writes both)."""
+    if name not in ("PactEscrow", TOKEN_ESCROW):
+        raise ValueError(f"no artifact named {name!r}")
+    path = ARTIFACT_DIR / f"{name}.json"
+    return cast(Mapping[str, Any], json.loads(path.read_text(encoding="utf-8")))
 
 
 # --------------------------------------------------------------------------------------------

@@ -63,11 +63,22 @@ from pact_settlement.rails.evm.errors import (
     EscrowInsufficientFundsError,
 )
 from pact_settlement.rails.evm.gateway import EscrowGateway
-from pact_settlement.rails.evm.results import EscrowState, EscrowStatus, EscrowTxResult
+from pact_settlement.rails.evm.results import (
+    EscrowState,
+    EscrowStatus,
+    EscrowTxResult,
+    WithdrawalResult,
+)
 from pact_settlement.rails.evm.settings import EvmSettings
 from pact_settlement.rails.minor_units import MAX_UINT256, AmountError, to_minor_units
 
-__all__ = ["EvmBindingParams", "EvmEscrowRail", "describe_evm", "units_to_wei"]
+__all__ = [
+    "PARTIAL_RELEASE_KEY_SUFFIX",
+    "EvmBindingParams",
+    "EvmEscrowRail",
+    "describe_evm",
+    "units_to_wei",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +87,9 @@ _TARGET = {
     RailStep.REFUND: EscrowStatus.REFUNDED,
     RailStep.SLASH: EscrowStatus.SLASHED,
 }
+#: The last segment of a partial release's idempotency key (``settlement-{id}-partial``):
+#: ``status`` then looks for the escrow's ``PARTIALLY_RELEASED`` state.
+PARTIAL_RELEASE_KEY_SUFFIX = "partial"
 
 
 def units_to_wei(amount: Decimal, wei_per_unit: int) -> int:
@@ -99,10 +113,11 @@ class EvmBindingParams(BaseModel):
     seller: str
     beneficiary: str  # who receives a slashed bond: the buyer
     deadline_s: int  # the on-chain deadline (unix seconds) after which anyone may refund
-    amount_wei: int
+    amount_wei: int  # the escrow's smallest unit: wei, or the token's base unit (evm-erc20)
     bond_wei: int
     contract: str
     escrow_id: str
+    token: str | None = None  # the ERC-20 escrowed (evm-erc20); None: the native currency
 
     @field_serializer("amount_wei", "bond_wei")
     def _wei_text(self, wei: int) -> str:
@@ -133,8 +148,12 @@ def describe_evm(settings: EvmSettings) -> dict[str, Any]:
     }
 
 
-def _key_step(idempotency_key: str) -> RailStep:
-    return RailStep(idempotency_key.rsplit("-", 1)[-1])
+def _key_step(idempotency_key: str) -> tuple[RailStep, bool]:
+    """The step a key names, and whether it is a partial release."""
+    suffix = idempotency_key.rsplit("-", 1)[-1]
+    if suffix == PARTIAL_RELEASE_KEY_SUFFIX:
+        return RailStep.RELEASE, True
+    return RailStep(suffix), False
 
 
 def _rail_error(exc: EscrowGatewayError, step: RailStep) -> RailError:
@@ -164,21 +183,46 @@ class EvmEscrowRail:
         self.gateway = gateway
         self.bindings = BindingIO(session, self.name)
 
+    @property
+    def asset(self) -> str:
+        """What this rail's amounts are in (``EVM_NATIVE_SYMBOL``, e.g. ETH)."""
+        return self.settings.native_symbol
+
+    # -- what differs between the native and the ERC-20 escrow -----------------------------
+
+    @property
+    def units_per_price_unit(self) -> int:
+        """Smallest on-chain units in one price unit (wei per unit here)."""
+        return self.settings.wei_per_unit
+
+    @property
+    def unit_name(self) -> str:
+        return "wei"
+
+    @property
+    def token(self) -> str | None:
+        return None
+
+    def _to_units(self, amount: Decimal, what: str) -> int:
+        try:
+            return units_to_wei(amount, self.units_per_price_unit)
+        except AmountError as exc:
+            raise RailRefusedError(
+                FailureCode.AMOUNT_NOT_IN_RAIL_UNITS,
+                f"{what} {decimal_text(amount)} cannot be held in whole {self.unit_name} at "
+                f"{self.units_per_price_unit} {self.unit_name} per unit of {self.asset}: {exc}",
+            ) from exc
+
     # -- prepare (in the recording transaction) --------------------------------------------
 
     async def prepare(self, settlement: RailSettlement, profiles: RailProfiles) -> None:
         s = settlement
-        try:
-            amount_wei = units_to_wei(s.amount, self.settings.wei_per_unit)
-            bond_wei = units_to_wei(s.bond, self.settings.wei_per_unit)
-        except AmountError as exc:
-            raise RailRefusedError(
-                FailureCode.AMOUNT_NOT_IN_RAIL_UNITS,
-                f"{decimal_text(s.amount)} (bond {decimal_text(s.bond)}) cannot be held in "
-                f"whole wei at {self.settings.wei_per_unit} wei per unit: {exc}",
-            ) from exc
+        amount_wei = self._to_units(s.amount, "the amount")
+        bond_wei = self._to_units(s.bond, "the bond")
         if amount_wei <= 0:
-            raise RailRefusedError(FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, "the amount is 0 wei")
+            raise RailRefusedError(
+                FailureCode.AMOUNT_BELOW_RAIL_MINIMUM, f"the amount is 0 {self.unit_name}"
+            )
         addresses: dict[str, str] = {}
         for role, agent, profile in (
             ("buyer", s.buyer, profiles.buyer),
@@ -214,6 +258,7 @@ class EvmEscrowRail:
                 bond_wei=bond_wei,
                 contract=self.gateway.address,
                 escrow_id=escrow_id,
+                token=self.token,
             ).stored(),
         )
 
@@ -274,8 +319,57 @@ class EvmEscrowRail:
     async def slash(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         return await self._finish(RailStep.SLASH, settlement)
 
+    async def release_partial(self, s: RailSettlement, amount: Decimal, key: str) -> RailResult:
+        """Pay the seller ``amount`` (and its bond back) and refund the buyer the rest of the
+        held amount, in one transaction. Idempotent on ``key`` (its last segment ``partial``,
+        so :meth:`status` knows it): a replay with the same amount converges; the escrow
+        finished otherwise, or ``amount`` outside ``[0, s.amount]``, is a RailError."""
+        try:
+            seller_units = self._to_units(amount, "the seller's part")
+        except RailRefusedError as exc:
+            raise RailError(exc.code, exc.detail) from exc
+        p = await self._params(s.id)
+        if not 0 <= seller_units <= p.amount_wei:
+            raise RailError(
+                FailureCode.AMOUNT_NOT_IN_RAIL_UNITS,
+                f"the seller's part {decimal_text(amount)} is not between 0 and the held "
+                f"amount {decimal_text(s.amount)}",
+            )
+        try:
+            result = await self.gateway.release_partial(p.escrow_id, seller_units)
+        except EscrowConflictError as exc:
+            raise RailError(
+                FailureCode.FAILED_ESCROW,
+                f"cannot release part: escrow {p.escrow_id} is already {exc.state.status.name}",
+            ) from exc
+        except EscrowGatewayError as exc:
+            raise _rail_error(exc, RailStep.RELEASE) from exc
+        log.info(
+            "rail.evm.partially_released",
+            settlement_id=s.id,
+            rail=self.name,
+            escrow_id=result.escrow_id,
+            tx_hash=result.tx_hash,
+            seller_units=str(seller_units),
+            already_done=result.already_done,
+            idempotency_key=key,
+        )
+        out = self._result(RailStep.RELEASE, result, result.state)
+        out.detail["seller_amount"] = str(seller_units)
+        out.detail["buyer_amount"] = str(p.amount_wei - seller_units)
+        return out
+
+    async def withdraw_for(self, payee: str) -> WithdrawalResult:
+        """Pay ``payee`` (an address) its deferred credit on the escrow; a no-op (amount 0)
+        when nothing is pending, so a retried payout pays nothing twice."""
+        try:
+            return await self.gateway.withdraw_for(payee)
+        except EscrowGatewayError as exc:
+            raise _rail_error(exc, RailStep.RELEASE) from exc
+
     async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
-        step = _key_step(idempotency_key)
+        step, partial = _key_step(idempotency_key)
+        target = EscrowStatus.PARTIALLY_RELEASED if partial else _TARGET.get(step)
         p = await self._params(settlement.id)
         try:
             state = await self.gateway.get_escrow(p.escrow_id)
@@ -288,12 +382,13 @@ class EvmEscrowRail:
                 )
         except EscrowGatewayError as exc:
             raise _rail_error(exc, step) from exc
-        if state.status is _TARGET[step]:
+        assert target is not None
+        if state.status is target:
             return self._state_result(step, state)
         if state.status is EscrowStatus.LOCKED:
             return self._state_result(step, state, RailOpStatus.NOT_FOUND)
         detail = (
-            f"escrow {state.escrow_id} is {state.status.name}, not {_TARGET[step].name}"
+            f"escrow {state.escrow_id} is {state.status.name}, not {target.name}"
             if state.exists
             else f"escrow {p.escrow_id} was never locked"
         )
@@ -316,6 +411,8 @@ class EvmEscrowRail:
             return None
         if state.beneficiary != p.beneficiary or state.amount_wei != p.amount_wei:
             return None  # lock_for then reports the conflict
+        if state.token != p.token:
+            return None
         if state.delivery_deadline < p.deadline_s:
             return None
         return EscrowTxResult("lock", state.escrow_id, None, None, None, True, state)

@@ -9,7 +9,14 @@ from typing import Any
 
 from eth_typing import ChecksumAddress
 
-__all__ = ["DecodedRevert", "EscrowEvent", "EscrowState", "EscrowStatus", "EscrowTxResult"]
+__all__ = [
+    "DecodedRevert",
+    "EscrowEvent",
+    "EscrowState",
+    "EscrowStatus",
+    "EscrowTxResult",
+    "WithdrawalResult",
+]
 
 # --------------------------------------------------------------------------------------------
 # results
@@ -22,15 +29,21 @@ class EscrowStatus(IntEnum):
     RELEASED = 2
     REFUNDED = 3
     SLASHED = 4
+    PARTIALLY_RELEASED = 5  # releasePartial: the seller got part, the buyer the rest
 
     @property
     def is_terminal(self) -> bool:
-        return self in (EscrowStatus.RELEASED, EscrowStatus.REFUNDED, EscrowStatus.SLASHED)
+        return self is not EscrowStatus.NONE and self is not EscrowStatus.LOCKED
 
 
 @dataclass(frozen=True, slots=True)
 class EscrowState:
-    """``getEscrow(escrowId)``: all zero with status ``NONE`` if never locked."""
+    """``getEscrow(escrowId)``: all zero with status ``NONE`` if never locked.
+
+    ``amount_wei``/``bond_wei`` are in the escrow's smallest unit: wei on ``PactEscrow``, the
+    token's own base unit (USDC: 10**-6) on ``PactTokenEscrow``, whose escrows also name their
+    ``token`` (``None`` on the native escrow).
+    """
 
     escrow_id: str
     intent_id: str
@@ -41,6 +54,7 @@ class EscrowState:
     bond_wei: int
     delivery_deadline: int
     status: EscrowStatus
+    token: ChecksumAddress | None = None
 
     @property
     def exists(self) -> bool:
@@ -59,6 +73,17 @@ class EscrowTxResult:
     gas_used: int | None
     already_done: bool
     state: EscrowState
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalResult:
+    """``withdrawFor(payee)``: ``amount`` paid to ``payee`` (0 and no transaction when nothing
+    was pending, so a repeated payout is a no-op)."""
+
+    payee: ChecksumAddress
+    amount: int
+    tx_hash: str | None
+    token: ChecksumAddress | None = None
 
 
 @dataclass(frozen=True, slots=True)

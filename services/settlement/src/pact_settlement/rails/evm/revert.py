@@ -11,7 +11,7 @@ from typing import Any, Final
 from eth_abi import abi as eth_abi
 from eth_utils.crypto import keccak
 
-from pact_settlement.rails.evm.ids import load_artifact, to_hex
+from pact_settlement.rails.evm.ids import TOKEN_ESCROW, load_artifact, to_hex
 from pact_settlement.rails.evm.results import DecodedRevert
 
 __all__ = ["decode_revert", "error_selectors"]
@@ -21,10 +21,34 @@ __all__ = ["decode_revert", "error_selectors"]
 # --------------------------------------------------------------------------------------------
 
 
+#: The standard ERC-20 / EIP-2612 errors (ERC-6093, OpenZeppelin's ``IERC20Errors``) a token
+#: reverts with inside ``safeTransferFrom``/``permit``; they bubble up through the escrow.
+_TOKEN_ERRORS: Final = [
+    {
+        "type": "error",
+        "name": name,
+        "inputs": [{"type": t, "name": n} for t, n in inputs],
+    }
+    for name, inputs in (
+        (
+            "ERC20InsufficientBalance",
+            (("address", "sender"), ("uint256", "balance"), ("uint256", "needed")),
+        ),
+        (
+            "ERC20InsufficientAllowance",
+            (("address", "spender"), ("uint256", "allowance"), ("uint256", "needed")),
+        ),
+        ("ERC2612ExpiredSignature", (("uint256", "deadline"),)),
+        ("ERC2612InvalidSigner", (("address", "signer"), ("address", "owner"))),
+    )
+]
+
+
 @functools.cache
 def _error_table() -> Mapping[bytes, tuple[str, tuple[str, ...], tuple[str, ...]]]:
     table: dict[bytes, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
-    for item in load_artifact()["abi"]:
+    abi = [*load_artifact()["abi"], *load_artifact(TOKEN_ESCROW)["abi"], *_TOKEN_ERRORS]
+    for item in abi:
         if item.get("type") != "error":
             continue
         types = tuple(str(i["type"]) for i in item.get("inputs", []))

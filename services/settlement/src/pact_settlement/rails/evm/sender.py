@@ -251,7 +251,7 @@ class TxSender:
                 if attempt == 0 and _is_nonce_too_low(message):
                     continue
                 revert = decode_revert(exc)
-                if revert is not None:  # nodes that execute on submission (ganache's default)
+                if revert is not None:  # nodes that execute on submission (some dev nodes do)
                     raise RevertedError(revert, None, message) from exc
                 if _is_transport_error(exc):
                     # It may or may not have reached the node.

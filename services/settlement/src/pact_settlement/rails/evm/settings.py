@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 __all__ = ["EvmSettings"]
 
@@ -16,7 +16,7 @@ class EvmSettings(BaseModel):
     rpc_url: SecretStr | None = Field(
         default=None,
         description="JSON-RPC endpoint (http(s)://…); a secret (hosted nodes put an API key in "
-        "it). Required when 'evm' is enabled.",
+        "it). Required when 'evm' or 'evm-erc20' is enabled.",
     )
     operator_key: SecretStr | None = Field(
         default=None,
@@ -49,6 +49,36 @@ class EvmSettings(BaseModel):
         description="Wei per unit of price (10**18: one price unit is one ether). Amounts that "
         "would need a fraction of a wei are refused.",
     )
+    native_symbol: str = Field(
+        default="ETH",
+        min_length=1,
+        max_length=16,
+        description="The asset name the 'evm' rail reports for the chain's native currency.",
+    )
+    token_escrow_address: str | None = Field(
+        default=None,
+        description="Address of the deployed PactTokenEscrow (the ERC-20 escrow). Required when "
+        "'evm-erc20' is enabled.",
+    )
+    token_address: str | None = Field(
+        default=None,
+        description="Address of the ERC-20 token the 'evm-erc20' rail escrows (e.g. USDC). "
+        "Required when 'evm-erc20' is enabled; the operator account holds the custody balance.",
+    )
+    token_decimals: int = Field(
+        default=6,
+        ge=0,
+        le=36,
+        description="The token's decimals (USDC: 6): one price unit is 10**decimals base units; "
+        "a price needing a fraction of a base unit is refused. Checked against the token's "
+        "decimals() on first use.",
+    )
+    token_symbol: str = Field(
+        default="USDC",
+        min_length=1,
+        max_length=16,
+        description="The asset name the 'evm-erc20' rail reports (its settlements' currency).",
+    )
     deadline_grace_s: int = Field(
         default=3_600,
         ge=0,
@@ -71,9 +101,9 @@ class EvmSettings(BaseModel):
             raise ValueError("EVM_OPERATOR_KEY must be 32 bytes of hex")
         return SecretStr("0x" + text.lower())
 
-    @field_validator("contract_address")
+    @field_validator("contract_address", "token_escrow_address", "token_address")
     @classmethod
-    def _contract_address(cls, value: str | None) -> str | None:
+    def _contract_address(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or not value.strip():
             return None
         from eth_utils.address import is_address, is_checksum_address, to_checksum_address
@@ -83,8 +113,8 @@ class EvmSettings(BaseModel):
         mixed_case = digits != digits.lower() and digits != digits.upper()
         if not is_address(text) or (mixed_case and not is_checksum_address(text)):
             raise ValueError(
-                f"EVM_CONTRACT_ADDRESS {value!r} is not an address (or its EIP-55 checksum "
-                "is wrong)"
+                f"EVM_{(info.field_name or '').upper()} {value!r} is not an address (or its "
+                "EIP-55 checksum is wrong)"
             )
         return str(to_checksum_address(text))
 
@@ -96,6 +126,19 @@ class EvmSettings(BaseModel):
                 ("EVM_RPC_URL", self.rpc_url),
                 ("EVM_OPERATOR_KEY", self.operator_key),
                 ("EVM_CONTRACT_ADDRESS", self.contract_address),
+            )
+            if not value
+        ]
+
+    def missing_token(self) -> list[str]:
+        """What the 'evm-erc20' rail cannot work without, by variable suffix."""
+        return [
+            name
+            for name, value in (
+                ("EVM_RPC_URL", self.rpc_url),
+                ("EVM_OPERATOR_KEY", self.operator_key),
+                ("EVM_TOKEN_ESCROW_ADDRESS", self.token_escrow_address),
+                ("EVM_TOKEN_ADDRESS", self.token_address),
             )
             if not value
         ]

@@ -1,4 +1,4 @@
-"""The EVM rail end to end over real JSON-RPC (ganache over HTTP): the app builds its gateway
+"""The EVM rail end to end over real JSON-RPC (anvil over HTTP): the app builds its gateway
 from settings alone (RPC URL, operator key, contract address, chain id), as in production."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from fixtures.rails import GANACHE_CHAIN_ID, Chain, put_profile
+from fixtures.rails import ANVIL_CHAIN_ID, Chain, put_profile
 from pact_settlement.rails.evm.results import EscrowStatus
 
 from .flow import RELEASE, deliver, run_step, state_of
@@ -23,14 +23,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings_overrides(ganache_url: str, ganache_chain: Chain) -> dict[str, Any]:
+def settings_overrides(anvil_url: str, anvil_chain: Chain) -> dict[str, Any]:
     return {
         "enabled_rails": ["ledger", "evm"],
         "default_rail": "evm",
-        "evm_rpc_url": ganache_url,
-        "evm_operator_key": ganache_chain.operator.key.hex(),
-        "evm_contract_address": ganache_chain.escrow,
-        "evm_chain_id": GANACHE_CHAIN_ID,
+        "evm_rpc_url": anvil_url,
+        "evm_operator_key": anvil_chain.operator.key.hex(),
+        "evm_contract_address": anvil_chain.escrow,
+        "evm_chain_id": ANVIL_CHAIN_ID,
         "evm_confirmations": 1,
         "evm_poll_interval_s": 0.05,
         "require_seller_bond": True,
@@ -39,9 +39,9 @@ def settings_overrides(ganache_url: str, ganache_chain: Chain) -> dict[str, Any]
 
 
 async def test_accept_lock_deliver_release_on_a_json_rpc_node(
-    api: Any, pact: Any, ganache_chain: Chain, app: Any
+    api: Any, pact: Any, anvil_chain: Chain, app: Any
 ) -> None:
-    chain = ganache_chain
+    chain = anvil_chain
     await put_profile(api, pact.buyer.public_key_b58, "evm", {"evm_address": chain.buyer.address})
     await put_profile(
         api, pact.provider.public_key_b58, "evm", {"evm_address": chain.seller.address}
