@@ -110,7 +110,7 @@ async def test_intent_ids_become_unique_per_buyer_without_losing_rows_or_guards(
         async with engine.begin() as conn:
             await conn.execute(text(insert_settlement), {"id": "st_a", "buyer": "buyer-a"})
             await conn.execute(text(event), {"id": "st_a"})
-        await migrate.upgrade(engine)
+        await migrate.upgrade(engine, "a7c9d1e30005")
         async with engine.begin() as conn:
             events = await conn.execute(text("SELECT COUNT(*) FROM settlement_events"))
             assert events.scalar() == 1

@@ -32,6 +32,7 @@ from pact_settlement.kit.observability import (
 from pact_settlement.kit.openapi import install_openapi, operation_id
 from pact_settlement.outbound_webhooks.endpoints import router as webhook_endpoints_router
 from pact_settlement.outbound_webhooks.worker import WebhookDispatcher
+from pact_settlement.payouts.endpoints import router as payouts_router
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.endpoints import router as rails_router
 from pact_settlement.receipts.endpoints import router as receipts_router
@@ -251,6 +252,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(settlements_router)
     app.include_router(accounts_router)
+    app.include_router(payouts_router)
     app.include_router(rails_router)
     app.include_router(delivery_router)
     app.include_router(receipts_router)

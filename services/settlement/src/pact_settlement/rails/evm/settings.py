@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from pact_settlement.rails.assets import check_asset
+
 __all__ = ["EvmSettings"]
 
 
@@ -49,12 +51,22 @@ class EvmSettings(BaseModel):
         description="Wei per unit of price (10**18: one price unit is one ether). Amounts that "
         "would need a fraction of a wei are refused.",
     )
+    asset: str = Field(
+        default="ETH",
+        description="The asset evm-rail settlements are in: the chain's native currency (ETH "
+        "on Ethereum; another code on another chain).",
+    )
     deadline_grace_s: int = Field(
         default=3_600,
         ge=0,
         description="Added to delivery deadline + challenge window for the on-chain deadline "
         "after which anyone may refund the buyer.",
     )
+
+    @field_validator("asset")
+    @classmethod
+    def _asset(cls, value: str) -> str:
+        return check_asset(value)
 
     @field_validator("operator_key")
     @classmethod

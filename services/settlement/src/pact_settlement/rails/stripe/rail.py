@@ -49,8 +49,10 @@ from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.time import session_now
 from pact_settlement.rails._binding_io import BindingIO
 from pact_settlement.rails.base import (
+    PartyProfile,
     RailError,
     RailOpStatus,
+    RailPayout,
     RailProfiles,
     RailRefusedError,
     RailResult,
@@ -70,6 +72,7 @@ from pact_settlement.rails.stripe.errors import (
     StripeConfigurationError,
     StripeDeclinedError,
     StripeGatewayError,
+    StripeRequestError,
     StripeTransientError,
 )
 from pact_settlement.rails.stripe.gateway import StripeGateway
@@ -170,6 +173,72 @@ class StripeRail:
         self.settings = settings
         self.gateway = gateway
         self.bindings = BindingIO(session, self.name)
+        self.asset = settings.currency.upper()
+
+    # -- payouts: a Transfer to the seller's Connect account ------------------------------
+
+    def payout_destination(self, profile: PartyProfile | None) -> str:
+        if profile is None or not profile.stripe_connect_account:
+            agent = profile.agent_id if profile is not None else "the agent"
+            raise RailRefusedError(
+                FailureCode.MISSING_REQUIRED_CREDENTIALS,
+                f"{agent} has no stripe_connect_account (acct_…) in its stripe payment "
+                "profile: nowhere to transfer a payout",
+            )
+        return profile.stripe_connect_account
+
+    async def payout(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
+        try:
+            to_stripe_amount(payout.amount, self.settings.currency, rounding=None)
+        except AmountError as exc:
+            raise RailError(
+                FailureCode.AMOUNT_NOT_IN_RAIL_UNITS,
+                f"cannot transfer {decimal_text(payout.amount)} {payout.asset} exactly: {exc}",
+            ) from exc
+        try:
+            transfer = await self.gateway.transfer(
+                payout.id, payout.amount, payout.destination, idempotency_key=idempotency_key
+            )
+        except StripeRequestError as exc:
+            if exc.http_status == 404 and exc.stripe_code is None:
+                # The server has no /v1/transfers route at all (localstripe): say so, never
+                # pretend the money moved.
+                raise RailError(
+                    ProblemCode.PAYOUT_NOT_SUPPORTED,
+                    f"this Stripe server has no Transfers API: {exc}",
+                ) from exc
+            raise _rail_error(exc, RailStep.PAYOUT) from exc
+        except StripeGatewayError as exc:
+            raise _rail_error(exc, RailStep.PAYOUT) from exc
+        return self._transfer_result(transfer)
+
+    async def payout_status(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
+        try:
+            transfers = await self.gateway.find_transfers(payout.id)
+        except StripeRequestError as exc:
+            if exc.http_status == 404 and exc.stripe_code is None:
+                # No Transfers API: no transfer was ever made on this server.
+                return RailResult(step=RailStep.PAYOUT, status=RailOpStatus.NOT_FOUND)
+            raise _rail_error(exc, RailStep.PAYOUT) from exc
+        except StripeGatewayError as exc:
+            raise _rail_error(exc, RailStep.PAYOUT) from exc
+        if not transfers:
+            return RailResult(step=RailStep.PAYOUT, status=RailOpStatus.NOT_FOUND)
+        return self._transfer_result(transfers[0])
+
+    @staticmethod
+    def _transfer_result(transfer: dict[str, Any]) -> RailResult:
+        """A Transfer moves the money when it is created; one reversed since is not paid."""
+        if transfer.get("reversed"):
+            return RailResult(
+                step=RailStep.PAYOUT,
+                status=RailOpStatus.FAILED,
+                reference=str(transfer.get("id")),
+                detail={"code": "TRANSFER_REVERSED", "error": "the Transfer was reversed"},
+            )
+        return RailResult(
+            step=RailStep.PAYOUT, status=RailOpStatus.SUCCEEDED, reference=str(transfer.get("id"))
+        )
 
     # -- prepare (in the recording transaction) --------------------------------------------
 
