@@ -340,7 +340,9 @@ async def resolve_payout(
         payout.failure_detail = str(outcome.detail.get("error") or "the rail refused it")
         event = "payout.failed"
     else:
-        backoff = timedelta(seconds=settings.reconcile_grace_s) * (2 ** min(payout.attempts, 6))
+        backoff = timedelta(seconds=settings.reconcile_grace_s) * (
+            2 ** min(max(payout.attempts - 1, 0), 6)
+        )
         payout.lease_until = now + min(backoff, MAX_BACKOFF)
         payout.failure_detail = str(outcome.detail.get("error") or "") or None
         payout.updated_at = now

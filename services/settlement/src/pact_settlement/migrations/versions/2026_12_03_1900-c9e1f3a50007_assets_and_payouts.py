@@ -8,7 +8,8 @@
 * ``settlements.asset``: what the amount and bond are in, the rail's asset when recorded.
 * ``journal_transactions.kind`` also takes ``payout_hold``, ``payout_paid``,
   ``payout_return``.
-* ``payment_profiles.stripe_connect_account``: a seller's Connect account (payouts).
+* ``payment_profiles.stripe_connect_account``: a seller's Connect account (payouts); a stripe
+  profile holds a card (customer and payment method together), a Connect account, or both.
 * ``payouts``: one row per payout, ``pending`` (with its ledger hold) before any rail call.
 
 Backfill: every existing account, leg and ledger settlement gets the ledger rail's asset,
@@ -45,6 +46,13 @@ OLD_KINDS = "kind IN ('deposit', 'lock', 'release', 'refund', 'slash')"
 NEW_KINDS = (
     "kind IN ('deposit', 'lock', 'release', 'refund', 'slash', "
     "'payout_hold', 'payout_paid', 'payout_return')"
+)
+OLD_STRIPE_PROFILE = (
+    "rail <> 'stripe' OR (stripe_customer IS NOT NULL AND stripe_payment_method IS NOT NULL)"
+)
+NEW_STRIPE_PROFILE = (
+    "rail <> 'stripe' OR ((stripe_customer IS NULL) = (stripe_payment_method IS NULL) "
+    "AND (stripe_payment_method IS NOT NULL OR stripe_connect_account IS NOT NULL))"
 )
 OWNER_UNIQUE = "CONSTRAINT uq_ledger_accounts_owner UNIQUE (owner)"
 OWNER_ASSET_UNIQUE = "CONSTRAINT uq_ledger_accounts_owner_asset UNIQUE (owner, asset)"
@@ -229,6 +237,12 @@ def upgrade() -> None:
     op.add_column(
         "payment_profiles", sa.Column("stripe_connect_account", sa.String(255), nullable=True)
     )
+    if sqlite:
+        _sqlite_rebuild("payment_profiles", OLD_STRIPE_PROFILE, NEW_STRIPE_PROFILE)
+    else:
+        name = op.f("ck_payment_profiles_stripe_complete")
+        op.drop_constraint(name, "payment_profiles", type_="check")
+        op.create_check_constraint(name, "payment_profiles", NEW_STRIPE_PROFILE)
 
     positive = (
         "substr(amount, 1, 1) <> '-' AND amount <> '0.000000000000000000'"
@@ -283,14 +297,24 @@ def downgrade() -> None:
         "HAVING COUNT(*) > 1) AS several"
     ).scalar_one()
     paid_out = bind.exec_driver_sql("SELECT COUNT(*) FROM payouts").scalar_one()
-    if several or paid_out:
+    connect_only = bind.exec_driver_sql(
+        "SELECT COUNT(*) FROM payment_profiles WHERE rail = 'stripe' "
+        "AND stripe_payment_method IS NULL"
+    ).scalar_one()
+    if several or paid_out or connect_only:
         raise RuntimeError(
-            f"{several} owners hold several assets and {paid_out} payouts exist: the ledger "
-            "cannot go back to one unnamed currency without losing them"
+            f"{several} owners hold several assets, {paid_out} payouts and {connect_only} "
+            "card-less stripe profiles exist: going back would lose them"
         )
     op.drop_index("ix_payouts_status_lease", table_name="payouts")
     op.drop_index("ix_payouts_agent_created", table_name="payouts")
     op.drop_table("payouts")
+    if sqlite:
+        _sqlite_rebuild("payment_profiles", NEW_STRIPE_PROFILE, OLD_STRIPE_PROFILE)
+    else:
+        name = op.f("ck_payment_profiles_stripe_complete")
+        op.drop_constraint(name, "payment_profiles", type_="check")
+        op.create_check_constraint(name, "payment_profiles", OLD_STRIPE_PROFILE)
     op.execute("ALTER TABLE payment_profiles DROP COLUMN stripe_connect_account")
     if sqlite:
         op.execute("DROP TRIGGER IF EXISTS journal_legs_asset_matches")

@@ -72,7 +72,6 @@ from pact_settlement.rails.stripe.errors import (
     StripeConfigurationError,
     StripeDeclinedError,
     StripeGatewayError,
-    StripeRequestError,
     StripeTransientError,
 )
 from pact_settlement.rails.stripe.gateway import StripeGateway
@@ -161,6 +160,13 @@ def _rail_error(exc: StripeGatewayError, step: RailStep) -> RailError:
     return RailError(FailureCode.FAILED_ESCROW, f"Stripe refused the {step.value}: {exc}")
 
 
+def _no_route(exc: StripeGatewayError) -> bool:
+    """A 404 that is not a Stripe error object: the server has no such route (localstripe
+    has no Transfers API), so the request made nothing. Stripe's own 404s carry a code
+    (``resource_missing``)."""
+    return exc.http_status == 404 and exc.stripe_code is None
+
+
 class StripeRail:
     name = "stripe"
     transactional = False
@@ -199,28 +205,23 @@ class StripeRail:
             transfer = await self.gateway.transfer(
                 payout.id, payout.amount, payout.destination, idempotency_key=idempotency_key
             )
-        except StripeRequestError as exc:
-            if exc.http_status == 404 and exc.stripe_code is None:
-                # The server has no /v1/transfers route at all (localstripe): say so, never
-                # pretend the money moved.
+        except StripeGatewayError as exc:
+            if _no_route(exc):
+                # The server has no /v1/transfers route at all (localstripe): nothing was
+                # made; say so, never pretend the money moved.
                 raise RailError(
                     ProblemCode.PAYOUT_NOT_SUPPORTED,
                     f"this Stripe server has no Transfers API: {exc}",
                 ) from exc
-            raise _rail_error(exc, RailStep.PAYOUT) from exc
-        except StripeGatewayError as exc:
             raise _rail_error(exc, RailStep.PAYOUT) from exc
         return self._transfer_result(transfer)
 
     async def payout_status(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
         try:
             transfers = await self.gateway.find_transfers(payout.id)
-        except StripeRequestError as exc:
-            if exc.http_status == 404 and exc.stripe_code is None:
-                # No Transfers API: no transfer was ever made on this server.
-                return RailResult(step=RailStep.PAYOUT, status=RailOpStatus.NOT_FOUND)
-            raise _rail_error(exc, RailStep.PAYOUT) from exc
         except StripeGatewayError as exc:
+            if _no_route(exc):  # no Transfers API: no transfer was ever made on this server
+                return RailResult(step=RailStep.PAYOUT, status=RailOpStatus.NOT_FOUND)
             raise _rail_error(exc, RailStep.PAYOUT) from exc
         if not transfers:
             return RailResult(step=RailStep.PAYOUT, status=RailOpStatus.NOT_FOUND)
