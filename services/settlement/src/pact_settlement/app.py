@@ -81,7 +81,11 @@ TAGS = [
         "name": "delivery",
         "description": "The seller's COMMIT, REVEAL and abort; the buyer's challenge.",
     },
-    {"name": "accounts", "description": "Balances, deposits, top-ups, payment profiles."},
+    {
+        "name": "accounts",
+        "description": "Balances per asset, deposits, top-ups, payment profiles.",
+    },
+    {"name": "payouts", "description": "Pay a seller's available balance out through a rail."},
     {"name": "rails", "description": "The payment rails a settlement can use."},
     {"name": "identity", "description": "The key that signs RECEIPTs, and what we speak."},
     {

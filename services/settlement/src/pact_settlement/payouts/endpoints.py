@@ -145,7 +145,12 @@ async def list_payouts(
     response_model=PayoutRead,
     summary="One payout",
     responses=responses(
-        Refusal(404, "NOT_FOUND", "No such payout of this agent", "no payout 'po_x' of agent …"),
+        Refusal(
+            404,
+            "NOT_FOUND",
+            "No such payout of this agent",
+            f"no payout 'po_01kb0ybd3f5h7k9m1p3r5t7v9x' of agent {examples.BUYER.public_key_b58}",
+        ),
         DATABASE_UNAVAILABLE,
         success={200: ok("The payout", _PAID)},
     ),
