@@ -19,7 +19,8 @@ import asyncpg  # type: ignore[import-untyped]
 SETTLEMENTS = """
 INSERT INTO settlements (id, intent_id, state, rail, asset, amount, bond, bond_locked, buyer,
     seller, settlement_mode, proof_type, challenge_window_ms, delivery_deadline_ms,
-    delivery_deadline_at, quote_expires_at, accept_hash, request_fingerprint, closed_at, created_at, updated_at)
+    delivery_deadline_at, quote_expires_at, accept_hash, request_fingerprint, closed_at,
+    created_at, updated_at)
 SELECT 'st_bulk_' || lpad(i::text, 12, '0'),
        'bulk-' || lpad(i::text, 12, '0'),
        CASE WHEN i % 10 = 0 THEN 'locked' ELSE 'released' END,
