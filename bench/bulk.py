@@ -17,13 +17,14 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 SETTLEMENTS = """
-INSERT INTO settlements (id, intent_id, state, rail, amount, bond, bond_locked, buyer, seller,
-    settlement_mode, proof_type, challenge_window_ms, delivery_deadline_ms, delivery_deadline_at,
-    quote_expires_at, accept_hash, request_fingerprint, closed_at, created_at, updated_at)
+INSERT INTO settlements (id, intent_id, state, rail, asset, amount, bond, bond_locked, buyer,
+    seller, settlement_mode, proof_type, challenge_window_ms, delivery_deadline_ms,
+    delivery_deadline_at, quote_expires_at, accept_hash, request_fingerprint, closed_at,
+    created_at, updated_at)
 SELECT 'st_bulk_' || lpad(i::text, 12, '0'),
        'bulk-' || lpad(i::text, 12, '0'),
        CASE WHEN i % 10 = 0 THEN 'locked' ELSE 'released' END,
-       'ledger', 0.00008, 0.00016, 0,
+       'ledger', 'USD', 0.00008, 0.00016, 0,
        left(md5('buyer' || (i % 1000)) || md5('b' || (i % 1000)), 44),
        $3,
        'hash_reveal', 'hash_reveal', 60000,

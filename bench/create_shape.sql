@@ -49,13 +49,13 @@ SELECT id, intent_id, state, rail, amount, bond, bond_locked, buyer, seller, set
   FROM settlements WHERE intent_id = 'sb-' || :k;
 
 -- 4. the settlement, pending
-INSERT INTO settlements (id, intent_id, state, rail, amount, bond, bond_locked, buyer, seller,
+INSERT INTO settlements (id, intent_id, state, rail, asset, amount, bond, bond_locked, buyer, seller,
                          settlement_mode, proof_type, challenge_window_ms, delivery_deadline_ms,
                          delivery_deadline_at, quote_expires_at, accept_hash, request_fingerprint,
                          failure_code, failure_detail, locked_at, commit_hash_hex, reveal_hash_hex,
                          delivered_at, challenge_ends_at, receipt_json, closed_at, created_at,
                          updated_at)
-VALUES ('st_' || :k, 'sb-' || :k, 'pending', 'ledger', 0.00008, 0.00016, 0, :buyer,
+VALUES ('st_' || :k, 'sb-' || :k, 'pending', 'ledger', 'USD', 0.00008, 0.00016, 0, :buyer,
         'ACzDEKEkh6ns9gCgzz9jnHqYTzNwSDEa5mzerjmRzMum', 'hash_reveal', 'hash_reveal', 60000,
         :now_ms::bigint + 7200000, now() + interval '2 hours', now() + interval '1 hour', :h, :fp,
         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, now(), now());
@@ -100,7 +100,8 @@ SELECT id, kind, idempotency_key, settlement_id, memo, created_at
 
 -- 11. the buyer's account, locked
 SELECT id AS acct, owner, kind, allow_negative, available, locked, created_at, updated_at
-  FROM ledger_accounts WHERE owner IN (:buyer) ORDER BY owner FOR UPDATE
+  FROM ledger_accounts WHERE (owner, asset) IN ((:buyer, 'USD')) ORDER BY owner, asset
+   FOR UPDATE
 \gset
 
 -- 12. the journal transaction
@@ -109,8 +110,9 @@ VALUES ('jtx_' || :k, 'lock', 'settlement-st_' || :k || '-lock', 'st_' || :k, 'l
         now());
 
 -- 13. its two legs (available -x, locked +x), one multi-row INSERT
-INSERT INTO journal_legs (transaction_id, account_id, bucket, amount)
-VALUES ('jtx_' || :k, :acct, 'available', -0.00008), ('jtx_' || :k, :acct, 'locked', 0.00008)
+INSERT INTO journal_legs (transaction_id, account_id, bucket, amount, asset)
+VALUES ('jtx_' || :k, :acct, 'available', -0.00008, 'USD'),
+       ('jtx_' || :k, :acct, 'locked', 0.00008, 'USD')
 RETURNING id;
 
 -- 14. the new balances, computed from the row read in 11

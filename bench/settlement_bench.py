@@ -354,12 +354,12 @@ def shape_options(clients: int) -> list[str]:
 
 
 SEED_SHAPE_BUYERS = f"""
-INSERT INTO ledger_accounts (id, owner, kind, allow_negative, available, locked, created_at,
-                             updated_at)
+INSERT INTO ledger_accounts (id, owner, asset, kind, allow_negative, available, locked,
+                             created_at, updated_at)
 SELECT 'acct_shape' || lpad(i::text, 22, '0'), 'shape-buyer-' || lpad(i::text, 32, '0'),
-       'agent', false, {DEPOSIT}, 0, now(), now()
+       'USD', 'agent', false, {DEPOSIT}, 0, now(), now()
   FROM generate_series(0, {SHAPE_BUYERS - 1}) AS i
-ON CONFLICT (owner) DO NOTHING
+ON CONFLICT (owner, asset) DO NOTHING
 """  # noqa: S608 - module constants, no input
 
 

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 API_TOKEN = "test-provider-token-0123456789abcdef"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 TABLES = (
+    "payouts",
     "webhook_deliveries",
     "webhook_endpoints",
     "webhook_events",

@@ -110,7 +110,7 @@ async def test_intent_ids_become_unique_per_buyer_without_losing_rows_or_guards(
         async with engine.begin() as conn:
             await conn.execute(text(insert_settlement), {"id": "st_a", "buyer": "buyer-a"})
             await conn.execute(text(event), {"id": "st_a"})
-        await migrate.upgrade(engine)
+        await migrate.upgrade(engine, "a7c9d1e30005")
         async with engine.begin() as conn:
             events = await conn.execute(text("SELECT COUNT(*) FROM settlement_events"))
             assert events.scalar() == 1
@@ -130,5 +130,103 @@ async def test_intent_ids_become_unique_per_buyer_without_losing_rows_or_guards(
         # Two buyers now share intent-1: going back to globally unique ids must refuse.
         with pytest.raises(RuntimeError, match="more than one buyer"):
             await migrate.downgrade(engine, "f4a6b8c00004")
+    finally:
+        await engine.dispose()
+
+
+async def test_assets_are_backfilled_and_guarded_after_c9e1f3a50007(
+    fresh_database_url: str,
+) -> None:
+    """Rows made before assets existed: ledger rows and ledger settlements get the ledger
+    asset (USD by default), stripe settlements STRIPE_CURRENCY, evm ones EVM_NATIVE_SYMBOL; afterwards
+    a second asset per owner is allowed and a leg in another asset than its account is not."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    engine = make_engine(fresh_database_url)
+    sqlite = engine.dialect.name == "sqlite"
+    money = "1.000000000000000000" if sqlite else "1"
+    minus = "-1.000000000000000000" if sqlite else "-1"
+    zero = "0.000000000000000000" if sqlite else "0"
+    settlement = (
+        "INSERT INTO settlements (id, intent_id, state, rail, amount, bond, bond_locked, buyer, "
+        "seller, settlement_mode, proof_type, challenge_window_ms, delivery_deadline_ms, "
+        "delivery_deadline_at, quote_expires_at, accept_hash, request_fingerprint, created_at, "
+        "updated_at) VALUES (:id, :id, 'locked', :rail, 1, 0, 0, 'b', 's', 'hash_reveal', "
+        "'hash_reveal', 0, 0, '2026-12-01 00:00:00', '2026-12-01 00:00:00', 'h', 'f', "
+        "'2026-12-01 00:00:00', '2026-12-01 00:00:00')"
+    )
+    try:
+        await migrate.upgrade(engine, "b8d0e2f40006")
+        async with engine.begin() as conn:
+            for owner, kind, neg in (
+                ("agent-a", "agent", False),
+                ("system:external", "system", True),
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO ledger_accounts (id, owner, kind, allow_negative, available, "
+                        "locked, created_at, updated_at) VALUES (:id, :owner, :kind, :neg, :v, "
+                        ":z, '2026-12-01 00:00:00', '2026-12-01 00:00:00')"
+                    ),
+                    {
+                        "id": "acct_" + kind,
+                        "owner": owner,
+                        "kind": kind,
+                        "neg": neg,
+                        "v": minus if neg else money,
+                        "z": zero,
+                    },
+                )
+            await conn.execute(
+                text(
+                    "INSERT INTO journal_transactions (id, kind, idempotency_key, created_at) "
+                    "VALUES ('jtx_1', 'deposit', 'dep-1', '2026-12-01 00:00:00')"
+                )
+            )
+            for account, amount in (("acct_agent", money), ("acct_system", minus)):
+                await conn.execute(
+                    text(
+                        "INSERT INTO journal_legs (transaction_id, account_id, bucket, amount) "
+                        "VALUES ('jtx_1', :a, 'available', :m)"
+                    ),
+                    {"a": account, "m": amount},
+                )
+            for sid, rail in (("st_l", "ledger"), ("st_s", "stripe"), ("st_e", "evm")):
+                await conn.execute(text(settlement), {"id": sid, "rail": rail})
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            assets = dict((await conn.execute(text("SELECT id, asset FROM settlements"))).all())
+            assert assets == {"st_l": "USD", "st_s": "USD", "st_e": "ETH"}
+            legs = (await conn.execute(text("SELECT DISTINCT asset FROM journal_legs"))).all()
+            assert legs == [("USD",)]
+            owners = (await conn.execute(text("SELECT DISTINCT asset FROM ledger_accounts"))).all()
+            assert owners == [("USD",)]
+            await conn.execute(
+                text(
+                    "INSERT INTO ledger_accounts (id, owner, asset, kind, allow_negative, "
+                    "available, locked, created_at, updated_at) VALUES ('acct_eur', 'agent-a', "
+                    "'EUR', 'agent', false, :z, :z, '2026-12-01 00:00:00', '2026-12-01 00:00:00')"
+                ),
+                {"z": zero},
+            )
+        async with engine.connect() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO journal_transactions (id, kind, idempotency_key, "
+                    "created_at) VALUES ('jtx_2', 'payout_hold', 'x', '2026-12-01 00:00:00')"
+                )
+            )
+            with pytest.raises(DBAPIError, match="asset"):
+                await conn.execute(
+                    text(
+                        "INSERT INTO journal_legs (transaction_id, account_id, bucket, amount, "
+                        "asset) VALUES ('jtx_2', 'acct_eur', 'available', :m, 'USD')"
+                    ),
+                    {"m": money},
+                )
+            await conn.rollback()
+        with pytest.raises(RuntimeError, match="several assets"):
+            await migrate.downgrade(engine, "b8d0e2f40006")
     finally:
         await engine.dispose()

@@ -32,6 +32,7 @@ from pact_settlement.kit.observability import (
 from pact_settlement.kit.openapi import install_openapi, operation_id
 from pact_settlement.outbound_webhooks.endpoints import router as webhook_endpoints_router
 from pact_settlement.outbound_webhooks.worker import WebhookDispatcher
+from pact_settlement.payouts.endpoints import router as payouts_router
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.endpoints import router as rails_router
 from pact_settlement.receipts.endpoints import router as receipts_router
@@ -80,7 +81,11 @@ TAGS = [
         "name": "delivery",
         "description": "The seller's COMMIT, REVEAL and abort; the buyer's challenge.",
     },
-    {"name": "accounts", "description": "Balances, deposits, top-ups, payment profiles."},
+    {
+        "name": "accounts",
+        "description": "Balances per asset, deposits, top-ups, payment profiles.",
+    },
+    {"name": "payouts", "description": "Pay a seller's available balance out through a rail."},
     {"name": "rails", "description": "The payment rails a settlement can use."},
     {"name": "identity", "description": "The key that signs RECEIPTs, and what we speak."},
     {
@@ -251,6 +256,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(settlements_router)
     app.include_router(accounts_router)
+    app.include_router(payouts_router)
     app.include_router(rails_router)
     app.include_router(delivery_router)
     app.include_router(receipts_router)

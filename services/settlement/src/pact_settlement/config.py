@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pact_settlement.rails.evm.settings import EvmSettings
+from pact_settlement.rails.ledger import LedgerSettings
 from pact_settlement.rails.stripe.settings import StripeSettings
 
 __all__ = ["DEV_ADMIN_TOKEN", "DEV_API_TOKEN", "RAIL_SETTINGS", "Environment", "SettlementSettings"]
@@ -37,7 +38,7 @@ class Environment(StrEnum):
 
 
 #: Rails with settings of their own: ``settings.<name>``, variables ``PACT_SETTLEMENT_<NAME>_*``.
-RAIL_SETTINGS = ("stripe", "evm")
+RAIL_SETTINGS = ("ledger", "stripe", "evm")
 
 
 def _split_csv(value: Any) -> Any:
@@ -196,6 +197,10 @@ class SettlementSettings(BaseSettings, HttpServerSettings):
         default=15_000, ge=0, description="How long a SQLite writer waits for the write lock."
     )
     # -- per rail: each rail owns its settings model; the variables keep their flat names ----
+    ledger: LedgerSettings = Field(
+        default_factory=LedgerSettings,
+        description="The ledger rail (PACT_SETTLEMENT_LEDGER_<FIELD>).",
+    )
     stripe: StripeSettings = Field(
         default_factory=StripeSettings,
         description="The stripe rail (PACT_SETTLEMENT_STRIPE_<FIELD>).",

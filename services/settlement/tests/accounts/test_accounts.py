@@ -14,11 +14,15 @@ async def test_deposit_credits_available_and_account_reads_as_strings(api: Any, 
     assert response.status_code == 201
     body = response.json()
     assert body["amount"] == "1"
+    at = body["account"]["updated_at"]
+    assert body["asset"] == "USD"
     assert body["account"] == {
         "agent_id": agent,
+        "asset": "USD",
         "available": "1",
         "locked": "0",
-        "updated_at": body["account"]["updated_at"],
+        "updated_at": at,
+        "balances": [{"asset": "USD", "available": "1", "locked": "0", "updated_at": at}],
     }
     await api.deposit(agent, "0.000000000000000001")
     assert await api.balances(agent) == (Decimal("1.000000000000000001"), Decimal(0))

@@ -52,6 +52,7 @@ class MemoryRail:
     name: str = "memory"
     transactional: bool = False
     supports_bond: bool = True
+    asset: str = "USD"
     records: dict[str, RailResult] = field(default_factory=dict)  # the rail's own records
     moves: list[tuple[str, str]] = field(default_factory=list)  # (step, key) money movements
     reached: list[tuple[str, str]] = field(default_factory=list)  # calls that reached it

@@ -67,6 +67,7 @@ def _settlement() -> Settlement:
         id=sid,
         intent_id=f"intent-{sid}",
         rail="ledger",
+        asset="USD",
         amount=Decimal("0.5"),
         bond=Decimal(0),
         bond_locked=Decimal(0),

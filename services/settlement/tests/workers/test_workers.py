@@ -51,6 +51,7 @@ class CrashingRail:
     name: str = "memory"
     transactional: bool = False
     supports_bond: bool = True
+    asset: str = "USD"
     records: dict[str, RailResult] = field(default_factory=dict)
     moves: list[str] = field(default_factory=list)
     crash_before: set[str] = field(default_factory=set)

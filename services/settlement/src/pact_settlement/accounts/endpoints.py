@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from pact_settlement.accounts.schemas import (
     AccountRead,
@@ -32,8 +32,10 @@ from pact_settlement.kit.params import AgentIdPath, RailPath
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 
-async def get_service(session: DBSession, metrics: AppMetrics) -> AccountService:
-    return AccountService(session, metrics=metrics)
+async def get_service(
+    runtime: RuntimeDep, session: DBSession, metrics: AppMetrics
+) -> AccountService:
+    return AccountService(session, metrics=metrics, settings=runtime.settings)
 
 
 Service = Annotated[AccountService, Depends(get_service)]
@@ -63,6 +65,12 @@ KEY_REUSED = Refusal(
     "The Idempotency-Key was used with a different body",
     "this Idempotency-Key was already used with a different request body",
 )
+UNKNOWN_ASSET = Refusal(
+    422,
+    "ASSET_NOT_SUPPORTED",
+    "No enabled rail settles in this asset",
+    "asset GBP is not settled by any enabled rail (supported: USD)",
+)
 BAD_AMOUNT = Refusal(
     422,
     "SCHEMA_VALIDATION_FAILED",
@@ -86,6 +94,7 @@ _PROFILE = {
     "rail": "stripe",
     "stripe_customer": "cus_R4nD0mCu5t0m3r",
     "stripe_payment_method": "pm_1QxY2zAbCdEfGhIjKlMnOpQr",
+    "stripe_connect_account": None,
     "evm_address": None,
     "created_at": examples.iso(examples.EXAMPLE_NOW - 86_400_000),
     "updated_at": examples.iso(examples.EXAMPLE_NOW - 86_400_000),
@@ -100,6 +109,7 @@ _PROFILE = {
     responses=responses(
         KEY_REUSED,
         BAD_AMOUNT,
+        UNKNOWN_ASSET,
         Refusal(
             422,
             "BALANCE_LIMIT_EXCEEDED",
@@ -130,7 +140,9 @@ async def create_deposit(
         ),
     ] = None,
 ) -> DepositRead:
-    result, created = await service.deposit(agent_id, body.amount, idempotency_key=idempotency_key)
+    result, created = await service.deposit(
+        agent_id, body.amount, asset=body.asset, idempotency_key=idempotency_key
+    )
     response.status_code = 201 if created else 200
     return result
 
@@ -138,17 +150,29 @@ async def create_deposit(
 @router.get(
     "/{agent_id}",
     response_model=AccountRead,
-    summary="An agent's available and locked balances",
+    summary="An agent's available and locked balances, per asset",
+    description=(
+        "`available` and `locked` are in `asset` (`?asset=`, default the ledger rail's "
+        "asset; zero when the agent holds none of it); `balances` lists every asset the agent "
+        "holds."
+    ),
     responses=responses(
         NO_ACCOUNT,
+        UNKNOWN_ASSET,
         DATABASE_UNAVAILABLE,
         success={200: ok("The balances", examples.account())},
     ),
 )
 async def get_account(
-    agent_id: AgentIdPath, principal: AnyPrincipal, service: Service
+    agent_id: AgentIdPath,
+    principal: AnyPrincipal,
+    service: Service,
+    asset: Annotated[
+        str | None,
+        Query(max_length=64, description="Asset code of `available` and `locked` (e.g. USD)"),
+    ] = None,
 ) -> AccountRead:
-    return await service.get(agent_id)
+    return await service.get(agent_id, asset)
 
 
 @router.put(
@@ -157,7 +181,9 @@ async def get_account(
     summary="Set how an agent pays / is paid on an external rail (operators only)",
     description=(
         "`stripe`: `stripe_customer` (cus_…) and `stripe_payment_method` (pm_…, attached to "
-        "that customer; charged off-session with manual capture when this agent buys). "
+        "that customer; charged off-session with manual capture when this agent buys), "
+        "and/or `stripe_connect_account` (acct_…: where this agent's payouts are "
+        "transferred). "
         "`evm`: `evm_address` (returned EIP-55 checksummed): the buyer's refund and "
         "slashed-bond address, the seller's payee address. Settlements recorded earlier keep "
         "the profile they were made with."
@@ -256,6 +282,13 @@ async def delete_payment_profile(
             title="Payment refused",
         ),
         KEY_REUSED,
+        UNKNOWN_ASSET,
+        Refusal(
+            422,
+            "ASSET_MISMATCH",
+            "The asset is not STRIPE_CURRENCY (what the card is charged in)",
+            "a top-up charges USD (STRIPE_CURRENCY) and cannot credit EUR",
+        ),
         Refusal(
             422,
             "AMOUNT_BELOW_RAIL_MINIMUM",
@@ -292,6 +325,8 @@ async def create_top_up(
         ),
     ] = None,
 ) -> TopUpRead:
-    result, created = await service.top_up(agent_id, body.amount, idempotency_key=idempotency_key)
+    result, created = await service.top_up(
+        agent_id, body.amount, asset=body.asset, idempotency_key=idempotency_key
+    )
     response.status_code = 201 if created else 200
     return result

@@ -26,6 +26,8 @@ class PaymentProfile(Base):
     rail: Mapped[str] = mapped_column(String(32), primary_key=True)
     stripe_customer: Mapped[str | None] = mapped_column(String(255))
     stripe_payment_method: Mapped[str | None] = mapped_column(String(255))
+    # A seller's Stripe Connect account (acct_…): where its payouts are transferred.
+    stripe_connect_account: Mapped[str | None] = mapped_column(String(255))
     evm_address: Mapped[str | None] = mapped_column(String(42))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -62,5 +62,6 @@ def _party(profile: PaymentProfile | None) -> PartyProfile | None:
         agent_id=profile.agent_id,
         stripe_customer=profile.stripe_customer,
         stripe_payment_method=profile.stripe_payment_method,
+        stripe_connect_account=profile.stripe_connect_account,
         evm_address=profile.evm_address,
     )

@@ -11,6 +11,7 @@ from pact_settlement.kit import examples
 
 __all__ = [
     "AccountRead",
+    "BalanceRead",
     "DepositCreate",
     "DepositRead",
     "PaymentProfilePut",
@@ -20,12 +21,32 @@ __all__ = [
 ]
 
 
+_ASSET_DESCRIPTION = (
+    "Asset code (2-16 characters A-Z 0-9, e.g. USD, EUR, ETH); omitted: the ledger rail's "
+    "asset (LEDGER_ASSET). It must be the asset of an enabled rail (else 422 "
+    "ASSET_NOT_SUPPORTED)."
+)
+
+
 class DepositCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"amount": "1.00"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"amount": "1.00"}, {"amount": "5", "asset": "EUR"}]},
+    )
 
     amount: str = Field(
         description="Decimal string > 0 with at most 18 decimal places", examples=["1.00"]
     )
+    asset: str | None = Field(default=None, max_length=64, description=_ASSET_DESCRIPTION)
+
+
+class BalanceRead(BaseModel):
+    """One asset's balances of an account."""
+
+    asset: str
+    available: str
+    locked: str
+    updated_at: datetime | None = None
 
 
 class AccountRead(BaseModel):
@@ -34,14 +55,19 @@ class AccountRead(BaseModel):
     )
 
     agent_id: PublicKeyB58
+    asset: str = Field(description="the asset of `available` and `locked` (`?asset=`)")
     available: str
     locked: str
     updated_at: datetime | None = None
+    balances: list[BalanceRead] = Field(
+        default_factory=list, description="every asset the agent holds, by asset"
+    )
 
 
 class DepositRead(BaseModel):
     deposit_id: str = Field(description="journal transaction id")
     agent_id: PublicKeyB58
+    asset: str
     amount: str
     account: AccountRead
 
@@ -71,6 +97,12 @@ class PaymentProfilePut(BaseModel):
         description="stripe: a card PaymentMethod attached to that customer (pm_…), charged "
         "off-session",
     )
+    stripe_connect_account: str | None = Field(
+        default=None,
+        max_length=255,
+        description="stripe: the seller's Connect account (acct_…) that payouts are transferred "
+        "to; optional (a buyer-only profile has none)",
+    )
     evm_address: str | None = Field(
         default=None,
         max_length=42,
@@ -84,6 +116,7 @@ class PaymentProfileRead(BaseModel):
     rail: str
     stripe_customer: str | None = None
     stripe_payment_method: str | None = None
+    stripe_connect_account: str | None = None
     evm_address: str | None = Field(default=None, description="EIP-55 checksummed")
     created_at: datetime
     updated_at: datetime
@@ -100,11 +133,19 @@ class TopUpCreate(BaseModel):
         "least Stripe's minimum",
         examples=["20.00"],
     )
+    asset: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The asset credited; omitted: the ledger rail's asset (LEDGER_ASSET). A "
+        "top-up charges STRIPE_CURRENCY, so it must be that currency upper-cased (else 422 "
+        "ASSET_MISMATCH).",
+    )
 
 
 class TopUpRead(BaseModel):
     payment_intent: str = Field(description="the Stripe PaymentIntent that was charged")
     agent_id: PublicKeyB58
+    asset: str
     amount: str
     currency: str
     amount_minor: int

@@ -19,6 +19,7 @@ from pact_settlement.accounts.models import PaymentProfile
 from pact_settlement.accounts.repository import PaymentProfileRepository
 from pact_settlement.accounts.schemas import (
     AccountRead,
+    BalanceRead,
     DepositRead,
     PaymentProfilePut,
     PaymentProfileRead,
@@ -39,7 +40,9 @@ from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import MoneyError, decimal_text, to_money
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import session_now
+from pact_settlement.ledger.models import LedgerAccount
 from pact_settlement.ledger.service import BalanceLimitExceededError, LedgerService
+from pact_settlement.rails.assets import AssetCodeError, check_asset
 from pact_settlement.rails.base import RailError, RailRefusedError
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.stripe.topups import (
@@ -52,7 +55,10 @@ __all__ = [
     "AccountService",
     "PaymentProfileService",
     "TopUpService",
+    "account_read",
     "normalise_profile",
+    "parse_asset",
+    "supported_assets",
     "validate_agent_id",
 ]
 
@@ -85,46 +91,112 @@ def parse_amount(text: str) -> Decimal:
     return value
 
 
+def supported_assets(settings: SettlementSettings) -> list[str]:
+    """The assets of the enabled rails (the ledger's first): what balances may be held in."""
+    assets = [settings.ledger.asset]
+    if "stripe" in settings.enabled_rails:
+        assets.append(settings.stripe.currency.upper())
+    if "evm" in settings.enabled_rails:
+        assets.append(settings.evm.native_symbol)
+    if "evm-erc20" in settings.enabled_rails:
+        assets.append(settings.evm.token_symbol)
+    return list(dict.fromkeys(assets))
+
+
+def parse_asset(value: str | None, settings: SettlementSettings) -> str:
+    """The asset a request names (``None``: the ledger rail's), when an enabled rail settles in
+    it: 422 ``SCHEMA_VALIDATION_FAILED`` for a malformed code, ``ASSET_NOT_SUPPORTED`` for one no
+    enabled rail uses."""
+    if value is None:
+        return settings.ledger.asset
+    try:
+        asset = check_asset(value)
+    except AssetCodeError as exc:
+        raise UnprocessableError(str(exc)) from exc
+    supported = supported_assets(settings)
+    if asset not in supported:
+        raise UnprocessableError(
+            f"asset {asset} is not settled by any enabled rail (supported: {', '.join(supported)})",
+            code=ProblemCode.ASSET_NOT_SUPPORTED,
+        )
+    return asset
+
+
+def account_read(agent_id: str, asset: str, accounts: list[LedgerAccount]) -> AccountRead:
+    """The agent's balances in ``asset`` (zero when it holds none of it), and in every asset."""
+    balances = [
+        BalanceRead(
+            asset=a.asset,
+            available=decimal_text(a.available),
+            locked=decimal_text(a.locked),
+            updated_at=a.updated_at,
+        )
+        for a in accounts
+    ]
+    chosen = next((b for b in balances if b.asset == asset), None)
+    return AccountRead(
+        agent_id=agent_id,
+        asset=asset,
+        available=chosen.available if chosen else "0",
+        locked=chosen.locked if chosen else "0",
+        updated_at=chosen.updated_at if chosen else None,
+        balances=balances,
+    )
+
+
 class AccountService:
-    def __init__(self, session: AsyncSession, *, metrics: Metrics) -> None:
+    def __init__(
+        self, session: AsyncSession, *, metrics: Metrics, settings: SettlementSettings
+    ) -> None:
         self.session = session
         self.metrics = metrics
+        self.settings = settings
         self.ledger = LedgerService(session)
         self.idempotency = IdempotencyService(session)
 
-    async def get(self, agent_id: str) -> AccountRead:
+    async def get(self, agent_id: str, asset: str | None = None) -> AccountRead:
+        """404 when the agent holds no account in any asset; else its ``asset`` balance (zero
+        when it holds none of that asset) and every asset's."""
         validate_agent_id(agent_id)
-        account = await self.ledger.account(agent_id)
-        if account is None:
+        code = parse_asset(asset, self.settings) if asset is not None else None
+        accounts = await self.ledger.accounts_of(agent_id)
+        if not accounts:
             raise NotFoundError(f"no account for agent {agent_id}")
-        return AccountRead(
-            agent_id=agent_id,
-            available=decimal_text(account.available),
-            locked=decimal_text(account.locked),
-            updated_at=account.updated_at,
-        )
+        return account_read(agent_id, code or self.settings.ledger.asset, accounts)
 
     async def deposit(
-        self, agent_id: str, amount_text: str, *, idempotency_key: str | None
+        self,
+        agent_id: str,
+        amount_text: str,
+        *,
+        asset: str | None = None,
+        idempotency_key: str | None,
     ) -> tuple[DepositRead, bool]:
         validate_agent_id(agent_id)
         amount = parse_amount(amount_text)
+        code = parse_asset(asset, self.settings)
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
             raise BadRequestError(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters")
         ledger_key = f"deposit-{new_id('dep')}"
         if idempotency_key is not None:
-            request_fp = fingerprint({"agent_id": agent_id, "amount": decimal_text(amount)})
+            # The asset joins the fingerprint only when it is not the ledger's, so a replay
+            # of a request made before assets existed still matches.
+            fields = {"agent_id": agent_id, "amount": decimal_text(amount)}
+            if code != self.settings.ledger.asset:
+                fields["asset"] = code
+            request_fp = fingerprint(fields)
             await lock_names(self.session, f"idem:{DEPOSIT_SCOPE}:{idempotency_key}")
             row = await self.idempotency.lookup(DEPOSIT_SCOPE, idempotency_key, request_fp)
             if row is not None and row.response is not None:
                 return DepositRead.model_validate(row.response), False
             ledger_key = f"deposit-key-{idempotency_key}"
-        transaction = await _deposit(self.ledger, agent_id, amount, ledger_key)
+        transaction = await _deposit(self.ledger, agent_id, amount, code, ledger_key)
         result = DepositRead(
             deposit_id=transaction.id,
             agent_id=agent_id,
+            asset=code,
             amount=decimal_text(amount),
-            account=await self.get(agent_id),
+            account=await self.get(agent_id, code),
         )
         if idempotency_key is not None:
             row = await self.idempotency.record(
@@ -132,15 +204,17 @@ class AccountService:
             )
             await self.idempotency.complete(row, 201, result.model_dump(mode="json"))
         self.metrics.deposits.inc()
-        log.info("account.deposited", agent_id=agent_id, amount=decimal_text(amount))
+        log.info("account.deposited", agent_id=agent_id, asset=code, amount=decimal_text(amount))
         return result, True
 
 
-async def _deposit(ledger: LedgerService, agent_id: str, amount: Decimal, key: str) -> Any:
+async def _deposit(
+    ledger: LedgerService, agent_id: str, amount: Decimal, asset: str, key: str
+) -> Any:
     """The ledger deposit, or 422 ``BALANCE_LIMIT_EXCEEDED`` (nothing written) when a balance
     would pass what the ledger holds."""
     try:
-        return await ledger.deposit(agent_id, amount, idempotency_key=key)
+        return await ledger.deposit(agent_id, amount, asset=asset, idempotency_key=key)
     except BalanceLimitExceededError as exc:
         raise UnprocessableError(str(exc), code=ProblemCode.BALANCE_LIMIT_EXCEEDED) from exc
 
@@ -151,9 +225,10 @@ async def _deposit(ledger: LedgerService, agent_id: str, amount: Decimal, key: s
 
 #: Rails that need a profile, and the fields each one takes.
 PROFILE_RAILS: Final[dict[str, tuple[str, ...]]] = {
-    "stripe": ("stripe_customer", "stripe_payment_method"),
+    "stripe": ("stripe_customer", "stripe_payment_method", "stripe_connect_account"),
     "evm": ("evm_address",),
 }
+_STRIPE_CONNECT_ACCOUNT_RE: Final = re.compile(r"acct_[A-Za-z0-9]{1,250}")
 _STRIPE_CUSTOMER_RE: Final = re.compile(r"cus_[A-Za-z0-9]{1,250}")
 _STRIPE_PAYMENT_METHOD_RE: Final = re.compile(r"(pm|card|src)_[A-Za-z0-9]{1,250}")
 _ZERO_ADDRESS: Final = "0x" + "0" * 40
@@ -170,17 +245,11 @@ def normalise_profile(rail: str, body: PaymentProfilePut) -> dict[str, str]:
     foreign = sorted(set(given) - set(PROFILE_RAILS[rail]))
     if foreign:
         raise UnprocessableError(f"fields {foreign} do not belong to a {rail} profile")
+    if rail == "stripe":
+        return _stripe_profile(given)
     missing = [name for name in PROFILE_RAILS[rail] if not given.get(name)]
     if missing:
         raise UnprocessableError(f"a {rail} profile needs {', '.join(missing)}")
-    if rail == "stripe":
-        if not _STRIPE_CUSTOMER_RE.fullmatch(given["stripe_customer"]):
-            raise UnprocessableError("stripe_customer must be a Stripe Customer id (cus_…)")
-        if not _STRIPE_PAYMENT_METHOD_RE.fullmatch(given["stripe_payment_method"]):
-            raise UnprocessableError(
-                "stripe_payment_method must be a Stripe PaymentMethod id (pm_…)"
-            )
-        return given
     from eth_utils.address import is_address, is_checksum_address, to_checksum_address
 
     address = str(given["evm_address"]).strip()
@@ -196,12 +265,38 @@ def normalise_profile(rail: str, body: PaymentProfilePut) -> dict[str, str]:
     return {"evm_address": str(to_checksum_address(address))}
 
 
+def _stripe_profile(given: dict[str, str]) -> dict[str, str]:
+    """A buyer's card (customer and payment method, together), a seller's Connect account
+    (payouts), or both."""
+    card = ("stripe_customer", "stripe_payment_method")
+    has_card = [name for name in card if given.get(name)]
+    if len(has_card) == 1 or not (has_card or given.get("stripe_connect_account")):
+        raise UnprocessableError(
+            "a stripe profile needs stripe_payment_method with stripe_customer (paying), "
+            "stripe_connect_account (being paid out), or both"
+        )
+    if has_card:
+        if not _STRIPE_CUSTOMER_RE.fullmatch(given["stripe_customer"]):
+            raise UnprocessableError("stripe_customer must be a Stripe Customer id (cus_…)")
+        if not _STRIPE_PAYMENT_METHOD_RE.fullmatch(given["stripe_payment_method"]):
+            raise UnprocessableError(
+                "stripe_payment_method must be a Stripe PaymentMethod id (pm_…)"
+            )
+    connect = given.get("stripe_connect_account")
+    if connect is not None and not _STRIPE_CONNECT_ACCOUNT_RE.fullmatch(connect):
+        raise UnprocessableError(
+            "stripe_connect_account must be a Stripe Connect account id (acct_…)"
+        )
+    return given
+
+
 def profile_read(row: PaymentProfile) -> PaymentProfileRead:
     return PaymentProfileRead(
         agent_id=row.agent_id,
         rail=row.rail,
         stripe_customer=row.stripe_customer,
         stripe_payment_method=row.stripe_payment_method,
+        stripe_connect_account=row.stripe_connect_account,
         evm_address=row.evm_address,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -227,6 +322,7 @@ class PaymentProfileService:
             self.session.add(row)
         row.stripe_customer = fields.get("stripe_customer")
         row.stripe_payment_method = fields.get("stripe_payment_method")
+        row.stripe_connect_account = fields.get("stripe_connect_account")
         row.evm_address = fields.get("evm_address")
         row.updated_at = now
         await self.session.flush()
@@ -277,16 +373,17 @@ def topup_ledger_key(payment_intent_id: str) -> str:
 
 
 async def credit_topup(
-    session: AsyncSession, agent_id: str, amount: Decimal, payment_intent_id: str
+    session: AsyncSession, agent_id: str, amount: Decimal, asset: str, payment_intent_id: str
 ) -> tuple[Any, bool]:
-    """Credit a charged top-up to the agent's balance, exactly once per PaymentIntent."""
+    """Credit a charged top-up to the agent's ``asset`` balance (the charge's currency), exactly
+    once per PaymentIntent."""
     key = topup_ledger_key(payment_intent_id)
     await lock_names(session, f"ledger:{key}")
     ledger = LedgerService(session)
     existing = await ledger.journal.get_by_key(key)
     if existing is not None:
         return existing, False
-    return await _deposit(ledger, agent_id, amount, key), True
+    return await _deposit(ledger, agent_id, amount, asset, key), True
 
 
 class TopUpService:
@@ -314,7 +411,12 @@ class TopUpService:
         self.clients = clients
 
     async def top_up(
-        self, agent_id: str, amount_text: str, *, idempotency_key: str | None
+        self,
+        agent_id: str,
+        amount_text: str,
+        *,
+        asset: str | None = None,
+        idempotency_key: str | None,
     ) -> tuple[TopUpRead, bool]:
         validate_agent_id(agent_id)
         amount = parse_amount(amount_text)
@@ -327,6 +429,13 @@ class TopUpService:
                 "top-ups are charged through the stripe rail, which is not enabled",
                 code=ProblemCode.RAIL_NOT_AVAILABLE,
             )
+        code = parse_asset(asset, self.settings)
+        charged = self.settings.stripe.currency.upper()
+        if code != charged:
+            raise UnprocessableError(
+                f"a top-up charges {charged} (STRIPE_CURRENCY) and cannot credit {code}",
+                code=ProblemCode.ASSET_MISMATCH,
+            )
         stripe = self.clients.stripe_topups()
         try:
             stripe.amount_minor(amount)  # refused before anything is read or sent
@@ -334,7 +443,7 @@ class TopUpService:
                 profile = await PaymentProfileRepository.from_session(short).rail_profile(
                     agent_id, "stripe"
                 )
-                fits = await LedgerService(short).deposit_fits(agent_id, amount)
+                fits = await LedgerService(short).deposit_fits(agent_id, amount, asset=code)
             if not fits:  # before the charge: a charge that cannot be credited is never made
                 raise UnprocessableError(
                     f"a top-up of {decimal_text(amount)} would take a balance past what the "
@@ -359,7 +468,7 @@ class TopUpService:
                 "Idempotency-Key"
             )
         transaction, created = await credit_topup(
-            self.session, agent_id, amount, charge.payment_intent_id
+            self.session, agent_id, amount, code, charge.payment_intent_id
         )
         log.info(
             "account.topped_up",
@@ -368,18 +477,13 @@ class TopUpService:
             payment_intent=charge.payment_intent_id,
             created=created,
         )
-        row = await LedgerService(self.session).account(agent_id)
-        assert row is not None  # just credited
-        account = AccountRead(
-            agent_id=agent_id,
-            available=decimal_text(row.available),
-            locked=decimal_text(row.locked),
-            updated_at=row.updated_at,
-        )
+        accounts = await LedgerService(self.session).accounts_of(agent_id)
+        account = account_read(agent_id, code, accounts)
         return (
             TopUpRead(
                 payment_intent=charge.payment_intent_id,
                 agent_id=agent_id,
+                asset=code,
                 amount=decimal_text(amount),
                 currency=charge.currency,
                 amount_minor=charge.amount_minor,

@@ -5,6 +5,7 @@ from pact_settlement.db.base import Base
 from pact_settlement.idempotency.models import IdempotencyKey
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
 from pact_settlement.outbound_webhooks.models import WebhookDelivery, WebhookEndpoint
+from pact_settlement.payouts.models import Payout
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.rails.models import RailOperation
 from pact_settlement.settlements.models import Settlement, SettlementEvent
@@ -18,6 +19,7 @@ __all__ = [
     "JournalTransaction",
     "LedgerAccount",
     "PaymentProfile",
+    "Payout",
     "RailBinding",
     "RailOperation",
     "Settlement",

@@ -76,6 +76,10 @@ class ProblemCode(StrEnum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     BALANCE_LIMIT_EXCEEDED = "BALANCE_LIMIT_EXCEEDED"
+    ASSET_NOT_SUPPORTED = "ASSET_NOT_SUPPORTED"  # no enabled rail settles in that asset
+    ASSET_MISMATCH = "ASSET_MISMATCH"  # the asset is not the one the rail moves
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"  # a payout beyond the available balance
+    PAYOUT_NOT_SUPPORTED = "PAYOUT_NOT_SUPPORTED"  # the rail cannot pay a balance out
     INTERNAL_ERROR = "INTERNAL_ERROR"
     NOT_READY = "NOT_READY"  # /readyz: the readiness report rides along as extra members
 

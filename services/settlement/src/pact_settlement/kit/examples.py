@@ -353,6 +353,7 @@ def settlement(scenario: str, *, with_events: bool = True) -> dict[str, Any]:
         "intent_id": INTENT_ID,
         "state": state,
         "rail": "ledger",
+        "asset": "USD",
         "amount": PRICE,
         "bond": BOND,
         "bond_locked": "0",
@@ -394,11 +395,12 @@ def settlement_page() -> dict[str, Any]:
 def account(
     agent_id: str | None = None, available: str = "0.99992", locked: str = "0"
 ) -> dict[str, Any]:
+    balance = {"asset": "USD", "available": available, "locked": locked}
     return {
         "agent_id": agent_id or BUYER.public_key_b58,
-        "available": available,
-        "locked": locked,
+        **balance,
         "updated_at": _at(_RELEASED),
+        "balances": [{**balance, "updated_at": _at(_RELEASED)}],
     }
 
 
@@ -454,6 +456,7 @@ def deposit() -> dict[str, Any]:
     return {
         "deposit_id": "jtx_01kb0yb7x2c4d6f8g0h2j4k6m8",
         "agent_id": BUYER.public_key_b58,
+        "asset": "USD",
         "amount": "1.00",
         "account": account(available="1", locked="0"),
     }
@@ -463,11 +466,32 @@ def top_up() -> dict[str, Any]:
     return {
         "payment_intent": "pi_3QxY2zAbCdEfGhIj0a1b2c3d",
         "agent_id": BUYER.public_key_b58,
+        "asset": "USD",
         "amount": "20.00",
         "currency": "usd",
         "amount_minor": 2000,
         "deposit_id": "jtx_01kb0yb9a1b3c5d7e9f1g3h5j7",
         "account": account(available="20.99992", locked="0"),
+    }
+
+
+def payout(status: str) -> dict[str, Any]:
+    """A seller payout (``PayoutRead``) on the ledger rail."""
+    paid = status == "paid"
+    return {
+        "id": "po_01kb0ybd3f5h7k9m1p3r5t7v9x",
+        "agent_id": SELLER.public_key_b58,
+        "rail": "ledger",
+        "asset": "USD",
+        "amount": "12.5",
+        "destination": "system:payouts",
+        "status": status,
+        "external_ref": "jtx_01kb0ybd5g7j9l1n3q5s7u9w1y" if paid else None,
+        "failure_code": None,
+        "failure_detail": None,
+        "created_at": _at(_RELEASED + 60_000),
+        "updated_at": _at(_RELEASED + 60_000),
+        "resolved_at": _at(_RELEASED + 60_000) if paid else None,
     }
 
 
@@ -481,6 +505,7 @@ def rails() -> dict[str, Any]:
                 "default": True,
                 "transactional": True,
                 "currency": "ledger balance",
+                "asset": "USD",
                 "unit": "1 price unit (the agent's deposited balance)",
                 "minimum_amount": "0.000000000000000001",
                 "amount_quantum": "0.000000000000000001",
@@ -501,6 +526,7 @@ def rails() -> dict[str, Any]:
                 "default": False,
                 "transactional": False,
                 "currency": "usd",
+                "asset": "USD",
                 "unit": "USD (1 price unit = 1 USD)",
                 "minimum_amount": "0.5",
                 "amount_quantum": "0.01",

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, inspect, select, update
+from sqlalchemy import Table, bindparam, insert, inspect, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -15,17 +15,18 @@ from pact_settlement.kit.repository import RepositoryBase
 from pact_settlement.kit.time import session_now
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
 
-__all__ = ["JournalRepository", "LedgerAccountRepository", "insert_columns", "insert_params"]
+__all__ = [
+    "AccountKey",
+    "JournalRepository",
+    "LedgerAccountRepository",
+    "insert_columns",
+    "insert_params",
+]
 
 _ZERO = Decimal(0)
 
-_LOCK_OWNERS = (
-    select(LedgerAccount)
-    .where(LedgerAccount.owner.in_(bindparam("owners", expanding=True)))
-    .order_by(LedgerAccount.owner)
-    .with_for_update()
-    .execution_options(populate_existing=True)
-)
+#: An account is named by (owner, asset).
+AccountKey = tuple[str, str]
 _SET_BALANCES = (
     update(LedgerAccount)
     .where(LedgerAccount.id == bindparam("account_id"))
@@ -68,15 +69,26 @@ _JOURNAL_BY_KEY = select(JournalTransaction).where(
 class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
     model = LedgerAccount
 
-    async def get_by_owner(self, owner: str) -> LedgerAccount | None:
-        return await self.get_one_or_none(select(LedgerAccount).where(LedgerAccount.owner == owner))
+    async def get_by_owner(self, owner: str, asset: str) -> LedgerAccount | None:
+        return await self.get_one_or_none(
+            select(LedgerAccount).where(LedgerAccount.owner == owner, LedgerAccount.asset == asset)
+        )
 
-    async def ensure(self, owner: str, *, kind: str, allow_negative: bool = False) -> None:
+    async def of_owner(self, owner: str) -> list[LedgerAccount]:
+        """Every account of ``owner``, one per asset, by asset."""
+        return await self.get_all(
+            select(LedgerAccount).where(LedgerAccount.owner == owner).order_by(LedgerAccount.asset)
+        )
+
+    async def ensure(
+        self, owner: str, asset: str, *, kind: str, allow_negative: bool = False
+    ) -> None:
         """Create the account if it does not exist (race-safe: INSERT … ON CONFLICT DO NOTHING)."""
         now = session_now(self.session)
         values = {
             "id": new_id("acct"),
             "owner": owner,
+            "asset": asset,
             "kind": kind,
             "allow_negative": allow_negative,
             "available": _ZERO,
@@ -86,14 +98,24 @@ class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
         }
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt = (
-            insert(LedgerAccount).values(**values).on_conflict_do_nothing(index_elements=["owner"])
+            insert(LedgerAccount)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["owner", "asset"])
         )
         await self.session.execute(stmt)
 
-    async def lock_by_owners(self, owners: Iterable[str]) -> dict[str, LedgerAccount]:
-        """``SELECT … FOR UPDATE`` in a fixed order (by owner) so two movements never deadlock."""
-        rows = await self.get_all(_LOCK_OWNERS, {"owners": sorted(set(owners))})
-        return {account.owner: account for account in rows}
+    async def lock_by_keys(self, keys: Iterable[AccountKey]) -> dict[AccountKey, LedgerAccount]:
+        """``SELECT … FOR UPDATE`` in a fixed order (by owner, asset) so two movements never
+        deadlock."""
+        wanted = sorted(set(keys))
+        rows = await self.get_all(
+            select(LedgerAccount)
+            .where(tuple_(LedgerAccount.owner, LedgerAccount.asset).in_(wanted))
+            .order_by(LedgerAccount.owner, LedgerAccount.asset)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {(account.owner, account.asset): account for account in rows}
 
     async def set_balances(
         self, account: LedgerAccount, available: Decimal, locked: Decimal
@@ -110,7 +132,9 @@ class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
         set_committed_value(account, "updated_at", now)
 
     async def all_accounts(self) -> list[LedgerAccount]:
-        return await self.get_all(select(LedgerAccount).order_by(LedgerAccount.owner))
+        return await self.get_all(
+            select(LedgerAccount).order_by(LedgerAccount.owner, LedgerAccount.asset)
+        )
 
 
 class JournalRepository(RepositoryBase[JournalTransaction]):

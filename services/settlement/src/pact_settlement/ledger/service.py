@@ -1,10 +1,11 @@
 """Double-entry postings with balance checks under row locks.
 
-A posting is one journal transaction: legs on (account, bucket) that sum to zero. The
-service checks the sum, locks every touched account row (``SELECT … FOR UPDATE``, fixed
-order), refuses to take an agent balance below zero, then writes the transaction, its legs
-and the new balances in the caller's transaction. The same ``idempotency_key`` never posts
-twice (unique in the database).
+A posting is one journal transaction: legs on (account, bucket) that sum to zero per asset.
+An account is one owner's holding of one asset, so a leg's asset picks the account: money
+never moves into another asset's account. The service checks the sums, locks every touched
+account row (``SELECT … FOR UPDATE``, fixed order), refuses to take an agent balance below
+zero, then writes the transaction, its legs and the new balances in the caller's
+transaction. The same ``idempotency_key`` never posts twice (unique in the database).
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import add, decimal_text, fits, neg, to_money, total
 from pact_settlement.kit.time import session_now
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
-from pact_settlement.ledger.repository import JournalRepository, LedgerAccountRepository
+from pact_settlement.ledger.repository import (
+    AccountKey,
+    JournalRepository,
+    LedgerAccountRepository,
+)
+from pact_settlement.rails.assets import AssetCodeError, check_asset
 
 __all__ = [
     "EXTERNAL_ACCOUNT",
@@ -30,11 +36,20 @@ __all__ = [
     "LedgerError",
     "LedgerService",
     "Posting",
+    "check_ledger_asset",
 ]
 
 #: The system account deposits come from (its balance is minus everything deposited).
 EXTERNAL_ACCOUNT = "system:external"
 _ZERO = Decimal(0)
+
+
+def check_ledger_asset(asset: str) -> str:
+    """A posting's asset, or :class:`LedgerError` (a programming error: callers validate)."""
+    try:
+        return check_asset(asset)
+    except AssetCodeError as exc:
+        raise LedgerError(str(exc)) from exc
 
 
 class Bucket(StrEnum):
@@ -47,11 +62,14 @@ class LedgerError(ValueError):
 
 
 class InsufficientFundsError(Exception):
-    def __init__(self, owner: str, bucket: Bucket, needed: Decimal, has: Decimal) -> None:
+    def __init__(
+        self, owner: str, bucket: Bucket, needed: Decimal, has: Decimal, *, asset: str
+    ) -> None:
         super().__init__(
-            f"{owner}: {decimal_text(needed)} needed, {decimal_text(has)} {bucket.value}"
+            f"{owner}: {decimal_text(needed)} {asset} needed, {decimal_text(has)} {bucket.value}"
         )
         self.owner = owner
+        self.asset = asset
         self.bucket = bucket
         self.needed = needed
         self.has = has
@@ -75,6 +93,7 @@ class Posting:
     owner: str
     bucket: Bucket
     amount: Decimal
+    asset: str
 
 
 class LedgerService:
@@ -96,50 +115,61 @@ class LedgerService:
         existing = await self.journal.get_by_key(idempotency_key)
         if existing is not None:
             return existing, False
-        postings = [Posting(p.owner, p.bucket, to_money(p.amount)) for p in postings]
+        postings = [
+            Posting(p.owner, p.bucket, to_money(p.amount), check_ledger_asset(p.asset))
+            for p in postings
+        ]
         if len(postings) < 2:
             raise LedgerError("a journal transaction needs at least two legs")
         if any(p.amount == 0 for p in postings):
             raise LedgerError("journal legs must be non-zero")
-        if total(p.amount for p in postings) != 0:
-            raise LedgerError("journal legs must sum to zero")
+        for asset in {p.asset for p in postings}:
+            if total(p.amount for p in postings if p.asset == asset) != 0:
+                raise LedgerError(f"journal legs must sum to zero per asset ({asset} does not)")
 
-        owners = {p.owner for p in postings}
-        locked = await self.accounts.lock_by_owners(owners)
-        missing = owners - locked.keys()
-        if missing:  # first movement for these owners: open their accounts, then lock them
-            for owner in sorted(missing):
+        keys = {(p.owner, p.asset) for p in postings}
+        locked = await self.accounts.lock_by_keys(keys)
+        missing = keys - locked.keys()
+        if missing:  # first movement of these assets for these owners: open, then lock
+            for owner, asset in sorted(missing):
                 if owner.startswith("system:"):
-                    await self.accounts.ensure(owner, kind="system", allow_negative=True)
+                    await self.accounts.ensure(owner, asset, kind="system", allow_negative=True)
                 else:
-                    await self.accounts.ensure(owner, kind="agent")
-            locked = await self.accounts.lock_by_owners(owners)
+                    await self.accounts.ensure(owner, asset, kind="agent")
+            locked = await self.accounts.lock_by_keys(keys)
 
-        delta: dict[str, dict[Bucket, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+        delta: dict[AccountKey, dict[Bucket, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
         for p in postings:
-            delta[p.owner][p.bucket] = add(delta[p.owner][p.bucket], p.amount)
-        new_balances: dict[str, tuple[Decimal, Decimal]] = {}
-        for owner in sorted(delta):
-            account = locked[owner]
-            available = add(account.available, delta[owner][Bucket.AVAILABLE])
-            held = add(account.locked, delta[owner][Bucket.LOCKED])
+            key = (p.owner, p.asset)
+            delta[key][p.bucket] = add(delta[key][p.bucket], p.amount)
+        new_balances: dict[AccountKey, tuple[Decimal, Decimal]] = {}
+        for key in sorted(delta):
+            owner, asset = key
+            account = locked[key]
+            available = add(account.available, delta[key][Bucket.AVAILABLE])
+            held = add(account.locked, delta[key][Bucket.LOCKED])
             if not account.allow_negative:
                 if available < 0:
                     raise InsufficientFundsError(
                         owner,
                         Bucket.AVAILABLE,
-                        neg(delta[owner][Bucket.AVAILABLE]),
+                        neg(delta[key][Bucket.AVAILABLE]),
                         account.available,
+                        asset=asset,
                     )
                 if held < 0:
                     raise InsufficientFundsError(
-                        owner, Bucket.LOCKED, neg(delta[owner][Bucket.LOCKED]), account.locked
+                        owner,
+                        Bucket.LOCKED,
+                        neg(delta[key][Bucket.LOCKED]),
+                        account.locked,
+                        asset=asset,
                     )
             if not fits(available):
                 raise BalanceLimitExceededError(owner, Bucket.AVAILABLE)
             if not fits(held):
                 raise BalanceLimitExceededError(owner, Bucket.LOCKED)
-            new_balances[owner] = (available, held)
+            new_balances[key] = (available, held)
 
         transaction = JournalTransaction(
             id=new_id("jtx"),
@@ -152,60 +182,75 @@ class LedgerService:
         legs = [
             JournalLeg(
                 transaction_id=transaction.id,
-                account_id=locked[p.owner].id,
+                account_id=locked[(p.owner, p.asset)].id,
                 bucket=p.bucket.value,
                 amount=p.amount,
+                asset=p.asset,
             )
             for p in postings
         ]
         await self.journal.insert(transaction, legs)
-        for owner, (available, held) in new_balances.items():
-            await self.accounts.set_balances(locked[owner], available, held)
+        for key, (available, held) in new_balances.items():
+            await self.accounts.set_balances(locked[key], available, held)
         return transaction, True
 
     async def deposit(
-        self, owner: str, amount: Decimal, *, idempotency_key: str
+        self, owner: str, amount: Decimal, *, asset: str, idempotency_key: str
     ) -> JournalTransaction:
         transaction, _ = await self.post(
             kind="deposit",
             idempotency_key=idempotency_key,
             postings=[
-                Posting(EXTERNAL_ACCOUNT, Bucket.AVAILABLE, neg(amount)),
-                Posting(owner, Bucket.AVAILABLE, amount),
+                Posting(EXTERNAL_ACCOUNT, Bucket.AVAILABLE, neg(amount), asset),
+                Posting(owner, Bucket.AVAILABLE, amount, asset),
             ],
-            memo=f"deposit to {owner}",
+            memo=f"deposit of {asset} to {owner}",
         )
         return transaction
 
-    async def deposit_fits(self, owner: str, amount: Decimal) -> bool:
+    async def deposit_fits(self, owner: str, amount: Decimal, *, asset: str) -> bool:
         """Whether a deposit of ``amount`` to ``owner`` would keep every balance storable now
         (read without locks: a check before an external charge; :meth:`post` checks again)."""
         for name, delta in ((owner, amount), (EXTERNAL_ACCOUNT, neg(amount))):
-            account = await self.accounts.get_by_owner(name)
+            account = await self.accounts.get_by_owner(name, asset)
             current = account.available if account is not None else _ZERO
             if not fits(add(current, delta)):
                 return False
         return True
 
-    async def account(self, owner: str) -> LedgerAccount | None:
-        return await self.accounts.get_by_owner(owner)
+    async def account(self, owner: str, asset: str) -> LedgerAccount | None:
+        return await self.accounts.get_by_owner(owner, asset)
+
+    async def accounts_of(self, owner: str) -> list[LedgerAccount]:
+        """``owner``'s accounts, one per asset it ever held."""
+        return await self.accounts.of_owner(owner)
 
     async def integrity_report(self) -> list[str]:
         """Problems found by recomputing every balance from the legs (empty = consistent)."""
         problems: list[str] = []
         accounts = {a.id: a for a in await self.accounts.all_accounts()}
         sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-        per_tx: dict[str, Decimal] = defaultdict(Decimal)
+        per_tx: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for leg in await self.journal.all_legs():
             key = (leg.account_id, leg.bucket)
             sums[key] = add(sums[key], leg.amount)
-            per_tx[leg.transaction_id] = add(per_tx[leg.transaction_id], leg.amount)
-        for tx_id, tx_sum in per_tx.items():
+            per_tx[(leg.transaction_id, leg.asset)] = add(
+                per_tx[(leg.transaction_id, leg.asset)], leg.amount
+            )
+            account = accounts.get(leg.account_id)
+            if account is not None and account.asset != leg.asset:
+                problems.append(
+                    f"leg {leg.id} is {leg.asset} on {account.owner}'s {account.asset} account"
+                )
+        for (tx_id, asset), tx_sum in per_tx.items():
             if tx_sum != 0:
-                problems.append(f"journal transaction {tx_id} sums to {tx_sum}")
+                problems.append(f"journal transaction {tx_id} sums to {tx_sum} {asset}")
         for account in accounts.values():
             for bucket, balance in (("available", account.available), ("locked", account.locked)):
                 from_legs = sums[(account.id, bucket)]
                 if from_legs != balance:
-                    problems.append(f"{account.owner} {bucket} is {balance}, legs say {from_legs}")
+                    problems.append(
+                        f"{account.owner} {account.asset} {bucket} is {balance}, "
+                        f"legs say {from_legs}"
+                    )
         return problems

@@ -4,8 +4,9 @@ Called inside the transaction of the change the event reports (the settlement st
 calls :func:`enqueue` next to its ``settlement_events`` row), so an event exists exactly when
 its change committed: nothing is lost, nothing is sent for a change that rolled back.
 
-Event types are ``<object>.<what happened>`` (``settlement.locked``); payouts, when they exist,
-add ``payout.*`` types through the same function, with their own ``data.object``.
+Event types are ``<object>.<what happened>`` (``settlement.locked``); payouts add
+``payout.created``, ``payout.paid`` and ``payout.failed`` through the same function
+(:mod:`pact_settlement.payouts.service`), with the payout as ``data.object``.
 """
 
 from __future__ import annotations

@@ -40,11 +40,13 @@ from pact_schema import FailureCode
 
 __all__ = [
     "PartyProfile",
+    "PayoutRail",
     "PreparingRail",
     "Rail",
     "RailError",
     "RailInsufficientFundsError",
     "RailOpStatus",
+    "RailPayout",
     "RailProfiles",
     "RailRefusedError",
     "RailResult",
@@ -58,6 +60,7 @@ class RailStep(StrEnum):
     RELEASE = "release"
     REFUND = "refund"
     SLASH = "slash"
+    PAYOUT = "payout"  # a seller payout (``payouts`` table), never a settlement's operation
 
 
 class RailOpStatus(StrEnum):
@@ -77,6 +80,7 @@ class RailSettlement:
     seller: str
     amount: Decimal
     bond: Decimal  # the seller bond held for this settlement (0 when none was required)
+    asset: str  # what the amount and the bond are in (the rail's asset when it was recorded)
     delivery_deadline_at: datetime
     challenge_window: timedelta
 
@@ -94,6 +98,7 @@ class PartyProfile:
     agent_id: str
     stripe_customer: str | None = None
     stripe_payment_method: str | None = None
+    stripe_connect_account: str | None = None
     evm_address: str | None = None
 
 
@@ -138,6 +143,9 @@ class Rail(Protocol):
     transactional: bool
     supports_bond: bool
     """Whether the rail can hold the seller's bond; settlement asks for one only then."""
+    asset: str
+    """The asset the rail settles in (:mod:`pact_settlement.rails.assets`); a settlement
+    recorded on the rail names it."""
 
     async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         """Hold the buyer's amount (and the seller's bond, when non-zero)."""
@@ -157,6 +165,44 @@ class Rail(Protocol):
 
     async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         """What the rail's own records say about the call made with ``idempotency_key``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RailPayout:
+    """What a rail needs to know about a seller payout (never the ORM object)."""
+
+    id: str
+    agent_id: str
+    asset: str
+    amount: Decimal
+    destination: str  # the rail's payee: a Stripe Connect account (acct_…), an address (0x…)
+
+
+@runtime_checkable
+class PayoutRail(Protocol):
+    """A rail that can pay a seller's balance out (``POST /v1/accounts/{agent}/payouts``).
+
+    The payouts service holds the amount on the ledger and commits the payout ``pending``
+    before :meth:`payout` is called with no transaction open; :meth:`payout_status` answers the
+    reconciler from the rail's own records after a crash. Both are idempotent on
+    ``idempotency_key`` (``payout-{id}``): a repeated call never pays twice.
+    """
+
+    name: str
+    asset: str
+
+    def payout_destination(self, profile: PartyProfile | None) -> str:
+        """The payee taken from the seller's payment profile on the rail, or
+        :class:`RailRefusedError` (nothing is recorded)."""
+        ...
+
+    async def payout(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
+        """Pay ``payout.amount`` of ``payout.asset`` to ``payout.destination``."""
+        ...
+
+    async def payout_status(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
+        """What the rail's records say about the payout made with ``idempotency_key``."""
         ...
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pact_schema import FailureCode
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.kit.money import decimal_text, neg
 from pact_settlement.ledger.service import Bucket, InsufficientFundsError, LedgerService, Posting
+from pact_settlement.rails.assets import check_asset
 from pact_settlement.rails.base import (
     RailInsufficientFundsError,
     RailOpStatus,
@@ -15,20 +17,41 @@ from pact_settlement.rails.base import (
     RailStep,
 )
 
-__all__ = ["LedgerRail"]
+__all__ = ["LedgerRail", "LedgerSettings"]
 
 A, L = Bucket.AVAILABLE, Bucket.LOCKED
 
 
+class LedgerSettings(BaseModel):
+    """The ledger rail's settings (``PACT_SETTLEMENT_LEDGER_<FIELD>``), nested in
+    :class:`~pact_settlement.config.SettlementSettings` as ``settings.ledger``."""
+
+    model_config = ConfigDict(extra="ignore", validate_default=True)
+
+    asset: str = Field(
+        default="USD",
+        description="The asset ledger-rail settlements are in, and deposits default to (a code "
+        "of 2-16 characters A-Z 0-9: USD, EUR, USDC). Existing rows keep the asset they were "
+        "recorded with.",
+    )
+
+    @field_validator("asset")
+    @classmethod
+    def _asset(cls, value: str) -> str:
+        return check_asset(value)
+
+
 class LedgerRail:
-    """Lock = available → locked on the same account; release/refund/slash unwind it."""
+    """Lock = available → locked on the same account; release/refund/slash unwind it. Every
+    leg is in the settlement's asset."""
 
     name = "ledger"
     transactional = True
     supports_bond = True
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, settings: LedgerSettings | None = None) -> None:
         self.ledger = LedgerService(session)
+        self.asset = (settings or LedgerSettings()).asset
 
     async def _post(
         self, step: RailStep, s: RailSettlement, key: str, postings: list[Posting]
@@ -49,19 +72,25 @@ class LedgerRail:
 
     async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         s = settlement
-        postings = [Posting(s.buyer, A, neg(s.amount)), Posting(s.buyer, L, s.amount)]
+        postings = [
+            Posting(s.buyer, A, neg(s.amount), s.asset),
+            Posting(s.buyer, L, s.amount, s.asset),
+        ]
         if s.bond > 0:
-            postings += [Posting(s.seller, A, neg(s.bond)), Posting(s.seller, L, s.bond)]
+            postings += [
+                Posting(s.seller, A, neg(s.bond), s.asset),
+                Posting(s.seller, L, s.bond, s.asset),
+            ]
         try:
             return await self._post(RailStep.LOCK, s, idempotency_key, postings)
         except InsufficientFundsError as exc:
             if exc.owner == s.buyer:
                 raise RailInsufficientFundsError(
-                    f"buyer {s.buyer}: {decimal_text(s.amount)} needed, "
+                    f"buyer {s.buyer}: {decimal_text(s.amount)} {s.asset} needed, "
                     f"{decimal_text(exc.has)} available"
                 ) from exc
             raise RailInsufficientFundsError(
-                f"seller {s.seller}: a bond of {decimal_text(s.bond)} needed, "
+                f"seller {s.seller}: a bond of {decimal_text(s.bond)} {s.asset} needed, "
                 f"{decimal_text(exc.has)} available",
                 code=FailureCode.BOND_INSUFFICIENT,
             ) from exc
@@ -69,23 +98,32 @@ class LedgerRail:
     def _bond_back_to(self, s: RailSettlement, owner: str) -> list[Posting]:
         if s.bond <= 0:
             return []
-        return [Posting(s.seller, L, neg(s.bond)), Posting(owner, A, s.bond)]
+        return [Posting(s.seller, L, neg(s.bond), s.asset), Posting(owner, A, s.bond, s.asset)]
 
     async def release(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         s = settlement
-        postings = [Posting(s.buyer, L, neg(s.amount)), Posting(s.seller, A, s.amount)]
+        postings = [
+            Posting(s.buyer, L, neg(s.amount), s.asset),
+            Posting(s.seller, A, s.amount, s.asset),
+        ]
         postings += self._bond_back_to(s, s.seller)
         return await self._post(RailStep.RELEASE, s, idempotency_key, postings)
 
     async def refund(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         s = settlement
-        postings = [Posting(s.buyer, L, neg(s.amount)), Posting(s.buyer, A, s.amount)]
+        postings = [
+            Posting(s.buyer, L, neg(s.amount), s.asset),
+            Posting(s.buyer, A, s.amount, s.asset),
+        ]
         postings += self._bond_back_to(s, s.seller)
         return await self._post(RailStep.REFUND, s, idempotency_key, postings)
 
     async def slash(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         s = settlement
-        postings = [Posting(s.buyer, L, neg(s.amount)), Posting(s.buyer, A, s.amount)]
+        postings = [
+            Posting(s.buyer, L, neg(s.amount), s.asset),
+            Posting(s.buyer, A, s.amount, s.asset),
+        ]
         postings += self._bond_back_to(s, s.buyer)
         return await self._post(RailStep.SLASH, s, idempotency_key, postings)
 

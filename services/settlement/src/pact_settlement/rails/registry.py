@@ -56,7 +56,7 @@ def _evm_erc20_rail(
 
 #: name → factory.
 RAIL_FACTORIES: dict[str, RailFactory] = {
-    "ledger": lambda _settings, session, _clients: LedgerRail(session),
+    "ledger": lambda settings, session, _clients: LedgerRail(session, settings.ledger),
     "stripe": _stripe_rail,
     "evm": _evm_rail,
     "evm-erc20": _evm_erc20_rail,

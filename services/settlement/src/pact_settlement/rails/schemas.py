@@ -18,6 +18,7 @@ class RailInfo(BaseModel):
                     "default": False,
                     "transactional": False,
                     "currency": "usd",
+                    "asset": "USD",
                     "unit": "USD (1 price unit = 1 USD)",
                     "minimum_amount": "0.5",
                     "amount_quantum": "0.01",
@@ -39,6 +40,11 @@ class RailInfo(BaseModel):
         description="true: moves money inside the service's own database transaction (ledger)"
     )
     currency: str
+    asset: str | None = Field(
+        default=None,
+        description="the asset the rail settles in (LEDGER_ASSET, STRIPE_CURRENCY upper-cased, "
+        "EVM_NATIVE_SYMBOL): settlements on it name it",
+    )
     unit: str = Field(description="what one unit of a settlement amount is on this rail")
     minimum_amount: str = Field(description="smallest settlement amount accepted (decimal)")
     amount_quantum: str | None = Field(

@@ -46,6 +46,15 @@ DESCRIBERS: Final[dict[str, Callable[[SettlementSettings], dict[str, Any]]]] = {
 }
 
 
+#: The asset each rail settles in (``Rail.asset``), read from its settings without building it.
+_ASSETS: Final[dict[str, Callable[[SettlementSettings], str]]] = {
+    "ledger": lambda settings: settings.ledger.asset,
+    "stripe": lambda settings: settings.stripe.currency.upper(),
+    "evm": lambda settings: settings.evm.native_symbol,
+    "evm-erc20": lambda settings: settings.evm.token_symbol,
+}
+
+
 def list_rails(settings: SettlementSettings) -> RailList:
     rails = []
     for name in available_rails(settings):
@@ -62,7 +71,14 @@ def list_rails(settings: SettlementSettings) -> RailList:
                 "supports_bond": False,
             }
         )
-        rails.append(RailInfo(name=name, default=name == settings.default_rail, **details))
+        rails.append(
+            RailInfo(
+                name=name,
+                default=name == settings.default_rail,
+                asset=_ASSETS[name](settings) if name in _ASSETS else None,
+                **details,
+            )
+        )
     return RailList(
         default_rail=settings.default_rail,
         require_seller_bond=settings.require_seller_bond,

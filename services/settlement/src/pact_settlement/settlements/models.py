@@ -26,6 +26,8 @@ class Settlement(Base):
     intent_id: Mapped[str] = mapped_column(String(256))
     state: Mapped[str] = mapped_column(String(16))
     rail: Mapped[str] = mapped_column(String(32))
+    # The asset amount and bond are in: the rail's asset when the settlement was recorded.
+    asset: Mapped[str] = mapped_column(String(16))
     amount: Mapped[Decimal] = mapped_column(Money())
     bond: Mapped[Decimal] = mapped_column(Money())
     bond_locked: Mapped[Decimal] = mapped_column(Money())

@@ -125,6 +125,7 @@ def rail_view(s: Settlement) -> RailSettlement:
         seller=s.seller,
         amount=s.amount,
         bond=s.bond_locked,
+        asset=s.asset,
         delivery_deadline_at=s.delivery_deadline_at,
         challenge_window=timedelta(milliseconds=s.challenge_window_ms),
     )

@@ -84,6 +84,11 @@ class SettlementRead(BaseModel):
         description="pending|locked|committed|delivered|released|refunded|slashed|failed"
     )
     rail: str
+    asset: str = Field(
+        description="what amount and bond are in: the rail's asset (LEDGER_ASSET, "
+        "STRIPE_CURRENCY upper-cased, EVM_NATIVE_SYMBOL) when the settlement was recorded",
+        examples=["USD"],
+    )
     amount: str = Field(description="agreed price, decimal string")
     bond: str = Field(description="the quote's bond_required, decimal string")
     bond_locked: str = Field(description="seller bond actually held (0 unless required)")
@@ -133,6 +138,7 @@ class SettlementRead(BaseModel):
             intent_id=s.intent_id,
             state=s.state,
             rail=s.rail,
+            asset=s.asset,
             amount=decimal_text(s.amount),
             bond=decimal_text(s.bond),
             bond_locked=decimal_text(s.bond_locked),

@@ -268,6 +268,7 @@ class SettlementService:
         settlement = await self._record(
             verified,
             rail_name,
+            rail_impl.asset,
             request_fp,
             actor,
             request_id,
@@ -378,6 +379,7 @@ class SettlementService:
         self,
         verified: VerifiedAccept,
         rail_name: str,
+        asset: str,
         request_fp: str,
         actor: str,
         request_id: str | None,
@@ -392,6 +394,7 @@ class SettlementService:
             id=new_id("st"),
             intent_id=accept.intent_id,
             rail=rail_name,
+            asset=asset,
             amount=verified.amount,
             bond=verified.bond,
             bond_locked=bond_locked,
@@ -424,6 +427,7 @@ class SettlementService:
                     "amount": decimal_text(verified.amount),
                     "bond": decimal_text(verified.bond),
                     "rail": rail_name,
+                    "asset": asset,
                 },
             )
         except IntegrityError as exc:  # a concurrent writer won despite the named lock

@@ -210,7 +210,9 @@ class StripeWebhookService:
             )
             return Outcome("anomaly", None, pi_id, f"top-up in {current.currency}")
         async with self.maker() as session:
-            _, created = await credit_topup(session, agent_id, current.amount, pi_id)
+            _, created = await credit_topup(
+                session, agent_id, current.amount, current.currency.upper(), pi_id
+            )
             await session.commit()
         return Outcome("credited" if created else "no_change", None, pi_id, f"top-up of {agent_id}")
 

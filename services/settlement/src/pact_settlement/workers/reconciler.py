@@ -13,6 +13,10 @@ or retryable error between the call and its resolution leaves it so. Each pass:
    exponential, capped at an hour); the resolution and the planned transition commit
    together.
 
+Each pass then does the same for seller payouts left ``pending``
+(:func:`pact_settlement.payouts.service.reconcile_payout`): claimed by lease, resolved from the
+rail's ``payout_status`` (or paid again under the same key when the rail never saw it).
+
 Safe with several replicas: an operation is held by one lease at a time, and even when two
 reconcilers race (a lease expired mid-call), rails are idempotent on the key and the
 resolution re-locks the operation and only applies it while it is still pending.
@@ -30,6 +34,8 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import is_unavailable
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import session_now
+from pact_settlement.payouts.repository import PayoutRepository
+from pact_settlement.payouts.service import reconcile_payout
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements.rail_steps import RailStepExecutor, TransitionApplier
@@ -101,4 +107,28 @@ class Reconciler:
                 outcome=outcome.status.value,
                 applied=outcome.applied,
             )
-        return len(work)
+        return len(work) + await self._payouts(now)
+
+    async def _payouts(self, now: datetime) -> int:
+        """Pending payouts whose lease ran out: resolved from the rail's records."""
+        async with self.sessionmaker() as session, session.begin():
+            lease_until = now + timedelta(seconds=self.settings.reconcile_grace_s)
+            claimed = await PayoutRepository.from_session(session).claim_due(
+                now=now, lease_until=lease_until, limit=self.settings.worker_batch_size
+            )
+        for payout_id in claimed:
+            async with self.sessionmaker() as session:
+                try:
+                    status = await reconcile_payout(
+                        session, payout_id, settings=self.settings, clients=self.clients
+                    )
+                    await session.commit()
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        await session.rollback()
+                    if is_unavailable(exc):
+                        raise
+                    log.exception("reconciler.payout_error", payout_id=payout_id)
+                    continue
+            log.info("reconciler.payout_resolved", payout_id=payout_id, status=status)
+        return len(claimed)

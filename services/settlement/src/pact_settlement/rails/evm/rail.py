@@ -45,11 +45,14 @@ from pact_schema import FailureCode
 from pydantic import BaseModel, ConfigDict, field_serializer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pact_settlement.kit.errors import ProblemCode
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.rails._binding_io import BindingIO
 from pact_settlement.rails.base import (
+    PartyProfile,
     RailError,
     RailOpStatus,
+    RailPayout,
     RailProfiles,
     RailRefusedError,
     RailResult,
@@ -182,6 +185,45 @@ class EvmEscrowRail:
         self.settings = settings
         self.gateway = gateway
         self.bindings = BindingIO(session, self.name)
+
+    # -- payouts: deferred credit withdrawn for the seller ---------------------------------
+
+    def payout_destination(self, profile: PartyProfile | None) -> str:
+        """Releases pay the seller's address at release; only credit the escrow deferred
+        (``pendingWithdrawals``) can be paid out, through ``withdrawFor(payee)``, which needs a
+        gateway that has :meth:`withdraw_for`."""
+        if not callable(getattr(self.gateway, "withdraw_for", None)):
+            raise RailRefusedError(
+                ProblemCode.PAYOUT_NOT_SUPPORTED,
+                "on-chain releases are paid to the seller's address at release; this escrow "
+                "has no withdrawFor to pay out deferred credit",
+            )
+        if profile is None or not profile.evm_address:
+            raise RailRefusedError(
+                FailureCode.MISSING_REQUIRED_CREDENTIALS,
+                "the agent has no evm_address in its evm payment profile",
+            )
+        return profile.evm_address
+
+    async def payout(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
+        """``withdrawFor(destination)``: the contract pays the payee what it owes it."""
+        withdraw_for = getattr(self.gateway, "withdraw_for", None)
+        if not callable(withdraw_for):
+            raise RailError(ProblemCode.PAYOUT_NOT_SUPPORTED, "this escrow has no withdrawFor")
+        try:
+            tx = await withdraw_for(payout.destination)
+        except EscrowGatewayError as exc:
+            raise _rail_error(exc, RailStep.PAYOUT) from exc
+        return RailResult(
+            step=RailStep.PAYOUT,
+            status=RailOpStatus.SUCCEEDED,
+            reference=str(getattr(tx, "tx_hash", tx)),
+        )
+
+    async def payout_status(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
+        """The escrow keeps no record per payout: a withdrawal that may have been sent is
+        settled by asking again (``withdrawFor`` of nothing owed pays nothing)."""
+        return RailResult(step=RailStep.PAYOUT, status=RailOpStatus.NOT_FOUND)
 
     @property
     def asset(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
+from pact_settlement.rails.assets import check_asset
+
 __all__ = ["EvmSettings"]
 
 
@@ -85,6 +87,11 @@ class EvmSettings(BaseModel):
         description="Added to delivery deadline + challenge window for the on-chain deadline "
         "after which anyone may refund the buyer.",
     )
+
+    @field_validator("native_symbol", "token_symbol")
+    @classmethod
+    def _asset(cls, value: str) -> str:
+        return check_asset(value)
 
     @field_validator("operator_key")
     @classmethod

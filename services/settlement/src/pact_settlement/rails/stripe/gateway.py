@@ -303,6 +303,44 @@ class StripeGateway:
             )
         return state
 
+    # -- payouts: Transfers to Connect accounts -------------------------------------------
+
+    async def transfer(
+        self,
+        payout_id: str,
+        amount: Decimal,
+        destination: str,
+        *,
+        idempotency_key: str,
+        currency: str | None = None,
+    ) -> dict[str, Any]:
+        """A seller payout: a Transfer of ``amount`` (exact minor units) from the platform's
+        balance to the Connect account ``destination``, grouped under ``transfer_group =
+        payout_id`` so :meth:`find_transfers` finds it after a crash (even past the 24 h key
+        window). Returns the Transfer as a dict (``id``, ``reversed``, ``amount``)."""
+        code = (currency or self.currency).lower()
+        params: dict[str, Any] = {
+            "amount": to_stripe_amount(amount, code, rounding=None),
+            "currency": code,
+            "destination": destination,
+            "transfer_group": payout_id,
+            "metadata": {"payout_id": payout_id, "pact_purpose": "payout"},
+        }
+        with sdk_errors(mutating=True):
+            transfer = await self._client.v1.transfers.create_async(
+                cast(Any, params), {"idempotency_key": idempotency_key}
+            )
+        return as_dict(transfer)
+
+    async def find_transfers(self, payout_id: str) -> list[dict[str, Any]]:
+        """The Transfers made for ``payout_id`` (by ``transfer_group``), oldest first."""
+        with sdk_errors(mutating=False):
+            page = await self._client.v1.transfers.list_async(
+                cast(Any, {"transfer_group": payout_id, "limit": 100})
+            )
+        found = [t for t in as_dict(page).get("data", []) if isinstance(t, dict)]
+        return sorted(found, key=lambda t: (t.get("created", 0), t.get("id", "")))
+
     # -- reads -----------------------------------------------------------------------------
 
     async def retrieve(self, payment_intent_id: str) -> StripePaymentState:

@@ -49,8 +49,10 @@ from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.time import session_now
 from pact_settlement.rails._binding_io import BindingIO
 from pact_settlement.rails.base import (
+    PartyProfile,
     RailError,
     RailOpStatus,
+    RailPayout,
     RailProfiles,
     RailRefusedError,
     RailResult,
@@ -158,6 +160,13 @@ def _rail_error(exc: StripeGatewayError, step: RailStep) -> RailError:
     return RailError(FailureCode.FAILED_ESCROW, f"Stripe refused the {step.value}: {exc}")
 
 
+def _no_route(exc: StripeGatewayError) -> bool:
+    """A 404 that is not a Stripe error object: the server has no such route (localstripe
+    has no Transfers API), so the request made nothing. Stripe's own 404s carry a code
+    (``resource_missing``)."""
+    return exc.http_status == 404 and exc.stripe_code is None
+
+
 class StripeRail:
     name = "stripe"
     transactional = False
@@ -170,6 +179,67 @@ class StripeRail:
         self.settings = settings
         self.gateway = gateway
         self.bindings = BindingIO(session, self.name)
+        self.asset = settings.currency.upper()
+
+    # -- payouts: a Transfer to the seller's Connect account ------------------------------
+
+    def payout_destination(self, profile: PartyProfile | None) -> str:
+        if profile is None or not profile.stripe_connect_account:
+            agent = profile.agent_id if profile is not None else "the agent"
+            raise RailRefusedError(
+                FailureCode.MISSING_REQUIRED_CREDENTIALS,
+                f"{agent} has no stripe_connect_account (acct_…) in its stripe payment "
+                "profile: nowhere to transfer a payout",
+            )
+        return profile.stripe_connect_account
+
+    async def payout(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
+        try:
+            to_stripe_amount(payout.amount, self.settings.currency, rounding=None)
+        except AmountError as exc:
+            raise RailError(
+                FailureCode.AMOUNT_NOT_IN_RAIL_UNITS,
+                f"cannot transfer {decimal_text(payout.amount)} {payout.asset} exactly: {exc}",
+            ) from exc
+        try:
+            transfer = await self.gateway.transfer(
+                payout.id, payout.amount, payout.destination, idempotency_key=idempotency_key
+            )
+        except StripeGatewayError as exc:
+            if _no_route(exc):
+                # The server has no /v1/transfers route at all (localstripe): nothing was
+                # made; say so, never pretend the money moved.
+                raise RailError(
+                    ProblemCode.PAYOUT_NOT_SUPPORTED,
+                    f"this Stripe server has no Transfers API: {exc}",
+                ) from exc
+            raise _rail_error(exc, RailStep.PAYOUT) from exc
+        return self._transfer_result(transfer)
+
+    async def payout_status(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
+        try:
+            transfers = await self.gateway.find_transfers(payout.id)
+        except StripeGatewayError as exc:
+            if _no_route(exc):  # no Transfers API: no transfer was ever made on this server
+                return RailResult(step=RailStep.PAYOUT, status=RailOpStatus.NOT_FOUND)
+            raise _rail_error(exc, RailStep.PAYOUT) from exc
+        if not transfers:
+            return RailResult(step=RailStep.PAYOUT, status=RailOpStatus.NOT_FOUND)
+        return self._transfer_result(transfers[0])
+
+    @staticmethod
+    def _transfer_result(transfer: dict[str, Any]) -> RailResult:
+        """A Transfer moves the money when it is created; one reversed since is not paid."""
+        if transfer.get("reversed"):
+            return RailResult(
+                step=RailStep.PAYOUT,
+                status=RailOpStatus.FAILED,
+                reference=str(transfer.get("id")),
+                detail={"code": "TRANSFER_REVERSED", "error": "the Transfer was reversed"},
+            )
+        return RailResult(
+            step=RailStep.PAYOUT, status=RailOpStatus.SUCCEEDED, reference=str(transfer.get("id"))
+        )
 
     # -- prepare (in the recording transaction) --------------------------------------------
 

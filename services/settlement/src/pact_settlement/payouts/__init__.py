@@ -1,0 +1,1 @@
+"""Seller payouts: a seller's available balance paid out through a rail."""
