@@ -1,0 +1,142 @@
+"""The done-when test of streaming settlement: a 1,000-tick stream through the provider (a
+real uvicorn server streaming server-sent events) and settlement (on SQLite and Postgres),
+paid tick by tick with signed vouchers, settles the exact amount with a constant number of
+money movements; the calls the provider makes to settlement are counted too."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import uvicorn
+from pact_provider.app import create_app as create_provider
+from pact_provider.config import ProviderSettings
+from pact_provider.streaming.service import StreamRequest
+from pact_schema import parse_message
+from pact_schema.stream_client import StreamBuyer
+from pact_schema.streaming import amount_for_ticks
+from pact_schema.transcript import verify_transcript
+from sqlalchemy import text
+
+BUDGET = Decimal("0.05")
+PLANNED = 2_000
+TICKS = 1_000
+CHECKPOINT_EVERY = 100
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls[f"{request.method} {request.url.path.rsplit('/', 1)[-1]}"] += 1
+        return await self.inner.handle_async_request(request)
+
+
+async def ticks(request: StreamRequest) -> AsyncIterator[bytes]:
+    for n in range(PLANNED * 2):
+        yield f"{request.intent_id}:{n}".encode()
+
+
+@contextlib.asynccontextmanager
+async def provider_server(settlement_app: Any, keypair: Any, **overrides: Any) -> Any:
+    counting = CountingTransport(httpx.ASGITransport(app=settlement_app))
+    app = create_provider(
+        ProviderSettings(
+            settlement_url="http://settlement",
+            settlement_token="test-provider-token-0123456789abcdef",
+            settlement_backoff_s=0.0,
+            settlement_modes=["hash_reveal", "streaming"],
+            stream_checkpoint_ticks=CHECKPOINT_EVERY,
+            **overrides,
+        ),
+        keypair=keypair,
+        settlement_transport=counting,
+        stream_handler=ticks,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", counting
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_a_thousand_tick_stream_through_both_services_settles_exactly(
+    app: Any, api: Any, pact: Any, engine: Any
+) -> None:
+    buyer_key, seller_key = pact.buyer.public_key_b58, pact.provider.public_key_b58
+    await api.deposit(buyer_key, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    created = await api.create(accept)
+    assert created.status_code == 201, created.text
+    intent_id = created.json()["intent_id"]
+    async with provider_server(app, pact.provider) as (url, counting):
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=seller_key,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            max_ticks=TICKS,
+        )
+        try:
+            result = await buyer.run()
+        finally:
+            await buyer.aclose()
+    paid = amount_for_ticks(BUDGET, PLANNED, TICKS)
+    assert (result.code, result.ticks, result.paid_amount) == ("BUYER_STOPPED", TICKS, paid)
+    assert len(result.chunks) >= TICKS
+    assert result.chunks[0] == f"{intent_id}:0".encode()
+    settlement = result.settlement
+    assert settlement is not None
+    assert settlement["state"] == "released"
+    receipt = parse_message(settlement["receipt"]["message"])
+    assert (receipt.paid_amount, receipt.ticks, receipt.failure_code) == (
+        paid,
+        TICKS,
+        "BUYER_STOPPED",
+    )
+    assert await api.balances(seller_key) == (paid, Decimal(0))
+    assert await api.balances(buyer_key) == (Decimal(1) - paid, Decimal(0))
+    # Money moved twice (the lock, one partial release), whatever the number of ticks.
+    async with engine.connect() as conn:
+        kinds = sorted(
+            str(r[0])
+            for r in await conn.execute(
+                text("SELECT kind FROM journal_transactions WHERE settlement_id = :id"),
+                {"id": settlement["id"]},
+            )
+        )
+    assert kinds == ["lock", "release_partial"]
+    # The provider called settlement once to find the stream, at most once per
+    # CHECKPOINT_EVERY ticks, and once to close: not once per tick.
+    assert counting.calls["POST close"] == 1
+    assert 1 <= counting.calls["POST checkpoints"] <= TICKS // CHECKPOINT_EVERY
+    assert sum(counting.calls.values()) <= 2 + TICKS // CHECKPOINT_EVERY
+    transcript = (
+        await api.client.get(
+            f"/v1/settlements/{settlement['id']}/transcript", headers=api.admin_auth
+        )
+    ).json()
+    assert verify_transcript(transcript).ok
+    final = transcript["envelopes"][-2]
+    assert final["kind"] == "stop"
+    checkpoints = [e for e in transcript["envelopes"] if e["kind"] == "checkpoint"]
+    assert checkpoints[-1]["envelope"] == result.final_voucher
