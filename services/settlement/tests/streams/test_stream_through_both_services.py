@@ -64,8 +64,11 @@ async def provider_server(settlement_app: Any, keypair: Any, **overrides: Any) -
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    for _ in range(3_000):  # bounded: a cold start on a loaded machine takes seconds
+        if server.started:
+            break
         await asyncio.sleep(0.01)
+    assert server.started, "the provider did not start"
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}", counting
@@ -140,3 +143,103 @@ async def test_a_thousand_tick_stream_through_both_services_settles_exactly(
     assert final["kind"] == "stop"
     checkpoints = [e for e in transcript["envelopes"] if e["kind"] == "checkpoint"]
     assert checkpoints[-1]["envelope"] == result.final_voucher
+
+
+class _VanishedError(Exception):
+    pass
+
+
+async def _wait_for_state(api: Any, intent_id: str, state: str) -> dict[str, Any]:
+    """Poll until settlement shows ``state`` (bounded: the provider's close is one call)."""
+    for _ in range(500):
+        body = await api.settlement(intent_id)
+        if body["state"] == state:
+            return body
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{intent_id} never became {state}: {body['state']}")
+
+
+async def test_a_buyer_that_vanishes_mid_stream_pays_only_what_it_signed(
+    app: Any, api: Any, pact: Any
+) -> None:
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    seen: list[bytes] = []
+
+    def read(chunk: bytes) -> None:
+        seen.append(chunk)
+        if len(seen) == 51:  # the 51st chunk arrives, is never paid, and the buyer is gone
+            raise _VanishedError
+
+    async with provider_server(app, pact.provider) as (url, _counting):
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            on_chunk=read,
+        )
+        with contextlib.suppress(_VanishedError):
+            await buyer.run()
+        await buyer.aclose()
+        body = await _wait_for_state(api, intent_id, "released")
+    paid = amount_for_ticks(BUDGET, PLANNED, 50)
+    assert body["receipt"]["message"]["ticks"] == 50
+    assert body["receipt"]["message"]["failure_code"] == "BUYER_STOPPED"
+    assert await api.balances(pact.provider.public_key_b58) == (paid, Decimal(0))
+    assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1) - paid, Decimal(0))
+
+
+async def test_the_reference_stream_chunk_shape_serves_a_running_streams_chunks(
+    app: Any, api: Any, pact: Any
+) -> None:
+    from pact_schema import verify_envelope
+
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    fetched: list[dict[str, Any]] = []
+    async with (
+        provider_server(app, pact.provider) as (url, _counting),
+        httpx.AsyncClient(base_url=url) as reference_buyer,
+    ):
+
+        async def fetch_while_running(chunk: bytes) -> None:
+            answer = await reference_buyer.post(
+                "/stream/chunk", json={"intent_id": intent_id, "seq": 0}
+            )
+            fetched.append(answer.json())
+
+        pending: list[asyncio.Task[None]] = []
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=5,
+            planned_ticks=PLANNED,
+            max_ticks=20,
+            on_chunk=lambda c: (
+                pending.append(asyncio.create_task(fetch_while_running(c)))
+                if len(pending) < 3
+                else None
+            ),
+        )
+        result = await buyer.run()
+        await buyer.aclose()
+        await asyncio.gather(*pending)
+    assert result.code == "BUYER_STOPPED"
+    envelopes = [f["envelope"] for f in fetched]
+    signed = [verify_envelope(e) for e in envelopes if e["message"]["type"] == "STREAM_CHUNK"]
+    assert signed, fetched
+    assert signed[0].signer == pact.provider.public_key_b58
+    assert signed[0].message_raw["seq"] == 0

@@ -64,6 +64,9 @@ __all__ = [
     "Streamer",
 ]
 
+#: How many of a running stream's latest signed chunks ``POST /stream/chunk`` can answer.
+SENT_WINDOW = 256
+
 #: The reference's default ``plannedTicks`` (``rate_per_tick = budget / planned_ticks``).
 DEFAULT_PLANNED_TICKS = 50
 
@@ -100,6 +103,8 @@ class _Stream:
     stop: tuple[str, str, dict[str, Any]] | None = None  # code, reason, signed STREAM_STOP
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False  # the close was sent to settlement
+    #: The last SENT_WINDOW chunks sent, by seq: the reference's ``POST /stream/chunk``.
+    sent: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def paid_ticks(self) -> int:
@@ -249,6 +254,8 @@ class Streamer:
                     self.keypair,
                     signed_at_ms=now,
                 )
+                stream.sent[seq] = chunk
+                stream.sent.pop(seq - SENT_WINDOW, None)
                 yield _sse("chunk", chunk)
                 seq += 1
                 if stream.highest and stream.paid_ticks - checkpointed >= self.checkpoint_every:
@@ -347,6 +354,14 @@ class Streamer:
                 status=404,
             )
         return matches[0]
+
+    def sent_chunk(self, intent_id: str, seq: int) -> dict[str, Any] | None:
+        """The signed STREAM_CHUNK ``seq`` of the stream of ``intent_id`` running here (the
+        reference's ``POST /stream/chunk``), if it was sent and is still in the window."""
+        for (_, running), stream in self.streams.items():
+            if running == intent_id and seq in stream.sent:
+                return stream.sent[seq]
+        return None
 
     def voucher(self, intent_id: str, raw: Any) -> dict[str, Any]:
         signer = raw.get("signer_public_key_b58") if isinstance(raw, dict) else None
