@@ -243,3 +243,80 @@ async def test_the_reference_stream_chunk_shape_serves_a_running_streams_chunks(
     assert signed, fetched
     assert signed[0].signer == pact.provider.public_key_b58
     assert signed[0].message_raw["seq"] == 0
+
+
+async def test_pact_stream_cli_pays_a_stream_and_prints_the_receipt(
+    app: Any, api: Any, pact: Any, tmp_path: Any, capsys: Any
+) -> None:
+    from pact_schema.cli import main
+
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    key_file = tmp_path / "buyer.json"
+    pact.buyer.save(key_file)
+    async with provider_server(app, pact.provider) as (url, _counting):
+        code = await asyncio.to_thread(
+            main,
+            [
+                "stream",
+                url,
+                "--intent",
+                intent_id,
+                "--budget",
+                str(BUDGET),
+                "--tick-ms",
+                "1",
+                "--planned-ticks",
+                str(PLANNED),
+                "--max-ticks",
+                "30",
+                "--max-spend-per-minute",
+                "0.01",
+                "--key-file",
+                str(key_file),
+                "--json",
+            ],
+        )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    import json
+
+    # The apps' log lines share stdout with the CLI's one JSON line.
+    [line] = [x for x in out.splitlines() if '"final_voucher"' in x]
+    result = json.loads(line)
+    assert (result["code"], result["ticks"]) == ("BUYER_STOPPED", 30)
+    assert result["settlement"]["receipt"]["message"]["ticks"] == 30
+
+
+async def test_the_spend_cap_stops_the_stream_with_the_reference_code(
+    app: Any, api: Any, pact: Any
+) -> None:
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    cap = amount_for_ticks(BUDGET, PLANNED, 40)  # 40 ticks a minute, no more
+    async with provider_server(app, pact.provider) as (url, _counting):
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            max_spend_per_minute=cap,
+        )
+        result = await buyer.run()
+        await buyer.aclose()
+    assert result.code == "STREAMING_SPEND_CAP_EXCEEDED"
+    assert result.ticks == 40
+    assert result.settlement is not None
+    receipt = result.settlement["receipt"]["message"]
+    assert receipt["failure_code"] == "STREAMING_SPEND_CAP_EXCEEDED"
+    assert Decimal(str(receipt["paid_amount"])) == cap
+    assert await api.balances(pact.provider.public_key_b58) == (cap, Decimal(0))
