@@ -33,8 +33,11 @@ class CountingTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.calls: Counter[str] = Counter()
+        self.dead = False  # the provider process is gone: nothing it sends arrives
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.dead:
+            raise httpx.ConnectError("the provider process is gone", request=request)
         self.calls[f"{request.method} {request.url.path.rsplit('/', 1)[-1]}"] += 1
         return await self.inner.handle_async_request(request)
 
@@ -320,3 +323,66 @@ async def test_the_spend_cap_stops_the_stream_with_the_reference_code(
     assert receipt["failure_code"] == "STREAMING_SPEND_CAP_EXCEEDED"
     assert Decimal(str(receipt["paid_amount"])) == cap
     assert await api.balances(pact.provider.public_key_b58) == (cap, Decimal(0))
+
+
+async def test_a_provider_that_dies_mid_stream_loses_at_most_the_ticks_since_a_checkpoint(
+    app: Any, api: Any, pact: Any, clock: Any
+) -> None:
+    """The provider process is gone (its server torn down with no close sent): the buyer's
+    stream breaks, and settlement's sweeper closes the stream at its deadline at the last
+    checkpoint. The seller is paid exactly the checkpointed voucher, never more; what it lost
+    is bounded by STREAM_CHECKPOINT_TICKS."""
+    from pact_settlement.workers.sweeper import Sweeper
+
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=60_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    died = asyncio.Event()
+    seen: list[bytes] = []
+
+    def read(chunk: bytes) -> None:
+        seen.append(chunk)
+        if len(seen) == 250:
+            died.set()
+
+    async with provider_server(app, pact.provider) as (url, counting):
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            on_chunk=read,
+        )
+        run = asyncio.create_task(buyer.run())
+        await asyncio.wait_for(died.wait(), 60)
+        # From here on the provider reaches settlement no more, as if killed: its in-memory
+        # vouchers since the last checkpoint, and its close, never arrive.
+        counting.dead = True
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await run
+        await buyer.aclose()
+    body = await api.settlement(intent_id)
+    assert body["state"] == "streaming"
+    clock.offset_ms = 61_000
+    s = app.state.settlement
+    sweeper = Sweeper(
+        s.sessionmaker, settings=s.settings, metrics=s.metrics, applier=s.applier, clock=s.clock
+    )
+    report = await sweeper.run_once()
+    assert report.ended == {intent_id: "released"}
+    body = await api.settlement(intent_id)
+    receipt = body["receipt"]["message"]
+    assert receipt["failure_code"] == "STREAM_DEADLINE_PASSED"
+    ticks = receipt["ticks"]
+    assert ticks % CHECKPOINT_EVERY == 0
+    assert 250 - CHECKPOINT_EVERY - 1 <= ticks <= 250
+    paid = amount_for_ticks(BUDGET, PLANNED, ticks)
+    assert Decimal(str(receipt["paid_amount"])) == paid
+    assert await api.balances(pact.provider.public_key_b58) == (paid, Decimal(0))
+    assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1) - paid, Decimal(0))
