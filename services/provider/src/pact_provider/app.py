@@ -53,7 +53,7 @@ from pact_provider.reference.service import ReferenceAdapter
 from pact_provider.runtime import ProviderRuntime
 from pact_provider.settlement_client import HttpSettlementClient, SettlementGateway
 from pact_provider.streaming.endpoints import build_router as streaming_router
-from pact_provider.streaming.service import Streamer, StreamHandler
+from pact_provider.streaming.service import Streamer, StreamHandler, load_stream_handler
 
 __all__ = ["app_from_env", "create_app", "freeze_startup_objects"]
 
@@ -128,6 +128,8 @@ def create_app(
     price_book = price_book if price_book is not None else build_price_book(settings)
     policy = Policy.from_settings(settings)
     handler_book = handlers if handlers is not None else fulfilment_handlers(settings)
+    if stream_handler is None and settings.stream_module:
+        stream_handler = load_stream_handler(settings.stream_module)
     if after_settlement is None:
         check_coverage(settings, price_book, handler_book, log)
     metrics = Metrics()

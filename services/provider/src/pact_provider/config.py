@@ -282,6 +282,13 @@ class ProviderSettings(BaseSettings):
         "delivers the response body. A 4xx/5xx or an unreachable upstream refunds the buyer "
         "at once (FULFILMENT_FAILED). Replaces the demo handlers.",
     )
+    stream_module: str | None = Field(
+        default=None,
+        description="Streaming: Python module exposing `STREAM_HANDLER`, an async generator "
+        "function taking a `pact_provider.streaming.service.StreamRequest` and yielding the "
+        "stream's chunks (bytes, one per tick). Without it (or create_app(stream_handler=...)) "
+        "no stream is served.",
+    )
     stream_credit_ticks: int = Field(
         default=1,
         ge=0,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import importlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -52,6 +53,7 @@ from pact_schema.streaming import (
     verify_voucher,
 )
 
+from pact_provider.config import ConfigError
 from pact_provider.errors import ProviderError
 from pact_provider.observability import Logger
 from pact_provider.settlement_client import SettlementGateway
@@ -62,6 +64,7 @@ __all__ = [
     "StreamRefusedError",
     "StreamRequest",
     "Streamer",
+    "load_stream_handler",
 ]
 
 #: How many of a running stream's latest signed chunks ``POST /stream/chunk`` can answer.
@@ -84,6 +87,18 @@ class StreamRequest:
 
 StreamHandler = Callable[[StreamRequest], AsyncIterator[bytes]]
 """A seller's streaming goods: an async iterator of chunks (one chunk per tick)."""
+
+
+def load_stream_handler(module_name: str) -> StreamHandler:
+    """``STREAM_HANDLER`` of the operator's module (``STREAM_MODULE``)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"PACT_PROVIDER_STREAM_MODULE: cannot import {module_name}") from exc
+    handler = getattr(module, "STREAM_HANDLER", None)
+    if not callable(handler):
+        raise ConfigError(f"{module_name}.STREAM_HANDLER must be an async generator function")
+    return handler  # type: ignore[no-any-return]
 
 
 class StreamRefusedError(ProviderError):
