@@ -141,7 +141,8 @@ def test_reordered_envelopes_name_each_misplaced_piece() -> None:
     document["envelopes"] = [quote, accept, reveal, commit, receipt]
     assert _failures(document) == [
         "#3 commit is out of order: it comes after #2 reveal "
-        "(protocol order: quote, accept, commit, abort, reveal, challenge, receipt)"
+        "(protocol order: quote, accept, commit, abort, reveal, challenge, checkpoint, stop, "
+        "receipt)"
     ]
     document["envelopes"] = [receipt, quote, accept, commit, reveal]
     failures = _failures(document)

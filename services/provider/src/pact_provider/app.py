@@ -52,6 +52,8 @@ from pact_provider.reference.endpoints import build_router as reference_router
 from pact_provider.reference.service import ReferenceAdapter
 from pact_provider.runtime import ProviderRuntime
 from pact_provider.settlement_client import HttpSettlementClient, SettlementGateway
+from pact_provider.streaming.endpoints import build_router as streaming_router
+from pact_provider.streaming.service import Streamer, StreamHandler, load_stream_handler
 
 __all__ = ["app_from_env", "create_app", "freeze_startup_objects"]
 
@@ -99,6 +101,7 @@ def create_app(
     handlers: HandlerBook | None = None,
     price_book: PriceBook | None = None,
     log_stream: TextIO | None = None,
+    stream_handler: StreamHandler | None = None,
 ) -> FastAPI:
     """Build one provider app. Raises ``ConfigError`` when the key or price book is unusable.
 
@@ -106,7 +109,9 @@ def create_app(
     embedding; ``after_settlement`` is the fulfilment hook run after settlement took an ACCEPT
     (default: from the FULFILMENT settings); ``handlers`` replaces the handlers the settings
     choose and ``price_book`` the one they describe (:class:`~pact_provider.seller.PactSeller`
-    passes its sold routes and their prices).
+    passes its sold routes and their prices); ``stream_handler`` is the seller's streaming
+    goods (an async iterator of byte chunks, docs/protocol.md "Streaming"; none: streaming is
+    refused).
     """
     settings = settings if settings is not None else ProviderSettings()
     log = make_logger(settings.log_level, log_stream, json=settings.log_json)
@@ -123,6 +128,8 @@ def create_app(
     price_book = price_book if price_book is not None else build_price_book(settings)
     policy = Policy.from_settings(settings)
     handler_book = handlers if handlers is not None else fulfilment_handlers(settings)
+    if stream_handler is None and settings.stream_module:
+        stream_handler = load_stream_handler(settings.stream_module)
     if after_settlement is None:
         check_coverage(settings, price_book, handler_book, log)
     metrics = Metrics()
@@ -186,6 +193,17 @@ def create_app(
             can_fulfil=can_fulfil,
             quote_store=quote_store,
         )
+        streamer = Streamer(
+            keypair=identity.keypair,
+            settlement=settlement,
+            handler=stream_handler,
+            log=log,
+            clock=clock,
+            message_ttl_ms=settings.reply_ttl_ms,
+            credit_ticks=settings.stream_credit_ticks,
+            checkpoint_ticks=settings.stream_checkpoint_ticks,
+            voucher_timeout_ms=settings.stream_voucher_timeout_ms,
+        )
         app.state.provider = ProviderRuntime(
             settings=settings,
             identity=identity,
@@ -205,6 +223,7 @@ def create_app(
                 settlement_modes=frozenset(settings.settlement_modes),
             ),
             quote_store=quote_store,
+            streamer=streamer,
         )
         log.info(
             "pact.provider.started",
@@ -217,6 +236,7 @@ def create_app(
         try:
             yield
         finally:
+            await streamer.aclose()
             if settlement is not None:
                 await settlement.aclose()
             if quote_store is not None:
@@ -243,6 +263,11 @@ def create_app(
                 "protocol §11.2), mapped onto our quote binding and settlement: see the provider "
                 'README, "Compatibility with the reference SDK".',
             },
+            {
+                "name": "streaming",
+                "description": "Paid streams: signed chunks as server-sent events, paid by "
+                "the buyer's cumulative vouchers.",
+            },
             {"name": "identity", "description": "Who this provider is and what it sells."},
             {"name": "operations", "description": "Health, readiness and metrics."},
         ],
@@ -254,6 +279,7 @@ def create_app(
     negotiation = negotiation_router(build_examples())
     app.include_router(negotiation)
     app.include_router(reference_router())
+    app.include_router(streaming_router())
     app.include_router(discovery_router())
     install_docs(app)
     # The first middleware added is the innermost: every one added after it, here or by an

@@ -171,9 +171,9 @@ class ProviderSettings(BaseSettings, HttpServerSettings):
     )
     settlement_modes: Annotated[list[SettlementMode], NoDecode] = Field(
         default_factory=lambda: list[SettlementMode](["hash_reveal"]),
-        description="Comma-separated settlement modes offered. The settlement service settles "
-        "hash_reveal only (streaming is refused there with SETTLEMENT_MODE_NOT_ALLOWED), so "
-        "offer streaming only with a settlement backend that supports it.",
+        description="Comma-separated settlement modes offered. Offer streaming only with a "
+        "stream handler (create_app(stream_handler=...)) and a settlement rail that can "
+        "release part of a lock (the ledger; others refuse it with SETTLEMENT_MODE_NOT_ALLOWED).",
     )
     price_floor_ratio: AmountText = Field(
         default=Decimal("0.8"),
@@ -282,6 +282,35 @@ class ProviderSettings(BaseSettings, HttpServerSettings):
         "(method, path template filled from the INTENT's `scope`, headers, timeout) and "
         "delivers the response body. A 4xx/5xx or an unreachable upstream refunds the buyer "
         "at once (FULFILMENT_FAILED). Replaces the demo handlers.",
+    )
+    stream_module: str | None = Field(
+        default=None,
+        description="Streaming: Python module exposing `STREAM_HANDLER`, an async generator "
+        "function taking a `pact_provider.streaming.service.StreamRequest` and yielding the "
+        "stream's chunks (bytes, one per tick). Without it (or create_app(stream_handler=...)) "
+        "no stream is served.",
+    )
+    stream_credit_ticks: int = Field(
+        default=1,
+        ge=0,
+        le=1_000,
+        description="Streaming: how many chunks may be sent ahead of the buyer's vouchers "
+        "(the most the seller risks unpaid); 0 sends a chunk only once it is paid for.",
+    )
+    stream_checkpoint_ticks: int = Field(
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="Streaming: present the buyer's highest voucher to settlement every this "
+        "many ticks (a crash loses at most these ticks' money; fewer settlement calls when "
+        "larger). The close always presents the highest one.",
+    )
+    stream_voucher_timeout_ms: int = Field(
+        default=10_000,
+        ge=10,
+        le=600_000,
+        description="Streaming: how long the seller waits for the voucher that pays for the "
+        "next chunk before it stops the stream (SELLER_STOPPED) and settles what was paid.",
     )
     payload_retention_s: int = Field(
         default=3_600,

@@ -14,6 +14,7 @@ from pact_provider.observability import Logger, Metrics
 from pact_provider.quotes.store import QuoteStore
 from pact_provider.reference.service import ReferenceAdapter
 from pact_provider.settlement_client import SettlementGateway
+from pact_provider.streaming.service import Streamer
 
 __all__ = ["ProviderRuntime", "RuntimeDep", "get_runtime"]
 
@@ -30,6 +31,8 @@ class ProviderRuntime:
     """The pre-rendered `/.well-known/pact-provider` document."""
     reference: ReferenceAdapter
     """The reference SDK's adapter endpoints (``/quote``, ``/commit``, ...)."""
+    streamer: Streamer
+    """Streams paid by the buyer's vouchers (``/pact/stream``)."""
     quote_store: QuoteStore | None = None
 
 

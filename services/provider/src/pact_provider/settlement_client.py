@@ -55,6 +55,7 @@ class SettlementRecord:
     commit_hash_hex: str | None = None
     buyer: str | None = None
     seller: str | None = None
+    settlement_mode: str | None = None
 
     def summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -108,6 +109,16 @@ class SettlementGateway(Protocol):
         self, settlement_id: str, abort_envelope: dict[str, Any], *, idempotency_key: str
     ) -> SettlementRecord: ...
 
+    async def checkpoint(self, settlement_id: str, voucher: dict[str, Any]) -> dict[str, Any]:
+        """Present the buyer's highest voucher (``POST …/checkpoints``); the checkpoint."""
+        ...
+
+    async def close_stream(
+        self, settlement_id: str, body: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Stop a stream (``POST …/close``): the highest voucher released, the rest refunded."""
+        ...
+
     async def find(self, buyer_key: str | None, intent_id: str) -> SettlementRecord | None:
         """The buyer's settlement for ``intent_id``, or None when there is none. Without a
         buyer: the one settlement of that intent id, :class:`SettlementAmbiguous` when several
@@ -151,6 +162,7 @@ def _record(response: httpx.Response) -> SettlementRecord | None:
         commit_hash_hex=_text(body.get("commit_hash_hex")),
         buyer=_text(body.get("buyer")),
         seller=_text(body.get("seller")),
+        settlement_mode=_text(body.get("settlement_mode")),
     )
 
 
@@ -262,6 +274,23 @@ class HttpSettlementClient:
         path = f"{SETTLEMENTS_PATH}/{quote(settlement_id, safe='')}/abort"
         return await self._post(path, {"abort": abort_envelope}, idempotency_key)
 
+    async def checkpoint(self, settlement_id: str, voucher: dict[str, Any]) -> dict[str, Any]:
+        path = f"{SETTLEMENTS_PATH}/{quote(settlement_id, safe='')}/checkpoints"
+        key = f"checkpoint-{settlement_id}-{voucher.get('message_hash_hex')}"
+        answer: dict[str, Any] = orjson.loads(
+            (await self._send(path, {"voucher": voucher}, key)).content
+        )
+        return answer
+
+    async def close_stream(
+        self, settlement_id: str, body: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        path = f"{SETTLEMENTS_PATH}/{quote(settlement_id, safe='')}/close"
+        answer: dict[str, Any] = orjson.loads(
+            (await self._send(path, body, idempotency_key)).content
+        )
+        return answer
+
     async def find(self, buyer_key: str | None, intent_id: str) -> SettlementRecord | None:
         path = f"{SETTLEMENTS_PATH}/{quote(intent_id, safe='')}"
         params = {} if buyer_key is None else {"buyer": buyer_key}
@@ -298,6 +327,17 @@ class HttpSettlementClient:
         self, path: str, body: dict[str, Any], idempotency_key: str
     ) -> SettlementRecord:
         """POST with bounded retries under one idempotency key; a settlement record or raise."""
+        response = await self._send(path, body, idempotency_key)
+        record = _record(response)
+        if record is None:
+            raise SettlementUnavailableError(
+                "settlement answered without a settlement id and state",
+                retry_after_s=self._retry_after,
+            )
+        return record
+
+    async def _send(self, path: str, body: dict[str, Any], idempotency_key: str) -> httpx.Response:
+        """POST with bounded retries under one idempotency key; the 2xx answer or raise."""
         content = json_bytes(body)
         headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
         deadline = time.monotonic() + self._total
@@ -319,15 +359,8 @@ class HttpSettlementClient:
                 # 202: settlement recorded the trade but an external rail's lock is still in
                 # flight (state ``pending``); a record to act on, not an error to retry.
                 if status in (200, 201, 202):
-                    record = _record(response)
-                    if record is None:
-                        self._observe("failed", time.monotonic() - started)
-                        raise SettlementUnavailableError(
-                            "settlement answered without a settlement id and state",
-                            retry_after_s=self._retry_after,
-                        )
                     self._observe("settled", time.monotonic() - started)
-                    return record
+                    return response
                 if status in (401, 403):
                     self._observe("failed", time.monotonic() - started)
                     raise SettlementUnavailableError(

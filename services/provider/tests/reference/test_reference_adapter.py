@@ -268,14 +268,14 @@ async def test_commit_requests_are_checked_before_any_lookup(body: dict[str, Any
     assert settlement.requests == []
 
 
-async def test_stream_chunk_is_a_signed_refusal() -> None:
+async def test_stream_chunk_of_no_running_stream_is_a_signed_refusal() -> None:
     async with running_provider() as provider:
         reply = _envelope_of(
             await provider.http.post("/stream/chunk", json={"intent_id": "intent-1", "seq": 0})
         )
     assert reply["type"] == "REJECT"
     assert reply["code"] == "SETTLEMENT_MODE_NOT_ALLOWED"
-    assert "streaming" in reply["reason"]
+    assert "POST /pact/stream" in reply["reason"]
 
 
 async def test_the_openapi_page_documents_the_reference_surface() -> None:

@@ -41,6 +41,7 @@ from pact_settlement.receipts.service import ReceiptIssuer
 from pact_settlement.runtime import SettlementRuntime, runtime_of
 from pact_settlement.settlements.endpoints import router as settlements_router
 from pact_settlement.settlements.lifecycle import LifecycleApplier
+from pact_settlement.streams.endpoints import router as streams_router
 from pact_settlement.webhooks.endpoints import router as webhooks_router
 from pact_settlement.workers.authorization_expiry import AuthorizationExpirySweeper
 from pact_settlement.workers.reconciler import Reconciler
@@ -259,6 +260,7 @@ def create_app(
     app.include_router(payouts_router)
     app.include_router(rails_router)
     app.include_router(delivery_router)
+    app.include_router(streams_router)
     app.include_router(receipts_router)
     app.include_router(webhooks_router)
     app.include_router(webhook_endpoints_router)

@@ -435,15 +435,6 @@ async def test_failed_lock_has_a_receipt_too(flow: Flow, api: Any, pact: Any) ->
     assert receipt.extras["outcome"] == "failed"
 
 
-async def test_streaming_is_refused_not_settled_as_hash_reveal(api: Any, pact: Any) -> None:
-    await api.deposit(pact.buyer.public_key_b58, "1")
-    response = await api.create(pact.accept(settlement_mode="streaming"))
-    assert response.status_code == 422
-    assert response.json()["code"] == "SETTLEMENT_MODE_NOT_ALLOWED"
-    assert "streaming" in response.json()["detail"]
-    assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1), Decimal(0))
-
-
 @pytest.mark.parametrize("settings_overrides", [{"transcript_max_envelope_bytes": 300}])
 async def test_a_large_reveal_keeps_only_its_hashes_in_the_transcript(
     flow: Flow, api: Any, pact: Any

@@ -41,7 +41,13 @@ def test_every_state_can_reach_a_terminal_state_and_terminals_are_final() -> Non
                     seen.add(nxt)
                     frontier.append(nxt)
         assert seen & TERMINAL_STATES, f"{state} cannot end"
-    assert set(S) - TERMINAL_STATES == {S.PENDING, S.LOCKED, S.COMMITTED, S.DELIVERED}
+    assert set(S) - TERMINAL_STATES == {
+        S.PENDING,
+        S.LOCKED,
+        S.COMMITTED,
+        S.DELIVERED,
+        S.STREAMING,
+    }
 
 
 def test_transition_table_is_the_documented_one() -> None:
@@ -57,6 +63,9 @@ def test_transition_table_is_the_documented_one() -> None:
         ("delivered", "settlement.released", "released"),
         ("delivered", "settlement.refunded", "refunded"),
         ("delivered", "settlement.slashed", "slashed"),
+        ("pending", "settlement.stream_opened", "streaming"),
+        ("streaming", "settlement.stream_closed", "released"),
+        ("streaming", "settlement.refunded", "refunded"),
     }
 
 

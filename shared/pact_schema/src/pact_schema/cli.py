@@ -40,6 +40,7 @@ from pact_schema.money import (
     format_wire_amount,
     parse_decimal_text,
 )
+from pact_schema.stream_client import StreamBuyer
 from pact_schema.text import UnsafeTextError, check_storable, check_storable_text
 from pact_schema.transcript import verify_transcript
 from pact_schema.transcript_v4 import export_v4, is_v4, verify_v4
@@ -113,6 +114,13 @@ def _wire_count(text: str) -> int:
     value = int(text)
     if value > MAX_WIRE_INT:
         raise argparse.ArgumentTypeError(f"at most {MAX_WIRE_INT}, got {text}")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    value = _wire_count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
     return value
 
 
@@ -377,6 +385,65 @@ def cmd_negotiate(args: argparse.Namespace) -> int:
     return asyncio.run(_negotiate(args))
 
 
+async def _seller_key(url: str, http_timeout_s: float) -> str:
+    """The seller's key from the provider's reference ``GET /health``."""
+    try:
+        async with httpx.AsyncClient(timeout=http_timeout_s) as http:
+            body = (await http.get(f"{url}/health")).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise CLIError(
+            f"cannot read the seller's key at {url}/health: {exc}", EXIT_UNAVAILABLE
+        ) from exc
+    key = body.get("seller_pubkey_b58") if isinstance(body, dict) else None
+    if not isinstance(key, str):
+        raise CLIError(f"{url}/health names no seller_pubkey_b58; pass --seller", EXIT_UNAVAILABLE)
+    return key
+
+
+async def _stream(args: argparse.Namespace) -> int:
+    keypair = _load_or_make_key(args.key_file)
+    seller = args.seller or await _seller_key(args.provider_url, args.timeout)
+    buyer = StreamBuyer(
+        args.provider_url,
+        keypair,
+        seller=seller,
+        intent_id=args.intent,
+        budget=args.budget,
+        tick_ms=args.tick_ms,
+        planned_ticks=args.planned_ticks,
+        max_spend_per_minute=args.max_spend_per_minute,
+        max_ticks=args.max_ticks,
+        http=httpx.AsyncClient(timeout=args.timeout),
+    )
+    try:
+        result = await buyer.run()
+    except httpx.HTTPError as exc:
+        raise CLIError(f"the stream broke: {exc}", EXIT_UNAVAILABLE) from exc
+    finally:
+        await buyer.aclose()
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        print(f"stream {result.intent_id}: {result.code}: {one_line(result.reason)}")
+        print(
+            f"ticks paid: {result.ticks}, paid: {result.paid_amount}, chunks: {len(result.chunks)}"
+        )
+        receipt = result.receipt
+        if receipt is not None:
+            message = receipt.get("message", {})
+            print(
+                f"receipt: fulfilled={message.get('fulfilled')} "
+                f"paid_amount={message.get('paid_amount')} ticks={message.get('ticks')} "
+                f"chunks={message.get('chunks')}"
+            )
+    ended_well = result.code in ("COMPLETED", "BUYER_STOPPED", "SELLER_STOPPED")
+    return EXIT_OK if ended_well and result.settlement is not None else EXIT_REFUSED
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    return asyncio.run(_stream(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pact",
@@ -433,6 +500,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     negotiate.add_argument("--json", action="store_true", help="print one JSON object")
     negotiate.set_defaults(func=cmd_negotiate)
+
+    stream = sub.add_parser(
+        "stream",
+        help="consume a paid stream (an intent already ACCEPTed in streaming mode): verify "
+        "every chunk, pay each tick with a signed cumulative voucher",
+    )
+    stream.add_argument("provider_url", type=_provider_url, help="http(s) URL of the provider")
+    stream.add_argument("--intent", required=True, help="the intent id accepted for streaming")
+    stream.add_argument("--budget", required=True, type=_amount, help="the agreed price")
+    stream.add_argument("--tick-ms", required=True, type=_positive_count, help="tick, ms (≥ 1)")
+    stream.add_argument(
+        "--planned-ticks", type=_positive_count, default=50, help="rate = budget / planned"
+    )
+    stream.add_argument("--max-spend-per-minute", type=_amount, help="spend cap per minute")
+    stream.add_argument("--max-ticks", type=_positive_count, help="stop after this many ticks")
+    stream.add_argument("--seller", help="the seller's key (default: from GET /health)")
+    stream.add_argument("--key-file", help="buyer key file (the key that signed the ACCEPT)")
+    stream.add_argument(
+        "--timeout", type=_timeout, default=30.0, help="HTTP timeout, seconds (0-3600)"
+    )
+    stream.add_argument("--json", action="store_true", help="print one JSON object")
+    stream.set_defaults(func=cmd_stream)
 
     verify = sub.add_parser("verify", help="check an envelope file's hash and signature")
     verify.add_argument("file", help="envelope JSON file, or - for stdin")

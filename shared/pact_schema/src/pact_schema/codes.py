@@ -44,7 +44,21 @@ class FailureCode(StrEnum):
     FAILED_PROOF = "FAILED_PROOF"
     INSUFFICIENT_ESCROW = "INSUFFICIENT_ESCROW"
 
+    # Streaming (reference PROTOCOL.md §11.4 and exchange/streaming.ts).
+    BUYER_STOPPED = "BUYER_STOPPED"
+    SELLER_STOPPED = "SELLER_STOPPED"
+    FAILED_POLICY = "FAILED_POLICY"
+    FAILED_NEGOTIATION_TIMEOUT = "FAILED_NEGOTIATION_TIMEOUT"
+    PROVIDER_SIGNATURE_INVALID = "PROVIDER_SIGNATURE_INVALID"
+    HTTP_STREAMING_ERROR = "HTTP_STREAMING_ERROR"
+
     # Ours, where no reference code fits (documented in the README).
+    VOUCHER_INVALID = "VOUCHER_INVALID"
+    """A streaming voucher is not the buyer's, names another intent or seller, or claims more
+    than the locked budget (docs/protocol.md, "Streaming")."""
+    STREAM_DEADLINE_PASSED = "STREAM_DEADLINE_PASSED"
+    """A silent stream reached its delivery deadline: settlement closed it at the last
+    checkpointed voucher."""
     QUOTE_MISSING = "QUOTE_MISSING"
     """An ACCEPT or BID did not carry the provider-signed ASK it answers."""
     QUOTE_INVALID = "QUOTE_INVALID"

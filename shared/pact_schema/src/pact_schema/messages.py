@@ -42,6 +42,10 @@ __all__ = [
     "Receipt",
     "Reject",
     "Reveal",
+    "StreamChunk",
+    "StreamStart",
+    "StreamStop",
+    "StreamVoucher",
     "message_to_wire",
     "parse_message",
 ]
@@ -189,6 +193,45 @@ class Reveal(_Timed):
     nonce_b64: str
 
 
+class StreamStart(_Timed):
+    """The buyer opens a stream: ``agreed_price`` is the budget, ``tick_ms`` the tick."""
+
+    type: Literal["STREAM_START"]
+    agreed_price: PositiveAmount
+    tick_ms: PositiveInt
+
+
+class StreamChunk(_Timed):
+    """One chunk of a stream, signed by the seller; ``seq`` starts at 0 and increments."""
+
+    type: Literal["STREAM_CHUNK"]
+    chunk_b64: str
+    seq: NonNegativeInt
+
+
+class StreamStop(_Timed):
+    """Either side ends the stream."""
+
+    type: Literal["STREAM_STOP"]
+    by: Literal["buyer", "seller"]
+    reason: Annotated[str, Field(max_length=4096)]
+
+
+class StreamVoucher(_Base):
+    """Ours: the buyer's signed, cumulative promise to pay for a stream ("I owe up to
+    ``ticks`` ticks, ``paid_amount`` in total, for this intent"). Each voucher replaces the
+    previous one; the highest ``paid_amount`` is what settlement releases
+    (docs/protocol.md, "Streaming")."""
+
+    type: Literal["STREAM_VOUCHER"]
+    buyer_agent_id: PublicKeyB58
+    seller_agent_id: PublicKeyB58
+    ticks: NonNegativeInt
+    paid_amount: NonNegativeAmount
+    seq: NonNegativeInt
+    sent_at_ms: NonNegativeInt
+
+
 class Receipt(_Base):
     """The reference v1 receipt (``receipt_id`` ``receipt-{intent_id}-{timestamp_ms}``;
     ``paid_amount``, ``ticks`` and ``chunks`` for streaming) as a signed message."""
@@ -208,7 +251,18 @@ class Receipt(_Base):
 
 
 Message = Annotated[
-    Intent | Ask | Bid | Accept | Reject | Commit | Reveal | Receipt,
+    Intent
+    | Ask
+    | Bid
+    | Accept
+    | Reject
+    | Commit
+    | Reveal
+    | Receipt
+    | StreamStart
+    | StreamChunk
+    | StreamStop
+    | StreamVoucher,
     Field(discriminator="type"),
 ]
 _MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)

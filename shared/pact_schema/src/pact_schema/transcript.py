@@ -10,23 +10,36 @@ lists the signed envelopes of one trade in protocol order::
 :func:`verify_transcript` checks each envelope on its own (hash, signature, pact/1.0 schema),
 then the whole: one intent, each party signing only its own messages, every piece in its
 place, and nothing missing that the outcome needs — a fulfilled RECEIPT needs the COMMIT and
-the REVEAL that prove it, a REVEAL needs its COMMIT, a terminal settlement its RECEIPT. Each
+the REVEAL that prove it, a REVEAL needs its COMMIT, a terminal settlement its RECEIPT. A
+streaming settlement's checkpoints (the buyer's vouchers) must only go up, stay within the
+agreed budget, and the RECEIPT's ``paid_amount`` must equal the highest of them. Each
 missing or misplaced piece is named on a line of its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
 from pact_schema.commit import reveal_matches
 from pact_schema.envelope import EnvelopeError, verify_envelope
-from pact_schema.messages import Message, MessageValidationError, parse_message
+from pact_schema.messages import Message, MessageValidationError, StreamVoucher, parse_message
 from pact_schema.quote import QUOTE_FIELD
 
 __all__ = ["KIND_ORDER", "TranscriptCheck", "verify_transcript"]
 
-KIND_ORDER: Final = ("quote", "accept", "commit", "abort", "reveal", "challenge", "receipt")
+KIND_ORDER: Final = (
+    "quote",
+    "accept",
+    "commit",
+    "abort",
+    "reveal",
+    "challenge",
+    "checkpoint",
+    "stop",
+    "receipt",
+)
 """The kinds of a settlement transcript, in protocol order."""
 _RANK: Final = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
 _MESSAGE_TYPE: Final = {
@@ -36,12 +49,14 @@ _MESSAGE_TYPE: Final = {
     "abort": "REJECT",
     "reveal": "REVEAL",
     "challenge": "REJECT",
+    "checkpoint": "STREAM_VOUCHER",
+    "stop": "STREAM_STOP",
     "receipt": "RECEIPT",
 }
 _KIND_OF_TYPE: Final = {
     message_type: kind for kind, message_type in _MESSAGE_TYPE.items() if message_type != "REJECT"
 }
-_SINGLE: Final = ("quote", "accept", "commit", "abort", "reveal", "receipt")
+_SINGLE: Final = ("quote", "accept", "commit", "abort", "reveal", "stop", "receipt")
 _TERMINAL_STATES: Final = frozenset({"released", "refunded", "slashed", "failed"})
 _ORDER_TEXT: Final = ", ".join(KIND_ORDER)
 
@@ -180,10 +195,14 @@ def _check_roles(by_kind: dict[str, list[_Entry]], check: TranscriptCheck) -> No
         ("abort", "seller", seller),
         ("reveal", "seller", seller),
         ("challenge", "buyer", buyer),
+        ("checkpoint", "buyer", buyer),
     ):
         for entry in by_kind[kind]:
             if key is not None and entry.signer != key:
                 check.fail(f"{entry.label}: signed by {entry.signer}, not the {party} {key}")
+    for entry in by_kind["stop"]:
+        if entry.signer not in {seller, buyer} - {None}:
+            check.fail(f"{entry.label}: a STREAM_STOP signed by neither party")
     if quote is not None and accept is not None:
         carried = accept.raw["message"].get(QUOTE_FIELD)
         carried_hash = carried.get("message_hash_hex") if isinstance(carried, dict) else None
@@ -248,6 +267,41 @@ def _check_proof(
     return None
 
 
+def _is_stream(by_kind: dict[str, list[_Entry]]) -> bool:
+    accept = next(iter(by_kind["accept"]), None)
+    return accept is not None and getattr(accept.message, "settlement_mode", None) == "streaming"
+
+
+def _check_stream(by_kind: dict[str, list[_Entry]], check: TranscriptCheck) -> None:
+    """Vouchers only go up and stay within the budget; the receipt pays the highest one."""
+    accept = next(iter(by_kind["accept"]), None)
+    budget = getattr(accept.message, "agreed_price", None) if accept else None
+    highest: tuple[_Entry, Decimal] | None = None
+    for entry in by_kind["checkpoint"]:
+        if not isinstance(entry.message, StreamVoucher):
+            continue
+        amount = entry.message.paid_amount
+        if budget is not None and amount > budget:
+            check.fail(f"{entry.label}: a voucher of {amount} above the budget {budget}")
+        if highest is not None and amount <= highest[1]:
+            check.fail(f"{entry.label}: a voucher no higher than {highest[0].label}")
+            continue
+        highest = (entry, amount)
+    receipt = next(iter(by_kind["receipt"]), None)
+    if receipt is None:
+        return
+    paid = getattr(receipt.message, "paid_amount", None)
+    owed = highest[1] if highest else Decimal(0)
+    refunded = receipt.raw["message"].get("outcome") == "refunded"
+    if refunded and paid == 0:
+        check.record(True, f"{receipt.label}: nothing released, the budget refunded")
+    elif paid == owed:
+        what = highest[0].label if highest else "no voucher"
+        check.record(True, f"{receipt.label}: released {paid}, the highest voucher ({what})")
+    else:
+        check.fail(f"{receipt.label}: released {paid}, but the highest voucher is {owed}")
+
+
 def _check_completeness(
     document: Any,
     by_kind: dict[str, list[_Entry]],
@@ -291,6 +345,8 @@ def _name_missing_pieces(
     if not receipt:
         return
     message = receipt[0].message
+    if _is_stream(by_kind):
+        return
     if getattr(message, "fulfilled", False):
         if not commit:
             check.fail(f"missing: the commit that {receipt[0].label} (fulfilled) needs")
@@ -327,6 +383,8 @@ def verify_transcript(document: Any, *, settlement_key: str | None = None) -> Tr
     omitted = _omitted_reveals(document)
     proof = _check_proof(by_kind, omitted, check)
     revealed = bool(by_kind["reveal"] or omitted)
+    if _is_stream(by_kind):
+        _check_stream(by_kind, check)
     _check_completeness(document, by_kind, proof, revealed, check)
     if settlement_key is not None:
         check.record(True, f"settlement key used for RECEIPTs: {settlement_key}")

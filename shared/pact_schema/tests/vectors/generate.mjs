@@ -287,6 +287,70 @@ const commitReveal = [
   },
 ];
 
+// ---------------------------------------------------------------- streaming
+// The reference's STREAM_START / STREAM_CHUNK / STREAM_STOP (exchange/streaming.ts,
+// provider-adapter handlers.ts) and our buyer-signed cumulative STREAM_VOUCHER.
+const streamIntent = "intent-stream-1";
+const streamAt = T0 + 1000;
+addEnvelope(
+  "stream_start",
+  "buyer",
+  {
+    protocol_version: "pact/1.0",
+    type: "STREAM_START",
+    intent_id: streamIntent,
+    agreed_price: 0.05,
+    tick_ms: 100,
+    sent_at_ms: streamAt,
+    expires_at_ms: streamAt + 300000,
+  },
+  streamAt,
+);
+addEnvelope(
+  "stream_chunk",
+  "seller",
+  {
+    protocol_version: "pact/1.0",
+    type: "STREAM_CHUNK",
+    intent_id: streamIntent,
+    seq: 0,
+    chunk_b64: Buffer.from([0]).toString("base64"),
+    sent_at_ms: streamAt + 5,
+    expires_at_ms: streamAt + 5 + 10000,
+  },
+  streamAt + 5,
+);
+addEnvelope(
+  "stream_voucher",
+  "buyer",
+  {
+    protocol_version: "pact/1.0",
+    type: "STREAM_VOUCHER",
+    intent_id: streamIntent,
+    buyer_agent_id: signers.buyer.public_key_b58,
+    seller_agent_id: signers.seller.public_key_b58,
+    ticks: 3,
+    paid_amount: 0.003, // 3 ticks of 0.05 / 50 planned ticks
+    seq: 3,
+    sent_at_ms: streamAt + 310,
+  },
+  streamAt + 310,
+);
+addEnvelope(
+  "stream_stop",
+  "buyer",
+  {
+    protocol_version: "pact/1.0",
+    type: "STREAM_STOP",
+    intent_id: streamIntent,
+    by: "buyer",
+    reason: "enough data",
+    sent_at_ms: streamAt + 320,
+    expires_at_ms: streamAt + 320 + 300000,
+  },
+  streamAt + 320,
+);
+
 // ---------------------------------------------------------------- tampered
 const clone = (v) => structuredClone(v);
 const base = byName.intent_string_scope;

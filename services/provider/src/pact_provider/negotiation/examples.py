@@ -75,6 +75,14 @@ class _DocSettlement:
     ) -> SettlementRecord:
         return self._record("refunded")
 
+    async def checkpoint(self, settlement_id: str, voucher: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("the OpenAPI examples stream nothing")
+
+    async def close_stream(
+        self, settlement_id: str, body: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        raise RuntimeError("the OpenAPI examples stream nothing")
+
     async def find(self, buyer_key: str | None, intent_id: str) -> SettlementRecord | None:
         return None
 

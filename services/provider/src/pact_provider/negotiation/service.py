@@ -567,15 +567,18 @@ class Negotiator:
                     price=accept.agreed_price,
                 )
             record = found
-        delivery = await self.after_settlement(
-            SettledAgreement(
-                accept=accept,
-                accept_envelope=verified.raw,
-                terms=terms,
-                settlement=record,
-                time_to_deliver=time_to_deliver,
-            )
+        agreement = SettledAgreement(
+            accept=accept,
+            accept_envelope=verified.raw,
+            terms=terms,
+            settlement=record,
+            time_to_deliver=time_to_deliver,
         )
+        if accept.settlement_mode == "streaming":
+            # Delivered by the stream the buyer opens (POST /pact/stream), never committed.
+            delivery = await no_fulfilment(agreement)
+        else:
+            delivery = await self.after_settlement(agreement)
         record = delivery.settlement
         if delivery.refusal is not None or record.state in UNFULFILLED_STATES:
             code, reason = delivery.refusal or (

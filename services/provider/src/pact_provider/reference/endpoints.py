@@ -120,7 +120,14 @@ async def reference_reveal(request: Request, runtime: RuntimeDep) -> Response:
 
 async def reference_stream_chunk(request: Request, runtime: RuntimeDep) -> Response:
     started = time.perf_counter()
-    decision = runtime.reference.stream_chunk(await _body(request, runtime))
+    body = await _body(request, runtime)
+    if isinstance(body, dict) and isinstance(body.get("intent_id"), str):
+        seq = body.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            sent = runtime.streamer.sent_chunk(body["intent_id"], seq)
+            if sent is not None:
+                return _json({"envelope": sent})
+    decision = runtime.reference.stream_chunk(body)
     return _decided(runtime, decision, started)
 
 
@@ -201,12 +208,14 @@ def build_router() -> APIRouter:
         "/stream/chunk",
         reference_stream_chunk,
         methods=["POST"],
-        summary="StreamChunkRequest → {envelope}: refused, streaming is not offered",
-        description="Settlement settles hash_reveal only: a signed REJECT "
-        "`SETTLEMENT_MODE_NOT_ALLOWED`, never a STREAM_CHUNK.",
+        summary="StreamChunkRequest → {envelope}: a signed STREAM_CHUNK a running stream sent",
+        description="The chunk `seq` (one of the last 256) of a stream of this intent running "
+        "on this replica, as it was signed and sent; otherwise a signed REJECT "
+        "`SETTLEMENT_MODE_NOT_ALLOWED`. Streams are opened with `POST /pact/stream` and paid "
+        'with vouchers (docs/protocol.md, "Streaming").',
         response_class=Response,
         responses={
-            200: {"model": EnvelopeResponse, "description": "A signed REJECT."},
+            200: {"model": EnvelopeResponse, "description": "A signed STREAM_CHUNK or REJECT."},
             **_BODY_PROBLEMS,
         },
         openapi_extra=_request_body(StreamChunkRequest, "StreamChunkRequest"),

@@ -22,8 +22,10 @@ goods without a locked, settled payment.
   acknowledgement). ``ok`` says whether the caller's ``commit_hash_hex`` is that commitment
   (``ok: false, code: FAILED_PROOF`` when not). Nothing is revealed to anyone else: an unsigned
   request cannot show who is asking.
-* ``POST /stream/chunk``: streaming is not offered (settlement settles hash_reveal only): a
-  signed REJECT ``SETTLEMENT_MODE_NOT_ALLOWED``.
+* ``POST /stream/chunk``: the signed STREAM_CHUNK ``seq`` of a stream of that intent running
+  on this replica (one of its last 256, answered by the endpoint from the streamer); any other
+  request is a signed REJECT ``SETTLEMENT_MODE_NOT_ALLOWED`` (streams are opened with
+  ``POST /pact/stream`` and paid with vouchers, docs/protocol.md "Streaming").
 * ``GET /health``: ``{ok, sellerId, seller_pubkey_b58}``.
 
 Unsigned requests name an intent id, which is unique per buyer only: when several buyers used
@@ -266,8 +268,9 @@ class ReferenceAdapter:
             "STREAM_CHUNK",
             raw_id if isinstance(raw_id, str) else "unknown",
             FailureCode.SETTLEMENT_MODE_NOT_ALLOWED.value,
-            "streaming is not offered: settlement settles hash_reveal only (one COMMIT, one "
-            "REVEAL, one release), so no STREAM_CHUNK is ever signed here",
+            "no stream of this intent running here has sent that chunk: a stream is opened with "
+            "POST /pact/stream (a signed STREAM_START) and paid with vouchers; this endpoint "
+            "re-serves the chunks a running stream sent",
         )
 
     def health(self) -> dict[str, Any]:

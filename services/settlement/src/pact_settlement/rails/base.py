@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 from pact_schema import FailureCode
 
 __all__ = [
+    "PartialReleaseRail",
     "PartyProfile",
     "PayoutRail",
     "PreparingRail",
@@ -61,6 +62,7 @@ class RailStep(StrEnum):
     REFUND = "refund"
     SLASH = "slash"
     PAYOUT = "payout"  # a seller payout (``payouts`` table), never a settlement's operation
+    RELEASE_PARTIAL = "release_partial"  # streaming: pay the seller part, refund the rest
 
 
 class RailOpStatus(StrEnum):
@@ -213,4 +215,16 @@ class PreparingRail(Protocol):
 
         Raises :class:`RailRefused` for a settlement this rail can never carry.
         """
+        ...
+
+
+@runtime_checkable
+class PartialReleaseRail(Protocol):
+    """A rail that can settle a stream (docs/protocol.md, "Streaming"): rails without it
+    refuse ``settlement_mode: streaming`` at create (``SETTLEMENT_MODE_NOT_ALLOWED``)."""
+
+    async def release_partial(self, s: RailSettlement, amount: Decimal, key: str) -> RailResult:
+        """Pay the seller ``amount`` (0 < amount <= ``s.amount``) of the held amount, refund
+        the buyer the remainder and return the seller's bond, as ONE operation, idempotent on
+        ``key`` (a repeat returns the first call's result and moves nothing)."""
         ...

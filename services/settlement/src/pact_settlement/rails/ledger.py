@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pact_schema import FailureCode
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pact_settlement.kit.money import decimal_text, neg
+from pact_settlement.kit.money import add, decimal_text, neg
 from pact_settlement.ledger.service import Bucket, InsufficientFundsError, LedgerService, Posting
 from pact_settlement.rails.assets import check_asset
 from pact_settlement.rails.base import (
+    RailError,
     RailInsufficientFundsError,
     RailOpStatus,
     RailResult,
@@ -126,6 +129,22 @@ class LedgerRail:
         ]
         postings += self._bond_back_to(s, s.buyer)
         return await self._post(RailStep.SLASH, s, idempotency_key, postings)
+
+    async def release_partial(self, s: RailSettlement, amount: Decimal, key: str) -> RailResult:
+        """One journal transaction: the held amount leaves the buyer's locked bucket, ``amount``
+        goes to the seller, the remainder back to the buyer, the bond back to the seller."""
+        if not Decimal(0) < amount <= s.amount:
+            raise RailError(
+                FailureCode.SETTLEMENT_FAILED,
+                f"a partial release of {decimal_text(amount)} is outside (0, "
+                f"{decimal_text(s.amount)}]",
+            )
+        rest = add(s.amount, neg(amount))
+        postings = [Posting(s.buyer, L, neg(s.amount)), Posting(s.seller, A, amount)]
+        if rest > 0:
+            postings.append(Posting(s.buyer, A, rest))
+        postings += self._bond_back_to(s, s.seller)
+        return await self._post(RailStep.RELEASE_PARTIAL, s, key, postings)
 
     async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         transaction = await self.ledger.journal.get_by_key(idempotency_key)

@@ -7,9 +7,12 @@ The reference v1 fields (the reference protocol §11.3, see docs/protocol.md): `
 :func:`pact_schema.taxonomy.reference_failure_code`), ``latency_ms`` whenever there was a COMMIT
 (the delivery latency a quote promises, on this service's clock: the seller's COMMIT recorded
 minus the funds locked), ``paid_amount`` (what the seller was paid: the price when released,
-else 0) and ``timestamp_ms``. ``ticks`` and ``chunks`` belong to streaming receipts, which
-this service never makes (it settles hash_reveal only). Amounts are JSON numbers, as the
-reference writes them.
+else 0) and ``timestamp_ms``. A streaming settlement's receipt (docs/protocol.md, "Streaming") has
+``paid_amount`` = the highest buyer-signed voucher released, ``ticks`` (that voucher's),
+``chunks`` (the seller's count at the close), ``fulfilled`` true only when the stream ran to
+its budget, else ``failure_code`` = the stop code (``BUYER_STOPPED``, ``SELLER_STOPPED``, …),
+plus ours: ``stream_stop_reason``, ``voucher_hash_hex`` and ``checkpoints``. Amounts are JSON
+numbers, as the reference writes them.
 
 The reference parser ignores unknown fields, so ours ride along under the signature:
 
@@ -31,7 +34,7 @@ from pact_schema.codes import FailureCode
 from pact_schema.money import decimal_to_wire
 from pact_schema.taxonomy import reference_failure_code
 
-from pact_settlement.kit.money import decimal_text
+from pact_settlement.kit.money import add, decimal_text, neg
 from pact_settlement.kit.time import to_ms
 from pact_settlement.settlements.models import Settlement
 from pact_settlement.settlements.state_machine import SettlementState
@@ -91,6 +94,8 @@ class ReceiptIssuer:
     ) -> dict[str, Any]:
         """The RECEIPT message for ``settlement`` ending in ``outcome``; ``values`` are the
         columns the terminal transition sets (failure code, reveal digest, …)."""
+        if settlement.settlement_mode == "streaming":
+            return self._stream_message(settlement, outcome, values)
         released = refunded = slashed = _ZERO
         if outcome is SettlementState.RELEASED:
             released = settlement.amount
@@ -128,6 +133,49 @@ class ReceiptIssuer:
         if not fulfilled:
             recorded = values.get("failure_code") or settlement.failure_code
             code = str(recorded or FailureCode.SETTLEMENT_FAILED)
+            message["failure_code"] = reference_failure_code(code)
+            message["settlement_failure_code"] = code
+        return message
+
+    def _stream_message(
+        self, settlement: Settlement, outcome: SettlementState, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        def value(name: str) -> Any:
+            return values.get(name, getattr(settlement, name))
+
+        paid = _ZERO
+        if outcome is SettlementState.RELEASED:
+            paid = value("stream_paid_amount") or _ZERO
+        stop_code = value("stream_stop_code")
+        fulfilled = outcome is SettlementState.RELEASED and stop_code is None
+        timestamp = self.clock()
+        message: dict[str, Any] = {
+            "protocol_version": PROTOCOL_VERSION,
+            "type": "RECEIPT",
+            "receipt_id": receipt_id(settlement.intent_id, timestamp),
+            "intent_id": settlement.intent_id,
+            "buyer_agent_id": settlement.buyer,
+            "seller_agent_id": settlement.seller,
+            "agreed_price": decimal_to_wire(settlement.amount),
+            "fulfilled": fulfilled,
+            "paid_amount": decimal_to_wire(paid),
+            "ticks": value("stream_ticks") or 0,
+            "chunks": value("stream_chunks") or 0,
+            "timestamp_ms": timestamp,
+            "settlement_id": settlement.id,
+            "outcome": outcome.value,
+            "rail": settlement.rail,
+            "amount_released": decimal_text(paid),
+            "amount_refunded": decimal_text(add(settlement.amount, neg(paid))),
+            "bond_slashed": decimal_text(_ZERO),
+            "checkpoints": value("stream_checkpoints") or 0,
+        }
+        if value("stream_voucher_hash"):
+            message["voucher_hash_hex"] = value("stream_voucher_hash")
+        if value("stream_stop_reason"):
+            message["stream_stop_reason"] = value("stream_stop_reason")
+        if not fulfilled:
+            code = str(stop_code or values.get("failure_code") or FailureCode.SETTLEMENT_FAILED)
             message["failure_code"] = reference_failure_code(code)
             message["settlement_failure_code"] = code
         return message

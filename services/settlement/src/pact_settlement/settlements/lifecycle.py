@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import structlog
+from pact_schema import FailureCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.config import SettlementSettings
+from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms
 from pact_settlement.rails.base import RailError, RailStep
@@ -192,6 +195,52 @@ class Lifecycle:
                 request_id=request_id,
             ),
         )
+
+    async def close_stream(
+        self,
+        settlement: Settlement,
+        *,
+        stop_code: str | None,
+        reason: str,
+        chunks: int | None,
+        actor: str,
+        request_id: str | None = None,
+    ) -> StepOutcome:
+        """End a stream at its highest recorded voucher: ONE rail step pays the seller exactly
+        that voucher's amount and refunds the buyer the rest (``streaming`` → ``released``);
+        with no voucher above 0 the buyer is refunded in full (``refunded``).
+        ``stop_code`` ``None``: the stream ran to its budget (a fulfilled receipt)."""
+        values: dict[str, Any] = {"stream_stop_code": stop_code, "stream_stop_reason": reason}
+        if chunks is not None:
+            values["stream_chunks"] = chunks
+        paid = settlement.stream_paid_amount or Decimal(0)
+        data = {"paid_amount": decimal_text(paid), "stop_code": stop_code}
+        if paid > 0:
+            plan = StepPlan(
+                step=RailStep.RELEASE_PARTIAL,
+                amount=paid,
+                on_succeeded=PlannedTransition(
+                    E.STREAM_CLOSED, reason=reason, data=data, values=values
+                ),
+                actor=actor,
+                request_id=request_id,
+            )
+        else:
+            code = stop_code or FailureCode.SETTLEMENT_FAILED
+            plan = StepPlan(
+                step=RailStep.REFUND,
+                on_succeeded=PlannedTransition(
+                    E.REFUNDED,
+                    failure_code=code,
+                    failure_detail=reason,
+                    reason=reason,
+                    data=data,
+                    values=values,
+                ),
+                actor=actor,
+                request_id=request_id,
+            )
+        return await self.executor().run(settlement, plan)
 
     async def fault(
         self,

@@ -56,6 +56,17 @@ class Settlement(Base):
     challenge_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The signed RECEIPT envelope (canonical JSON), written by the terminal transition itself.
     receipt_json: Mapped[str | None] = mapped_column(Text)
+    # Streaming (docs/protocol.md, "Streaming"): the highest buyer-signed voucher recorded
+    # (its amount, ticks, seq and envelope hash; the envelope is in the transcript), how many
+    # checkpoints raised it, and how the stream ended.
+    stream_paid_amount: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    stream_ticks: Mapped[int | None] = mapped_column(BigInteger)
+    stream_voucher_seq: Mapped[int | None] = mapped_column(BigInteger)
+    stream_voucher_hash: Mapped[str | None] = mapped_column(String(64))
+    stream_checkpoints: Mapped[int | None] = mapped_column(Integer)
+    stream_chunks: Mapped[int | None] = mapped_column(BigInteger)
+    stream_stop_code: Mapped[str | None] = mapped_column(String(64))
+    stream_stop_reason: Mapped[str | None] = mapped_column(Text)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -68,6 +68,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -78,9 +79,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.deadline import time_left
 from pact_settlement.kit.errors import ConflictError, ProblemCode
+from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import session_now
 from pact_settlement.rails.base import (
+    PartialReleaseRail,
     Rail,
     RailError,
     RailOpStatus,
@@ -177,9 +180,13 @@ class StepPlan:
     #: lock): when the step resolves after its caller answered "in flight", the applier's
     #: :meth:`TransitionApplier.resolved_later` completes that request's record.
     request_key: str | None = None
+    #: A ``release_partial`` step's amount paid to the seller (the rest is refunded); stored
+    #: with the plan so the reconciler repeats the same call.
+    amount: Decimal | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "amount": decimal_text(self.amount) if self.amount is not None else None,
             "step": self.step.value,
             "on_succeeded": self.on_succeeded.to_json(),
             "on_failed": self.on_failed.to_json() if self.on_failed else None,
@@ -198,6 +205,7 @@ class StepPlan:
             actor=str(raw.get("actor") or "system"),
             request_id=raw.get("request_id"),
             request_key=raw.get("request_key"),
+            amount=Decimal(raw["amount"]) if raw.get("amount") is not None else None,
         )
 
 
@@ -290,7 +298,7 @@ class TransitionApplier:
         now: datetime,
     ) -> dict[str, Any]:
         values: dict[str, Any] = dict(planned.values)
-        if planned.event is SettlementEventType.LOCKED:
+        if planned.event in (SettlementEventType.LOCKED, SettlementEventType.STREAM_OPENED):
             values["locked_at"] = now
         code = planned.failure_code or (error.code if error else None)
         if code:
@@ -344,7 +352,7 @@ class RailStepExecutor:
         if rail.transactional:
             try:
                 async with self.session.begin_nested():
-                    done = await self._call(rail, plan.step, view, op.idempotency_key)
+                    done = await self._call(rail, plan.step, view, op.idempotency_key, plan.amount)
             except RailError as exc:
                 return await self._resolve(settlement, op, plan, error=exc)
             return await self._resolve(settlement, op, plan, result=done)
@@ -377,7 +385,7 @@ class RailStepExecutor:
                 settlement_id=settlement.id,
                 rail=settlement.rail,
                 step=plan.step,
-                amount=settlement.amount,
+                amount=plan.amount if plan.amount is not None else settlement.amount,
                 bond=settlement.bond_locked,
                 plan=plan.to_json(),
                 lease_until=lease_until,
@@ -411,8 +419,19 @@ class RailStepExecutor:
 
     @staticmethod
     async def _call(
-        rail: Rail, step: RailStep, view: RailSettlement, idempotency_key: str
+        rail: Rail,
+        step: RailStep,
+        view: RailSettlement,
+        idempotency_key: str,
+        amount: Decimal | None = None,
     ) -> RailResult:
+        if step is RailStep.RELEASE_PARTIAL:
+            if not isinstance(rail, PartialReleaseRail) or amount is None:
+                raise RailError(
+                    FailureCode.SETTLEMENT_MODE_NOT_ALLOWED,
+                    f"rail {rail.name!r} cannot release part of a settlement",
+                )
+            return await rail.release_partial(view, amount, idempotency_key)
         method = getattr(rail, step.value)
         result: RailResult = await method(view, idempotency_key=idempotency_key)
         return result
@@ -432,7 +451,9 @@ class RailStepExecutor:
             limit = min(limit, left)
         try:
             async with asyncio.timeout(limit):
-                result = await self._call(rail, step, view, op.idempotency_key)
+                planned = StepPlan.from_json(op.plan) if op.plan else None
+                amount = planned.amount if planned is not None else None
+                result = await self._call(rail, step, view, op.idempotency_key, amount)
         except RailError as exc:
             return None, exc
         except Exception as exc:  # the call may or may not have happened
@@ -602,7 +623,9 @@ class RailStepExecutor:
                 return await self._finish(settlement.id, op.id, result=report, error=None)
             try:
                 async with self.session.begin_nested():
-                    done = await self._call(rail, step, view, op.idempotency_key)
+                    done = await self._call(
+                        rail, step, view, op.idempotency_key, StepPlan.from_json(op.plan).amount
+                    )
             except RailError as exc:
                 return await self._finish(settlement.id, op.id, result=None, error=exc)
             return await self._finish(settlement.id, op.id, result=done, error=None)

@@ -7,6 +7,7 @@ import base64
 import functools
 import json
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
@@ -121,7 +122,7 @@ class SettlementRepository(RepositoryBase[Settlement]):
         return or_(
             and_(Settlement.state == "locked", Settlement.commit_by_at <= now),
             and_(
-                Settlement.state.in_(("locked", "committed")),
+                Settlement.state.in_(("locked", "committed", "streaming")),
                 Settlement.delivery_deadline_at <= now,
             ),
             and_(Settlement.state == "delivered", Settlement.challenge_ends_at <= now),
@@ -167,7 +168,7 @@ class SettlementRepository(RepositoryBase[Settlement]):
             (
                 Settlement.delivery_deadline_at,
                 and_(
-                    Settlement.state.in_(("locked", "committed")),
+                    Settlement.state.in_(("locked", "committed", "streaming")),
                     Settlement.delivery_deadline_at <= now,
                 ),
             ),
@@ -199,6 +200,24 @@ class SettlementRepository(RepositoryBase[Settlement]):
         if self.dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         return await self.get_one_or_none(stmt)
+
+    async def raise_checkpoint(
+        self, id_: str, recorded: Decimal | None, values: dict[str, Any]
+    ) -> bool:
+        """Set a streaming settlement's checkpoint columns if its recorded voucher is still
+        ``recorded`` (compare-and-set, as for the state)."""
+        previous = (
+            Settlement.stream_paid_amount.is_(None)
+            if recorded is None
+            else Settlement.stream_paid_amount == recorded
+        )
+        result = await self.session.execute(
+            update(Settlement)
+            .where(Settlement.id == id_, Settlement.state == "streaming", previous)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
 
     async def compare_and_set_state(
         self, settlement_id: str, from_state: str, to_state: str, values: dict[str, Any]

@@ -46,7 +46,12 @@ from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import from_ms
-from pact_settlement.rails.base import PreparingRail, RailRefusedError, RailStep
+from pact_settlement.rails.base import (
+    PartialReleaseRail,
+    PreparingRail,
+    RailRefusedError,
+    RailStep,
+)
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.registry import UnknownRailError, get_rail
 from pact_settlement.rails.repository import RailOperationRepository
@@ -70,9 +75,11 @@ from pact_settlement.settlements.repository import (
 from pact_settlement.settlements.schemas import SettlementPage, SettlementRead
 from pact_settlement.settlements.state_machine import SettlementEventType, SettlementState
 from pact_settlement.settlements.verification import (
+    STREAMING_REFUSAL,
     AcceptRefusedError,
     VerifiedAccept,
     VerifyPolicy,
+    is_streaming,
     verify_accept,
 )
 from pact_settlement.transcripts.repository import TranscriptRepository
@@ -253,6 +260,13 @@ class SettlementService:
                 f"{', '.join(self.settings.enabled_rails)})",
                 code=ProblemCode.RAIL_NOT_AVAILABLE,
             ) from exc
+        streaming = is_streaming(verified.accept)
+        if streaming and not isinstance(rail_impl, PartialReleaseRail):
+            self.metrics.settlements.labels("refused", rail_label).inc()
+            raise UnprocessableError(
+                STREAMING_REFUSAL.format(rail=rail_name),
+                code=FailureCode.SETTLEMENT_MODE_NOT_ALLOWED,
+            )
         if hint != (verified.buyer, verified.accept.intent_id):
             existing = await self.settlements.get_by_buyer_intent(
                 verified.buyer, verified.accept.intent_id
@@ -272,7 +286,10 @@ class SettlementService:
             request_fp,
             actor,
             request_id,
-            hold_bond=self.settings.require_seller_bond and rail_impl.supports_bond,
+            # A stream has no fault to slash for: the buyer pays what it signed for, no more.
+            hold_bond=self.settings.require_seller_bond
+            and rail_impl.supports_bond
+            and not streaming,
         )
         if isinstance(rail_impl, PreparingRail):
             # In the recording transaction, before anything is committed or sent: a refusal
@@ -298,7 +315,9 @@ class SettlementService:
             settlement,
             StepPlan(
                 step=RailStep.LOCK,
-                on_succeeded=PlannedTransition(SettlementEventType.LOCKED),
+                on_succeeded=PlannedTransition(
+                    SettlementEventType.STREAM_OPENED if streaming else SettlementEventType.LOCKED
+                ),
                 on_failed=PlannedTransition(SettlementEventType.LOCK_FAILED),
                 actor=actor,
                 request_id=request_id,
@@ -406,7 +425,10 @@ class SettlementService:
             delivery_deadline_ms=accept.delivery_deadline_ms,
             delivery_deadline_at=from_ms(accept.delivery_deadline_ms),
             quote_expires_at=from_ms(verified.terms.ask.expires_at_ms),
-            commit_by_at=from_ms(
+            # A stream has no COMMIT: it runs until it is closed or its delivery deadline.
+            commit_by_at=None
+            if is_streaming(accept)
+            else from_ms(
                 min(
                     accept.delivery_deadline_ms,
                     verified.terms.ask.expires_at_ms + self.settings.commit_grace_ms,

@@ -14,6 +14,14 @@ allow from the current state raises :class:`InvalidTransition` (409) and changes
                       ├── fault ────────┴──────── refund ─▶ refunded ◀─┤  (no bond held)
                       └── fault ────────┴──────── slash ──▶ slashed  ◀─┘  (bond held)
 
+A streaming settlement (docs/protocol.md, "Streaming") has its own path::
+
+    pending ─lock─▶ streaming ─close (highest voucher > 0)─▶ released   (part paid, rest refunded)
+                        └───── close (no voucher, or 0) ─────▶ refunded
+
+While ``streaming``, :func:`checkpoint` records the buyer's highest voucher (no state change;
+a lower or equal one changes nothing), and the close releases exactly that voucher's amount.
+
 Faults are objective only: a missed delivery deadline, an invalid proof (hash mismatch), an
 upheld challenge (FAILED_PROOF, DELIVERY_DEADLINE_MISSED, LATENCY_BREACH).
 
@@ -27,6 +35,7 @@ the outbox, in the same transaction (``outbound_webhooks/outbox.py``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -52,6 +61,7 @@ __all__ = [
     "TransitionConflictError",
     "allowed_events",
     "check",
+    "checkpoint",
     "note",
     "start",
     "target_of",
@@ -68,6 +78,7 @@ class SettlementState(StrEnum):
     REFUNDED = "refunded"  # returned to the buyer; bond returned to the seller
     SLASHED = "slashed"  # returned to the buyer; seller bond paid to the buyer
     FAILED = "failed"  # the lock never happened (insufficient escrow, rail refusal)
+    STREAMING = "streaming"  # the budget is locked; vouchers are checkpointed until the close
 
 
 class SettlementEventType(StrEnum):
@@ -79,6 +90,9 @@ class SettlementEventType(StrEnum):
     RELEASED = "settlement.released"
     REFUNDED = "settlement.refunded"
     SLASHED = "settlement.slashed"
+    STREAM_OPENED = "settlement.stream_opened"
+    STREAM_CHECKPOINT = "settlement.stream_checkpoint"
+    STREAM_CLOSED = "settlement.stream_closed"
 
 
 S, E = SettlementState, SettlementEventType
@@ -95,6 +109,9 @@ TRANSITIONS: Mapping[tuple[SettlementState, SettlementEventType], SettlementStat
     (S.DELIVERED, E.RELEASED): S.RELEASED,
     (S.DELIVERED, E.REFUNDED): S.REFUNDED,
     (S.DELIVERED, E.SLASHED): S.SLASHED,
+    (S.PENDING, E.STREAM_OPENED): S.STREAMING,
+    (S.STREAMING, E.STREAM_CLOSED): S.RELEASED,
+    (S.STREAMING, E.REFUNDED): S.REFUNDED,
 }
 
 TERMINAL_STATES = frozenset({S.RELEASED, S.REFUNDED, S.SLASHED, S.FAILED})
@@ -111,6 +128,9 @@ _TRANSITION_COLUMNS = frozenset(
         "delivered_at",
         "challenge_ends_at",
         "receipt_json",
+        "stream_chunks",
+        "stream_stop_code",
+        "stream_stop_reason",
     }
 )
 
@@ -219,6 +239,57 @@ async def transition(
         request_id=request_id,
         created_at=now,
     )
+
+
+async def checkpoint(
+    session: AsyncSession,
+    settlement: Settlement,
+    *,
+    paid_amount: Decimal,
+    ticks: int,
+    voucher_seq: int,
+    voucher_hash_hex: str,
+    actor: str,
+    request_id: str | None = None,
+) -> bool:
+    """Record a higher voucher on a ``streaming`` settlement (the caller holds its row lock
+    and has verified the voucher). ``False``, and nothing written, when the settlement is not
+    streaming or the recorded voucher is already as high: vouchers only ever go up."""
+    if SettlementState(settlement.state) is not S.STREAMING:
+        return False
+    recorded = settlement.stream_paid_amount
+    if recorded is not None and paid_amount <= recorded:
+        return False
+    values = {
+        "stream_paid_amount": paid_amount,
+        "stream_ticks": ticks,
+        "stream_voucher_seq": voucher_seq,
+        "stream_voucher_hash": voucher_hash_hex,
+        "stream_checkpoints": (settlement.stream_checkpoints or 0) + 1,
+        "updated_at": session_now(session),
+    }
+    repo = SettlementRepository.from_session(session)
+    if not await repo.raise_checkpoint(settlement.id, recorded, values):
+        raise TransitionConflictError(
+            f"settlement {settlement.intent_id} changed concurrently; re-read and retry",
+            extra={"state": settlement.state},
+        )
+    for key, value in values.items():
+        set_committed_value(settlement, key, value)
+    await note(
+        session,
+        settlement,
+        E.STREAM_CHECKPOINT.value,
+        actor=actor,
+        data={
+            "paid_amount": decimal_text(paid_amount),
+            "ticks": ticks,
+            "voucher_seq": voucher_seq,
+            "voucher_hash": voucher_hash_hex,
+        },
+        request_id=request_id,
+    )
+    return True
 
 
 async def note(

@@ -36,16 +36,22 @@ __all__ = [
     "AcceptRefusedError",
     "VerifiedAccept",
     "VerifyPolicy",
+    "is_streaming",
     "verify_accept",
 ]
 
-#: Streaming is refused, never silently settled as hash_reveal (see the README's "Streaming").
+#: Streaming needs a rail that can pay part of the lock and refund the rest in one operation
+#: (``rails.base.PartialReleaseRail``); on any other rail it is refused, never silently
+#: settled as hash_reveal (docs/protocol.md, "Streaming").
 STREAMING_REFUSAL = (
-    "settlement_mode 'streaming' is not offered by this settlement service: it settles "
-    "hash_reveal only (one COMMIT, one REVEAL, one release). Streaming would release the "
-    "price incrementally per delivered chunk under a spend cap, with either side able to halt; "
-    "ask the provider for a hash_reveal quote instead"
+    "settlement_mode 'streaming' is not offered on rail {rail!r}: a stream is settled by "
+    "releasing the highest buyer-signed voucher and refunding the rest in one operation, which "
+    "this rail cannot do; use a rail that can (the ledger), or ask for a hash_reveal quote"
 )
+
+
+def is_streaming(accept: Accept) -> bool:
+    return accept.settlement_mode == "streaming"
 
 
 class AcceptRefusedError(ValueError):
@@ -141,8 +147,6 @@ def verify_accept(
         raise AcceptRefusedError(
             FailureCode.UNEXPECTED_MESSAGE, f"expected an ACCEPT message, got {message.type}"
         )
-    if message.settlement_mode == "streaming" or message.proof_type == "streaming":
-        raise AcceptRefusedError(FailureCode.SETTLEMENT_MODE_NOT_ALLOWED, STREAMING_REFUSAL)
     minted_after_accept = provider_quote is not None and QUOTE_FIELD not in envelope.message_raw
     quoted = _with_provider_quote(envelope, provider_quote)
     try:

@@ -47,6 +47,8 @@ KIND_NAMES = {
     "ABORT": "abort",
     "REVEAL": "reveal",
     "CHALLENGE": "challenge",
+    "STREAM_VOUCHER": "checkpoint",
+    "STREAM_STOP": "stop",
     "RECEIPT": "receipt",
 }
 _ORDER = {kind: i for i, kind in enumerate(KIND_NAMES)}

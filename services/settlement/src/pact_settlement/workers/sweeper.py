@@ -9,6 +9,9 @@ Each pass ends every open settlement that is due, one settlement per transaction
 * ``committed`` (or a ``locked`` one made before the commit window existed) past
   ``delivery_deadline_at`` → refund the buyer and slash the seller's bond to the buyer
   (``slashed``; ``refunded`` when no bond is held), failure code ``DELIVERY_DEADLINE_MISSED``;
+* ``streaming`` past ``delivery_deadline_at`` (nobody closed the stream) → closed at the last
+  checkpointed voucher: that amount to the seller, the rest back to the buyer
+  (``STREAM_DEADLINE_PASSED``);
 * ``delivered`` past ``challenge_ends_at`` with no upheld challenge → ``released`` (seller
   paid, bond returned).
 
@@ -141,6 +144,17 @@ class Sweeper:
         intent_id = settlement.intent_id
         if settlement.state == SettlementState.DELIVERED:
             outcome = await lifecycle.release(settlement, actor=ACTOR)
+        elif settlement.state == SettlementState.STREAMING:
+            # Nobody closed the stream by its deadline (a vanished buyer or seller): it ends at
+            # the last checkpointed voucher, the rest refunded.
+            outcome = await lifecycle.close_stream(
+                settlement,
+                stop_code=FailureCode.STREAM_DEADLINE_PASSED,
+                reason=f"the stream was not closed by its delivery deadline "
+                f"{settlement.delivery_deadline_ms}: closed at the last checkpoint",
+                chunks=None,
+                actor=ACTOR,
+            )
         elif (
             settlement.state == SettlementState.LOCKED
             and settlement.commit_by_at is not None

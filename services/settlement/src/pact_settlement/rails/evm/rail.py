@@ -154,7 +154,7 @@ def describe_evm(settings: EvmSettings) -> dict[str, Any]:
 def _key_step(idempotency_key: str) -> tuple[RailStep, bool]:
     """The step a key names, and whether it is a partial release."""
     suffix = idempotency_key.rsplit("-", 1)[-1]
-    if suffix == PARTIAL_RELEASE_KEY_SUFFIX:
+    if suffix in (PARTIAL_RELEASE_KEY_SUFFIX, RailStep.RELEASE_PARTIAL.value):
         return RailStep.RELEASE, True
     return RailStep(suffix), False
 

@@ -202,15 +202,23 @@ class StripeGateway:
         return state
 
     async def capture(
-        self, settlement_id: str, payment_intent_id: str, *, idempotency_key: str | None = None
+        self,
+        settlement_id: str,
+        payment_intent_id: str,
+        *,
+        idempotency_key: str | None = None,
+        amount_minor: int | None = None,
     ) -> StripePaymentState:
-        """Release: capture the full authorised amount. Converges if already captured."""
+        """Release: capture the full authorised amount, or only ``amount_minor`` of it (a
+        partial capture: Stripe releases the rest of the authorisation to the buyer).
+        Converges if already captured."""
         return await self._transition(
             "capture",
             settlement_id,
             payment_intent_id,
             PaymentStatus.CAPTURED,
             idempotency_key,
+            amount_minor=amount_minor,
         )
 
     async def cancel(
@@ -428,15 +436,18 @@ class StripeGateway:
         payment_intent_id: str,
         target: PaymentStatus,
         idempotency_key: str | None,
+        *,
+        amount_minor: int | None = None,
     ) -> StripePaymentState:
         key = idempotency_key or step_key(settlement_id, step)
         service = self._client.v1.payment_intents
         call = service.capture_async if step == "capture" else service.cancel_async
+        params: dict[str, Any] = {"expand": _EXPAND}
+        if amount_minor is not None:
+            params["amount_to_capture"] = amount_minor
         try:
             with sdk_errors(mutating=True):
-                pi = await call(
-                    payment_intent_id, cast(Any, {"expand": _EXPAND}), {"idempotency_key": key}
-                )
+                pi = await call(payment_intent_id, cast(Any, params), {"idempotency_key": key})
         except StripeRequestError as exc:
             if exc.http_status == 404:
                 raise

@@ -356,6 +356,36 @@ class StripeRail:
         log.info("rail.stripe.captured", settlement_id=s.id, payment_intent=pi)
         return self._result(RailStep.RELEASE, state)
 
+    async def release_partial(self, s: RailSettlement, amount: Decimal, key: str) -> RailResult:
+        """A stream's close: a partial capture (``amount_to_capture``) of the authorisation;
+        Stripe returns the uncaptured rest to the buyer's card. One call, idempotent on
+        ``key``. ``amount`` must be whole minor units (else AMOUNT_NOT_IN_RAIL_UNITS: never
+        captured rounded)."""
+        try:
+            amount_minor = to_stripe_amount(amount, self.settings.currency, rounding=None)
+        except AmountError as exc:
+            raise RailError(exc.failure_code, str(exc)) from exc
+        pi = await self._payment_intent_id(s)
+        try:
+            state = await self.gateway.capture(
+                s.id, pi, idempotency_key=key, amount_minor=amount_minor
+            )
+        except StripeGatewayError as exc:
+            raise _rail_error(exc, RailStep.RELEASE_PARTIAL) from exc
+        if state.status is PaymentStatus.PROCESSING:
+            raise RailError(
+                FailureCode.SETTLEMENT_FAILED,
+                f"partial capture of {pi} is processing; waiting for Stripe",
+                retryable=True,
+            )
+        log.info(
+            "rail.stripe.captured_partially",
+            settlement_id=s.id,
+            payment_intent=pi,
+            amount_minor=amount_minor,
+        )
+        return self._result(RailStep.RELEASE_PARTIAL, state)
+
     async def refund(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         return await self._give_back(RailStep.REFUND, settlement, idempotency_key)
 
@@ -374,8 +404,8 @@ class StripeRail:
             if pi is None:
                 return RailResult(step=step, status=RailOpStatus.NOT_FOUND)
             state = await self.gateway.retrieve(pi)
-            if step is RailStep.RELEASE:
-                return self._release_status(state)
+            if step in (RailStep.RELEASE, RailStep.RELEASE_PARTIAL):
+                return self._release_status(state, step)
             return await self._give_back_status(step, state)
         except StripeGatewayError as exc:
             raise _rail_error(exc, step) from exc
@@ -452,15 +482,17 @@ class StripeRail:
             f"the card was declined ({state.last_error_code or state.stripe_status})",
         )
 
-    def _release_status(self, state: StripePaymentState) -> RailResult:
+    def _release_status(
+        self, state: StripePaymentState, step: RailStep = RailStep.RELEASE
+    ) -> RailResult:
         if state.status is PaymentStatus.CAPTURED:
-            return self._result(RailStep.RELEASE, state)
+            return self._result(step, state)
         if state.status is PaymentStatus.AUTHORIZED:
-            return self._result(RailStep.RELEASE, state, RailOpStatus.NOT_FOUND)
+            return self._result(step, state, RailOpStatus.NOT_FOUND)
         if state.status is PaymentStatus.PROCESSING:
-            return self._result(RailStep.RELEASE, state, RailOpStatus.PENDING)
+            return self._result(step, state, RailOpStatus.PENDING)
         return self._failed(
-            RailStep.RELEASE,
+            step,
             state,
             FailureCode.FAILED_ESCROW,
             f"PaymentIntent {state.payment_intent_id} is {state.stripe_status}: nothing to capture",

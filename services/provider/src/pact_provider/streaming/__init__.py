@@ -1,0 +1,1 @@
+"""Streaming delivery: signed chunks paid by the buyer's cumulative vouchers."""

@@ -1,0 +1,388 @@
+"""The done-when test of streaming settlement: a 1,000-tick stream through the provider (a
+real uvicorn server streaming server-sent events) and settlement (on SQLite and Postgres),
+paid tick by tick with signed vouchers, settles the exact amount with a constant number of
+money movements; the calls the provider makes to settlement are counted too."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import uvicorn
+from pact_provider.app import create_app as create_provider
+from pact_provider.config import ProviderSettings
+from pact_provider.streaming.service import StreamRequest
+from pact_schema import parse_message
+from pact_schema.stream_client import StreamBuyer
+from pact_schema.streaming import amount_for_ticks
+from pact_schema.transcript import verify_transcript
+from sqlalchemy import text
+
+BUDGET = Decimal("0.05")
+PLANNED = 2_000
+TICKS = 1_000
+CHECKPOINT_EVERY = 100
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+        self.dead = False  # the provider process is gone: nothing it sends arrives
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.dead:
+            raise httpx.ConnectError("the provider process is gone", request=request)
+        self.calls[f"{request.method} {request.url.path.rsplit('/', 1)[-1]}"] += 1
+        return await self.inner.handle_async_request(request)
+
+
+async def ticks(request: StreamRequest) -> AsyncIterator[bytes]:
+    for n in range(PLANNED * 2):
+        yield f"{request.intent_id}:{n}".encode()
+
+
+@contextlib.asynccontextmanager
+async def provider_server(settlement_app: Any, keypair: Any, **overrides: Any) -> Any:
+    counting = CountingTransport(httpx.ASGITransport(app=settlement_app))
+    app = create_provider(
+        ProviderSettings(
+            settlement_url="http://settlement",
+            settlement_token="test-provider-token-0123456789abcdef",
+            settlement_backoff_s=0.0,
+            settlement_modes=["hash_reveal", "streaming"],
+            stream_checkpoint_ticks=CHECKPOINT_EVERY,
+            **overrides,
+        ),
+        keypair=keypair,
+        settlement_transport=counting,
+        stream_handler=ticks,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(3_000):  # bounded: a cold start on a loaded machine takes seconds
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "the provider did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", counting
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_a_thousand_tick_stream_through_both_services_settles_exactly(
+    app: Any, api: Any, pact: Any, engine: Any
+) -> None:
+    buyer_key, seller_key = pact.buyer.public_key_b58, pact.provider.public_key_b58
+    await api.deposit(buyer_key, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    created = await api.create(accept)
+    assert created.status_code == 201, created.text
+    intent_id = created.json()["intent_id"]
+    async with provider_server(app, pact.provider) as (url, counting):
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=seller_key,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            max_ticks=TICKS,
+        )
+        try:
+            result = await buyer.run()
+        finally:
+            await buyer.aclose()
+    paid = amount_for_ticks(BUDGET, PLANNED, TICKS)
+    assert (result.code, result.ticks, result.paid_amount) == ("BUYER_STOPPED", TICKS, paid)
+    assert len(result.chunks) >= TICKS
+    assert result.chunks[0] == f"{intent_id}:0".encode()
+    settlement = result.settlement
+    assert settlement is not None
+    assert settlement["state"] == "released"
+    receipt = parse_message(settlement["receipt"]["message"])
+    assert (receipt.paid_amount, receipt.ticks, receipt.failure_code) == (
+        paid,
+        TICKS,
+        "BUYER_STOPPED",
+    )
+    assert await api.balances(seller_key) == (paid, Decimal(0))
+    assert await api.balances(buyer_key) == (Decimal(1) - paid, Decimal(0))
+    # Money moved twice (the lock, one partial release), whatever the number of ticks.
+    async with engine.connect() as conn:
+        kinds = sorted(
+            str(r[0])
+            for r in await conn.execute(
+                text("SELECT kind FROM journal_transactions WHERE settlement_id = :id"),
+                {"id": settlement["id"]},
+            )
+        )
+    assert kinds == ["lock", "release_partial"]
+    # The provider called settlement once to find the stream, at most once per
+    # CHECKPOINT_EVERY ticks, and once to close: not once per tick.
+    assert counting.calls["POST close"] == 1
+    assert 1 <= counting.calls["POST checkpoints"] <= TICKS // CHECKPOINT_EVERY
+    assert sum(counting.calls.values()) <= 2 + TICKS // CHECKPOINT_EVERY
+    transcript = (
+        await api.client.get(
+            f"/v1/settlements/{settlement['id']}/transcript", headers=api.admin_auth
+        )
+    ).json()
+    assert verify_transcript(transcript).ok
+    final = transcript["envelopes"][-2]
+    assert final["kind"] == "stop"
+    checkpoints = [e for e in transcript["envelopes"] if e["kind"] == "checkpoint"]
+    assert checkpoints[-1]["envelope"] == result.final_voucher
+
+
+class _VanishedError(Exception):
+    pass
+
+
+async def _wait_for_state(api: Any, intent_id: str, state: str) -> dict[str, Any]:
+    """Poll until settlement shows ``state`` (bounded: the provider's close is one call)."""
+    for _ in range(500):
+        body = await api.settlement(intent_id)
+        if body["state"] == state:
+            return body
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{intent_id} never became {state}: {body['state']}")
+
+
+async def test_a_buyer_that_vanishes_mid_stream_pays_only_what_it_signed(
+    app: Any, api: Any, pact: Any
+) -> None:
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    seen: list[bytes] = []
+
+    def read(chunk: bytes) -> None:
+        seen.append(chunk)
+        if len(seen) == 51:  # the 51st chunk arrives, is never paid, and the buyer is gone
+            raise _VanishedError
+
+    async with provider_server(app, pact.provider) as (url, _counting):
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            on_chunk=read,
+        )
+        with contextlib.suppress(_VanishedError):
+            await buyer.run()
+        await buyer.aclose()
+        body = await _wait_for_state(api, intent_id, "released")
+    paid = amount_for_ticks(BUDGET, PLANNED, 50)
+    assert body["receipt"]["message"]["ticks"] == 50
+    assert body["receipt"]["message"]["failure_code"] == "BUYER_STOPPED"
+    assert await api.balances(pact.provider.public_key_b58) == (paid, Decimal(0))
+    assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1) - paid, Decimal(0))
+
+
+async def test_the_reference_stream_chunk_shape_serves_a_running_streams_chunks(
+    app: Any, api: Any, pact: Any
+) -> None:
+    from pact_schema import verify_envelope
+
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    fetched: list[dict[str, Any]] = []
+    async with (
+        provider_server(app, pact.provider) as (url, _counting),
+        httpx.AsyncClient(base_url=url) as reference_buyer,
+    ):
+
+        async def fetch_while_running(chunk: bytes) -> None:
+            answer = await reference_buyer.post(
+                "/stream/chunk", json={"intent_id": intent_id, "seq": 0}
+            )
+            fetched.append(answer.json())
+
+        pending: list[asyncio.Task[None]] = []
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=5,
+            planned_ticks=PLANNED,
+            max_ticks=20,
+            on_chunk=lambda c: (
+                pending.append(asyncio.create_task(fetch_while_running(c)))
+                if len(pending) < 3
+                else None
+            ),
+        )
+        result = await buyer.run()
+        await buyer.aclose()
+        await asyncio.gather(*pending)
+    assert result.code == "BUYER_STOPPED"
+    envelopes = [f["envelope"] for f in fetched]
+    signed = [verify_envelope(e) for e in envelopes if e["message"]["type"] == "STREAM_CHUNK"]
+    assert signed, fetched
+    assert signed[0].signer == pact.provider.public_key_b58
+    assert signed[0].message_raw["seq"] == 0
+
+
+async def test_pact_stream_cli_pays_a_stream_and_prints_the_receipt(
+    app: Any, api: Any, pact: Any, tmp_path: Any, capsys: Any
+) -> None:
+    from pact_schema.cli import main
+
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    key_file = tmp_path / "buyer.json"
+    pact.buyer.save(key_file)
+    async with provider_server(app, pact.provider) as (url, _counting):
+        code = await asyncio.to_thread(
+            main,
+            [
+                "stream",
+                url,
+                "--intent",
+                intent_id,
+                "--budget",
+                str(BUDGET),
+                "--tick-ms",
+                "1",
+                "--planned-ticks",
+                str(PLANNED),
+                "--max-ticks",
+                "30",
+                "--max-spend-per-minute",
+                "0.01",
+                "--key-file",
+                str(key_file),
+                "--json",
+            ],
+        )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    import json
+
+    # The apps' log lines share stdout with the CLI's one JSON line.
+    [line] = [x for x in out.splitlines() if '"final_voucher"' in x]
+    result = json.loads(line)
+    assert (result["code"], result["ticks"]) == ("BUYER_STOPPED", 30)
+    assert result["settlement"]["receipt"]["message"]["ticks"] == 30
+
+
+async def test_the_spend_cap_stops_the_stream_with_the_reference_code(
+    app: Any, api: Any, pact: Any
+) -> None:
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    cap = amount_for_ticks(BUDGET, PLANNED, 40)  # 40 ticks a minute, no more
+    async with provider_server(app, pact.provider) as (url, _counting):
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            max_spend_per_minute=cap,
+        )
+        result = await buyer.run()
+        await buyer.aclose()
+    assert result.code == "STREAMING_SPEND_CAP_EXCEEDED"
+    assert result.ticks == 40
+    assert result.settlement is not None
+    receipt = result.settlement["receipt"]["message"]
+    assert receipt["failure_code"] == "STREAMING_SPEND_CAP_EXCEEDED"
+    assert Decimal(str(receipt["paid_amount"])) == cap
+    assert await api.balances(pact.provider.public_key_b58) == (cap, Decimal(0))
+
+
+async def test_a_provider_that_dies_mid_stream_loses_at_most_the_ticks_since_a_checkpoint(
+    app: Any, api: Any, pact: Any, clock: Any
+) -> None:
+    """The provider process is gone (its server torn down with no close sent): the buyer's
+    stream breaks, and settlement's sweeper closes the stream at its deadline at the last
+    checkpoint. The seller is paid exactly the checkpointed voucher, never more; what it lost
+    is bounded by STREAM_CHECKPOINT_TICKS."""
+    from pact_settlement.workers.sweeper import Sweeper
+
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=60_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    died = asyncio.Event()
+    seen: list[bytes] = []
+
+    def read(chunk: bytes) -> None:
+        seen.append(chunk)
+        if len(seen) == 250:
+            died.set()
+
+    async with provider_server(app, pact.provider) as (url, counting):
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            on_chunk=read,
+        )
+        run = asyncio.create_task(buyer.run())
+        await asyncio.wait_for(died.wait(), 60)
+        # From here on the provider reaches settlement no more, as if killed: its in-memory
+        # vouchers since the last checkpoint, and its close, never arrive.
+        counting.dead = True
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await run
+        await buyer.aclose()
+    body = await api.settlement(intent_id)
+    assert body["state"] == "streaming"
+    clock.offset_ms = 61_000
+    s = app.state.settlement
+    sweeper = Sweeper(
+        s.sessionmaker, settings=s.settings, metrics=s.metrics, applier=s.applier, clock=s.clock
+    )
+    report = await sweeper.run_once()
+    assert report.ended == {intent_id: "released"}
+    body = await api.settlement(intent_id)
+    receipt = body["receipt"]["message"]
+    assert receipt["failure_code"] == "STREAM_DEADLINE_PASSED"
+    ticks = receipt["ticks"]
+    assert ticks % CHECKPOINT_EVERY == 0
+    assert 250 - CHECKPOINT_EVERY - 1 <= ticks <= 250
+    paid = amount_for_ticks(BUDGET, PLANNED, ticks)
+    assert Decimal(str(receipt["paid_amount"])) == paid
+    assert await api.balances(pact.provider.public_key_b58) == (paid, Decimal(0))
+    assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1) - paid, Decimal(0))
