@@ -138,8 +138,9 @@ async def test_assets_are_backfilled_and_guarded_after_c9e1f3a50007(
     fresh_database_url: str,
 ) -> None:
     """Rows made before assets existed: ledger rows and ledger settlements get the ledger
-    asset (USD by default), stripe settlements STRIPE_CURRENCY, evm ones EVM_NATIVE_SYMBOL; afterwards
-    a second asset per owner is allowed and a leg in another asset than its account is not."""
+    asset (USD by default), stripe settlements STRIPE_CURRENCY, evm ones EVM_NATIVE_SYMBOL;
+    afterwards a second asset per owner is allowed and a leg in another asset than its account
+    is not."""
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 

@@ -145,9 +145,12 @@ class Rail(Protocol):
     transactional: bool
     supports_bond: bool
     """Whether the rail can hold the seller's bond; settlement asks for one only then."""
-    asset: str
-    """The asset the rail settles in (:mod:`pact_settlement.rails.assets`); a settlement
-    recorded on the rail names it."""
+
+    @property
+    def asset(self) -> str:
+        """The asset the rail settles in (:mod:`pact_settlement.rails.assets`); a settlement
+        recorded on the rail names it."""
+        ...
 
     async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         """Hold the buyer's amount (and the seller's bond, when non-zero)."""

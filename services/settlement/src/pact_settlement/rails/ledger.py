@@ -140,9 +140,12 @@ class LedgerRail:
                 f"{decimal_text(s.amount)}]",
             )
         rest = add(s.amount, neg(amount))
-        postings = [Posting(s.buyer, L, neg(s.amount)), Posting(s.seller, A, amount)]
+        postings = [
+            Posting(s.buyer, L, neg(s.amount), s.asset),
+            Posting(s.seller, A, amount, s.asset),
+        ]
         if rest > 0:
-            postings.append(Posting(s.buyer, A, rest))
+            postings.append(Posting(s.buyer, A, rest, s.asset))
         postings += self._bond_back_to(s, s.seller)
         return await self._post(RailStep.RELEASE_PARTIAL, s, key, postings)
 

@@ -16,7 +16,8 @@ Backfill: every existing account, leg and ledger settlement gets the ledger rail
 ``PACT_SETTLEMENT_LEDGER_ASSET`` when the migration runs (default ``USD``: before this revision
 the ledger had one unnamed currency, the one top-ups charged and ledger settlements used);
 stripe settlements ``PACT_SETTLEMENT_STRIPE_CURRENCY`` upper-cased (default ``USD``), evm ones
-``PACT_SETTLEMENT_EVM_NATIVE_SYMBOL`` (default ``ETH``). Run it with the settings the service runs with.
+``PACT_SETTLEMENT_EVM_NATIVE_SYMBOL`` (default ``ETH``). Run it with the settings the service
+runs with.
 
 SQLite cannot change a table's constraints in place, so ``ledger_accounts`` and
 ``journal_transactions`` are rebuilt with SQLite's documented procedure (as in a7c9d1e30005);
