@@ -41,6 +41,8 @@ OPERATION_IDS = {
         ("post", "/v1/settlements/{settlement_ref}/commit"): "record_commit",
         ("post", "/v1/settlements/{settlement_ref}/reveal"): "record_reveal",
         ("post", "/v1/settlements/{settlement_ref}/abort"): "abort_settlement",
+        ("post", "/v1/settlements/{settlement_ref}/checkpoints"): "record_checkpoint",
+        ("post", "/v1/settlements/{settlement_ref}/close"): "close_stream",
         ("post", "/v1/settlements/{settlement_ref}/challenge"): "challenge_delivery",
         ("post", "/v1/accounts/{agent_id}/deposits"): "create_deposit",
         ("get", "/v1/accounts/{agent_id}"): "get_account",
@@ -71,6 +73,8 @@ SECURITY = {
     "record_commit": PROVIDER_TOKEN,
     "record_reveal": PROVIDER_TOKEN,
     "abort_settlement": PROVIDER_TOKEN,
+    "record_checkpoint": PROVIDER_TOKEN,
+    "close_stream": PROVIDER_TOKEN,
     "create_deposit": ADMIN_TOKEN,
     "create_top_up": ADMIN_TOKEN,
     "create_payout": ADMIN_TOKEN,
@@ -106,6 +110,7 @@ IDEMPOTENCY_KEY = {
     "record_reveal": True,
     "create_top_up": True,
     "create_payout": True,
+    "close_stream": True,
     "create_deposit": False,
 }
 PLACEHOLDERS = re.compile(r"…|<[a-z][^>]*>|^string$")
@@ -257,11 +262,17 @@ def assert_realistic(value: Any, where: str) -> None:
 
 def test_the_docs_assets_ship_with_both_services_and_their_images() -> None:
     """fastapi-offline (the Swagger UI and ReDoc bundles) is a runtime dependency of both
-    service packages in uv.lock, so `uv sync --no-dev --package …` (the Dockerfiles) installs
-    it: the images serve /docs without a CDN too."""
+    service packages in uv.lock, through ``pact-schema[server]`` (pact_schema.docs_pages
+    serves /docs for both), so `uv sync --no-dev --package …` (the Dockerfiles) installs it:
+    the images serve /docs without a CDN too."""
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     packages = {p["name"]: p for p in lock["package"]}
+    server_extra = {d["name"] for d in packages["pact-schema"]["optional-dependencies"]["server"]}
+    assert "fastapi-offline" in server_extra
     for service in ("pact-provider", "pact-settlement"):
-        runtime = {d["name"] for d in packages[service].get("dependencies", [])}
-        assert "fastapi-offline" in runtime, service
+        runtime = {
+            (d["name"], tuple(d.get("extra", ())))
+            for d in packages[service].get("dependencies", [])
+        }
+        assert ("pact-schema", ("server",)) in runtime, service
     assert "fastapi-offline" in packages

@@ -87,6 +87,10 @@ TAGS = [
         "description": "Balances per asset, deposits, top-ups, payment profiles.",
     },
     {"name": "payouts", "description": "Pay a seller's available balance out through a rail."},
+    {
+        "name": "streaming",
+        "description": "Streaming settlements: checkpoint the buyer's highest voucher, close once.",
+    },
     {"name": "rails", "description": "The payment rails a settlement can use."},
     {"name": "identity", "description": "The key that signs RECEIPTs, and what we speak."},
     {

@@ -44,7 +44,7 @@ class FailureCode(StrEnum):
     FAILED_PROOF = "FAILED_PROOF"
     INSUFFICIENT_ESCROW = "INSUFFICIENT_ESCROW"
 
-    # Streaming (reference PROTOCOL.md §11.4 and exchange/streaming.ts).
+    # Streaming (docs/protocol.md, "Streaming"; the reference SDK's exchange/streaming.ts).
     BUYER_STOPPED = "BUYER_STOPPED"
     SELLER_STOPPED = "SELLER_STOPPED"
     FAILED_POLICY = "FAILED_POLICY"
