@@ -24,7 +24,7 @@ async def test_money_round_trips_exactly(
     sessionmaker: async_sessionmaker[AsyncSession], amount: Decimal
 ) -> None:
     async with sessionmaker() as session, session.begin():
-        await LedgerService(session).deposit("agent-x", amount, idempotency_key="d1")
+        await LedgerService(session).deposit("agent-x", amount, asset="USD", idempotency_key="d1")
     async with sessionmaker() as session:
         account = (
             await session.execute(select(LedgerAccount).where(LedgerAccount.owner == "agent-x"))

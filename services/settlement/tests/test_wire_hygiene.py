@@ -255,11 +255,11 @@ async def test_insufficient_funds_speak_in_plain_amounts(
 ) -> None:
     unfunded = await api.create(pact.accept())
     detail = _problem(unfunded, 402, "INSUFFICIENT_ESCROW")["detail"]
-    assert detail.endswith("0.00008 needed, 0 available"), detail
+    assert detail.endswith("0.00008 USD needed, 0 available"), detail
     await api.deposit(pact.buyer.public_key_b58, "0.00001")
     short = await api.create(pact.accept())
     detail = _problem(short, 402, "INSUFFICIENT_ESCROW")["detail"]
-    assert detail.endswith("0.00008 needed, 0.00001 available"), detail
+    assert detail.endswith("0.00008 USD needed, 0.00001 available"), detail
     assert "E-" not in detail
     assert "000000000" not in detail
 
@@ -290,7 +290,7 @@ async def test_an_integer_price_beyond_2_53_fails_cleanly_with_its_receipt(
     accept = sign_message({**accept["message"], "agreed_price": 2**64}, pact.buyer)
     response = await api.create(accept)
     body = _problem(response, 402, "INSUFFICIENT_ESCROW")
-    assert body["detail"].endswith("18446744073709552000 needed, 1 available")
+    assert body["detail"].endswith("18446744073709552000 USD needed, 1 available")
     settlement = await api.settlement(intent_id)
     assert settlement["state"] == "failed"
     assert settlement["amount"] == "18446744073709552000"
