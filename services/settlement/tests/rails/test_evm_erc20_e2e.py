@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fixtures.rails import ANVIL_CHAIN_ID, Chain, put_profile
+from pact_settlement.rails.evm.rail import PARTIAL_RELEASE_KEY_SUFFIX
 from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.rails.evm.token_rail import EvmTokenEscrowRail
 from pact_settlement.settlements.lookup import find_settlement
@@ -146,7 +147,7 @@ async def test_partial_release_of_a_settlement_recorded_by_the_api(
         assert row is not None
         gateway = app.state.settlement.rail_clients.evm_erc20()
         rail = EvmTokenEscrowRail(session, app.state.settlement.settings.evm, gateway)
-        key = f"settlement-{row.id}-partial"
+        key = f"settlement-{row.id}-{PARTIAL_RELEASE_KEY_SUFFIX}"
         result = await rail.release_partial(rail_view(row), Decimal("0.3"), key)
         again = await rail.release_partial(rail_view(row), Decimal("0.3"), key)
     assert (result.detail["seller_amount"], result.detail["buyer_amount"]) == ("300000", "700000")

@@ -27,7 +27,7 @@ from pact_settlement.config import SettlementSettings
 from pact_settlement.rails.base import RailError, RailOpStatus, RailRefusedError, RailStep
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.rails.evm.ids import intent_id_to_bytes32
-from pact_settlement.rails.evm.rail import EvmEscrowRail, units_to_wei
+from pact_settlement.rails.evm.rail import PARTIAL_RELEASE_KEY_SUFFIX, EvmEscrowRail, units_to_wei
 from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.rails.evm.sender import TxSender
 from pact_settlement.rails.evm.token_rail import EvmTokenEscrowRail
@@ -66,7 +66,7 @@ def key(settlement: Any, step: str) -> str:
 
 
 def partial_key(settlement: Any) -> str:
-    return f"settlement-{settlement.id}-partial"
+    return f"settlement-{settlement.id}-{PARTIAL_RELEASE_KEY_SUFFIX}"
 
 
 class Harness:

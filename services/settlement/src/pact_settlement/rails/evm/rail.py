@@ -90,9 +90,10 @@ _TARGET = {
     RailStep.REFUND: EscrowStatus.REFUNDED,
     RailStep.SLASH: EscrowStatus.SLASHED,
 }
-#: The last segment of a partial release's idempotency key (``settlement-{id}-partial``):
+#: The last segment of a partial release's idempotency key, as the step executor makes it
+#: (``settlement-{id}-release_partial``):
 #: ``status`` then looks for the escrow's ``PARTIALLY_RELEASED`` state.
-PARTIAL_RELEASE_KEY_SUFFIX = "partial"
+PARTIAL_RELEASE_KEY_SUFFIX = RailStep.RELEASE_PARTIAL.value
 
 
 def units_to_wei(amount: Decimal, wei_per_unit: int) -> int:
@@ -154,7 +155,7 @@ def describe_evm(settings: EvmSettings) -> dict[str, Any]:
 def _key_step(idempotency_key: str) -> tuple[RailStep, bool]:
     """The step a key names, and whether it is a partial release."""
     suffix = idempotency_key.rsplit("-", 1)[-1]
-    if suffix in (PARTIAL_RELEASE_KEY_SUFFIX, RailStep.RELEASE_PARTIAL.value):
+    if suffix == PARTIAL_RELEASE_KEY_SUFFIX:
         return RailStep.RELEASE, True
     return RailStep(suffix), False
 
