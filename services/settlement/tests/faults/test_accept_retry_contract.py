@@ -262,9 +262,15 @@ def test_a_buyer_who_never_resends_is_refunded_promptly_without_a_slash(
         with IntentLock(s.database_url, buyer.public_key_b58, intent_id) as lock:
             _gave_up_with_503(s, accept)
             lock.release()
+        # The abandoned create may still commit after the lock is released, for as long as
+        # settlement's request budget (REQUEST_TIMEOUT_S, default 5 s) lets it run: "no
+        # settlement" is an outcome only once that budget has passed.
+        create_may_run_until = time.monotonic() + 5.0 + 1.0
 
         def settled_back() -> bool:
             record = s.settlement(buyer.public_key_b58, intent_id)
+            if record is None and time.monotonic() < create_may_run_until:
+                return False
             if record is not None and record["state"] not in ("refunded", "failed"):
                 return False
             return s.balances(buyer.public_key_b58) == (Decimal(1), Decimal(0))
