@@ -22,6 +22,7 @@ from pact_settlement.kit.auth import AdminPrincipal, AnyPrincipal
 from pact_settlement.kit.deps import AppMetrics, RuntimeDep
 from pact_settlement.kit.openapi import (
     DATABASE_UNAVAILABLE,
+    MISSING_IDEMPOTENCY_KEY,
     Refusal,
     idempotency_key,
     ok,
@@ -268,12 +269,7 @@ async def delete_payment_profile(
         "`Idempotency-Key` is required: a retry charges once and credits once."
     ),
     responses=responses(
-        Refusal(
-            400,
-            "BAD_REQUEST",
-            "No Idempotency-Key header, or one longer than 255 characters",
-            "an Idempotency-Key header of 1-255 characters is required",
-        ),
+        MISSING_IDEMPOTENCY_KEY,
         Refusal(
             402,
             "INSUFFICIENT_ESCROW",

@@ -7,14 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from pact_settlement.db.session import DBSession
 from pact_settlement.delivery.schemas import AbortBody, ChallengeBody, CommitBody, RevealBody
 from pact_settlement.delivery.service import DeliveryService
 from pact_settlement.kit import examples
 from pact_settlement.kit.auth import ProviderPrincipal
-from pact_settlement.kit.deps import RequestId, RuntimeDep
+from pact_settlement.kit.deps import RequestId, lifecycle_service
 from pact_settlement.kit.openapi import (
     DATABASE_UNAVAILABLE,
+    MISSING_IDEMPOTENCY_KEY,
     NOT_FOUND,
     Refusal,
     idempotency_key,
@@ -27,18 +27,7 @@ from pact_settlement.settlements.schemas import SettlementRead
 router = APIRouter(prefix="/v1/settlements", tags=["delivery"])
 
 
-async def get_service(session: DBSession, runtime: RuntimeDep) -> DeliveryService:
-    return DeliveryService(
-        session,
-        settings=runtime.settings,
-        metrics=runtime.metrics,
-        applier=runtime.applier,
-        now_ms=runtime.clock,
-        clients=runtime.rail_clients,
-    )
-
-
-Service = Annotated[DeliveryService, Depends(get_service)]
+Service = Annotated[DeliveryService, Depends(lifecycle_service(DeliveryService))]
 IdempotencyKey = Annotated[
     str | None,
     idempotency_key(
@@ -49,12 +38,6 @@ IdempotencyKey = Annotated[
         "9a4f3c1e7b2d8a6f5e0c4b3a2d1f9e8c7b6a5d4e3f2c1b0a9f8e7d6c5b4a3f2e",
     ),
 ]
-MISSING_KEY = Refusal(
-    400,
-    "BAD_REQUEST",
-    "No Idempotency-Key header, or one longer than 255 characters",
-    "an Idempotency-Key header of 1-255 characters is required",
-)
 NOT_THE_SELLER = Refusal(
     403,
     "FAILED_IDENTITY",
@@ -72,7 +55,7 @@ NOT_THE_SELLER = Refusal(
     "(lock → COMMIT). At or after `commit_by_at` the settlement is refunded instead "
     "(`COMMIT_WINDOW_MISSED`, bond returned), answered 200 with the refunded settlement.",
     responses=responses(
-        MISSING_KEY,
+        MISSING_IDEMPOTENCY_KEY,
         NOT_THE_SELLER,
         NOT_FOUND,
         Refusal(
@@ -118,7 +101,7 @@ async def record_commit(
     "deadline → refund + slash, `DELIVERY_DEADLINE_MISSED`. Either way 200 with the "
     "settlement (its `receipt` once terminal).",
     responses=responses(
-        MISSING_KEY,
+        MISSING_IDEMPOTENCY_KEY,
         NOT_THE_SELLER,
         NOT_FOUND,
         Refusal(

@@ -33,6 +33,7 @@ from pact_settlement.kit.errors import PROBLEM_CONTENT_TYPE, settlement_problem
 __all__ = [
     "BAD_INPUT",
     "DATABASE_UNAVAILABLE",
+    "MISSING_IDEMPOTENCY_KEY",
     "NOT_FOUND",
     "PROBLEM_REF",
     "Refusal",
@@ -128,6 +129,12 @@ BAD_INPUT: Final = Refusal(
     "A path, query, header or body value breaks the wire contract",
     "path.agent_id: Value error, public key must be base58 of 32 bytes (at most 44 "
     "characters), got 45",
+)
+MISSING_IDEMPOTENCY_KEY: Final = Refusal(
+    400,
+    "BAD_REQUEST",
+    "No Idempotency-Key header, or one longer than 255 characters",
+    "an Idempotency-Key header of 1-255 characters is required",
 )
 NOT_FOUND: Final = Refusal(
     404,

@@ -13,6 +13,7 @@ from pact_settlement.kit.auth import AdminPrincipal, AnyPrincipal
 from pact_settlement.kit.deps import RuntimeDep
 from pact_settlement.kit.openapi import (
     DATABASE_UNAVAILABLE,
+    MISSING_IDEMPOTENCY_KEY,
     Refusal,
     idempotency_key,
     ok,
@@ -51,12 +52,7 @@ _PAID = examples.payout("paid")
         "`Idempotency-Key` is required: the same key and body answer the same payout (200)."
     ),
     responses=responses(
-        Refusal(
-            400,
-            "BAD_REQUEST",
-            "No Idempotency-Key header, or one longer than 255 characters",
-            "an Idempotency-Key header of 1-255 characters is required",
-        ),
+        MISSING_IDEMPOTENCY_KEY,
         Refusal(
             409,
             "IDEMPOTENCY_KEY_REUSED",

@@ -10,9 +10,10 @@ from pact_schema.keys import PublicKeyB58
 from pact_settlement.db.session import DBSession
 from pact_settlement.kit import examples
 from pact_settlement.kit.auth import AnyPrincipal, ProviderPrincipal
-from pact_settlement.kit.deps import RequestId, RuntimeDep, Settings
+from pact_settlement.kit.deps import RequestId, RuntimeDep, Settings, lifecycle_service
 from pact_settlement.kit.openapi import (
     DATABASE_UNAVAILABLE,
+    MISSING_IDEMPOTENCY_KEY,
     NOT_FOUND,
     Refusal,
     idempotency_key,
@@ -28,26 +29,7 @@ from pact_settlement.transcripts.service import TranscriptService
 router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
 
 
-async def get_service(session: DBSession, runtime: RuntimeDep) -> SettlementService:
-    return SettlementService(
-        session,
-        settings=runtime.settings,
-        metrics=runtime.metrics,
-        now_ms=runtime.clock,
-        applier=runtime.applier,
-        clients=runtime.rail_clients,
-    )
-
-
-Service = Annotated[SettlementService, Depends(get_service)]
-
-
-MISSING_KEY = Refusal(
-    400,
-    "BAD_REQUEST",
-    "No Idempotency-Key header, or one longer than 255 characters",
-    "an Idempotency-Key header of 1-255 characters is required",
-)
+Service = Annotated[SettlementService, Depends(lifecycle_service(SettlementService))]
 AMBIGUOUS = Refusal(
     409,
     "AMBIGUOUS_INTENT_ID",
@@ -67,7 +49,7 @@ AMBIGUOUS = Refusal(
     "the settlement and locks the agreed price on the rail. The same request again (same "
     "`Idempotency-Key` and body, even after the quote expired) answers the same settlement.",
     responses=responses(
-        MISSING_KEY,
+        MISSING_IDEMPOTENCY_KEY,
         Refusal(
             402,
             "INSUFFICIENT_ESCROW",

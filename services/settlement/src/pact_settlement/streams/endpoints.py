@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from pact_settlement.db.session import DBSession
 from pact_settlement.kit import examples
 from pact_settlement.kit.auth import ProviderPrincipal
-from pact_settlement.kit.deps import RequestId, RuntimeDep
+from pact_settlement.kit.deps import RequestId, lifecycle_service
 from pact_settlement.kit.openapi import (
     DATABASE_UNAVAILABLE,
+    MISSING_IDEMPOTENCY_KEY,
     NOT_FOUND,
     Refusal,
     idempotency_key,
@@ -26,18 +26,7 @@ from pact_settlement.streams.service import StreamService
 router = APIRouter(prefix="/v1/settlements", tags=["streaming"])
 
 
-async def get_service(session: DBSession, runtime: RuntimeDep) -> StreamService:
-    return StreamService(
-        session,
-        settings=runtime.settings,
-        metrics=runtime.metrics,
-        applier=runtime.applier,
-        now_ms=runtime.clock,
-        clients=runtime.rail_clients,
-    )
-
-
-Service = Annotated[StreamService, Depends(get_service)]
+Service = Annotated[StreamService, Depends(lifecycle_service(StreamService))]
 IdempotencyKey = Annotated[
     str | None,
     idempotency_key(
@@ -110,12 +99,7 @@ async def record_checkpoint(
     "seller exactly the highest recorded voucher and refunds the buyer the rest (`released`; "
     "`refunded` when no voucher is above 0), with the stop code in the RECEIPT.",
     responses=responses(
-        Refusal(
-            400,
-            "BAD_REQUEST",
-            "No Idempotency-Key header, or one longer than 255 characters",
-            "an Idempotency-Key header of 1-255 characters is required",
-        ),
+        MISSING_IDEMPOTENCY_KEY,
         VOUCHER_INVALID,
         NOT_STREAMING,
         NOT_FOUND,
