@@ -4,9 +4,11 @@ run:  refuses to start (one line, nothing touched) when its ports are taken; gen
       once into .dev/ (git-ignored; owner-only, written atomically, never through a symlink);
       starts settlement (:8001, SQLite + mock ledger) and the provider (:8000) wired to it,
       with readable console logs prefixed by the service's name; funds the demo buyer; stays in
-      the foreground. Ctrl-C stops both and exits 0.
+      the foreground. Ctrl-C stops both and exits 0. The provider sells the demo weather data
+      per request (hash_reveal) and examples/weather_seller's live feed per tick (streaming);
+      that folder is on its import path, so its modules can be named in PACT_PROVIDER_* settings.
 demo: a buyer against that stack, printing the lifecycle step by step with balances before
-      and after and the settlement's RECEIPT verified.
+      and after and the settlement's RECEIPT verified; then a short paid stream.
 
 Settings: every PACT_SETTLEMENT_* and PACT_PROVIDER_* variable you set is passed to its
 service and wins over the stack's defaults; what the wiring needs follows your values (the
@@ -36,10 +38,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from pact_schema import Keypair, verify_envelope
+from pact_schema import Keypair, parse_message, verify_envelope
 from pact_schema.client import PactClient, PactClientError
 from pact_schema.files import ensure_private_dir, write_private
 from pact_schema.money import format_wire_amount
+from pact_schema.stream_client import StreamBuyer
+from pact_schema.streaming import amount_for_ticks
 from pact_schema.transcript import verify_transcript
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +63,13 @@ DEMO_FUNDING = Decimal("1.00")
 BIN = Path(sys.executable).parent
 # How long each service may take to turn ready (a cold start on a busy machine is slow).
 READY_WITHIN_S = float(os.environ.get("PACT_DEV_READY_WITHIN_S", "60"))
+# The example seller's modules (weather_stream, weather_module) import by name in the provider.
+EXAMPLE_SELLER = ROOT / "examples" / "weather_seller"
+# The demo stream: a budget for PLANNED ticks, of which the buyer pays for DEMO_STREAM_TICKS.
+DEMO_STREAM_BUDGET = Decimal("0.001")
+DEMO_STREAM_PLANNED_TICKS = 100
+DEMO_STREAM_TICKS = 25
+DEMO_STREAM_TICK_MS = 40
 
 
 def _say(text: str) -> None:
@@ -140,6 +151,8 @@ def stack_settings(user: Mapping[str, str], keys: Mapping[str, str]) -> StackSet
         "PACT_PROVIDER_ENV": "development",
         "PACT_PROVIDER_SETTLEMENT_URL": SETTLEMENT_URL,
         "PACT_PROVIDER_LOG_JSON": "false",
+        "PACT_PROVIDER_SETTLEMENT_MODES": "hash_reveal,streaming",
+        "PACT_PROVIDER_STREAM_MODULE": "weather_stream",
     }
     mine_s, mine_p = _own(user, "PACT_SETTLEMENT_"), _own(user, "PACT_PROVIDER_")
     if not {"PACT_SETTLEMENT_SIGNING_KEY_FILE", "PACT_SETTLEMENT_SIGNING_KEY"} & set(mine_s):
@@ -233,6 +246,7 @@ def _pump(name: str, stream: IO[bytes]) -> None:
 
 def _start(name: str, port: int, settings: Mapping[str, str]) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACT_")} | dict(settings)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(EXAMPLE_SELLER), env.get("PYTHONPATH")]))
     command = f"pact-{name}"
     process = subprocess.Popen(
         [str(BIN / command), "serve", "--host", HOST, "--port", str(port)],
@@ -308,6 +322,9 @@ def _banner(settings: StackSettings, buyer: str) -> str:
         "Try it:  make demo",
         f"   or:   uv run pact negotiate {PROVIDER_URL} --intent weather.data "
         f"--scope NYC --max-price 0.0002 --accept --key-file {_shown(settings.buyer_key_file)}",
+        "   a stream: the same with --settlement-mode streaming, then "
+        f"uv run pact stream {PROVIDER_URL} --intent <intent_id> --budget 0.0002 --tick-ms 100 "
+        f"--max-ticks 20 --key-file {_shown(settings.buyer_key_file)}",
         "=" * 78,
         "",
     ]
@@ -494,7 +511,81 @@ async def _demo() -> int:
         path.write_text(json.dumps(transcript, indent=2, ensure_ascii=False))
         relative = _shown(str(path))
         _say(f"saved to {relative}; check it with: uv run pact verify-transcript {relative}")
-        return 0 if state == "released" and check.ok else 1
+        if not (state == "released" and check.ok):
+            return 1
+        streamed = await _demo_stream(http, stack, buyer)
+        after = await _balances(http, settlement_url, admin, buyer.public_key_b58, provider_key)
+        _say("\nBalances after both")
+        _say(f"  buyer   {after[0]}\n  seller  {after[1]}")
+        return 0 if streamed else 1
+
+
+async def _demo_stream(http: httpx.AsyncClient, stack: dict[str, Any], buyer: Keypair) -> bool:
+    """ACCEPT in streaming mode (the price is the stream's budget), then pay tick by tick with
+    signed cumulative vouchers, stop early, and check that settlement paid the seller exactly
+    the highest voucher and refunded the rest."""
+    provider_url, provider_key = stack["provider_url"], stack["provider_key"]
+    _say("\n" + "-" * 78)
+    _say("A paid stream: one weather observation per tick, paid per tick, settled once")
+    client = PactClient(provider_url, buyer, http=http, provider_key=provider_key)
+    try:
+        accepted = await client.negotiate(
+            intent="weather.data",
+            scope="NYC",
+            max_price=Decimal("0.0002"),
+            settlement_mode="streaming",
+            accept=True,
+        )
+    except PactClientError as exc:
+        _say(f"negotiation failed: {exc}")
+        return False
+    if accepted.outcome != "ACCEPTED" or accepted.price is None:
+        _say(f"outcome: {accepted.outcome} ({accepted.reject_code}: {accepted.reason})")
+        return False
+    budget = accepted.price
+    rate = amount_for_ticks(budget, DEMO_STREAM_PLANNED_TICKS, 1)
+    _say(
+        f"ACCEPT    budget {format_wire_amount(budget)} locked once for "
+        f"{DEMO_STREAM_PLANNED_TICKS} ticks of {DEMO_STREAM_TICK_MS} ms "
+        f"({format_wire_amount(rate)} a tick); the buyer stops after {DEMO_STREAM_TICKS}"
+    )
+    shown: list[bytes] = []
+
+    def show(chunk: bytes) -> None:
+        if len(shown) < 3:
+            shown.append(chunk)
+            _say(f"  chunk   {chunk.decode()[:100]}")
+        elif len(shown) == 3:
+            shown.append(chunk)
+            _say("  ...     (every chunk signed by the seller, checked, then paid with a voucher)")
+
+    buyer_stream = StreamBuyer(
+        provider_url,
+        buyer,
+        seller=provider_key,
+        intent_id=accepted.intent_id,
+        budget=budget,
+        tick_ms=DEMO_STREAM_TICK_MS,
+        planned_ticks=DEMO_STREAM_PLANNED_TICKS,
+        max_ticks=DEMO_STREAM_TICKS,
+        http=http,
+        on_chunk=show,
+    )
+    result = await buyer_stream.run()
+    settlement = result.settlement or {}
+    receipt = result.receipt
+    paid = parse_message(receipt["message"]).paid_amount if receipt else None
+    _say(
+        f"stopped   {result.code} after {result.ticks} ticks; the highest voucher says "
+        f"{format_wire_amount(result.paid_amount)}"
+    )
+    _say(
+        f"settled   {settlement.get('state')}: RECEIPT paid_amount "
+        f"{format_wire_amount(paid) if paid is not None else '(none)'} "
+        f"{'= the highest voucher' if paid == result.paid_amount else '(DIFFERS)'}, "
+        f"the rest of the budget refunded to the buyer"
+    )
+    return settlement.get("state") == "released" and paid == result.paid_amount
 
 
 def main() -> int:

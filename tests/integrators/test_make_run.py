@@ -29,6 +29,7 @@ from fixtures.integrators import (
     start_stack,
     user_env,
 )
+from fixtures.waits import HANG_GUARD_S
 from pact_schema import Keypair
 from pact_schema.keys import b58encode
 
@@ -153,6 +154,32 @@ def test_the_users_settings_reach_the_services_and_the_wiring_follows_them(
         assert "my-operator-token" not in mine.output  # a token of yours is never printed
     finally:
         assert mine.stop() == 0
+
+
+def test_make_demo_trades_and_streams_against_the_stack_and_every_proof_verifies(
+    stack: Stack,
+) -> None:
+    """`make demo` as a newcomer runs it after `make run`: a per-request trade released after
+    its challenge window, then a paid stream that settles exactly its highest voucher."""
+    done = subprocess.run(
+        [sys.executable, str(DEV_STACK), "demo"],
+        cwd=ROOT,
+        env=user_env(PACT_DEV_DIR=str(stack.dev_dir)),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        check=False,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "final state: released" in out
+    assert "transcript: 9 checks, all verify" in out
+    assert "signed by the settlement key (verified)" in out
+    assert "stopped   BUYER_STOPPED after 25 ticks" in out
+    assert "= the highest voucher" in out
+    stream_chunks = [line for line in out.splitlines() if line.startswith("  chunk   ")]
+    assert len(stream_chunks) == 3
+    assert all('"temperature_c"' in line for line in stream_chunks)
 
 
 def test_stack_settings_are_the_defaults_overridden_by_the_users(tmp_path: Path) -> None:

@@ -172,8 +172,9 @@ class ProviderSettings(BaseSettings, HttpServerSettings):
     settlement_modes: Annotated[list[SettlementMode], NoDecode] = Field(
         default_factory=lambda: list[SettlementMode](["hash_reveal"]),
         description="Comma-separated settlement modes offered. Offer streaming only with a "
-        "stream handler (create_app(stream_handler=...)) and a settlement rail that can "
-        "release part of a lock (the ledger; others refuse it with SETTLEMENT_MODE_NOT_ALLOWED).",
+        "stream handler (STREAM_MODULE or create_app(stream_handler=...)); settlement's rails "
+        "release part of a lock (ledger, Stripe partial capture, both EVM escrows), and a rail "
+        "that cannot refuses a streaming ACCEPT with SETTLEMENT_MODE_NOT_ALLOWED.",
     )
     price_floor_ratio: AmountText = Field(
         default=Decimal("0.8"),
