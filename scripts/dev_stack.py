@@ -323,7 +323,8 @@ def _banner(settings: StackSettings, buyer: str) -> str:
         f"   or:   uv run pact negotiate {PROVIDER_URL} --intent weather.data "
         f"--scope NYC --max-price 0.0002 --accept --key-file {_shown(settings.buyer_key_file)}",
         "   a stream: the same with --settlement-mode streaming, then "
-        f"uv run pact stream {PROVIDER_URL} --intent <intent_id> --budget 0.0002 --tick-ms 100 "
+        f"uv run pact stream {PROVIDER_URL} --intent <intent_id> --budget <agreed price> "
+        "--tick-ms 100 "
         f"--max-ticks 20 --key-file {_shown(settings.buyer_key_file)}",
         "=" * 78,
         "",

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 
@@ -32,6 +33,7 @@ from fixtures.integrators import (
 from fixtures.waits import HANG_GUARD_S
 from pact_schema import Keypair
 from pact_schema.keys import b58encode
+from pact_schema.money import format_amount
 
 
 def _dev_stack() -> ModuleType:
@@ -180,6 +182,49 @@ def test_make_demo_trades_and_streams_against_the_stack_and_every_proof_verifies
     stream_chunks = [line for line in out.splitlines() if line.startswith("  chunk   ")]
     assert len(stream_chunks) == 3
     assert all('"temperature_c"' in line for line in stream_chunks)
+
+
+def _pact(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "pact"), *args],
+        cwd=ROOT,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        check=False,
+    )
+
+
+def test_the_banners_stream_commands_pay_a_stream_and_a_wrong_budget_is_refused_plainly(
+    stack: Stack,
+) -> None:
+    """The banner's two commands as a newcomer types them: `pact negotiate --settlement-mode
+    streaming --accept`, then `pact stream` with the agreed price as the budget."""
+    key_file = str(stack.dev_dir / "keys" / "buyer.json")
+    negotiated = _pact(
+        "negotiate", stack.provider_url, "--intent", "weather.data", "--scope", "NYC",
+        "--max-price", "0.0002", "--settlement-mode", "streaming", "--accept",
+        "--key-file", key_file, "--json",
+    )  # fmt: skip
+    assert negotiated.returncode == 0, negotiated.stdout + negotiated.stderr
+    agreed = json.loads(negotiated.stdout)
+    assert agreed["outcome"] == "ACCEPTED"
+    stream = ("stream", stack.provider_url, "--intent", agreed["intent_id"], "--tick-ms", "20")
+    wrong = _pact(*stream, "--budget", "0.0002", "--max-ticks", "5", "--key-file", key_file)
+    assert wrong.returncode == 1, wrong.stdout + wrong.stderr
+    assert "PRICE_MISMATCH" in wrong.stdout
+    assert "ticks paid: 0, paid: 0, chunks: 0" in wrong.stdout
+    price = agreed["price"]
+    paid = _pact(
+        *stream, "--budget", price, "--planned-ticks", "10", "--max-ticks", "4",
+        "--key-file", key_file,
+    )  # fmt: skip
+    assert paid.returncode == 0, paid.stdout + paid.stderr
+    per_tick = Decimal(price) / 10
+    amount = format_amount(per_tick * 4)
+    assert f"ticks paid: 4, paid: {amount}, chunks: 4" in paid.stdout
+    assert f"receipt: fulfilled=False paid_amount={amount} ticks=4" in paid.stdout
 
 
 def test_stack_settings_are_the_defaults_overridden_by_the_users(tmp_path: Path) -> None:

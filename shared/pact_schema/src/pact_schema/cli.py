@@ -426,14 +426,16 @@ async def _stream(args: argparse.Namespace) -> int:
     else:
         print(f"stream {result.intent_id}: {result.code}: {one_line(result.reason)}")
         print(
-            f"ticks paid: {result.ticks}, paid: {result.paid_amount}, chunks: {len(result.chunks)}"
+            f"ticks paid: {result.ticks}, paid: {format_wire_amount(result.paid_amount)}, "
+            f"chunks: {len(result.chunks)}"
         )
         receipt = result.receipt
         if receipt is not None:
             message = receipt.get("message", {})
             print(
                 f"receipt: fulfilled={message.get('fulfilled')} "
-                f"paid_amount={message.get('paid_amount')} ticks={message.get('ticks')} "
+                f"paid_amount={format_wire_amount(message.get('paid_amount'))} "
+                f"ticks={message.get('ticks')} "
                 f"chunks={message.get('chunks')}"
             )
     ended_well = result.code in ("COMPLETED", "BUYER_STOPPED", "SELLER_STOPPED")
