@@ -89,6 +89,7 @@ _TARGET = {
     RailStep.RELEASE: EscrowStatus.RELEASED,
     RailStep.REFUND: EscrowStatus.REFUNDED,
     RailStep.SLASH: EscrowStatus.SLASHED,
+    RailStep.RELEASE_PARTIAL: EscrowStatus.PARTIALLY_RELEASED,
 }
 #: The last segment of a partial release's idempotency key, as the step executor makes it
 #: (``settlement-{id}-release_partial``):
@@ -152,12 +153,9 @@ def describe_evm(settings: EvmSettings) -> dict[str, Any]:
     }
 
 
-def _key_step(idempotency_key: str) -> tuple[RailStep, bool]:
-    """The step a key names, and whether it is a partial release."""
-    suffix = idempotency_key.rsplit("-", 1)[-1]
-    if suffix == PARTIAL_RELEASE_KEY_SUFFIX:
-        return RailStep.RELEASE, True
-    return RailStep(suffix), False
+def _key_step(idempotency_key: str) -> RailStep:
+    """The step a key names (its last segment, as the step executor makes it)."""
+    return RailStep(idempotency_key.rsplit("-", 1)[-1])
 
 
 def _rail_error(exc: EscrowGatewayError, step: RailStep) -> RailError:
@@ -364,8 +362,8 @@ class EvmEscrowRail:
 
     async def release_partial(self, s: RailSettlement, amount: Decimal, key: str) -> RailResult:
         """Pay the seller ``amount`` (and its bond back) and refund the buyer the rest of the
-        held amount, in one transaction. Idempotent on ``key`` (its last segment ``partial``,
-        so :meth:`status` knows it): a replay with the same amount converges; the escrow
+        held amount, in one transaction. Idempotent on ``key`` (its last segment
+        ``release_partial``, so :meth:`status` knows it): a replay with the same amount converges; the escrow
         finished otherwise, or ``amount`` outside ``[0, s.amount]``, is a RailError."""
         try:
             seller_units = self._to_units(amount, "the seller's part")
@@ -386,7 +384,7 @@ class EvmEscrowRail:
                 f"cannot release part: escrow {p.escrow_id} is already {exc.state.status.name}",
             ) from exc
         except EscrowGatewayError as exc:
-            raise _rail_error(exc, RailStep.RELEASE) from exc
+            raise _rail_error(exc, RailStep.RELEASE_PARTIAL) from exc
         log.info(
             "rail.evm.partially_released",
             settlement_id=s.id,
@@ -397,7 +395,7 @@ class EvmEscrowRail:
             already_done=result.already_done,
             idempotency_key=key,
         )
-        out = self._result(RailStep.RELEASE, result, result.state)
+        out = self._result(RailStep.RELEASE_PARTIAL, result, result.state)
         out.detail["seller_amount"] = str(seller_units)
         out.detail["buyer_amount"] = str(p.amount_wei - seller_units)
         return out
@@ -411,8 +409,8 @@ class EvmEscrowRail:
             raise _rail_error(exc, RailStep.RELEASE) from exc
 
     async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
-        step, partial = _key_step(idempotency_key)
-        target = EscrowStatus.PARTIALLY_RELEASED if partial else _TARGET.get(step)
+        step = _key_step(idempotency_key)
+        target = _TARGET.get(step)
         p = await self._params(settlement.id)
         try:
             state = await self.gateway.get_escrow(p.escrow_id)
