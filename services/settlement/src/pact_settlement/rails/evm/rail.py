@@ -61,6 +61,7 @@ from pact_settlement.rails.base import (
 )
 from pact_settlement.rails.bindings import RailBindingRepository
 from pact_settlement.rails.evm.errors import (
+    EscrowBadRequestError,
     EscrowConflictError,
     EscrowGatewayError,
     EscrowInsufficientFundsError,
@@ -70,6 +71,7 @@ from pact_settlement.rails.evm.results import (
     EscrowState,
     EscrowStatus,
     EscrowTxResult,
+    PayoutRecord,
     WithdrawalResult,
 )
 from pact_settlement.rails.evm.settings import EvmSettings
@@ -172,6 +174,35 @@ def _rail_error(exc: EscrowGatewayError, step: RailStep) -> RailError:
     return RailError(exc.failure_code, f"the escrow refused the {step.value}: {exc}")
 
 
+def _payout_error(exc: EscrowGatewayError) -> RailError:
+    """A payout the escrow refused (more than the credit, a payee it cannot pay) is a definite
+    failure: nothing was paid and the credit stays on chain."""
+    if isinstance(exc, EscrowBadRequestError) and exc.revert.name == "InsufficientCredit":
+        args = dict(exc.revert.args)
+        return RailError(
+            ProblemCode.INSUFFICIENT_BALANCE,
+            f"the escrow owes the payee {args.get('available')} units, less than the "
+            f"{args.get('requested')} asked for: {exc}",
+        )
+    return _rail_error(exc, RailStep.PAYOUT)
+
+
+def _payout_result(record: PayoutRecord) -> RailResult:
+    return RailResult(
+        step=RailStep.PAYOUT,
+        status=RailOpStatus.SUCCEEDED,
+        reference=record.tx_hash or record.payout_id,
+        detail={
+            "payout_id": record.payout_id,
+            "payee": record.payee,
+            "units": str(record.amount),
+            "token": record.token,
+            "tx_hash": record.tx_hash,
+            "already_done": record.already_done,
+        },
+    )
+
+
 class EvmEscrowRail:
     name = "evm"
     transactional = False
@@ -185,18 +216,11 @@ class EvmEscrowRail:
         self.gateway = gateway
         self.bindings = BindingIO(session, self.name)
 
-    # -- payouts: deferred credit withdrawn for the seller ---------------------------------
+    # -- payouts: deferred credit paid out to the seller (docs/decisions.md, decision 17) ---
 
     def payout_destination(self, profile: PartyProfile | None) -> str:
-        """Releases pay the seller's address at release; only credit the escrow deferred
-        (``pendingWithdrawals``) can be paid out, through ``withdrawFor(payee)``, which needs a
-        gateway that has :meth:`withdraw_for`."""
-        if not callable(getattr(self.gateway, "withdraw_for", None)):
-            raise RailRefusedError(
-                ProblemCode.PAYOUT_NOT_SUPPORTED,
-                "on-chain releases are paid to the seller's address at release; this escrow "
-                "has no withdrawFor to pay out deferred credit",
-            )
+        """Releases pay the seller's address at release; what a payout pays is the credit the
+        escrow deferred for that address (``pendingWithdrawals``: a push it could not make)."""
         if profile is None or not profile.evm_address:
             raise RailRefusedError(
                 FailureCode.MISSING_REQUIRED_CREDENTIALS,
@@ -204,25 +228,55 @@ class EvmEscrowRail:
             )
         return profile.evm_address
 
-    async def payout(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
-        """``withdrawFor(destination)``: the contract pays the payee what it owes it."""
-        withdraw_for = getattr(self.gateway, "withdraw_for", None)
-        if not callable(withdraw_for):
-            raise RailError(ProblemCode.PAYOUT_NOT_SUPPORTED, "this escrow has no withdrawFor")
+    async def payout_available(self, destination: str, amount: Decimal) -> Decimal:
+        """What the escrow owes ``destination`` now (its deferred credit), in the asset; a
+        refusal when ``amount`` needs a fraction of the escrow's unit."""
+        self._to_units(amount, "the payout")
         try:
-            tx = await withdraw_for(payout.destination)
+            owed = await self.gateway.pending_withdrawal(destination)
         except EscrowGatewayError as exc:
             raise _rail_error(exc, RailStep.PAYOUT) from exc
-        return RailResult(
-            step=RailStep.PAYOUT,
-            status=RailOpStatus.SUCCEEDED,
-            reference=str(getattr(tx, "tx_hash", tx)),
+        return Decimal(owed) / Decimal(self.units_per_price_unit)
+
+    async def payout(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
+        """``payOut(payout id, destination, amount)``: exactly the amount, out of the payee's
+        deferred credit, at most once per payout id (the escrow records it and refuses a
+        second one, which converges here as the same success)."""
+        try:
+            units = self._to_units(payout.amount, "the payout")
+        except RailRefusedError as exc:
+            raise RailError(exc.code, exc.detail) from exc
+        try:
+            record = await self.gateway.pay_out(payout.id, payout.destination, units)
+        except EscrowGatewayError as exc:
+            raise _payout_error(exc) from exc
+        log.info(
+            "rail.evm.paid_out",
+            rail=self.name,
+            payout_id=payout.id,
+            payee=record.payee,
+            units=str(units),
+            tx_hash=record.tx_hash,
+            already_done=record.already_done,
         )
+        return _payout_result(record)
 
     async def payout_status(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
-        """The escrow keeps no record per payout: a withdrawal that may have been sent is
-        settled by asking again (``withdrawFor`` of nothing owed pays nothing)."""
-        return RailResult(step=RailStep.PAYOUT, status=RailOpStatus.NOT_FOUND)
+        """The escrow's own record of the payout (``payouts(id)``): paid (with the paying
+        transaction), or not paid — ``pending`` while an operator transaction is still in the
+        mempool (it may be this payout), ``not_found`` otherwise (the reconciler sends it
+        again; should the first one still land, the second is refused as a replay)."""
+        try:
+            record = await self.gateway.payout_record(payout.id)
+            if record is not None:
+                return _payout_result(record)
+            in_flight = await self.gateway.pending_transaction_count() > 0
+        except EscrowGatewayError as exc:
+            raise _payout_error(exc) from exc
+        return RailResult(
+            step=RailStep.PAYOUT,
+            status=RailOpStatus.PENDING if in_flight else RailOpStatus.NOT_FOUND,
+        )
 
     @property
     def asset(self) -> str:
@@ -406,7 +460,7 @@ class EvmEscrowRail:
         try:
             return await self.gateway.withdraw_for(payee)
         except EscrowGatewayError as exc:
-            raise _rail_error(exc, RailStep.RELEASE) from exc
+            raise _rail_error(exc, RailStep.PAYOUT) from exc
 
     async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
         step = _key_step(idempotency_key)

@@ -202,5 +202,12 @@ class TokenEscrowGateway(EscrowGateway):
     def _withdraw_call(self, payee: ChecksumAddress) -> Any:
         return self.contract.functions.withdrawFor(self.token_address, payee)
 
+    def _pay_out_call(self, raw: bytes, payee: ChecksumAddress, amount: int) -> Any:
+        return self.contract.functions.payOut(raw, self.token_address, payee, amount)
+
+    def _decode_payout(self, values: Any) -> tuple[str, ChecksumAddress | None, int]:
+        payee, token, amount = values
+        return str(payee), to_checksum_address(token), int(amount)
+
     def _token_address(self) -> ChecksumAddress | None:
         return self.token_address
