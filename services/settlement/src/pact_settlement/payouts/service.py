@@ -41,7 +41,7 @@ from decimal import Decimal
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pact_settlement.accounts.repository import PaymentProfileRepository
+from pact_settlement.accounts.repository import PROFILE_OF, PaymentProfileRepository
 from pact_settlement.accounts.service import (
     parse_amount,
     parse_asset,
@@ -307,8 +307,10 @@ class PayoutService:
         return rail
 
     async def _destination(self, rail: PayoutRail, agent_id: str) -> str:
+        # Rails that pay the same kind of account share one profile (evm-erc20 pays the
+        # agent's evm address).
         profile = await PaymentProfileRepository.from_session(self.session).rail_profile(
-            agent_id, rail.name
+            agent_id, PROFILE_OF.get(rail.name, rail.name)
         )
         try:
             return rail.payout_destination(profile)
