@@ -114,7 +114,8 @@ async def test_racing_duplicate_payouts_pay_each_once_and_never_beyond_the_credi
     assert set(payouts) == {i for ids in by_key.values() for i in ids}
     paid = [p for p in payouts.values() if p["status"] == "paid"]
     assert len(paid) == len(payouts)  # the request itself resolved each one
-    assert 1 <= len(paid) <= 8 and refused >= 4  # never beyond the credit (8 x 0.25 = 2)
+    assert 1 <= len(paid) <= 8
+    assert refused >= 4
 
     # the chain agrees, payout by payout: recorded under its id, exactly its amount
     for p in paid:

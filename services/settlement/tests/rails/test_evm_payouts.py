@@ -132,7 +132,8 @@ async def test_a_payout_pays_exactly_the_amount_of_the_deferred_credit_once_per_
     key = f"payout-{payout.id}"
     paid = await rail.payout(payout, idempotency_key=key)
     assert (paid.step, paid.status) == (RailStep.PAYOUT, RailOpStatus.SUCCEEDED)
-    assert paid.reference is not None and paid.reference.startswith("0x")
+    assert paid.reference is not None
+    assert paid.reference.startswith("0x")
     assert await credit.balance() == before + 4 * unit // 10  # exactly the amount
     assert await rail.payout_available(credit.payee, Decimal("0.1")) == Decimal("1.1")
 
@@ -189,9 +190,7 @@ async def test_a_payee_the_chain_cannot_pay_fails_the_payout_and_keeps_its_credi
     rail, unit = credit.rail, credit.unit
     await credit.defer(unit, 0)
     chain = credit.chain
-    await (
-        chain.reject_native(credit.payee) if credit.native else chain.set_blocked(credit.payee)
-    )
+    await (chain.reject_native(credit.payee) if credit.native else chain.set_blocked(credit.payee))
     payout = credit.payout("1")
     with pytest.raises(RailError) as info:
         await rail.payout(payout, idempotency_key="k")

@@ -417,8 +417,9 @@ class EvmEscrowRail:
     async def release_partial(self, s: RailSettlement, amount: Decimal, key: str) -> RailResult:
         """Pay the seller ``amount`` (and its bond back) and refund the buyer the rest of the
         held amount, in one transaction. Idempotent on ``key`` (its last segment
-        ``release_partial``, so :meth:`status` knows it): a replay with the same amount converges; the escrow
-        finished otherwise, or ``amount`` outside ``[0, s.amount]``, is a RailError."""
+        ``release_partial``, so :meth:`status` knows it): a replay with the same amount
+        converges; the escrow finished otherwise, or ``amount`` outside ``[0, s.amount]``, is a
+        RailError."""
         try:
             seller_units = self._to_units(amount, "the seller's part")
         except RailRefusedError as exc:
