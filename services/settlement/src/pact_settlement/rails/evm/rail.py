@@ -67,6 +67,7 @@ from pact_settlement.rails.evm.errors import (
     EscrowInsufficientFundsError,
 )
 from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.permit import Erc20Permit
 from pact_settlement.rails.evm.results import (
     EscrowState,
     EscrowStatus,
@@ -125,6 +126,9 @@ class EvmBindingParams(BaseModel):
     contract: str
     escrow_id: str
     token: str | None = None  # the ERC-20 escrowed (evm-erc20); None: the native currency
+    # evm-erc20: the buyer's EIP-2612 permit the lock relays (lockWithPermit: the amount comes
+    # from the buyer's own balance); None: the operator locks from its custody (lockFor)
+    permit: Erc20Permit | None = None
 
     @field_serializer("amount_wei", "bond_wei")
     def _wei_text(self, wei: int) -> str:
@@ -368,14 +372,7 @@ class EvmEscrowRail:
             if adopted is not None:
                 result = adopted
             else:
-                result = await self.gateway.lock_for(
-                    s.intent_id,
-                    p.buyer,
-                    p.seller,
-                    p.beneficiary,
-                    p.deadline_s,
-                    amount_wei,
-                )
+                result = await self._lock_new(s, p)
             state = result.state
             if bond_wei > state.bond_wei:
                 if await self.gateway.pending_transaction_count() > 0:
@@ -496,6 +493,12 @@ class EvmEscrowRail:
         )
 
     # -- internals -------------------------------------------------------------------------
+
+    async def _lock_new(self, s: RailSettlement, p: EvmBindingParams) -> EscrowTxResult:
+        """Send the lock: the operator's custody lock (``lockFor``, value = the amount)."""
+        return await self.gateway.lock_for(
+            s.intent_id, p.buyer, p.seller, p.beneficiary, p.deadline_s, p.amount_wei
+        )
 
     async def _params(self, settlement_id: str) -> EvmBindingParams:
         return EvmBindingParams.model_validate((await self.bindings.load(settlement_id)).params)
