@@ -105,7 +105,8 @@ _PAID = examples.payout("paid")
             "RAIL_UNAVAILABLE",
             "The chain did not say what the escrow owes the agent (evm, evm-erc20); nothing "
             "recorded: resend the same request after Retry-After",
-            "the evm rail did not say what it owes 0x5e11…: chain unavailable",
+            "the evm rail did not say what it owes 0x70997970C51812dc3A010C7d01b50e0d17dc79C8: "
+            "chain unavailable",
             title="Service unavailable",
         ),
         DATABASE_UNAVAILABLE,
