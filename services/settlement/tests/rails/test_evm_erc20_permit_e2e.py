@@ -153,3 +153,26 @@ async def test_a_permit_funds_the_lock_from_the_buyer_and_bad_ones_lock_nothing(
     outcome = await run_step(maker, settings, intent_id, RELEASE, clients=clients)
     assert outcome.status == "succeeded"
     assert await chain.token_balance(chain.seller) == seller_before + AMOUNT + USDC // 4
+
+
+async def test_a_permit_from_a_buyer_without_the_tokens_is_refused_before_anything_is_locked(
+    api: Any, pact: Any, anvil_chain: Chain
+) -> None:
+    chain = anvil_chain  # the stranger holds no test tokens
+    await put_profile(
+        api, pact.buyer.public_key_b58, "evm", {"evm_address": chain.stranger.address}
+    )
+    await put_profile(
+        api, pact.provider.public_key_b58, "evm", {"evm_address": chain.seller.address}
+    )
+    accept = pact.accept(price=PRICE, bond=BOND)
+    permit = await signed_permit(
+        chain, chain.stranger, value=AMOUNT, deadline=int(time.time()) + 3600
+    )
+    r = await api.create(accept, body={"accept": accept, "permit": permit})
+    assert (r.status_code, r.json()["code"]) == (422, "PERMIT_INVALID"), r.text
+    assert "holds 0 base units" in r.json()["detail"]
+    missing = await api.client.get(
+        f"/v1/settlements/{accept['message']['intent_id']}", headers=api.provider_auth
+    )
+    assert missing.status_code == 404

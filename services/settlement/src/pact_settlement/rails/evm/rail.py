@@ -24,6 +24,9 @@ release  ``release`` (seller gets amount + bond)
 refund   ``refund`` (buyer gets amount, seller its bond)
 slash    ``slash`` (buyer gets amount, the beneficiary — the buyer — the bond)
 status   ``getEscrow`` (the contract's own state) — the escrow id is known before anything is sent
+payout   ``payOut(keccak256(payout id), payee, amount)``: exactly ``amount`` of the credit the
+         escrow deferred for the payee, once per payout id; ``payout_status`` reads
+         ``payouts(id)`` (docs/decisions.md, decision 17)
 ======== =====================================================================================
 
 Amounts: ``amount_wei = amount * EVM_WEI_PER_UNIT`` exactly (10**18: the price unit is one
