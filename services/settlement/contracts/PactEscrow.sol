@@ -32,7 +32,11 @@ pragma solidity 0.8.28;
 /// if it fails, is credited to `pendingWithdrawals[seller]` instead (claimable with
 /// `withdraw`, event `PaymentDeferred`). The seller's share of a partial release is paid the
 /// same way, so a seller cannot block the buyer's part either. Deferred credit is paid out by
-/// `withdraw` (the payee) or `withdrawFor(payee)` (anyone, always to the payee itself).
+/// `withdraw` (the payee), `withdrawFor(payee)` (anyone, always to the payee itself, all of
+/// it) or `payOut(payoutId, payee, amount)` (an operator: exactly `amount` of it, once per
+/// `payoutId`, recorded in `payouts` so the settlement service can ask the chain whether a
+/// payout it may have sent was paid; a second `payOut` with the same id reverts
+/// `PayoutExists` and pays nothing).
 /// Return data of payment calls is never copied.
 ///
 /// Settlement state changes follow checks-effects-interactions and every
@@ -93,6 +97,10 @@ contract PactEscrow {
     error NothingToWithdraw();
     /// @notice `releasePartial` was asked to pay the seller more than the escrowed amount.
     error AmountExceedsEscrow(uint256 requested, uint256 amount);
+    /// @notice A payout with this id was already paid (see `payouts`); nothing was paid again.
+    error PayoutExists(bytes32 payoutId);
+    /// @notice `payOut` asked for more than the payee's deferred credit (`available`).
+    error InsufficientCredit(uint256 requested, uint256 available);
 
     // ---------------------------------------------------------------------
     // Events
@@ -140,6 +148,8 @@ contract PactEscrow {
     event PaymentDeferred(bytes32 indexed escrowId, address indexed to, uint256 amount);
     /// @notice `to` withdrew `amount` of previously deferred payments.
     event Withdrawn(address indexed to, uint256 amount);
+    /// @notice Payout `payoutId` paid `amount` of `payee`'s deferred credit to `payee`.
+    event PaidOut(bytes32 indexed payoutId, address indexed payee, uint256 amount);
 
     // ---------------------------------------------------------------------
     // Storage
@@ -154,6 +164,15 @@ contract PactEscrow {
     mapping(address => uint256) public pendingWithdrawals;
     /// @notice What the seller was paid (without the bond) by `releasePartial`, per escrow.
     mapping(bytes32 => uint256) public sellerAmountOf;
+
+    /// @notice A payout made by `payOut`: to whom and how much (all zero: never paid).
+    struct PayoutRecord {
+        address payee;
+        uint256 amount;
+    }
+
+    /// @notice Payouts made by `payOut`, by the settlement service's payout id.
+    mapping(bytes32 => PayoutRecord) public payouts;
 
     mapping(bytes32 => Escrow) private _escrows;
 
@@ -353,6 +372,22 @@ contract PactEscrow {
     /// `payee` itself (a seller's payout of deferred credit, sent by the settlement operator).
     function withdrawFor(address payee) external nonReentrant {
         _withdraw(payee);
+    }
+
+    /// @notice Operator only: pay `payee` exactly `amount` of its deferred credit, as payout
+    /// `payoutId` (recorded in `payouts`, event `PaidOut`). Each id pays at most once: a
+    /// second call reverts `PayoutExists`. More than the credit reverts `InsufficientCredit`;
+    /// a payee that rejects the payment reverts the whole call (`TransferFailed`, credit kept).
+    function payOut(bytes32 payoutId, address payee, uint256 amount) external onlyOperator nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        if (payee == address(0)) revert ZeroAddress();
+        if (payouts[payoutId].payee != address(0)) revert PayoutExists(payoutId);
+        uint256 available = pendingWithdrawals[payee];
+        if (amount > available) revert InsufficientCredit(amount, available);
+        pendingWithdrawals[payee] = available - amount;
+        payouts[payoutId] = PayoutRecord(payee, amount);
+        emit PaidOut(payoutId, payee, amount);
+        _pay(payee, amount);
     }
 
     // ---------------------------------------------------------------------

@@ -27,6 +27,10 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 /// - seller: may post a bond.
 /// - anyone: may refund an escrow once its delivery deadline has passed, and pay a payee its
 ///   deferred credit (`withdrawFor`, always to the payee itself).
+/// - `OPERATOR_ROLE` also pays payouts: `payOut(payoutId, token, payee, amount)` pays exactly
+///   `amount` of the payee's deferred credit, once per `payoutId` (recorded in `payouts`; a
+///   second call with the id reverts `PayoutExists`), so the settlement service can ask the
+///   chain whether a payout it may have sent was paid.
 ///
 /// Money flows (every action is only valid from state `Locked`, and is terminal)
 /// - release: seller receives `amount + bond`.
@@ -77,6 +81,10 @@ contract PactTokenEscrow is AccessControl, ReentrancyGuard {
     error TransferFailed(address to, uint256 amount);
     error NothingToWithdraw();
     error AmountExceedsEscrow(uint256 requested, uint256 amount);
+    /// @notice A payout with this id was already paid (see `payouts`); nothing was paid again.
+    error PayoutExists(bytes32 payoutId);
+    /// @notice `payOut` asked for more than the payee's deferred credit (`available`).
+    error InsufficientCredit(uint256 requested, uint256 available);
     /// @notice The token delivered `received` instead of `expected` (fee-on-transfer and the like).
     error UnsupportedToken(address token, uint256 expected, uint256 received);
 
@@ -113,11 +121,22 @@ contract PactTokenEscrow is AccessControl, ReentrancyGuard {
     );
     event PaymentDeferred(bytes32 indexed escrowId, address indexed to, address token, uint256 amount);
     event Withdrawn(address indexed to, address indexed token, uint256 amount);
+    /// @notice Payout `payoutId` paid `amount` of `token` from `payee`'s deferred credit.
+    event PaidOut(bytes32 indexed payoutId, address indexed payee, address token, uint256 amount);
+
+    /// @notice A payout made by `payOut` (all zero: never paid).
+    struct PayoutRecord {
+        address payee;
+        address token;
+        uint256 amount;
+    }
 
     /// @notice Deferred payments per token and payee.
     mapping(address token => mapping(address payee => uint256)) public pendingWithdrawals;
     /// @notice What the seller was paid (without the bond) by `releasePartial`, per escrow.
     mapping(bytes32 => uint256) public sellerAmountOf;
+    /// @notice Payouts made by `payOut`, by the settlement service's payout id.
+    mapping(bytes32 => PayoutRecord) public payouts;
 
     mapping(bytes32 => Escrow) private _escrows;
 
@@ -274,6 +293,26 @@ contract PactTokenEscrow is AccessControl, ReentrancyGuard {
     /// ever go to `payee`.
     function withdrawFor(IERC20 token, address payee) external nonReentrant {
         _withdraw(token, payee);
+    }
+
+    /// @notice Operator only: pay `payee` exactly `amount` of its deferred credit in `token`,
+    /// as payout `payoutId` (recorded in `payouts`, event `PaidOut`), at most once per id
+    /// (`PayoutExists`). More than the credit reverts `InsufficientCredit`; a transfer the
+    /// token refuses reverts the whole call (`TransferFailed`, the credit is kept).
+    function payOut(bytes32 payoutId, IERC20 token, address payee, uint256 amount)
+        external
+        onlyOperator
+        nonReentrant
+    {
+        if (amount == 0) revert ZeroAmount();
+        if (payee == address(0) || address(token) == address(0)) revert ZeroAddress();
+        if (payouts[payoutId].payee != address(0)) revert PayoutExists(payoutId);
+        uint256 available = pendingWithdrawals[address(token)][payee];
+        if (amount > available) revert InsufficientCredit(amount, available);
+        pendingWithdrawals[address(token)][payee] = available - amount;
+        payouts[payoutId] = PayoutRecord(payee, address(token), amount);
+        emit PaidOut(payoutId, payee, address(token), amount);
+        _push(token, payee, amount);
     }
 
     // ---------------------------------------------------------------------

@@ -202,6 +202,7 @@ async def test_partial_release_pays_the_seller_its_part_and_the_buyer_the_rest(
         await rail.release_partial(view, Decimal("1.6"), partial_key(settlement))
     result = await rail.release_partial(view, Decimal("0.4"), partial_key(settlement))
     assert result.detail["escrow_status"] == "PARTIALLY_RELEASED"
+    assert result.step is RailStep.RELEASE_PARTIAL  # the step the executor and the ledger name
     assert await balance(chain.seller) == seller_before + (4 * unit) // 10 + unit // 4
     assert await balance(chain.buyer) == buyer_before + (11 * unit) // 10
     # the same call again (a retry after a crash) converges without paying twice
@@ -209,7 +210,7 @@ async def test_partial_release_pays_the_seller_its_part_and_the_buyer_the_rest(
     assert replay.detail["already_done"] is True
     assert await balance(chain.seller) == seller_before + (4 * unit) // 10 + unit // 4
     status = await rail.status(view, idempotency_key=partial_key(settlement))
-    assert status.status is RailOpStatus.SUCCEEDED
+    assert (status.step, status.status) == (RailStep.RELEASE_PARTIAL, RailOpStatus.SUCCEEDED)
     # another split, or a full release, of the finished escrow is refused
     with pytest.raises(RailError):
         await rail.release_partial(view, Decimal("0.5"), partial_key(settlement))

@@ -91,4 +91,74 @@ contract PactEscrowTest is Base {
         vm.expectRevert(PactEscrow.NothingToWithdraw.selector);
         escrow.withdrawFor(seller);
     }
+
+    // -- payOut: a payout of deferred credit, exactly the amount, once per payout id ---------
+
+    function _deferred(ReentrantReceiver hostile) internal {
+        hostile.setReject(true);
+        bytes32 id = _lock(address(hostile));
+        vm.prank(operator);
+        escrow.releasePartial(id, 1 ether); // 1 ether + 1 ether bond deferred
+        hostile.setReject(false);
+    }
+
+    function test_pay_out_pays_exactly_the_amount_once_per_payout_id() public {
+        ReentrantReceiver hostile = new ReentrantReceiver();
+        _deferred(hostile);
+        bytes32 po = keccak256("po-1");
+        vm.prank(operator);
+        escrow.payOut(po, address(hostile), 0.5 ether);
+        assertEq(address(hostile).balance, 0.5 ether, "exactly the amount");
+        assertEq(escrow.pendingWithdrawals(address(hostile)), 1.5 ether, "the rest still owed");
+        (address payee, uint256 amount) = escrow.payouts(po);
+        require(payee == address(hostile), "recorded payee");
+        assertEq(amount, 0.5 ether, "recorded amount");
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(PactEscrow.PayoutExists.selector, po));
+        escrow.payOut(po, address(hostile), 0.5 ether);
+        assertEq(address(hostile).balance, 0.5 ether, "a replay pays nothing");
+    }
+
+    function test_pay_out_above_the_credit_reverts() public {
+        ReentrantReceiver hostile = new ReentrantReceiver();
+        _deferred(hostile);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(PactEscrow.InsufficientCredit.selector, 2 ether + 1, 2 ether));
+        escrow.payOut(keccak256("po-big"), address(hostile), 2 ether + 1);
+        vm.prank(operator);
+        escrow.payOut(keccak256("po-all"), address(hostile), 2 ether);
+        assertEq(escrow.pendingWithdrawals(address(hostile)), 0, "all paid");
+    }
+
+    function test_pay_out_is_operator_only() public {
+        ReentrantReceiver hostile = new ReentrantReceiver();
+        _deferred(hostile);
+        vm.prank(stranger);
+        vm.expectRevert(PactEscrow.NotOperator.selector);
+        escrow.payOut(keccak256("po-1"), address(hostile), 1 ether);
+    }
+
+    function test_pay_out_to_a_rejecting_payee_reverts_and_keeps_the_credit() public {
+        ReentrantReceiver hostile = new ReentrantReceiver();
+        _deferred(hostile);
+        hostile.setReject(true);
+        bytes32 po = keccak256("po-1");
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(PactEscrow.TransferFailed.selector, address(hostile), 1 ether));
+        escrow.payOut(po, address(hostile), 1 ether);
+        assertEq(escrow.pendingWithdrawals(address(hostile)), 2 ether, "credit kept");
+        (address payee,) = escrow.payouts(po);
+        require(payee == address(0), "nothing recorded");
+    }
+
+    function test_pay_out_cannot_be_reentered_by_the_payee() public {
+        ReentrantReceiver hostile = new ReentrantReceiver();
+        _deferred(hostile);
+        hostile.arm(address(escrow), abi.encodeCall(PactEscrow.withdrawFor, (address(hostile))));
+        vm.prank(operator);
+        escrow.payOut(keccak256("po-1"), address(hostile), 1 ether);
+        require(hostile.reentryBlocked(), "re-entry was tried and refused");
+        assertEq(address(hostile).balance, 1 ether, "paid once");
+        assertEq(escrow.pendingWithdrawals(address(hostile)), 1 ether, "the rest still owed");
+    }
 }

@@ -264,4 +264,49 @@ contract PactTokenEscrowTest is Base {
         assertEq(usdc.balanceOf(buyer) - buyerBefore, AMOUNT - sellerAmount, "buyer the rest");
         assertEq(usdc.balanceOf(address(escrow)), 0, "nothing left behind");
     }
+
+    // -- payOut: a payout of deferred credit, exactly the amount, once per payout id ---------
+
+    function _deferredToBlockedSeller() internal returns (bytes32 id) {
+        id = _lockBonded();
+        usdc.setBlocked(seller, true); // the test token's USDC-style blacklist
+        vm.prank(operator);
+        escrow.releasePartial(id, 500_000); // 0.5 + 0.3 bond deferred
+        usdc.setBlocked(seller, false);
+    }
+
+    function test_pay_out_pays_exactly_the_amount_once_per_payout_id() public {
+        _deferredToBlockedSeller();
+        assertEq(escrow.pendingWithdrawals(address(usdc), seller), 800_000, "seller credited");
+        uint256 before = usdc.balanceOf(seller);
+        bytes32 po = keccak256("po-1");
+        vm.prank(operator);
+        escrow.payOut(po, IERC20(address(usdc)), seller, 300_000);
+        assertEq(usdc.balanceOf(seller), before + 300_000, "exactly the amount");
+        assertEq(escrow.pendingWithdrawals(address(usdc), seller), 500_000, "the rest still owed");
+        (address payee, address token, uint256 amount) = escrow.payouts(po);
+        require(payee == seller && token == address(usdc), "recorded payee and token");
+        assertEq(amount, 300_000, "recorded amount");
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(PactTokenEscrow.PayoutExists.selector, po));
+        escrow.payOut(po, IERC20(address(usdc)), seller, 300_000);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(PactTokenEscrow.InsufficientCredit.selector, 500_001, 500_000));
+        escrow.payOut(keccak256("po-2"), IERC20(address(usdc)), seller, 500_001);
+        assertEq(usdc.balanceOf(seller), before + 300_000, "nothing paid twice or beyond the credit");
+    }
+
+    function test_pay_out_is_operator_only_and_a_refused_transfer_keeps_the_credit() public {
+        _deferredToBlockedSeller();
+        vm.prank(stranger);
+        vm.expectRevert(PactTokenEscrow.NotOperator.selector);
+        escrow.payOut(keccak256("po-1"), IERC20(address(usdc)), seller, 1);
+        usdc.setBlocked(seller, true);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(PactTokenEscrow.TransferFailed.selector, seller, 800_000));
+        escrow.payOut(keccak256("po-1"), IERC20(address(usdc)), seller, 800_000);
+        assertEq(escrow.pendingWithdrawals(address(usdc), seller), 800_000, "credit kept");
+        (address payee,,) = escrow.payouts(keccak256("po-1"));
+        require(payee == address(0), "nothing recorded");
+    }
 }

@@ -80,6 +80,8 @@ class ProblemCode(StrEnum):
     ASSET_MISMATCH = "ASSET_MISMATCH"  # the asset is not the one the rail moves
     INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"  # a payout beyond the available balance
     PAYOUT_NOT_SUPPORTED = "PAYOUT_NOT_SUPPORTED"  # the rail cannot pay a balance out
+    PERMIT_INVALID = "PERMIT_INVALID"  # a buyer's EIP-2612 permit could not fund the lock
+    RAIL_UNAVAILABLE = "RAIL_UNAVAILABLE"  # the rail did not answer a read in time: retry
     INTERNAL_ERROR = "INTERNAL_ERROR"
     NOT_READY = "NOT_READY"  # /readyz: the readiness report rides along as extra members
 
@@ -193,6 +195,18 @@ class DatabaseUnavailableError(SettlementError):
             headers={"Retry-After": "1"},
             extra={"reason": reason.value},
         )
+
+
+class RailUnavailableError(SettlementError):
+    """A rail a request must read before it records anything (an escrow's credit) did not
+    answer; nothing was recorded, the same request will work later."""
+
+    status = 503
+    title = "Service unavailable"
+    default_code = ProblemCode.RAIL_UNAVAILABLE
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
 
 
 class DeadlineExceededError(SettlementError):

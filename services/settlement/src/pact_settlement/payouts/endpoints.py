@@ -62,7 +62,8 @@ _PAID = examples.payout("paid")
         Refusal(
             422,
             "INSUFFICIENT_BALANCE",
-            "The available balance does not cover the amount (nothing recorded)",
+            "The available balance does not cover the amount (on evm/evm-erc20: what the "
+            "escrow owes the agent's address, less its payouts still pending); nothing recorded",
             "a payout of 50 USD needs that much available; 12.5 USD is available",
         ),
         Refusal(
@@ -81,8 +82,7 @@ _PAID = examples.payout("paid")
             422,
             "PAYOUT_NOT_SUPPORTED",
             "The rail cannot pay a balance out",
-            "on-chain releases are paid to the seller's address at release; the escrow "
-            "holds no balance to withdraw for it",
+            "the example rail cannot pay a balance out",
         ),
         Refusal(
             422,
@@ -95,6 +95,15 @@ _PAID = examples.payout("paid")
             "RAIL_NOT_AVAILABLE",
             "The rail is unknown or not enabled",
             "rail 'evm' is not available (enabled: ledger)",
+        ),
+        Refusal(
+            503,
+            "RAIL_UNAVAILABLE",
+            "The chain did not say what the escrow owes the agent (evm, evm-erc20); nothing "
+            "recorded: resend the same request after Retry-After",
+            "the evm rail did not say what it owes 0x70997970C51812dc3A010C7d01b50e0d17dc79C8: "
+            "chain unavailable",
+            title="Service unavailable",
         ),
         DATABASE_UNAVAILABLE,
         success={

@@ -38,8 +38,9 @@ class Payout(Base):
     # Outgoing idempotency key, derived from our id (``payout-{id}``).
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
     request_fingerprint: Mapped[str] = mapped_column(String(64))
-    # The journal transaction of the hold (seller available → locked).
-    hold_transaction_id: Mapped[str] = mapped_column(ForeignKey("journal_transactions.id"))
+    # The journal transaction of the hold (seller available → locked); NULL for a payout of
+    # credit the rail itself holds (the EVM escrows' deferred credit: held and paid on chain).
+    hold_transaction_id: Mapped[str | None] = mapped_column(ForeignKey("journal_transactions.id"))
     external_ref: Mapped[str | None] = mapped_column(String(200))
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_detail: Mapped[str | None] = mapped_column(Text)

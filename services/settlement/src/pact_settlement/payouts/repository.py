@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from pact_settlement.kit.repository import RepositoryBase
 from pact_settlement.payouts.models import Payout, PayoutStatus
@@ -25,6 +26,19 @@ class PayoutRepository(RepositoryBase[Payout]):
             .with_for_update()
             .execution_options(populate_existing=True)
         )
+
+    async def pending_to(self, rail: str, destination: str, asset: str) -> Decimal:
+        """What payouts still ``pending`` on ``rail`` to ``destination`` will pay (the rail
+        may not have paid them yet, so they still count against what it owes the payee)."""
+        total = await self.session.scalar(
+            select(func.coalesce(func.sum(Payout.amount), 0)).where(
+                Payout.rail == rail,
+                Payout.destination == destination,
+                Payout.asset == asset,
+                Payout.status == PayoutStatus.PENDING.value,
+            )
+        )
+        return Decimal(str(total or 0))
 
     async def of_agent(self, agent_id: str, *, limit: int) -> list[Payout]:
         return await self.get_all(

@@ -24,7 +24,9 @@ class PayoutCreate(BaseModel):
     )
 
     amount: str = Field(
-        description="Decimal string > 0: taken from the agent's available balance in `asset`",
+        description="Decimal string > 0: taken from the agent's available balance in `asset` "
+        "(on `evm`/`evm-erc20`: from what the escrow owes the agent's address, less its "
+        "payouts still pending)",
         examples=["12.50"],
     )
     asset: str | None = Field(
@@ -37,9 +39,11 @@ class PayoutCreate(BaseModel):
         default=None,
         max_length=32,
         description="`ledger` (default: a journal entry to the system payout account, paid by "
-        "the operator), `stripe` (a Transfer to the agent's Connect account), `evm` (refused "
-        "unless the escrow can withdraw deferred credit: on-chain releases are paid to the "
-        "seller's address at release).",
+        "the operator), `stripe` (a Transfer to the agent's Connect account), `evm` / "
+        "`evm-erc20` (exactly `amount` of the credit the escrow deferred for the agent's "
+        "evm_address — a push at release it could not make — paid on chain once per payout "
+        "id; on-chain releases otherwise pay the seller's address at release, so there is no "
+        "ledger balance to pay out).",
     )
 
 
@@ -50,11 +54,14 @@ class PayoutRead(BaseModel):
     asset: str
     amount: str
     destination: str = Field(
-        description="where it is paid: `system:payouts` (ledger), a Connect account (acct_…)"
+        description="where it is paid: `system:payouts` (ledger), a Connect account (acct_…), "
+        "an address (0x…, evm)"
     )
     status: str = Field(description="`pending`, `paid` or `failed` (the amount is available again)")
     external_ref: str | None = Field(
-        default=None, description="the rail's record: journal transaction, Stripe Transfer (tr_…)"
+        default=None,
+        description="the rail's record: journal transaction, Stripe Transfer (tr_…), the "
+        "paying transaction's hash (evm)",
     )
     failure_code: str | None = None
     failure_detail: str | None = None

@@ -17,6 +17,14 @@ Write-ahead, like the settlement rail steps (docs/decisions.md, decision 3):
    rail's own records (``payout_status``) and resolves it, or makes the call again under the
    same key when the rail never saw it.
 
+A rail that holds the payable balance itself (:class:`~pact_settlement.rails.base.CreditPayoutRail`:
+the EVM escrows' deferred credit, money that never passed through our ledger) gets no ledger
+hold: step 1 checks the amount against what the rail owes the payee now, less the payouts to
+that payee still pending (under a lock on the payee, so concurrent requests see each other's
+rows), records the payout ``pending`` without a ``hold_transaction_id``, and its resolution
+posts nothing; the rail itself pays exactly the amount at most once per payout id, and refuses
+anything beyond the credit (docs/decisions.md, decision 17).
+
 Every journal entry has a key derived from the payout id, so a resolution applied twice (a
 request and a reconciler racing) posts once; the row is re-read ``FOR UPDATE`` and resolved
 only while still ``pending``. State changes enqueue ``payout.created``, ``payout.paid`` and
@@ -28,11 +36,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pact_settlement.accounts.repository import PaymentProfileRepository
+from pact_settlement.accounts.repository import PROFILE_OF, PaymentProfileRepository
 from pact_settlement.accounts.service import (
     parse_amount,
     parse_asset,
@@ -46,6 +55,7 @@ from pact_settlement.kit.errors import (
     BadRequestError,
     NotFoundError,
     ProblemCode,
+    RailUnavailableError,
     UnprocessableError,
 )
 from pact_settlement.kit.ids import new_id
@@ -57,6 +67,7 @@ from pact_settlement.payouts.models import Payout, PayoutStatus
 from pact_settlement.payouts.repository import PayoutRepository
 from pact_settlement.payouts.schemas import PayoutCreate, PayoutRead
 from pact_settlement.rails.base import (
+    CreditPayoutRail,
     PayoutRail,
     RailError,
     RailOpStatus,
@@ -162,23 +173,11 @@ class PayoutService:
         destination = (
             payout_account("ledger") if rail is None else await self._destination(rail, agent_id)
         )
-        ledger = LedgerService(self.session)
-        try:
-            hold, _ = await ledger.post(
-                kind="payout_hold",
-                idempotency_key=f"payout-{payout_id}-hold",
-                postings=[
-                    Posting(agent_id, A, neg(amount), asset),
-                    Posting(agent_id, L, amount, asset),
-                ],
-                memo=f"payout {payout_id} held",
-            )
-        except InsufficientFundsError as exc:
-            raise UnprocessableError(
-                f"a payout of {decimal_text(amount)} {asset} needs that much available; "
-                f"{decimal_text(exc.has)} {asset} is available",
-                code=ProblemCode.INSUFFICIENT_BALANCE,
-            ) from exc
+        hold_id: str | None = None  # a rail-held credit: no ledger hold
+        if isinstance(rail, CreditPayoutRail):
+            await self._check_credit(rail, destination, amount, asset)
+        else:
+            hold_id = await self._hold(agent_id, payout_id, amount, asset)
         now = session_now(self.session)
         payout = Payout(
             id=payout_id,
@@ -190,7 +189,7 @@ class PayoutService:
             status=PayoutStatus.PENDING.value,
             idempotency_key=f"payout-{payout_id}",
             request_fingerprint=request_fp,
-            hold_transaction_id=hold.id,
+            hold_transaction_id=hold_id,
             attempts=1,
             lease_until=now + timedelta(seconds=self.settings.reconcile_grace_s),
             created_at=now,
@@ -229,6 +228,54 @@ class PayoutService:
         in_flight = locked.status == PayoutStatus.PENDING.value
         return CreatedPayout(PayoutRead.of(locked), created=True, in_flight=in_flight)
 
+    async def _hold(self, agent_id: str, payout_id: str, amount: Decimal, asset: str) -> str:
+        """The ledger hold (available → locked); 422 ``INSUFFICIENT_BALANCE`` beyond it."""
+        try:
+            hold, _ = await LedgerService(self.session).post(
+                kind="payout_hold",
+                idempotency_key=f"payout-{payout_id}-hold",
+                postings=[
+                    Posting(agent_id, A, neg(amount), asset),
+                    Posting(agent_id, L, amount, asset),
+                ],
+                memo=f"payout {payout_id} held",
+            )
+        except InsufficientFundsError as exc:
+            raise UnprocessableError(
+                f"a payout of {decimal_text(amount)} {asset} needs that much available; "
+                f"{decimal_text(exc.has)} {asset} is available",
+                code=ProblemCode.INSUFFICIENT_BALANCE,
+            ) from exc
+        return hold.id
+
+    async def _check_credit(
+        self, rail: CreditPayoutRail, destination: str, amount: Decimal, asset: str
+    ) -> None:
+        """What the rail owes ``destination``, less the payouts to it still pending, must cover
+        ``amount``; else 422 ``INSUFFICIENT_BALANCE`` and nothing is written. Serialised per
+        payee, so two requests never both count the same credit."""
+        await lock_names(self.session, f"payout-credit:{rail.name}:{destination.lower()}")
+        try:
+            owed = await asyncio.wait_for(
+                rail.payout_available(destination, amount), self.settings.rail_call_timeout_s
+            )
+        except RailRefusedError as exc:
+            raise UnprocessableError(exc.detail, code=exc.code) from exc
+        except (RailError, TimeoutError, OSError) as exc:
+            raise RailUnavailableError(
+                f"the {rail.name} rail did not say what it owes {destination}: {exc}"
+            ) from exc
+        pending = await self.payouts.pending_to(rail.name, destination, asset)
+        available = owed - pending
+        if amount > available:
+            raise UnprocessableError(
+                f"a payout of {decimal_text(amount)} {asset} on {rail.name} needs that much of "
+                f"the credit the escrow holds for {destination}: it owes "
+                f"{decimal_text(owed)} {asset}, of which {decimal_text(pending)} {asset} is "
+                "in payouts still pending",
+                code=ProblemCode.INSUFFICIENT_BALANCE,
+            )
+
     async def _payout_rail(self, name: str, asset: str) -> PayoutRail | None:
         """The rail that pays out (``None``: the ledger itself), or a 422."""
         if name not in self.settings.enabled_rails:
@@ -260,8 +307,10 @@ class PayoutService:
         return rail
 
     async def _destination(self, rail: PayoutRail, agent_id: str) -> str:
+        # Rails that pay the same kind of account share one profile (evm-erc20 pays the
+        # agent's evm address).
         profile = await PaymentProfileRepository.from_session(self.session).rail_profile(
-            agent_id, rail.name
+            agent_id, PROFILE_OF.get(rail.name, rail.name)
         )
         try:
             return rail.payout_destination(profile)
@@ -315,26 +364,31 @@ async def resolve_payout(
     now = session_now(session)
     ledger = LedgerService(session)
     agent, asset, amount = payout.agent_id, payout.asset, payout.amount
+    on_ledger = payout.hold_transaction_id is not None  # else held and paid by the rail
     if outcome.status is RailOpStatus.SUCCEEDED:
-        paid, _ = await ledger.post(
-            kind="payout_paid",
-            idempotency_key=f"payout-{payout.id}-paid",
-            postings=[
-                Posting(agent, L, neg(amount), asset),
-                Posting(payout_account(payout.rail), A, amount, asset),
-            ],
-            memo=f"payout {payout.id} paid",
-        )
+        paid_id = None
+        if on_ledger:
+            paid, _ = await ledger.post(
+                kind="payout_paid",
+                idempotency_key=f"payout-{payout.id}-paid",
+                postings=[
+                    Posting(agent, L, neg(amount), asset),
+                    Posting(payout_account(payout.rail), A, amount, asset),
+                ],
+                memo=f"payout {payout.id} paid",
+            )
+            paid_id = paid.id
         payout.status = PayoutStatus.PAID.value
-        payout.external_ref = outcome.reference or paid.id
+        payout.external_ref = outcome.reference or paid_id
         event = "payout.paid"
     elif outcome.status is RailOpStatus.FAILED:
-        await ledger.post(
-            kind="payout_return",
-            idempotency_key=f"payout-{payout.id}-return",
-            postings=[Posting(agent, L, neg(amount), asset), Posting(agent, A, amount, asset)],
-            memo=f"payout {payout.id} failed: returned",
-        )
+        if on_ledger:
+            await ledger.post(
+                kind="payout_return",
+                idempotency_key=f"payout-{payout.id}-return",
+                postings=[Posting(agent, L, neg(amount), asset), Posting(agent, A, amount, asset)],
+                memo=f"payout {payout.id} failed: returned",
+            )
         payout.status = PayoutStatus.FAILED.value
         payout.failure_code = str(outcome.detail.get("code") or "PAYOUT_FAILED")[:64]
         payout.failure_detail = str(outcome.detail.get("error") or "the rail refused it")

@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 from pact_schema import FailureCode
 
 __all__ = [
+    "CreditPayoutRail",
     "PartialReleaseRail",
     "PartyProfile",
     "PayoutRail",
@@ -188,7 +189,8 @@ class RailPayout:
 class PayoutRail(Protocol):
     """A rail that can pay a seller's balance out (``POST /v1/accounts/{agent}/payouts``).
 
-    The payouts service holds the amount on the ledger and commits the payout ``pending``
+    The payouts service holds the amount on the ledger (or, for a :class:`CreditPayoutRail`,
+    checks it against what the rail owes the payee) and commits the payout ``pending``
     before :meth:`payout` is called with no transaction open; :meth:`payout_status` answers the
     reconciler from the rail's own records after a crash. Both are idempotent on
     ``idempotency_key`` (``payout-{id}``): a repeated call never pays twice.
@@ -208,6 +210,20 @@ class PayoutRail(Protocol):
 
     async def payout_status(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
         """What the rail's records say about the payout made with ``idempotency_key``."""
+        ...
+
+
+@runtime_checkable
+class CreditPayoutRail(PayoutRail, Protocol):
+    """A payout rail whose payable balance is held by the rail itself, not on our ledger: the
+    EVM escrows' deferred credit (``pendingWithdrawals``), which never passed through the
+    ledger. The payouts service takes no ledger hold for it: it checks the amount against
+    :meth:`payout_available` (less the payouts still pending to the same payee) and the rail
+    refuses on chain anything beyond the credit (docs/decisions.md, decision 17)."""
+
+    async def payout_available(self, destination: str, amount: Decimal) -> Decimal:
+        """What the rail owes ``destination`` now, in the rail's asset; a
+        :class:`RailRefusedError` when ``amount`` cannot be paid in the rail's units."""
         ...
 
 

@@ -83,6 +83,23 @@ AMBIGUOUS = Refusal(
             "The carried quote expired at this service's clock",
             "the quote expired at 1764158418000 (now 1764158425000)",
         ),
+        Refusal(
+            422,
+            "PERMIT_INVALID",
+            "The buyer's EIP-2612 `permit` could not fund the lock (wrong owner, value not the "
+            "amount, expired, bad signature, too few tokens, a rail other than evm-erc20); "
+            "nothing recorded",
+            "the permit's value 1000000 is below the amount, 1500000 base units of USDC: it "
+            "must be exactly the amount (the escrow relays it as the permit's value)",
+        ),
+        Refusal(
+            503,
+            "RAIL_UNAVAILABLE",
+            "The chain did not answer the permit's check; nothing recorded: resend the same "
+            "request after Retry-After",
+            "the chain did not answer the permit's check: chain unavailable",
+            title="Service unavailable",
+        ),
         DATABASE_UNAVAILABLE,
         success={
             201: ok("Created: the funds are locked", examples.settlement("locked")),
@@ -120,6 +137,7 @@ async def create_settlement(
         accept=body.accept,
         rail=body.rail,
         provider_quote=body.provider_quote,
+        permit=body.permit,
         idempotency_key=idempotency_key or "",
         actor=principal.actor,
         request_id=request_id,

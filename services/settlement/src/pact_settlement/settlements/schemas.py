@@ -13,6 +13,7 @@ from pact_settlement.kit import examples
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.params import RailName
 from pact_settlement.kit.time import to_ms
+from pact_settlement.rails.evm.permit import Erc20Permit
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 
 __all__ = [
@@ -39,6 +40,17 @@ class SettlementCreate(BaseModel):
     )
     rail: RailName | None = Field(
         default=None, description="Rail to settle on (default: the service's DEFAULT_RAIL)."
+    )
+    permit: Erc20Permit | None = Field(
+        default=None,
+        description=(
+            "`evm-erc20` only: the buyer's EIP-2612 permit funding the lock from its own token "
+            "balance instead of the operator's custody (spender: the rail's "
+            "`contract_address`, value: exactly the amount in the token's base units). "
+            "Checked against the chain before anything is recorded: a permit that could not "
+            "fund the lock is a 422 `PERMIT_INVALID` and nothing is locked. Not part of the "
+            "request fingerprint."
+        ),
     )
     provider_quote: dict[str, Any] | None = Field(
         default=None,

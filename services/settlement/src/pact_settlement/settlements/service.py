@@ -53,9 +53,11 @@ from pact_settlement.rails.base import (
     RailStep,
 )
 from pact_settlement.rails.clients import RailClients
+from pact_settlement.rails.evm.permit import Erc20Permit
 from pact_settlement.rails.registry import UnknownRailError, get_rail
 from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements import state_machine
+from pact_settlement.settlements.funding import fund_with_permit
 from pact_settlement.settlements.lookup import find_settlement
 from pact_settlement.settlements.models import Settlement
 from pact_settlement.settlements.rail_steps import (
@@ -203,6 +205,7 @@ class SettlementService:
         actor: str,
         request_id: str | None = None,
         provider_quote: dict[str, Any] | None = None,
+        permit: Erc20Permit | None = None,
     ) -> CreateResult:
         if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
             raise BadRequestError(
@@ -302,6 +305,8 @@ class SettlementService:
             except RailRefusedError as exc:
                 self.metrics.settlements.labels("refused", rail_label).inc()
                 raise UnprocessableError(exc.detail, code=exc.code) from exc
+        if permit is not None:  # a buyer-funded lock; refused before anything is committed
+            await fund_with_permit(rail_impl, rail_view(settlement), permit)
         idem_row = await self.idempotency.record(
             CREATE_SCOPE, idempotency_key, request_fp, settlement.id, flush=False
         )

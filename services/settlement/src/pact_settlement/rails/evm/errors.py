@@ -130,6 +130,7 @@ BAD_REQUEST_ERRORS: Final = frozenset(
         "DeadlineNotPassed",
         "NothingToWithdraw",
         "AmountExceedsEscrow",
+        "InsufficientCredit",
         "ERC2612ExpiredSignature",
         "ERC2612InvalidSigner",
     }

@@ -90,6 +90,7 @@ from pact_settlement.rails.evm.results import (
     EscrowState,
     EscrowStatus,
     EscrowTxResult,
+    PayoutRecord,
     WithdrawalResult,
 )
 from pact_settlement.rails.evm.sender import NonceGuard, OnSubmitted, RevertedError, TxSender
@@ -346,7 +347,93 @@ class EscrowGateway:
             payee_c, pending, to_hex(bytes(receipt["transactionHash"])), self._token_address()
         )
 
+    async def pay_out(
+        self,
+        payout_id: str | bytes,
+        payee: str,
+        amount: int,
+        *,
+        on_submitted: OnSubmitted | None = None,
+    ) -> PayoutRecord:
+        """``payOut``: pay ``payee`` exactly ``amount`` of its deferred credit, as payout
+        ``payout_id`` (our id, hashed like an intent id, or the raw 32 bytes).
+
+        Idempotent on the id: the escrow records each payout and refuses a second one
+        (``PayoutExists``), which is a success here when the record is exactly this payout
+        (``already_done``), and :class:`EscrowConflictError`-like
+        :class:`EscrowBadRequestError` otherwise. More than the credit:
+        :class:`EscrowBadRequestError` (``InsufficientCredit``), nothing paid."""
+        positive_amount(amount, "amount")
+        raw = intent_bytes(payout_id)
+        payee_c = to_checksum_address(payee)
+        try:
+            receipt = await self._sender.send(
+                self._pay_out_call(raw, payee_c, amount), on_submitted=on_submitted
+            )
+        except RevertedError as exc:
+            if exc.revert is not None and exc.revert.name == "PayoutExists":
+                record = await self.payout_record(raw)
+                mine = (payee_c, amount, self._token_address())
+                if record is not None and (record.payee, record.amount, record.token) == mine:
+                    return record
+                raise EscrowBadRequestError(
+                    f"payout {to_hex(raw)} was already paid with other terms: {record}",
+                    revert=exc.revert,
+                    tx_hash=exc.tx_hash,
+                ) from exc
+            raise self._revert_error("pay_out", to_hex(raw), exc) from exc
+        return PayoutRecord(
+            to_hex(raw),
+            payee_c,
+            amount,
+            self._token_address(),
+            to_hex(bytes(receipt["transactionHash"])),
+        )
+
     # -- reads -----------------------------------------------------------------------------
+
+    async def payout_record(self, payout_id: str | bytes) -> PayoutRecord | None:
+        """The escrow's record of payout ``payout_id`` (``payouts``), with the hash of the
+        transaction that paid it (its ``PaidOut`` log); ``None``: never paid."""
+        raw = intent_bytes(payout_id)
+        try:
+            values = await self.contract.functions.payouts(raw).call()
+        except Exception as exc:
+            raise self._sender._translate(exc, tx_hash=None, broadcast=False) from exc
+        payee, token, amount = self._decode_payout(values)
+        if int(payee, 16) == 0:
+            return None
+        return PayoutRecord(
+            to_hex(raw),
+            to_checksum_address(payee),
+            amount,
+            token,
+            await self._paid_out_tx(raw),
+            already_done=True,
+        )
+
+    async def _paid_out_tx(self, raw: bytes) -> str | None:
+        """The transaction whose ``PaidOut`` log names payout ``raw`` (indexed topic 1)."""
+        topic = _event_topic(self.contract, "PaidOut")
+        last = int(await self.w3.eth.block_number)
+        end = last
+        while end >= 0:  # newest first: a payout being looked up is usually recent
+            start = max(0, end - self.log_chunk_blocks + 1)
+            logs = await self.w3.eth.get_logs(
+                cast(
+                    Any,
+                    {
+                        "address": self.address,
+                        "fromBlock": start,
+                        "toBlock": end,
+                        "topics": [topic, to_hex(raw)],
+                    },
+                )
+            )
+            if logs:
+                return to_hex(bytes(logs[-1]["transactionHash"]))
+            end = start - 1
+        return None
 
     async def pending_withdrawal(self, payee: str) -> int:
         """Deferred credit of ``payee`` (``pendingWithdrawals``), claimable by ``withdraw_for``."""
@@ -393,6 +480,14 @@ class EscrowGateway:
 
     def _withdraw_call(self, payee: ChecksumAddress) -> Any:
         return self.contract.functions.withdrawFor(payee)
+
+    def _pay_out_call(self, raw: bytes, payee: ChecksumAddress, amount: int) -> Any:
+        return self.contract.functions.payOut(raw, payee, amount)
+
+    def _decode_payout(self, values: Any) -> tuple[str, ChecksumAddress | None, int]:
+        """``payouts(id)`` as (payee, token, amount)."""
+        payee, amount = values
+        return str(payee), None, int(amount)
 
     def _token_address(self) -> ChecksumAddress | None:
         return None

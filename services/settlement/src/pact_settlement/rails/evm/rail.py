@@ -24,6 +24,9 @@ release  ``release`` (seller gets amount + bond)
 refund   ``refund`` (buyer gets amount, seller its bond)
 slash    ``slash`` (buyer gets amount, the beneficiary — the buyer — the bond)
 status   ``getEscrow`` (the contract's own state) — the escrow id is known before anything is sent
+payout   ``payOut(keccak256(payout id), payee, amount)``: exactly ``amount`` of the credit the
+         escrow deferred for the payee, once per payout id; ``payout_status`` reads
+         ``payouts(id)`` (docs/decisions.md, decision 17)
 ======== =====================================================================================
 
 Amounts: ``amount_wei = amount * EVM_WEI_PER_UNIT`` exactly (10**18: the price unit is one
@@ -61,15 +64,18 @@ from pact_settlement.rails.base import (
 )
 from pact_settlement.rails.bindings import RailBindingRepository
 from pact_settlement.rails.evm.errors import (
+    EscrowBadRequestError,
     EscrowConflictError,
     EscrowGatewayError,
     EscrowInsufficientFundsError,
 )
 from pact_settlement.rails.evm.gateway import EscrowGateway
+from pact_settlement.rails.evm.permit import Erc20Permit
 from pact_settlement.rails.evm.results import (
     EscrowState,
     EscrowStatus,
     EscrowTxResult,
+    PayoutRecord,
     WithdrawalResult,
 )
 from pact_settlement.rails.evm.settings import EvmSettings
@@ -89,6 +95,7 @@ _TARGET = {
     RailStep.RELEASE: EscrowStatus.RELEASED,
     RailStep.REFUND: EscrowStatus.REFUNDED,
     RailStep.SLASH: EscrowStatus.SLASHED,
+    RailStep.RELEASE_PARTIAL: EscrowStatus.PARTIALLY_RELEASED,
 }
 #: The last segment of a partial release's idempotency key, as the step executor makes it
 #: (``settlement-{id}-release_partial``):
@@ -122,6 +129,9 @@ class EvmBindingParams(BaseModel):
     contract: str
     escrow_id: str
     token: str | None = None  # the ERC-20 escrowed (evm-erc20); None: the native currency
+    # evm-erc20: the buyer's EIP-2612 permit the lock relays (lockWithPermit: the amount comes
+    # from the buyer's own balance); None: the operator locks from its custody (lockFor)
+    permit: Erc20Permit | None = None
 
     @field_serializer("amount_wei", "bond_wei")
     def _wei_text(self, wei: int) -> str:
@@ -152,12 +162,9 @@ def describe_evm(settings: EvmSettings) -> dict[str, Any]:
     }
 
 
-def _key_step(idempotency_key: str) -> tuple[RailStep, bool]:
-    """The step a key names, and whether it is a partial release."""
-    suffix = idempotency_key.rsplit("-", 1)[-1]
-    if suffix == PARTIAL_RELEASE_KEY_SUFFIX:
-        return RailStep.RELEASE, True
-    return RailStep(suffix), False
+def _key_step(idempotency_key: str) -> RailStep:
+    """The step a key names (its last segment, as the step executor makes it)."""
+    return RailStep(idempotency_key.rsplit("-", 1)[-1])
 
 
 def _rail_error(exc: EscrowGatewayError, step: RailStep) -> RailError:
@@ -174,6 +181,35 @@ def _rail_error(exc: EscrowGatewayError, step: RailStep) -> RailError:
     return RailError(exc.failure_code, f"the escrow refused the {step.value}: {exc}")
 
 
+def _payout_error(exc: EscrowGatewayError) -> RailError:
+    """A payout the escrow refused (more than the credit, a payee it cannot pay) is a definite
+    failure: nothing was paid and the credit stays on chain."""
+    if isinstance(exc, EscrowBadRequestError) and exc.revert.name == "InsufficientCredit":
+        args = dict(exc.revert.args)
+        return RailError(
+            ProblemCode.INSUFFICIENT_BALANCE,
+            f"the escrow owes the payee {args.get('available')} units, less than the "
+            f"{args.get('requested')} asked for: {exc}",
+        )
+    return _rail_error(exc, RailStep.PAYOUT)
+
+
+def _payout_result(record: PayoutRecord) -> RailResult:
+    return RailResult(
+        step=RailStep.PAYOUT,
+        status=RailOpStatus.SUCCEEDED,
+        reference=record.tx_hash or record.payout_id,
+        detail={
+            "payout_id": record.payout_id,
+            "payee": record.payee,
+            "units": str(record.amount),
+            "token": record.token,
+            "tx_hash": record.tx_hash,
+            "already_done": record.already_done,
+        },
+    )
+
+
 class EvmEscrowRail:
     name = "evm"
     transactional = False
@@ -187,18 +223,11 @@ class EvmEscrowRail:
         self.gateway = gateway
         self.bindings = BindingIO(session, self.name)
 
-    # -- payouts: deferred credit withdrawn for the seller ---------------------------------
+    # -- payouts: deferred credit paid out to the seller (docs/decisions.md, decision 17) ---
 
     def payout_destination(self, profile: PartyProfile | None) -> str:
-        """Releases pay the seller's address at release; only credit the escrow deferred
-        (``pendingWithdrawals``) can be paid out, through ``withdrawFor(payee)``, which needs a
-        gateway that has :meth:`withdraw_for`."""
-        if not callable(getattr(self.gateway, "withdraw_for", None)):
-            raise RailRefusedError(
-                ProblemCode.PAYOUT_NOT_SUPPORTED,
-                "on-chain releases are paid to the seller's address at release; this escrow "
-                "has no withdrawFor to pay out deferred credit",
-            )
+        """Releases pay the seller's address at release; what a payout pays is the credit the
+        escrow deferred for that address (``pendingWithdrawals``: a push it could not make)."""
         if profile is None or not profile.evm_address:
             raise RailRefusedError(
                 FailureCode.MISSING_REQUIRED_CREDENTIALS,
@@ -206,25 +235,55 @@ class EvmEscrowRail:
             )
         return profile.evm_address
 
-    async def payout(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
-        """``withdrawFor(destination)``: the contract pays the payee what it owes it."""
-        withdraw_for = getattr(self.gateway, "withdraw_for", None)
-        if not callable(withdraw_for):
-            raise RailError(ProblemCode.PAYOUT_NOT_SUPPORTED, "this escrow has no withdrawFor")
+    async def payout_available(self, destination: str, amount: Decimal) -> Decimal:
+        """What the escrow owes ``destination`` now (its deferred credit), in the asset; a
+        refusal when ``amount`` needs a fraction of the escrow's unit."""
+        self._to_units(amount, "the payout")
         try:
-            tx = await withdraw_for(payout.destination)
+            owed = await self.gateway.pending_withdrawal(destination)
         except EscrowGatewayError as exc:
             raise _rail_error(exc, RailStep.PAYOUT) from exc
-        return RailResult(
-            step=RailStep.PAYOUT,
-            status=RailOpStatus.SUCCEEDED,
-            reference=str(getattr(tx, "tx_hash", tx)),
+        return Decimal(owed) / Decimal(self.units_per_price_unit)
+
+    async def payout(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
+        """``payOut(payout id, destination, amount)``: exactly the amount, out of the payee's
+        deferred credit, at most once per payout id (the escrow records it and refuses a
+        second one, which converges here as the same success)."""
+        try:
+            units = self._to_units(payout.amount, "the payout")
+        except RailRefusedError as exc:
+            raise RailError(exc.code, exc.detail) from exc
+        try:
+            record = await self.gateway.pay_out(payout.id, payout.destination, units)
+        except EscrowGatewayError as exc:
+            raise _payout_error(exc) from exc
+        log.info(
+            "rail.evm.paid_out",
+            rail=self.name,
+            payout_id=payout.id,
+            payee=record.payee,
+            units=str(units),
+            tx_hash=record.tx_hash,
+            already_done=record.already_done,
         )
+        return _payout_result(record)
 
     async def payout_status(self, payout: RailPayout, *, idempotency_key: str) -> RailResult:
-        """The escrow keeps no record per payout: a withdrawal that may have been sent is
-        settled by asking again (``withdrawFor`` of nothing owed pays nothing)."""
-        return RailResult(step=RailStep.PAYOUT, status=RailOpStatus.NOT_FOUND)
+        """The escrow's own record of the payout (``payouts(id)``): paid (with the paying
+        transaction), or not paid — ``pending`` while an operator transaction is still in the
+        mempool (it may be this payout), ``not_found`` otherwise (the reconciler sends it
+        again; should the first one still land, the second is refused as a replay)."""
+        try:
+            record = await self.gateway.payout_record(payout.id)
+            if record is not None:
+                return _payout_result(record)
+            in_flight = await self.gateway.pending_transaction_count() > 0
+        except EscrowGatewayError as exc:
+            raise _payout_error(exc) from exc
+        return RailResult(
+            step=RailStep.PAYOUT,
+            status=RailOpStatus.PENDING if in_flight else RailOpStatus.NOT_FOUND,
+        )
 
     @property
     def asset(self) -> str:
@@ -316,14 +375,7 @@ class EvmEscrowRail:
             if adopted is not None:
                 result = adopted
             else:
-                result = await self.gateway.lock_for(
-                    s.intent_id,
-                    p.buyer,
-                    p.seller,
-                    p.beneficiary,
-                    p.deadline_s,
-                    amount_wei,
-                )
+                result = await self._lock_new(s, p)
             state = result.state
             if bond_wei > state.bond_wei:
                 if await self.gateway.pending_transaction_count() > 0:
@@ -364,9 +416,10 @@ class EvmEscrowRail:
 
     async def release_partial(self, s: RailSettlement, amount: Decimal, key: str) -> RailResult:
         """Pay the seller ``amount`` (and its bond back) and refund the buyer the rest of the
-        held amount, in one transaction. Idempotent on ``key`` (its last segment ``partial``,
-        so :meth:`status` knows it): a replay with the same amount converges; the escrow
-        finished otherwise, or ``amount`` outside ``[0, s.amount]``, is a RailError."""
+        held amount, in one transaction. Idempotent on ``key`` (its last segment
+        ``release_partial``, so :meth:`status` knows it): a replay with the same amount
+        converges; the escrow finished otherwise, or ``amount`` outside ``[0, s.amount]``, is a
+        RailError."""
         try:
             seller_units = self._to_units(amount, "the seller's part")
         except RailRefusedError as exc:
@@ -386,7 +439,7 @@ class EvmEscrowRail:
                 f"cannot release part: escrow {p.escrow_id} is already {exc.state.status.name}",
             ) from exc
         except EscrowGatewayError as exc:
-            raise _rail_error(exc, RailStep.RELEASE) from exc
+            raise _rail_error(exc, RailStep.RELEASE_PARTIAL) from exc
         log.info(
             "rail.evm.partially_released",
             settlement_id=s.id,
@@ -397,7 +450,7 @@ class EvmEscrowRail:
             already_done=result.already_done,
             idempotency_key=key,
         )
-        out = self._result(RailStep.RELEASE, result, result.state)
+        out = self._result(RailStep.RELEASE_PARTIAL, result, result.state)
         out.detail["seller_amount"] = str(seller_units)
         out.detail["buyer_amount"] = str(p.amount_wei - seller_units)
         return out
@@ -408,11 +461,11 @@ class EvmEscrowRail:
         try:
             return await self.gateway.withdraw_for(payee)
         except EscrowGatewayError as exc:
-            raise _rail_error(exc, RailStep.RELEASE) from exc
+            raise _rail_error(exc, RailStep.PAYOUT) from exc
 
     async def status(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
-        step, partial = _key_step(idempotency_key)
-        target = EscrowStatus.PARTIALLY_RELEASED if partial else _TARGET.get(step)
+        step = _key_step(idempotency_key)
+        target = _TARGET.get(step)
         p = await self._params(settlement.id)
         try:
             state = await self.gateway.get_escrow(p.escrow_id)
@@ -443,6 +496,12 @@ class EvmEscrowRail:
         )
 
     # -- internals -------------------------------------------------------------------------
+
+    async def _lock_new(self, s: RailSettlement, p: EvmBindingParams) -> EscrowTxResult:
+        """Send the lock: the operator's custody lock (``lockFor``, value = the amount)."""
+        return await self.gateway.lock_for(
+            s.intent_id, p.buyer, p.seller, p.beneficiary, p.deadline_s, p.amount_wei
+        )
 
     async def _params(self, settlement_id: str) -> EvmBindingParams:
         return EvmBindingParams.model_validate((await self.bindings.load(settlement_id)).params)

@@ -15,6 +15,7 @@ __all__ = [
     "EscrowState",
     "EscrowStatus",
     "EscrowTxResult",
+    "PayoutRecord",
     "WithdrawalResult",
 ]
 
@@ -84,6 +85,20 @@ class WithdrawalResult:
     amount: int
     tx_hash: str | None
     token: ChecksumAddress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRecord:
+    """``payOut(payoutId, …)`` as the escrow recorded it (``payouts(payoutId)``): paid
+    ``amount`` (the escrow's smallest unit) to ``payee``; ``tx_hash`` of the paying
+    transaction when known. ``already_done``: the chain had it before this call (a replay)."""
+
+    payout_id: str
+    payee: ChecksumAddress
+    amount: int
+    token: ChecksumAddress | None
+    tx_hash: str | None
+    already_done: bool = False
 
 
 @dataclass(frozen=True, slots=True)

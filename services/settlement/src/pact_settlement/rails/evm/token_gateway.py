@@ -16,9 +16,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
+from eth_keys.datatypes import Signature
+from eth_keys.exceptions import BadSignature
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 
 from pact_settlement.rails.evm.errors import EscrowTxFailedError
@@ -48,8 +52,15 @@ ERC20_ABI: Final = [
         ("symbol", "view", (), ("string",)),
         ("nonces", "view", (("address", "owner"),), ("uint256",)),
         ("name", "view", (), ("string",)),
+        ("DOMAIN_SEPARATOR", "view", (), ("bytes32",)),
     )
 ]
+#: EIP-2612's ``Permit`` struct type hash.
+PERMIT_TYPEHASH: Final = keccak(
+    text="Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
+)
+#: Half the secp256k1 group order: a larger ``s`` is malleable and refused (OpenZeppelin ECDSA).
+_HALF_N: Final = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
 
 class Permit:
@@ -156,6 +167,30 @@ class TokenEscrowGateway(EscrowGateway):
     async def token_balance(self, address: str) -> int:
         return int(await self.token.functions.balanceOf(to_checksum_address(address)).call())
 
+    async def permit_signer(self, owner: str, value: int, permit: Permit) -> ChecksumAddress | None:
+        """Who signed ``permit`` as an EIP-2612 permit of ``owner`` letting this escrow pull
+        ``value``, over the token's own ``DOMAIN_SEPARATOR()`` and ``owner``'s current nonce
+        (what the token's ``permit`` checks); ``None``: not a valid signature at all."""
+        owner_c = to_checksum_address(owner)
+        r, s = int.from_bytes(permit.r, "big"), int.from_bytes(permit.s, "big")
+        if permit.v not in (27, 28) or not r > 0 or not 0 < s <= _HALF_N:
+            return None
+        domain = bytes(await self.token.functions.DOMAIN_SEPARATOR().call())
+        nonce = int(await self.token.functions.nonces(owner_c).call())
+        struct = keccak(
+            abi_encode(
+                ["bytes32", "address", "address", "uint256", "uint256", "uint256"],
+                [PERMIT_TYPEHASH, owner_c, self.address, value, nonce, permit.deadline],
+            )
+        )
+        digest = keccak(b"\x19\x01" + domain + struct)
+        try:
+            signature = Signature(vrs=(permit.v - 27, r, s))
+            public = signature.recover_public_key_from_msg_hash(digest)
+        except (BadSignature, ValueError):
+            return None
+        return to_checksum_address(public.to_checksum_address())
+
     async def token_decimals(self) -> int:
         return int(await self.token.functions.decimals().call())
 
@@ -201,6 +236,13 @@ class TokenEscrowGateway(EscrowGateway):
 
     def _withdraw_call(self, payee: ChecksumAddress) -> Any:
         return self.contract.functions.withdrawFor(self.token_address, payee)
+
+    def _pay_out_call(self, raw: bytes, payee: ChecksumAddress, amount: int) -> Any:
+        return self.contract.functions.payOut(raw, self.token_address, payee, amount)
+
+    def _decode_payout(self, values: Any) -> tuple[str, ChecksumAddress | None, int]:
+        payee, token, amount = values
+        return str(payee), to_checksum_address(token), int(amount)
 
     def _token_address(self) -> ChecksumAddress | None:
         return self.token_address
