@@ -69,20 +69,21 @@ class Buyer(StreamBuyer):
         self.chunk_seen.set()
 
 
-async def _open_stream(stack: Stack, pact: Any, *, delivery_in_ms: int = 600_000) -> str:
-    """Fund the buyer and lock a streaming budget; the intent id."""
+async def _open_stream(stack: Stack, pact: Any, *, fund: bool = True) -> str:
+    """Fund the buyer (``fund``) and lock a streaming budget; the intent id."""
     async with httpx.AsyncClient(base_url=stack.settlement.url, timeout=30) as http:
-        r = await http.post(
-            f"/v1/accounts/{pact.buyer.public_key_b58}/deposits",
-            json={"amount": str(FUNDS)},
-            headers={**ADMIN_AUTH, "Idempotency-Key": f"fund-{pact.buyer.public_key_b58}"},
-        )
-        assert r.status_code == 201, r.text
+        if fund:
+            r = await http.post(
+                f"/v1/accounts/{pact.buyer.public_key_b58}/deposits",
+                json={"amount": str(FUNDS)},
+                headers={**ADMIN_AUTH, "Idempotency-Key": f"fund-{pact.buyer.public_key_b58}"},
+            )
+            assert r.status_code == 201, r.text
         accept = pact.accept(
             price=BUDGET,
             bond=Decimal(0),
             settlement_mode="streaming",
-            delivery_in_ms=delivery_in_ms,
+            delivery_in_ms=600_000,
             valid_for_ms=120_000,
         )
         r = await http.post(
@@ -316,3 +317,83 @@ async def test_a_vanished_seller_cannot_hold_the_stream_open(
         assert result.settlement is not None
         assert result.settlement["state"] == "released"
         await _assert_money_right(stack, pact, result.settlement, at_least=40, at_most=40)
+
+
+class ElsewhereBuyer(Buyer):
+    """Reads the stream from one replica, sends its vouchers and stops to another (a load
+    balancer that routes each request anywhere)."""
+
+    def __init__(self, *args: Any, control_url: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.control_url = control_url
+
+    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self._http.post(
+            f"{self.control_url}/pact/stream/{self.intent_id}/{path}", json=body
+        )
+
+
+async def test_two_replicas_vouchers_and_stop_to_the_other_one_then_a_replica_dies(
+    fault_database: str, pact: Any, tmp_path: Path, redis_prefix: tuple[str, str]
+) -> None:
+    """Two provider replicas share the quote store. A stream served by the first takes
+    every voucher and its stop through the second, and settles exactly; a second stream on
+    the first replica loses that replica to SIGKILL, and the second replica, never
+    restarted, closes it at the highest acknowledged voucher."""
+    url, prefix = redis_prefix
+    shared = PROVIDER | {
+        "PACT_PROVIDER_QUOTE_STORE_URL": url,
+        "PACT_PROVIDER_QUOTE_STORE_PREFIX": prefix,
+    }
+    async with running_stack(
+        fault_database,
+        tmp_path,
+        pact.provider,
+        settings=SETTLEMENT,
+        providers=2,
+        provider_settings=shared,
+    ) as stack:
+        first, second = stack.providers
+        intent_id = await _open_stream(stack, pact)
+        buyer = ElsewhereBuyer(
+            first.url,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            max_ticks=300,
+            control_url=second.url,
+        )
+        result = await buyer.run()
+        await buyer.aclose()
+        assert (result.code, result.ticks) == ("BUYER_STOPPED", 300)
+        assert result.settlement is not None
+        assert result.settlement["state"] == "released"
+        await _assert_money_right(stack, pact, result.settlement, at_least=300, at_most=300)
+        paid = amount_for_ticks(BUDGET, PLANNED, 300)
+
+        # A second trade (the same buyer and seller), on the first replica, which dies.
+        intent_id = await _open_stream(stack, pact, fund=False)
+        buyer = _buyer(first.url, pact, intent_id)
+        run = asyncio.create_task(_run_quietly(buyer))
+        await _until(buyer, 150)
+        await asyncio.to_thread(first.kill)
+        assert await run is None
+        await buyer.aclose()
+        settled = await _settled(stack, intent_id, pact.buyer.public_key_b58)
+        assert settled["receipt"]["message"]["failure_code"] == "SELLER_STOPPED"
+        ticks = int(settled["receipt"]["message"]["ticks"])
+        assert buyer.acknowledged <= ticks <= buyer.signed
+        assert ticks == await _highest_on_record(stack, settled["id"])
+        assert await ledger_problems(stack.dsn) == {
+            "assets not summing to zero": [],
+            "unbalanced transactions": [],
+            "balances off their legs": [],
+        }
+        async with httpx.AsyncClient(base_url=stack.settlement.url, timeout=10) as http:
+            seller = (
+                await http.get(f"/v1/accounts/{pact.provider.public_key_b58}", headers=ADMIN_AUTH)
+            ).json()
+        assert Decimal(seller["available"]) == paid + amount_for_ticks(BUDGET, PLANNED, ticks)
