@@ -200,13 +200,21 @@ class SharedStreams:
             if stream is not None:
                 yield stream
 
-    async def listen(self, listener: Listener, log_error: Callable[[str], None]) -> None:
-        """Deliver published events to ``listener`` until cancelled (reconnecting)."""
+    async def listen(
+        self,
+        listener: Listener,
+        log_error: Callable[[str], None],
+        subscribed: asyncio.Event | None = None,
+    ) -> None:
+        """Deliver published events to ``listener`` until cancelled (reconnecting); sets
+        ``subscribed`` once the subscription is in place."""
         while True:
             client = aioredis.Redis.from_url(self._url, socket_connect_timeout=self._timeout_s)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
+                if subscribed is not None:
+                    subscribed.set()
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
