@@ -1,4 +1,5 @@
-"""``python -m bench [provider|settlement|growth|all] [options]`` (what ``make bench`` runs)."""
+"""``python -m bench [provider|settlement|growth|streaming|all] [options]`` (what ``make bench``
+runs)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from bench.common import RESULTS_DIR, log, write_json
 
-SUITES = ("provider", "settlement", "growth")
+SUITES = ("provider", "settlement", "growth", "streaming")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=900,
         help="reads per size (creates: half, list pages: a fifth; over 3 rounds)",
     )
+    t = parser.add_argument_group("streaming")
+    t.add_argument(
+        "--stream-ticks",
+        type=int,
+        default=1000,
+        help="ticks of the one stream, and of the per-tick payments compared with it",
+    )
+    t.add_argument("--streams", type=int, default=100, help="concurrent streams")
+    t.add_argument("--stream-ticks-each", type=int, default=50, help="ticks of each of them")
+    t.add_argument(
+        "--stream-checkpoint-ticks",
+        type=int,
+        default=100,
+        help="the provider's PACT_PROVIDER_STREAM_CHECKPOINT_TICKS",
+    )
     return parser
 
 
@@ -93,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import settlement_bench
 
             doc = settlement_bench.run(args)
+        elif suite == "streaming":
+            from bench import streaming_bench
+
+            doc = streaming_bench.run(args)
         else:
             from bench import growth_bench
 

@@ -1,7 +1,8 @@
 """Render ``bench/results/latest.md`` (+ ``latest.png``) from the newest JSON of each suite.
 
-``provider.json``, ``settlement.json`` and ``growth.json`` are each written by their suite, so
-running one suite refreshes its section and keeps the others (each section says when it ran).
+``provider.json``, ``settlement.json``, ``growth.json`` and ``streaming.json`` are each written
+by their suite, so running one suite refreshes its section and keeps the others (each section
+says when it ran).
 ``provider-before.json``, when present, is the provider measured before the performance fixes
 (``python -m bench provider --save-as provider-before`` on that commit) and adds a before/after
 table.
@@ -235,6 +236,63 @@ def settlement_section(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def streaming_section(doc: dict[str, Any]) -> list[str]:
+    s, c, r = doc["summary"], doc["settings"], doc["results"]
+    one, many, tick = r["one_stream"], r["concurrent"], r["per_tick_reference"]
+
+    def row(label: str, x: dict[str, Any], calls: str) -> str:
+        st = x["settlement"]
+        journal = ", ".join(f"{k} {v}" for k, v in st["journal_transactions"].items())
+        return (
+            f"| {label} | {x['ticks']:,} | {_f(x['ticks_per_s'])} | "
+            f"{_f(x['server_cpu_ms_per_tick'], 3)} | {_f(x.get('buyer_cpu_ms_per_tick'), 3)} | "
+            f"{st['settlements']:,} | {journal} | {_f(st['rail_steps_per_settlement'], 2)} | "
+            f"{calls} |"
+        )
+
+    per_stream = f"{_f(one['provider_settlement_calls_per_stream'], 0)} per stream"
+    reference_tx = s["journal_transactions_per_tick_reference"] * tick["ticks"]
+    lines = [
+        "## Streaming: ticks through the provider and settlement, against a payment per tick",
+        "",
+        _machine(doc),
+        "",
+        "`pact-provider serve` (1 worker, selling `bench.stream_goods`, a 32-byte chunk per "
+        f"tick, checkpointing every {c['checkpoint_ticks']} ticks) in front of "
+        "`pact-settlement serve` (1 worker) on a fresh migrated database; the buyers are "
+        "`StreamBuyer`s in the bench process (every chunk's signature and seq checked, one "
+        "signed cumulative voucher posted per tick, tick_ms 1). **Per-tick payments** is the "
+        "reference's design, each tick paid separately: the same number of ticks as the one "
+        "stream, each its own settlement created (its one-tick price locked) and released (closed "
+        "with its voucher), one after another, pre-signed.",
+        "",
+        "| run | ticks | ticks/s | server CPU ms/tick | buyer CPU ms/tick | settlements | "
+        "journal transactions | rail steps per settlement | provider→settlement calls |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---|",
+        row("one stream", one, per_stream),
+        row(
+            f"{many['streams']} concurrent streams x {many['ticks_each']} ticks",
+            many,
+            f"{_f(many['provider_settlement_calls_per_stream'], 1)} per stream",
+        ),
+        row("per-tick payments (reference design)", tick, f"2 per tick ({2 * tick['ticks']:,})"),
+        "",
+        f"One stream runs **{_f(s['speedup_one_stream'], 1)}x** the ticks/s of per-tick "
+        f"payments and costs settlement {_f(s['journal_transactions_per_stream'], 0)} journal "
+        f"transactions instead of {reference_tx:,.0f} "
+        f"(**{_f(s['journal_transactions_ratio'], 0)}x** fewer) for {tick['ticks']:,} ticks; "
+        "a tick costs the two servers "
+        f"**{_f(s.get('server_cpu_per_tick_ratio'), 1)}x** less CPU. The concurrent rate is "
+        "bounded by the buyers' one process (see its CPU per tick), not by the services.",
+        "",
+        "Commands:",
+        "",
+        *_commands(doc["commands"]),
+        "",
+    ]
+    return lines
+
+
 def growth_section(doc: dict[str, Any]) -> list[str]:
     s, c = doc["summary"], doc["config"]
     small, large = c["sizes"][0], c["sizes"][-1]
@@ -413,6 +471,7 @@ def render(results: Path) -> Path:
     provider = _load(results, "provider")
     settlement = _load(results, "settlement")
     growth = _load(results, "growth")
+    streaming = _load(results, "streaming")
     before = _load(results, "provider-before")
     lines = [
         "# Benchmark results (latest)",
@@ -455,6 +514,17 @@ def render(results: Path) -> Path:
     if growth:
         for key, flag in growth["summary"]["pass"].items():
             lines.append(f"| growth | {key.split('_')[1]} p99 at 1M ≤ 1.5 x at 10k | {_ok(flag)} |")
+    if streaming:
+        ss = streaming["summary"]
+        lines.append(
+            "| streaming | settlement transactions constant per stream (lock + one release) "
+            f"| {_ok(ss['pass']['constant_settlement_transactions'])} |"
+        )
+        lines.append(
+            "| streaming | one stream faster than a payment per tick (reference design) | "
+            f"{_ok(ss['pass']['faster_than_per_tick_payments'])}: "
+            f"{_f(ss['speedup_one_stream'], 1)}x |"
+        )
     lines.append("")
     if provider:
         lines += provider_section(provider, before)
@@ -462,6 +532,8 @@ def render(results: Path) -> Path:
         lines += settlement_section(settlement)
     if growth:
         lines += growth_section(growth)
+    if streaming:
+        lines += streaming_section(streaming)
     out = results / "latest.md"
     out.write_text("\n".join(lines).rstrip() + "\n")
     return out

@@ -54,6 +54,7 @@ from pact_provider.runtime import ProviderRuntime
 from pact_provider.settlement_client import HttpSettlementClient, SettlementGateway
 from pact_provider.streaming.endpoints import build_router as streaming_router
 from pact_provider.streaming.service import Streamer, StreamHandler, load_stream_handler
+from pact_provider.streaming.shared import SharedStreams
 
 __all__ = ["app_from_env", "create_app", "freeze_startup_objects"]
 
@@ -193,6 +194,13 @@ def create_app(
             can_fulfil=can_fulfil,
             quote_store=quote_store,
         )
+        shared_streams: SharedStreams | None = None
+        if settings.quote_store_url_value is not None and stream_handler is not None:
+            shared_streams = SharedStreams(
+                settings.quote_store_url_value,
+                prefix=settings.quote_store_prefix,
+                timeout_s=settings.quote_store_timeout_s,
+            )
         streamer = Streamer(
             keypair=identity.keypair,
             settlement=settlement,
@@ -203,7 +211,9 @@ def create_app(
             credit_ticks=settings.stream_credit_ticks,
             checkpoint_ticks=settings.stream_checkpoint_ticks,
             voucher_timeout_ms=settings.stream_voucher_timeout_ms,
+            shared=shared_streams,
         )
+        streamer.start()
         app.state.provider = ProviderRuntime(
             settings=settings,
             identity=identity,

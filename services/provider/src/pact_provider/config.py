@@ -232,7 +232,9 @@ class ProviderSettings(BaseSettings, HttpServerSettings):
         description="Redis URL (redis:// or rediss://, optionally with a password and database "
         "number) of a store every replica shares. Set: every signed ASK is stored by (buyer "
         "key, intent id) until it expires, and a bare ACCEPT (no `quote`, as reference-SDK "
-        "buyers send) is honoured when it matches a stored quote. Unset: purely stateless.",
+        "buyers send) is honoured when it matches a stored quote; running streams' vouchers "
+        "are kept there, so any replica takes them (docs/decisions.md, decision 19). Unset: "
+        "purely stateless.",
     )
     quote_store_prefix: str = Field(
         default="pact:quotes:",

@@ -24,17 +24,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
-from fixtures.faults import ADMIN_AUTH, SettlementProcess, asyncpg_dsn, migrate, settlement_env
-from fixtures.processes import free_port
+from fixtures.faults import ADMIN_AUTH, Stack, http_receiver, ledger_problems, running_stack
 from pact_schema import Keypair, now_ms
 from pact_settlement.outbound_webhooks.signing import SIGNATURE_HEADER, verify
-from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.processes]
 
 PAYOUTS = 24
 AMOUNT = Decimal("0.4")
@@ -79,116 +75,97 @@ async def test_sigkill_mid_payouts_pays_each_once_and_announces_each_once(
     fault_database: str, pact: Any, tmp_path: Path
 ) -> None:
     receiver = DedupReceiver()
-    port = free_port()
-    hook_server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/hook", receiver.hook, methods=["POST"])]),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    serving = asyncio.create_task(hook_server.serve())
-    while not hook_server.started:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    env = settlement_env(
-        fault_database,
-        pact.provider.public_key_b58,
-        PACT_SETTLEMENT_WORKERS_ENABLED="true",
-        PACT_SETTLEMENT_WEBHOOK_INTERVAL_S="0.1",
-        PACT_SETTLEMENT_WEBHOOK_TIMEOUT_S="2",
-        PACT_SETTLEMENT_WEBHOOK_RETRY_BASE_S="0.2",
-    )
-    migrate(env, tmp_path)
-    dsn = asyncpg_dsn(fault_database)
-    server = SettlementProcess(env, tmp_path)
-    seller = Keypair.generate().public_key_b58
-    answers: dict[int, httpx.Response] = {}
-    try:
-        server.start()
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            r = await http.post(
-                "/v1/webhook-endpoints",
-                json={
-                    "url": f"http://127.0.0.1:{port}/hook",
-                    "event_types": ["payout.created", "payout.paid", "payout.failed"],
-                },
-                headers=ADMIN_AUTH,
-            )
-            assert r.status_code == 201, r.text
-            receiver.secret = r.json()["secret"]
-            r = await http.post(
-                f"/v1/accounts/{seller}/deposits",
-                json={"amount": str(FUNDS)},
-                headers={**ADMIN_AUTH, "Idempotency-Key": "kill-funds"},
-            )
-            assert r.status_code == 201, r.text
-
-            async def one(i: int) -> None:
-                # cut off by the kill: the operator's script sends it again after the restart
-                with contextlib.suppress(httpx.HTTPError):
-                    answers[i] = await _payout(http, seller, i)
-
-            tasks = [asyncio.create_task(one(i)) for i in range(PAYOUTS)]
-            deadline = time.monotonic() + 60
-            while len(answers) < KILL_AFTER and time.monotonic() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
-            await asyncio.to_thread(server.kill)
-            await asyncio.gather(*tasks)
-        assert server.proc is not None
-        assert server.proc.returncode == -9
-        before_kill = {i: r.json()["id"] for i, r in answers.items() if r.status_code == 201}
-        assert KILL_AFTER <= len(answers) < PAYOUTS, "the kill came after every answer"
-
-        await asyncio.to_thread(server.start)
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            again = await asyncio.gather(*(_payout(http, seller, i) for i in range(PAYOUTS)))
-            for i, r in enumerate(again):
-                assert r.status_code in (200, 201), r.text
-                assert r.json()["status"] == "paid"
-                if i in before_kill:
-                    assert (r.status_code, r.json()["id"]) == (200, before_kill[i])
-            ids = {r.json()["id"] for r in again}
-            account = (await http.get(f"/v1/accounts/{seller}", headers=ADMIN_AUTH)).json()
-            listed = (await http.get(f"/v1/accounts/{seller}/payouts", headers=ADMIN_AUTH)).json()
-        assert len(ids) == PAYOUTS  # one payout per key
-        assert {p["id"] for p in listed} == ids
-        assert Decimal(account["available"]) == FUNDS - PAYOUTS * AMOUNT
-        assert Decimal(account["locked"]) == 0
-
-        conn = await asyncpg.connect(dsn)
-        try:
-            sums = await conn.fetch(
-                "SELECT asset, SUM(available + locked) AS total FROM ledger_accounts GROUP BY asset"
-            )
-            unbalanced = await conn.fetch(
-                "SELECT transaction_id FROM journal_legs GROUP BY transaction_id, asset "
-                "HAVING SUM(amount) <> 0"
-            )
-            drift = await conn.fetch(
-                "SELECT a.owner FROM ledger_accounts a LEFT JOIN journal_legs l "
-                "ON l.account_id = a.id GROUP BY a.id, a.owner, a.available, a.locked "
-                "HAVING a.available + a.locked <> COALESCE(SUM(l.amount), 0)"
-            )
-            paid_out = await conn.fetchval(
-                "SELECT available FROM ledger_accounts WHERE owner = 'system:payouts'"
-            )
-        finally:
-            await conn.close()
-        assert [(row["asset"], row["total"]) for row in sums] == [("USD", 0)]
-        assert unbalanced == []
-        assert drift == []
-        assert paid_out == PAYOUTS * AMOUNT
-
-        expected = {f"payout.{kind}:{pid}" for pid in ids for kind in ("created", "paid")}
-        deadline = time.monotonic() + 60
-        while set(receiver.types.values()) != expected and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-    finally:
-        server.close()
-        hook_server.should_exit = True
-        await serving
+    settings = {
+        "PACT_SETTLEMENT_WORKERS_ENABLED": "true",
+        "PACT_SETTLEMENT_WEBHOOK_INTERVAL_S": "0.1",
+        "PACT_SETTLEMENT_WEBHOOK_TIMEOUT_S": "2",
+        "PACT_SETTLEMENT_WEBHOOK_RETRY_BASE_S": "0.2",
+    }
+    async with (
+        http_receiver(receiver.hook) as hook_url,
+        running_stack(fault_database, tmp_path, pact.provider, settings=settings) as stack,
+    ):
+        expected = await _kill_mid_payouts_and_retry(stack, receiver, hook_url)
     assert receiver.bad_signatures == 0
     assert sorted(receiver.types.values()) == sorted(expected)  # each event once, none lost
     assert set(receiver.processed.values()) == {1}
+
+
+async def _kill_mid_payouts_and_retry(
+    stack: Stack, receiver: DedupReceiver, hook_url: str
+) -> set[str]:
+    """The payouts, the kill, the restart and the retries; the events the receiver must get."""
+    server = stack.settlement
+    seller = Keypair.generate().public_key_b58
+    answers: dict[int, httpx.Response] = {}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        r = await http.post(
+            "/v1/webhook-endpoints",
+            json={
+                "url": hook_url,
+                "event_types": ["payout.created", "payout.paid", "payout.failed"],
+            },
+            headers=ADMIN_AUTH,
+        )
+        assert r.status_code == 201, r.text
+        receiver.secret = r.json()["secret"]
+        r = await http.post(
+            f"/v1/accounts/{seller}/deposits",
+            json={"amount": str(FUNDS)},
+            headers={**ADMIN_AUTH, "Idempotency-Key": "kill-funds"},
+        )
+        assert r.status_code == 201, r.text
+
+        async def one(i: int) -> None:
+            # cut off by the kill: the operator's script sends it again after the restart
+            with contextlib.suppress(httpx.HTTPError):
+                answers[i] = await _payout(http, seller, i)
+
+        tasks = [asyncio.create_task(one(i)) for i in range(PAYOUTS)]
+        deadline = time.monotonic() + 60
+        while len(answers) < KILL_AFTER and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        await asyncio.to_thread(server.kill)
+        await asyncio.gather(*tasks)
+    assert server.proc is not None
+    assert server.proc.returncode == -9
+    before_kill = {i: r.json()["id"] for i, r in answers.items() if r.status_code == 201}
+    assert KILL_AFTER <= len(answers) < PAYOUTS, "the kill came after every answer"
+
+    await asyncio.to_thread(server.start)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        again = await asyncio.gather(*(_payout(http, seller, i) for i in range(PAYOUTS)))
+        for i, r in enumerate(again):
+            assert r.status_code in (200, 201), r.text
+            assert r.json()["status"] == "paid"
+            if i in before_kill:
+                assert (r.status_code, r.json()["id"]) == (200, before_kill[i])
+        ids = {r.json()["id"] for r in again}
+        account = (await http.get(f"/v1/accounts/{seller}", headers=ADMIN_AUTH)).json()
+        listed = (await http.get(f"/v1/accounts/{seller}/payouts", headers=ADMIN_AUTH)).json()
+    assert len(ids) == PAYOUTS  # one payout per key
+    assert {p["id"] for p in listed} == ids
+    assert Decimal(account["available"]) == FUNDS - PAYOUTS * AMOUNT
+    assert Decimal(account["locked"]) == 0
+
+    assert await ledger_problems(stack.dsn) == {
+        "assets not summing to zero": [],
+        "unbalanced transactions": [],
+        "balances off their legs": [],
+    }
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        assets = await conn.fetch("SELECT DISTINCT asset FROM ledger_accounts")
+        paid_out = await conn.fetchval(
+            "SELECT available FROM ledger_accounts WHERE owner = 'system:payouts'"
+        )
+    finally:
+        await conn.close()
+    assert [row["asset"] for row in assets] == ["USD"]
+    assert paid_out == PAYOUTS * AMOUNT
+
+    expected = {f"payout.{kind}:{pid}" for pid in ids for kind in ("created", "paid")}
+    deadline = time.monotonic() + 60
+    while set(receiver.types.values()) != expected and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    return expected

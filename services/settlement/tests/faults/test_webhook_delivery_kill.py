@@ -22,25 +22,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
-from fixtures.faults import (
-    ADMIN_AUTH,
-    PROVIDER_AUTH,
-    SettlementProcess,
-    asyncpg_dsn,
-    migrate,
-    settlement_env,
-)
-from fixtures.processes import free_port
+from fixtures.faults import ADMIN_AUTH, PROVIDER_AUTH, Stack, http_receiver, running_stack
 from fixtures.waits import HANG_GUARD_S
 from pact_schema import Keypair, now_ms
 from pact_settlement.outbound_webhooks.signing import SIGNATURE_HEADER, verify
-from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.processes]
 
 BEFORE_KILL = 6  # settlements made before the kill, two events each (created, locked)
 AFTER_RESTART = 2
@@ -101,79 +90,18 @@ async def test_sigkill_mid_delivery_delivers_every_event_exactly_once_after_dedu
     fault_database: str, pact: Any, tmp_path: Path
 ) -> None:
     receiver = DedupReceiver()
-    port = free_port()
-    hook_server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/hook", receiver.hook, methods=["POST"])]),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    serving = asyncio.create_task(hook_server.serve())
-    while not hook_server.started:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-
-    env = settlement_env(
-        fault_database,
-        pact.provider.public_key_b58,
-        PACT_SETTLEMENT_WORKERS_ENABLED="true",
-        PACT_SETTLEMENT_REQUIRE_SELLER_BOND="false",
-        PACT_SETTLEMENT_WEBHOOK_INTERVAL_S="0.1",
-        PACT_SETTLEMENT_WEBHOOK_TIMEOUT_S="1",
-        PACT_SETTLEMENT_WEBHOOK_RETRY_BASE_S="0.2",
-    )
-    migrate(env, tmp_path)
-    dsn = asyncpg_dsn(fault_database)
-    server = SettlementProcess(env, tmp_path)
-    killed = asyncio.Event()
-
-    async def kill_mid_delivery(arrived: int) -> bool:
-        if arrived != KILL_ON_REQUEST or killed.is_set():
-            return False
-        await asyncio.to_thread(server.kill)  # this request's answer never reaches it
-        killed.set()
-        return True
-
-    try:
-        server.start()
-        async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
-            r = await http.post(
-                "/v1/webhook-endpoints",
-                json={"url": f"http://127.0.0.1:{port}/hook"},
-                headers=ADMIN_AUTH,
-            )
-            assert r.status_code == 201, r.text
-            receiver.secret = r.json()["secret"]
-            accepts = [await _settle(http, pact) for _ in range(BEFORE_KILL)]
-        receiver.on_request = kill_mid_delivery
-        receiver.down = False
-
-        deadline = time.monotonic() + HANG_GUARD_S
-        while not killed.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        assert killed.is_set(), f"the kill never happened: {receiver.arrivals}"
-        assert server.proc is not None
-        assert server.proc.returncode == -9
-
-        await asyncio.to_thread(server.start)
-        async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
-            for accept in accepts:  # the provider's retries: the same settlements, no events
-                r = await _create(http, accept)
-                assert r.status_code == 200, r.text
-            for _ in range(AFTER_RESTART):
-                await _settle(http, pact)
-
-        deadline = time.monotonic() + HANG_GUARD_S
-        rows = await _outbox(dsn)
-        while time.monotonic() < deadline and any(row["status"] != "delivered" for row in rows):
-            await asyncio.sleep(0.2)
-            rows = await _outbox(dsn)
-    finally:
-        server.close()
-        hook_server.should_exit = True
-        await serving
+    settings = {
+        "PACT_SETTLEMENT_WORKERS_ENABLED": "true",
+        "PACT_SETTLEMENT_REQUIRE_SELLER_BOND": "false",
+        "PACT_SETTLEMENT_WEBHOOK_INTERVAL_S": "0.1",
+        "PACT_SETTLEMENT_WEBHOOK_TIMEOUT_S": "1",
+        "PACT_SETTLEMENT_WEBHOOK_RETRY_BASE_S": "0.2",
+    }
+    async with (
+        http_receiver(receiver.hook) as hook_url,
+        running_stack(fault_database, tmp_path, pact.provider, settings=settings) as stack,
+    ):
+        rows = await _kill_mid_delivery_and_restart(stack, receiver, hook_url, pact)
 
     events = {row["event_id"] for row in rows}
     assert len(events) == len(rows) == 2 * (BEFORE_KILL + AFTER_RESTART)
@@ -186,6 +114,52 @@ async def test_sigkill_mid_delivery_delivers_every_event_exactly_once_after_dedu
     assert receiver.cut_off in events
     assert receiver.after_kill[receiver.cut_off] >= 1
     assert receiver.refused_once
+
+
+async def _kill_mid_delivery_and_restart(
+    stack: Stack, receiver: DedupReceiver, hook_url: str, pact: Any
+) -> list[asyncpg.Record]:
+    """Settlements while the receiver is down, the kill mid-delivery, the restart, the
+    provider's retries and more settlements; the outbox once it is all delivered."""
+    server = stack.settlement
+    killed = asyncio.Event()
+
+    async def kill_mid_delivery(arrived: int) -> bool:
+        if arrived != KILL_ON_REQUEST or killed.is_set():
+            return False
+        await asyncio.to_thread(server.kill)  # this request's answer never reaches it
+        killed.set()
+        return True
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
+        r = await http.post("/v1/webhook-endpoints", json={"url": hook_url}, headers=ADMIN_AUTH)
+        assert r.status_code == 201, r.text
+        receiver.secret = r.json()["secret"]
+        accepts = [await _settle(http, pact) for _ in range(BEFORE_KILL)]
+    receiver.on_request = kill_mid_delivery
+    receiver.down = False
+
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not killed.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    assert killed.is_set(), f"the kill never happened: {receiver.arrivals}"
+    assert server.proc is not None
+    assert server.proc.returncode == -9
+
+    await asyncio.to_thread(server.start)
+    async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
+        for accept in accepts:  # the provider's retries: the same settlements, no events
+            r = await _create(http, accept)
+            assert r.status_code == 200, r.text
+        for _ in range(AFTER_RESTART):
+            await _settle(http, pact)
+
+    deadline = time.monotonic() + HANG_GUARD_S
+    rows = await _outbox(stack.dsn)
+    while time.monotonic() < deadline and any(row["status"] != "delivered" for row in rows):
+        await asyncio.sleep(0.2)
+        rows = await _outbox(stack.dsn)
+    return rows
 
 
 async def _create(http: httpx.AsyncClient, accept: dict[str, Any]) -> httpx.Response:

@@ -386,3 +386,86 @@ async def test_a_provider_that_dies_mid_stream_loses_at_most_the_ticks_since_a_c
     assert Decimal(str(receipt["paid_amount"])) == paid
     assert await api.balances(pact.provider.public_key_b58) == (paid, Decimal(0))
     assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1) - paid, Decimal(0))
+
+
+class _ElsewhereBuyer(StreamBuyer):
+    """Reads the stream from one replica and sends vouchers and stops to another."""
+
+    control_url = ""
+
+    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self._http.post(
+            f"{self.control_url}/pact/stream/{self.intent_id}/{path}", json=body
+        )
+
+
+async def test_two_replicas_sharing_a_store_take_each_others_vouchers_and_stop(
+    app: Any, api: Any, pact: Any, redis_prefix: tuple[str, str]
+) -> None:
+    """With the quote store shared, a stream served by one replica is paid and stopped
+    through the other (decision 19), and settles exactly; without it the other answers 404."""
+    url, prefix = redis_prefix
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    shared = {"quote_store_url": url, "quote_store_prefix": prefix}
+    async with (
+        provider_server(app, pact.provider, **shared) as (serving, _a),
+        provider_server(app, pact.provider, **shared) as (other, _b),
+    ):
+        buyer = _ElsewhereBuyer(
+            serving,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            max_ticks=120,
+        )
+        buyer.control_url = other
+        try:
+            result = await buyer.run()
+        finally:
+            await buyer.aclose()
+    paid = amount_for_ticks(BUDGET, PLANNED, 120)
+    assert (result.code, result.ticks, result.paid_amount) == ("BUYER_STOPPED", 120, paid)
+    assert result.settlement is not None
+    assert result.settlement["state"] == "released"
+    assert result.settlement["receipt"]["message"]["ticks"] == 120
+    assert await api.balances(pact.provider.public_key_b58) == (paid, Decimal(0))
+
+
+async def test_without_a_shared_store_another_replica_does_not_know_the_stream(
+    app: Any, api: Any, pact: Any
+) -> None:
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    intent_id = (await api.create(accept)).json()["intent_id"]
+    async with (
+        provider_server(app, pact.provider) as (serving, _a),
+        provider_server(app, pact.provider) as (other, _b),
+    ):
+        buyer = _ElsewhereBuyer(
+            serving,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=intent_id,
+            budget=BUDGET,
+            tick_ms=1,
+            planned_ticks=PLANNED,
+            max_ticks=10,
+        )
+        buyer.control_url = other
+        try:
+            with contextlib.suppress(Exception):
+                await buyer.run()
+            refused = await buyer._post("vouchers", {"voucher": {"signer_public_key_b58": "x"}})
+        finally:
+            await buyer.aclose()
+    assert refused.status_code == 404
+    assert refused.json()["code"] == "NOT_FOUND"

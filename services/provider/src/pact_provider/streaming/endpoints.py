@@ -42,14 +42,14 @@ async def open_stream(request: Request, runtime: RuntimeDep) -> StreamingRespons
 async def stream_voucher(intent_id: str, request: Request, runtime: RuntimeDep) -> Response:
     body = await _body(request, runtime)
     return Response(
-        json_bytes(runtime.streamer.voucher(intent_id, body.get("voucher"))), media_type=_JSON
+        json_bytes(await runtime.streamer.voucher(intent_id, body.get("voucher"))), media_type=_JSON
     )
 
 
 async def stream_stop(intent_id: str, request: Request, runtime: RuntimeDep) -> Response:
     body = await _body(request, runtime)
     return Response(
-        json_bytes(runtime.streamer.stop(intent_id, body.get("stop"))), media_type=_JSON
+        json_bytes(await runtime.streamer.stop(intent_id, body.get("stop"))), media_type=_JSON
     )
 
 
@@ -71,8 +71,9 @@ def build_router() -> APIRouter:
         stream_voucher,
         methods=["POST"],
         summary="{voucher: buyer-signed STREAM_VOUCHER} → the ticks paid so far",
-        description="Cumulative: a lower or equal voucher changes nothing. Must reach the "
-        "replica serving the stream (404 elsewhere).",
+        description="Cumulative: a lower or equal voucher changes nothing. Any replica takes "
+        "it when the replicas share a quote store (answered once stored); without one it must "
+        "reach the replica serving the stream (404 elsewhere).",
         response_class=Response,
     )
     router.add_api_route(
