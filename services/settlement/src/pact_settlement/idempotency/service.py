@@ -65,6 +65,26 @@ class IdempotencyService:
             flush=flush,
         )
 
+    async def record_answered(
+        self,
+        scope: str,
+        key: str,
+        request_fingerprint: str,
+        resource_id: str | None,
+        status_code: int,
+        response: dict[str, Any],
+    ) -> IdempotencyKey:
+        """:meth:`record` and :meth:`complete` in one write, for a request whose answer is
+        known before its transaction commits (the caller holds the named lock on the key)."""
+        return await self.repo.insert_completed(
+            scope=scope,
+            key=key,
+            fingerprint=request_fingerprint,
+            resource_id=resource_id,
+            status_code=status_code,
+            response=response,
+        )
+
     async def incomplete(self, scope: str, key: str) -> IdempotencyKey | None:
         """The record of ``(scope, key)`` if it has no answer yet (its request answered while
         the outcome was still unknown)."""

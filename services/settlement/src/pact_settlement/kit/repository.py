@@ -5,12 +5,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Generic, Self, TypeVar, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Table, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.db.base import Base
 
-__all__ = ["RepositoryBase"]
+__all__ = ["RepositoryBase", "insert_columns", "insert_params"]
+
+
+def insert_columns(model: type[object]) -> tuple[tuple[str, str], ...]:
+    """``(column, attribute)`` for every column of ``model``'s table but the one the database
+    numbers itself (an autoincrement key): what a plain INSERT of one of its objects writes.
+    Read from the table, so a column added to the model is written, never silently dropped."""
+    mapper = inspect(model)
+    table = cast(Table, mapper.local_table)
+    return tuple(
+        (column.key, mapper.get_property_by_column(column).key)
+        for column in table.columns
+        if column is not table.autoincrement_column
+    )
+
+
+def insert_params(obj: object, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The INSERT parameters of ``obj``: one per column of :func:`insert_columns`."""
+    return {column: getattr(obj, attribute) for column, attribute in columns}
+
 
 M = TypeVar("M", bound=Base)
 

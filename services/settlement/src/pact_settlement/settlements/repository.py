@@ -8,12 +8,12 @@ import functools
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, tuple_, update
 
 from pact_settlement.kit.ids import is_our_id
-from pact_settlement.kit.repository import RepositoryBase
+from pact_settlement.kit.repository import RepositoryBase, insert_columns, insert_params
 from pact_settlement.rails.models import RailOperation
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 
@@ -91,8 +91,21 @@ _APPEND_EVENT = (
 )
 
 
+_SETTLEMENTS = cast(Table, Settlement.__table__)
+_SETTLEMENT_COLUMNS = insert_columns(Settlement)
+_EVENTS = cast(Table, SettlementEvent.__table__)
+_EVENT_INSERT_COLUMNS = insert_columns(SettlementEvent)
+
+
 class SettlementRepository(RepositoryBase[Settlement]):
     model = Settlement
+
+    async def insert_now(self, settlement: Settlement) -> None:
+        """One INSERT of every column, outside the unit of work: ``settlement`` stays a plain
+        object the session does not track (the create writes it once, in its final state)."""
+        await self.session.execute(
+            insert(_SETTLEMENTS), insert_params(settlement, _SETTLEMENT_COLUMNS)
+        )
 
     async def get_by_buyer_intent(self, buyer: str, intent_id: str) -> Settlement | None:
         """The buyer's settlement for ``intent_id`` (unique per buyer)."""
@@ -268,6 +281,13 @@ class SettlementEventRepository(RepositoryBase[SettlementEvent]):
         params["p_settlement_id"] = settlement_id
         params["p_data"] = values.get("data") or {}
         return (await self.session.scalars(_APPEND_EVENT, params)).one()
+
+    async def insert_now(self, events: list[SettlementEvent]) -> None:
+        """The events, numbered by the caller, in one INSERT outside the unit of work (a new
+        settlement's first events: nobody else can append to it yet)."""
+        await self.session.execute(
+            insert(_EVENTS), [insert_params(e, _EVENT_INSERT_COLUMNS) for e in events]
+        )
 
     async def for_settlement(self, settlement_id: str) -> list[SettlementEvent]:
         return await self.get_all(_EVENTS_OF, {"settlement_id": settlement_id})
