@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, select
 
 from pact_settlement.idempotency.models import IdempotencyKey
 from pact_settlement.kit.ids import new_id
-from pact_settlement.kit.repository import RepositoryBase, insert_columns, insert_params
+from pact_settlement.kit.repository import (
+    RepositoryBase,
+    insert_columns,
+    insert_params,
+    insert_rows,
+)
 from pact_settlement.kit.time import session_now
 
 __all__ = ["IdempotencyRepository"]
@@ -69,7 +74,7 @@ class IdempotencyRepository(RepositoryBase[IdempotencyKey]):
             created_at=now,
             completed_at=now,
         )
-        await self.session.execute(insert(_IDEMPOTENCY_KEYS), insert_params(row, _COLUMNS))
+        await insert_rows(self.session, _IDEMPOTENCY_KEYS, [insert_params(row, _COLUMNS)])
         return row
 
     async def complete(

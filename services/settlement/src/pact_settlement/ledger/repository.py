@@ -6,12 +6,19 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
 from pact_settlement.kit.ids import new_id
-from pact_settlement.kit.repository import RepositoryBase, insert_columns, insert_params
+from pact_settlement.kit.repository import (
+    RepositoryBase,
+    in_batch,
+    insert_columns,
+    insert_params,
+    insert_rows,
+    update_row,
+)
 from pact_settlement.kit.time import session_now
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
 
@@ -114,18 +121,27 @@ class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
         if not balances:
             return
         now = session_now(self.session)
-        await self.session.execute(
-            _SET_BALANCES,
-            [
-                {
-                    "b_account_id": account.id,
-                    "b_available": available,
-                    "b_locked": locked,
-                    "b_now": now,
-                }
-                for account, available, locked in balances
-            ],
-        )
+        if in_batch(self.session):
+            for account, available, locked in balances:
+                await update_row(
+                    self.session,
+                    _ACCOUNTS,
+                    account.id,
+                    {"available": available, "locked": locked, "updated_at": now},
+                )
+        else:
+            await self.session.execute(
+                _SET_BALANCES,
+                [
+                    {
+                        "b_account_id": account.id,
+                        "b_available": available,
+                        "b_locked": locked,
+                        "b_now": now,
+                    }
+                    for account, available, locked in balances
+                ],
+            )
         # The UPDATE above wrote them: record them as the loaded values, so the next flush
         # does not write the same row a second time.
         for account, available, locked in balances:
@@ -168,9 +184,11 @@ class JournalRepository(RepositoryBase[JournalTransaction]):
         """Two plain INSERTs (the legs in one statement). The ORM's unit of work is skipped on
         purpose: a posting is written once and never changed, and the flush machinery cost
         more than the statements; the objects stay outside the session, for reading only."""
-        await self.session.execute(
-            insert(_JOURNAL_TRANSACTIONS), insert_params(transaction, _TRANSACTION_COLUMNS)
+        await insert_rows(
+            self.session,
+            _JOURNAL_TRANSACTIONS,
+            [insert_params(transaction, _TRANSACTION_COLUMNS)],
         )
-        await self.session.execute(
-            insert(_JOURNAL_LEGS), [insert_params(leg, _LEG_COLUMNS) for leg in legs]
+        await insert_rows(
+            self.session, _JOURNAL_LEGS, [insert_params(leg, _LEG_COLUMNS) for leg in legs]
         )

@@ -7,10 +7,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, or_, select
+from sqlalchemy import Table, or_, select
 
 from pact_settlement.kit.ids import new_id
-from pact_settlement.kit.repository import RepositoryBase, insert_columns, insert_params
+from pact_settlement.kit.repository import (
+    RepositoryBase,
+    insert_columns,
+    insert_params,
+    insert_rows,
+)
 from pact_settlement.kit.time import session_now
 from pact_settlement.rails.base import RailOpStatus, RailStep
 from pact_settlement.rails.models import RailOperation
@@ -94,7 +99,7 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
             updated_at=now,
             resolved_at=now,
         )
-        await self.session.execute(insert(_RAIL_OPERATIONS), insert_params(op, _OP_COLUMNS))
+        await insert_rows(self.session, _RAIL_OPERATIONS, [insert_params(op, _OP_COLUMNS)])
         return op
 
     async def reopen(

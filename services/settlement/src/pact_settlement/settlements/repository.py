@@ -13,7 +13,12 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, tuple_, update
 
 from pact_settlement.kit.ids import is_our_id
-from pact_settlement.kit.repository import RepositoryBase, insert_columns, insert_params
+from pact_settlement.kit.repository import (
+    RepositoryBase,
+    insert_columns,
+    insert_params,
+    insert_rows,
+)
 from pact_settlement.rails.models import RailOperation
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 
@@ -103,8 +108,8 @@ class SettlementRepository(RepositoryBase[Settlement]):
     async def insert_now(self, settlement: Settlement) -> None:
         """One INSERT of every column, outside the unit of work: ``settlement`` stays a plain
         object the session does not track (the create writes it once, in its final state)."""
-        await self.session.execute(
-            insert(_SETTLEMENTS), insert_params(settlement, _SETTLEMENT_COLUMNS)
+        await insert_rows(
+            self.session, _SETTLEMENTS, [insert_params(settlement, _SETTLEMENT_COLUMNS)]
         )
 
     async def get_by_buyer_intent(self, buyer: str, intent_id: str) -> Settlement | None:
@@ -285,8 +290,8 @@ class SettlementEventRepository(RepositoryBase[SettlementEvent]):
     async def insert_now(self, events: list[SettlementEvent]) -> None:
         """The events, numbered by the caller, in one INSERT outside the unit of work (a new
         settlement's first events: nobody else can append to it yet)."""
-        await self.session.execute(
-            insert(_EVENTS), [insert_params(e, _EVENT_INSERT_COLUMNS) for e in events]
+        await insert_rows(
+            self.session, _EVENTS, [insert_params(e, _EVENT_INSERT_COLUMNS) for e in events]
         )
 
     async def for_settlement(self, settlement_id: str) -> list[SettlementEvent]:

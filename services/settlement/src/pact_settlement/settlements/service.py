@@ -47,6 +47,7 @@ from pact_settlement.kit.errors import (
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.observability import Metrics
+from pact_settlement.kit.repository import batched_writes
 from pact_settlement.kit.time import from_ms
 from pact_settlement.rails.base import (
     PartialReleaseRail,
@@ -316,13 +317,27 @@ class SettlementService:
             rail=rail_impl,
         )
         if not isinstance(rail_impl, PreparingRail):
-            # The ledger: settlement, lock and answer written at once, in their final state.
+            # The ledger: settlement, lock and answer written at once, in their final state,
+            # as one statement (batched_writes) after the checks and reads.
+            view: SettlementRead | None = None
             with _duplicate_intent(verified):
-                done = await executor.run_on_new(settlement, plan, created=created)
-            if done is not None:
-                return await self._answer_at_once(
-                    settlement, done[1], verified, idempotency_key, request_fp
+                async with batched_writes(self.session):
+                    done = await executor.run_on_new(settlement, plan, created=created)
+                    if done is not None:
+                        view = await self._answer_at_once(
+                            settlement, done[1], verified, idempotency_key, request_fp
+                        )
+            if view is not None:
+                self.metrics.settlements.labels("created", settlement.rail).inc()
+                log.info(
+                    "settlement.locked",
+                    intent_id=settlement.intent_id,
+                    settlement_id=settlement.id,
+                    rail=settlement.rail,
+                    amount=decimal_text(settlement.amount),
+                    bond_locked=decimal_text(settlement.bond_locked),
                 )
+                return CreateResult(view, created=True)
         await self._record(settlement, verified, created, actor, request_id)
         if isinstance(rail_impl, PreparingRail):
             # In the recording transaction, before anything is committed or sent: a refusal
@@ -415,7 +430,7 @@ class SettlementService:
         verified: VerifiedAccept,
         idempotency_key: str,
         request_fp: str,
-    ) -> CreateResult:
+    ) -> SettlementRead:
         """The rest of a create whose lock was made with the settlement
         (:meth:`RailStepExecutor.run_on_new`): the transcripts, and the idempotency record
         written once with its 201 answer."""
@@ -429,16 +444,7 @@ class SettlementService:
             201,
             view.model_dump(mode="json"),
         )
-        self.metrics.settlements.labels("created", settlement.rail).inc()
-        log.info(
-            "settlement.locked",
-            intent_id=settlement.intent_id,
-            settlement_id=settlement.id,
-            rail=settlement.rail,
-            amount=decimal_text(settlement.amount),
-            bond_locked=decimal_text(settlement.bond_locked),
-        )
-        return CreateResult(view, created=True)
+        return view
 
     def _transcripts(
         self, settlement: Settlement, verified: VerifiedAccept

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any, cast
 
 from pact_schema import canonical_json
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 
 from pact_settlement.kit.ids import new_id
-from pact_settlement.kit.repository import RepositoryBase, insert_columns, insert_params
+from pact_settlement.kit.repository import (
+    RepositoryBase,
+    insert_columns,
+    insert_params,
+    insert_rows,
+)
 from pact_settlement.kit.time import session_now
 from pact_settlement.transcripts.models import Transcript
 
@@ -47,8 +52,8 @@ class TranscriptRepository(RepositoryBase[Transcript]):
     async def insert_now(self, rows: list[Transcript]) -> None:
         """Write entries made by :meth:`entry` at once, in one INSERT, outside the unit of
         work (the create's transcripts: written once, never changed)."""
-        await self.session.execute(
-            insert(_TRANSCRIPTS), [insert_params(row, _TRANSCRIPT_COLUMNS) for row in rows]
+        await insert_rows(
+            self.session, _TRANSCRIPTS, [insert_params(row, _TRANSCRIPT_COLUMNS) for row in rows]
         )
 
     def entry(
