@@ -104,6 +104,10 @@ def settlement_env(target: PgTarget, database: str) -> dict[str, str]:
         # bond held, every create would also lock the one seller's account row, and the bench
         # would measure that row's queue (and, without a funded seller, 402 refusals).
         "PACT_SETTLEMENT_REQUIRE_SELLER_BOND": "false",
+        # Each worker keeps as many connections as it can have requests in flight (32 callers
+        # over the default 2 workers): above DB_POOL_SIZE every request opens an overflow
+        # connection and closes it after, a new backend and cold statement caches per create.
+        "PACT_SETTLEMENT_DB_POOL_SIZE": "16",
     }
 
 
