@@ -22,13 +22,13 @@ from pact_settlement.settlements.models import Settlement, SettlementEvent
 from sqlalchemy import event, select
 
 #: What a ledger create sends on Postgres: the named locks, the idempotency and intent
-#: lookups, the accounts row-locked, the webhook endpoints, then ONE statement writing the
-#: settlement, its 2 events, the journal transaction and its legs, the balances, the rail
-#: operation, the 2 transcripts and the idempotency record with its answer.
-POSTGRES_STATEMENTS = 6
-#: On SQLite: BEGIN IMMEDIATE, no named locks, the same 4 reads, then the writes one by one
+#: lookups (one statement), the accounts row-locked, the webhook endpoints, then ONE statement
+#: writing the settlement, its 2 events, the journal transaction and its legs, the balances,
+#: the rail operation, the 2 transcripts and the idempotency record with its answer.
+POSTGRES_STATEMENTS = 5
+#: On SQLite: BEGIN IMMEDIATE, no named locks, the same 3 reads, then the writes one by one
 #: (8 INSERTs and an UPDATE per account: 2 with the seller's bond).
-SQLITE_MAX_STATEMENTS = 14
+SQLITE_MAX_STATEMENTS = 13
 
 
 @contextmanager

@@ -38,7 +38,12 @@ class IdempotencyService:
         self.repo = IdempotencyRepository.from_session(session)
 
     async def lookup(self, scope: str, key: str, request_fingerprint: str) -> IdempotencyKey | None:
-        row = await self.repo.find(scope, key)
+        return self.check(await self.repo.find(scope, key), request_fingerprint)
+
+    @staticmethod
+    def check(row: IdempotencyKey | None, request_fingerprint: str) -> IdempotencyKey | None:
+        """``row`` (the record of the request's key, read by the caller), or 409 when the key
+        was used with a different request body."""
         if row is not None and row.fingerprint != request_fingerprint:
             raise ConflictError(
                 "this Idempotency-Key was already used with a different request body",

@@ -10,8 +10,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, func, insert, literal, or_, select, tuple_, update
 
+from pact_settlement.idempotency.models import IdempotencyKey
 from pact_settlement.kit.ids import is_our_id
 from pact_settlement.kit.repository import (
     RepositoryBase,
@@ -51,6 +52,23 @@ _BY_BUYER_INTENT = select(Settlement).where(
 )
 _BY_ID = select(Settlement).where(Settlement.id == bindparam("settlement_id"))
 _BY_ID_FOR_UPDATE = _BY_ID.with_for_update().execution_options(populate_existing=True)
+# A create's two lookups in one round trip: the record of its Idempotency-Key and the buyer's
+# settlement for its intent id (each unique, so one row, NULLs where there is none).
+_ONE = select(literal(1).label("one")).subquery("one")
+_REQUEST_AND_INTENT = (
+    select(IdempotencyKey, Settlement)
+    .select_from(_ONE)
+    .outerjoin(
+        IdempotencyKey,
+        and_(IdempotencyKey.scope == bindparam("scope"), IdempotencyKey.key == bindparam("key")),
+    )
+    .outerjoin(
+        Settlement,
+        and_(
+            Settlement.buyer == bindparam("buyer"), Settlement.intent_id == bindparam("intent_id")
+        ),
+    )
+)
 _EVENTS_OF = (
     select(SettlementEvent)
     .where(SettlementEvent.settlement_id == bindparam("settlement_id"))
@@ -117,6 +135,19 @@ class SettlementRepository(RepositoryBase[Settlement]):
         return await self.get_one_or_none(
             _BY_BUYER_INTENT, {"buyer": buyer, "intent_id": intent_id}
         )
+
+    async def request_and_intent(
+        self, scope: str, key: str, buyer: str, intent_id: str
+    ) -> tuple[IdempotencyKey | None, Settlement | None]:
+        """The idempotency record ``(scope, key)`` and the buyer's settlement for
+        ``intent_id``, each ``None`` when there is none, in one statement."""
+        row = (
+            await self.session.execute(
+                _REQUEST_AND_INTENT,
+                {"scope": scope, "key": key, "buyer": buyer, "intent_id": intent_id},
+            )
+        ).one()
+        return row[0], row[1]
 
     async def find_by_intent(
         self, intent_id: str, *, buyer: str | None = None, seller: str | None = None, limit: int = 2

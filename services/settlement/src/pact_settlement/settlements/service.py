@@ -397,14 +397,25 @@ class SettlementService:
         """``(replay, existing)``: the settlement an identical earlier request made (answer it
         again), else the settlement the same buyer already has for the intent id, made by a
         different request (a 409 once the new request is verified), else ``(None, None)``."""
-        row = await self.idempotency.lookup(CREATE_SCOPE, idempotency_key, request_fp)
+        by_intent: Settlement | None = None
+        if hint is None:
+            row = await self.idempotency.lookup(CREATE_SCOPE, idempotency_key, request_fp)
+        else:  # both lookups in one round trip
+            row, by_intent = await self.settlements.request_and_intent(
+                CREATE_SCOPE, idempotency_key, *hint
+            )
+            IdempotencyService.check(row, request_fp)
         settlement: Settlement | None = None
         existing: Settlement | None = None
         if row is not None and row.resource_id is not None:
-            settlement = await self.settlements.get_by_id(row.resource_id)
-        elif hint is not None:
-            existing = await self.settlements.get_by_buyer_intent(*hint)
-            if existing is not None and existing.request_fingerprint == request_fp:
+            settlement = (
+                by_intent
+                if by_intent is not None and by_intent.id == row.resource_id
+                else await self.settlements.get_by_id(row.resource_id)
+            )
+        elif by_intent is not None:
+            existing = by_intent
+            if existing.request_fingerprint == request_fp:
                 settlement, existing = existing, None
         if settlement is None:
             return None, existing
