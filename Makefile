@@ -34,7 +34,7 @@ PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup
 # 13 CPU-seconds per test worker and seconds per service process (bench/results/findings.md).
 PYTEST_ENV = env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX="$(CURDIR)/.dev/pycache" UV="$(UV)"
 
-.PHONY: help install install-dev install-browser run demo test test-fast lint fmt bench check-deploy clean
+.PHONY: help install install-dev install-browser run demo test test-fast lint fmt bench bench-settlement check-deploy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -101,6 +101,10 @@ fmt: $(DEV_STAMP) ## format and auto-fix
 bench: $(DEV_STAMP) ## benchmarks (never part of `make test`); tables in bench/results/
 	$(UV) sync --frozen --all-packages --group bench
 	$(UV) run --frozen --no-sync --group bench python -m bench
+
+bench-settlement: $(DEV_STAMP) ## the settlement suite alone: creates/s, p50/p99, CPU and round trips per create at 1/8/32 callers beside the create_shape.sql ceiling
+	$(UV) sync --frozen --all-packages --group bench
+	$(UV) run --frozen --no-sync --group bench python -m bench settlement
 
 clean: ## remove local state (dev keys, SQLite files, caches, install stamps)
 	rm -rf .dev .pytest_cache .mypy_cache .ruff_cache $(RUNTIME_STAMP) $(DEV_STAMP) $(NPM_STAMPS)

@@ -185,14 +185,28 @@ def settlement_section(doc: dict[str, Any]) -> list[str]:
         )
         + f". Pinning: {c['pinning']}.",
         "",
-        "| callers | creates/s | p50 ms | p99 ms | non-2xx | server CPU ms/create |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| callers | creates/s | p50 ms | p99 ms | non-2xx | server CPU ms/create "
+        "| Postgres CPU ms/create | creates ÷ same-shape tps |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lv in s["levels"]:
         lines.append(
             f"| {lv['clients']} | {_f(lv['settlement_rps'])} | {_f(lv['p50_ms'])} | "
-            f"{_f(lv['p99_ms'])} | {lv['non2xx']} | {_f(lv['cpu_ms_per_create'])} |"
+            f"{_f(lv['p99_ms'])} | {lv['non2xx']} | {_f(lv['cpu_ms_per_create'])} | "
+            f"{_f(lv.get('postgres_cpu_ms_per_create'), 2)} | {_f(lv.get('ratio_shape'), 3)} |"
         )
+    rt = s.get("round_trips") or {}
+    if rt:
+        lines += [
+            "",
+            f"**Round trips per create: {_f(rt['round_trips_per_create'])}**; **Python CPU per "
+            f"create: {_f(rt['python_cpu_ms_per_create'], 2)} ms** ({rt['creates']} creates, one "
+            "worker, one caller, the service's database connections relayed through "
+            "`bench/rtproxy.py`, which counts each time a client speaks after the server; "
+            f"{_f(rt['idle_round_trips_per_s'])}/s of the idle service's own polls subtracted). "
+            "Both depend on the code, not on the machine's load. Postgres CPU per create sums "
+            "the service's backends (`application_name` pact-settlement) from `/proc`.",
+        ]
     lines += [
         "",
         "| callers | TPC-B tps | p50 ms | p99 ms | failed | creates ÷ TPC-B tps | target ≥ 0.5 "

@@ -65,11 +65,13 @@ from bench.common import (
 from bench.pg import (
     PgTarget,
     execute,
+    fetch,
     have_pgbench,
     pg_server_version,
     run_cli,
     scratch_database,
 )
+from bench.rtproxy import RoundTripProxy
 
 DATABASE = "pact_bench"
 PROVIDER = Keypair(bytes(range(150, 182)))  # the same key the provider bench signs with
@@ -82,6 +84,9 @@ TARGET_RATIO = 0.5
 VALID_MS = 3_600_000  # quotes and ACCEPTs signed before the run stay valid for an hour
 SHAPE_SCRIPT = BENCH_DIR / "create_shape.sql"
 SHAPE_BUYERS = 128  # the script's buyers: owners shape-buyer-<32 digits>, seeded before it runs
+APP_NAME = "pact-settlement"  # the service's application_name on its Postgres connections
+RT_WARM = 60  # creates through the round-trip proxy before counting (pool, statement caches)
+RT_COUNT = 300  # creates counted through the proxy, one caller, one worker
 
 
 # --- the settlement server ---------------------------------------------------------------
@@ -95,6 +100,14 @@ def settlement_env(target: PgTarget, database: str) -> dict[str, str]:
         "PACT_SETTLEMENT_ADMIN_TOKEN": ADMIN_TOKEN,
         "PACT_SETTLEMENT_PROVIDER_KEYS": PROVIDER.public_key_b58,
         "PACT_SETTLEMENT_LOG_LEVEL": "INFO",
+        # create_shape.sql, the ceiling, locks the buyer's funds only (bond_locked 0); with the
+        # bond held, every create would also lock the one seller's account row, and the bench
+        # would measure that row's queue (and, without a funded seller, 402 refusals).
+        "PACT_SETTLEMENT_REQUIRE_SELLER_BOND": "false",
+        # Each worker keeps as many connections as it can have requests in flight (32 callers
+        # over the default 2 workers): above DB_POOL_SIZE every request opens an overflow
+        # connection and closes it after, a new backend and cold statement caches per create.
+        "PACT_SETTLEMENT_DB_POOL_SIZE": "16",
     }
 
 
@@ -370,6 +383,86 @@ def seed_shape_buyers(target: PgTarget, database: str) -> str:
     return f'{shell_line(["psql", *target.cli_args(), "-d", database])} -c "{sql}"'
 
 
+# --- Postgres CPU and round trips per create ------------------------------------------------
+
+
+def backend_cpu(target: PgTarget, database: str) -> dict[int, float]:
+    """CPU seconds so far of each Postgres backend serving the service in ``database`` (by
+    ``application_name``), read from ``/proc`` (Postgres runs on this machine)."""
+    import asyncio
+
+    rows = asyncio.run(
+        fetch(
+            target,
+            database,
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+            database,
+            APP_NAME,
+        )
+    )
+    out: dict[int, float] = {}
+    for row in rows:
+        pid = int(row["pid"])
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def backend_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU the backends used between two readings (a backend that started in between counts
+    in full; one that ended in between is lost, which the pool makes rare)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def round_trip_phase(
+    target: PgTarget, database: str, work: Path, run_tag: str, first: int
+) -> dict[str, Any]:
+    """One worker, one caller, ``RT_COUNT`` creates with the service's database connections
+    relayed through :class:`~bench.rtproxy.RoundTripProxy`: round trips per create (with
+    ``BEGIN``/``COMMIT``, pre-pings and prepares), and the worker's Python CPU per create
+    measured alone. Both are properties of the code, not of the machine's load. The round
+    trips the idle service makes on its own (its background workers' polls) over the same
+    time are measured first and subtracted."""
+    with RoundTripProxy(target.host, target.port) as proxy:
+        proxied = PgTarget("127.0.0.1", proxy.port, target.user)
+        env = settlement_env(proxied, database)
+        server = settlement_server(env, work, name="settlement-rt", workers=1)
+        with server:
+            wait_ready(server)
+            port = port_of(server)
+            fire(
+                port,
+                write_accepts(work / "rt-warm.jsonl", first, RT_WARM, run=run_tag + "r"),
+                connections=1,
+            )
+            pool = write_accepts(work / "rt.jsonl", first + RT_WARM, RT_COUNT, run=run_tag + "r")
+            idle_start, idle_t0 = proxy.round_trips, time.monotonic()
+            time.sleep(3.0)
+            idle_rate = (proxy.round_trips - idle_start) / (time.monotonic() - idle_t0)
+            cpu0, rt0, t0 = tree_cpu_seconds(server.pid), proxy.round_trips, time.monotonic()
+            result = fire(port, pool, connections=1)
+            elapsed = time.monotonic() - t0
+            cpu = tree_cpu_seconds(server.pid) - cpu0
+            trips = proxy.round_trips - rt0 - idle_rate * elapsed
+    creates = max(1, result["requests"] - result["non200"] - result["socket_errors"])
+    out = {
+        "creates": creates,
+        "statuses": result["statuses"],
+        "round_trips_per_create": round(trips / creates, 2),
+        "idle_round_trips_per_s": round(idle_rate, 2),
+        "python_cpu_ms_per_create": round(1000 * cpu / creates, 2),
+    }
+    log(
+        f"round trips: {out['round_trips_per_create']:.1f} per create "
+        f"(idle {idle_rate:.1f}/s subtracted), Python CPU {out['python_cpu_ms_per_create']:.2f} "
+        f"ms per create (1 worker, 1 caller, statuses {result['statuses']})"
+    )
+    return out
+
+
 # --- the suite -----------------------------------------------------------------------------
 
 
@@ -417,8 +510,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 pool = write_accepts(work / f"c{clients}.jsonl", first, count, run=run_tag)
                 first += count
                 cpu_before = tree_cpu_seconds(server.pid)
+                pg_before = backend_cpu(target, args.database)
                 result = fire(port, pool, connections=clients, duration_s=args.pg_seconds)
                 result["server_cpu_s"] = round(tree_cpu_seconds(server.pid) - cpu_before, 2)
+                result["postgres_cpu_s"] = round(
+                    backend_cpu_delta(pg_before, backend_cpu(target, args.database)), 2
+                )
                 result.pop("command", None)
                 level: dict[str, Any] = {"clients": clients, "settlement": result}
                 log(
@@ -467,6 +564,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             if args.profile:
                 profile = _profile(server, work, run_tag, first, rate, args)
+                first += math.ceil(rate * 2 * (args.profile_seconds + 2))
+        round_trips = round_trip_phase(target, args.database, work, run_tag, first)
         overhead = client_overhead(work, _clients(args))
     summary: dict[str, Any] = {
         "levels": [
@@ -478,6 +577,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "non2xx": lv["settlement"]["non200"] + lv["settlement"]["socket_errors"],
                 "cpu_ms_per_create": round(
                     1000 * lv["settlement"]["server_cpu_s"] / max(1, lv["settlement"]["requests"]),
+                    2,
+                ),
+                "postgres_cpu_ms_per_create": round(
+                    1000
+                    * lv["settlement"].get("postgres_cpu_s", 0.0)
+                    / max(1, lv["settlement"]["requests"]),
                     2,
                 ),
                 "pgbench_tps": round(lv.get("pgbench", {}).get("tps", 0.0), 1),
@@ -494,6 +599,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for lv in levels
         ],
     }
+    summary["round_trips"] = round_trips
     summary["pass"] = {
         f"ratio_c{lv['clients']}": (lv["ratio"] or 0) >= TARGET_RATIO
         for lv in summary["levels"]

@@ -33,6 +33,7 @@ class RecordingSession:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.info: dict[str, Any] = {}  # AsyncSession.info (no write batch open)
 
     async def execute(self, statement: Any, params: Any = None) -> None:
         self.calls.append((statement.table.name, params))

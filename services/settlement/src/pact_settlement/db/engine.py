@@ -72,7 +72,10 @@ def make_engine(
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         "pool_timeout": pool_timeout_s,
-        "pool_pre_ping": True,
+        # No pre-ping (a round trip on every checkout): a connection the server closed while
+        # it sat in the pool fails its first statement, which the session runs again once on
+        # a fresh connection (kit.time.ClockedSession); the error also invalidates the pool.
+        "pool_pre_ping": False,
     }
     server_settings = {"application_name": "pact-settlement"}
     if lock_timeout_ms:

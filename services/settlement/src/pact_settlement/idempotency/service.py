@@ -38,7 +38,12 @@ class IdempotencyService:
         self.repo = IdempotencyRepository.from_session(session)
 
     async def lookup(self, scope: str, key: str, request_fingerprint: str) -> IdempotencyKey | None:
-        row = await self.repo.find(scope, key)
+        return self.check(await self.repo.find(scope, key), request_fingerprint)
+
+    @staticmethod
+    def check(row: IdempotencyKey | None, request_fingerprint: str) -> IdempotencyKey | None:
+        """``row`` (the record of the request's key, read by the caller), or 409 when the key
+        was used with a different request body."""
         if row is not None and row.fingerprint != request_fingerprint:
             raise ConflictError(
                 "this Idempotency-Key was already used with a different request body",
@@ -63,6 +68,26 @@ class IdempotencyService:
             fingerprint=request_fingerprint,
             resource_id=resource_id,
             flush=flush,
+        )
+
+    async def record_answered(
+        self,
+        scope: str,
+        key: str,
+        request_fingerprint: str,
+        resource_id: str | None,
+        status_code: int,
+        response: dict[str, Any],
+    ) -> IdempotencyKey:
+        """:meth:`record` and :meth:`complete` in one write, for a request whose answer is
+        known before its transaction commits (the caller holds the named lock on the key)."""
+        return await self.repo.insert_completed(
+            scope=scope,
+            key=key,
+            fingerprint=request_fingerprint,
+            resource_id=resource_id,
+            status_code=status_code,
+            response=response,
         )
 
     async def incomplete(self, scope: str, key: str) -> IdempotencyKey | None:

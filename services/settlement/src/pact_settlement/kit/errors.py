@@ -37,6 +37,7 @@ __all__ = [
     "database_outage",
     "install_error_handlers",
     "is_unavailable",
+    "lost_connection",
     "problem_response",
     "problem_type",
     "settlement_problem",
@@ -272,6 +273,24 @@ def database_outage(exc: BaseException) -> Outage | None:
     if isinstance(exc, ConnectionError | OSError):
         return Outage.UNREACHABLE
     return None
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection was already dead when used (the server restarted or
+    dropped it while it sat in the pool): retrying on a fresh connection is safe and should
+    work. Not a timeout (the server may be frozen: waiting again would double the wait) and
+    not a refusal (read-only, disk full: a fresh connection is refused the same way)."""
+    if not isinstance(exc, DBAPIError) or not exc.connection_invalidated:
+        return False
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TimeoutError):
+            return False
+        seen.add(id(current))
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return database_outage(exc) is Outage.UNREACHABLE
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 from pact_schema.clock import Clock, to_datetime
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 from sqlalchemy.types import TypeDecorator
@@ -64,7 +65,26 @@ def to_ms(value: datetime) -> int:
 
 
 class ClockedSession(Session):
-    """A session that stamps the insert-time columns of new rows from its clock."""
+    """A session that stamps the insert-time columns of new rows from its clock, and that
+    retries the first statement of a transaction once when its pooled connection turns out to
+    be dead (the server restarted or dropped it): instead of the pool's pre-ping, a round
+    trip before every checkout, a dead connection costs one failed statement, once. Nothing
+    ran in the transaction before that statement, so running it again on a fresh connection
+    is the same request; timeouts and refusals are not retried
+    (:func:`pact_settlement.kit.errors.lost_connection`)."""
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        if self.in_transaction():
+            return super().execute(*args, **kwargs)
+        try:
+            return super().execute(*args, **kwargs)
+        except DBAPIError as exc:
+            from pact_settlement.kit.errors import lost_connection
+
+            if not lost_connection(exc):
+                raise
+            self.rollback()
+            return super().execute(*args, **kwargs)
 
 
 @event.listens_for(ClockedSession, "before_flush")

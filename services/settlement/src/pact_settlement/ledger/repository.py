@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, inspect, select, tuple_, update
+from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
 from pact_settlement.kit.ids import new_id
-from pact_settlement.kit.repository import RepositoryBase
+from pact_settlement.kit.repository import (
+    RepositoryBase,
+    in_batch,
+    insert_columns,
+    insert_params,
+    insert_rows,
+    update_row,
+)
 from pact_settlement.kit.time import session_now
 from pact_settlement.ledger.models import JournalLeg, JournalTransaction, LedgerAccount
 
@@ -27,36 +34,20 @@ _ZERO = Decimal(0)
 
 #: An account is named by (owner, asset).
 AccountKey = tuple[str, str]
+_ACCOUNTS = cast(Table, LedgerAccount.__table__)
+# A Core UPDATE of the table (not the mapped class): with several parameter sets it is one
+# executemany, where the ORM would turn it into its per-row bulk UPDATE by primary key.
 _SET_BALANCES = (
-    update(LedgerAccount)
-    .where(LedgerAccount.id == bindparam("account_id"))
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("b_account_id"))
     .values(
-        available=bindparam("available"),
-        locked=bindparam("locked"),
-        updated_at=bindparam("now"),
+        available=bindparam("b_available"),
+        locked=bindparam("b_locked"),
+        updated_at=bindparam("b_now"),
     )
-    .execution_options(synchronize_session=False)
 )
 _JOURNAL_TRANSACTIONS = cast(Table, JournalTransaction.__table__)
 _JOURNAL_LEGS = cast(Table, JournalLeg.__table__)
-
-
-def insert_columns(model: type[object]) -> tuple[tuple[str, str], ...]:
-    """``(column, attribute)`` for every column of ``model``'s table but the one the database
-    numbers itself (an autoincrement key): what a plain INSERT of one of its objects writes.
-    Read from the table, so a column added to the model is written, never silently dropped."""
-    mapper = inspect(model)
-    table = cast(Table, mapper.local_table)
-    return tuple(
-        (column.key, mapper.get_property_by_column(column).key)
-        for column in table.columns
-        if column is not table.autoincrement_column
-    )
-
-
-def insert_params(obj: object, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """The INSERT parameters of ``obj``: one per column of :func:`insert_columns`."""
-    return {column: getattr(obj, attribute) for column, attribute in columns}
 
 
 _TRANSACTION_COLUMNS = insert_columns(JournalTransaction)
@@ -120,16 +111,43 @@ class LedgerAccountRepository(RepositoryBase[LedgerAccount]):
     async def set_balances(
         self, account: LedgerAccount, available: Decimal, locked: Decimal
     ) -> None:
+        await self.set_many_balances([(account, available, locked)])
+
+    async def set_many_balances(
+        self, balances: list[tuple[LedgerAccount, Decimal, Decimal]]
+    ) -> None:
+        """One UPDATE statement for all the accounts (one round trip: the driver sends every
+        row's parameters before it waits)."""
+        if not balances:
+            return
         now = session_now(self.session)
-        await self.session.execute(
-            _SET_BALANCES,
-            {"account_id": account.id, "available": available, "locked": locked, "now": now},
-        )
+        if in_batch(self.session):
+            for account, available, locked in balances:
+                await update_row(
+                    self.session,
+                    _ACCOUNTS,
+                    account.id,
+                    {"available": available, "locked": locked, "updated_at": now},
+                )
+        else:
+            await self.session.execute(
+                _SET_BALANCES,
+                [
+                    {
+                        "b_account_id": account.id,
+                        "b_available": available,
+                        "b_locked": locked,
+                        "b_now": now,
+                    }
+                    for account, available, locked in balances
+                ],
+            )
         # The UPDATE above wrote them: record them as the loaded values, so the next flush
         # does not write the same row a second time.
-        set_committed_value(account, "available", available)
-        set_committed_value(account, "locked", locked)
-        set_committed_value(account, "updated_at", now)
+        for account, available, locked in balances:
+            set_committed_value(account, "available", available)
+            set_committed_value(account, "locked", locked)
+            set_committed_value(account, "updated_at", now)
 
     async def all_accounts(self) -> list[LedgerAccount]:
         return await self.get_all(
@@ -166,9 +184,11 @@ class JournalRepository(RepositoryBase[JournalTransaction]):
         """Two plain INSERTs (the legs in one statement). The ORM's unit of work is skipped on
         purpose: a posting is written once and never changed, and the flush machinery cost
         more than the statements; the objects stay outside the session, for reading only."""
-        await self.session.execute(
-            insert(_JOURNAL_TRANSACTIONS), insert_params(transaction, _TRANSACTION_COLUMNS)
+        await insert_rows(
+            self.session,
+            _JOURNAL_TRANSACTIONS,
+            [insert_params(transaction, _TRANSACTION_COLUMNS)],
         )
-        await self.session.execute(
-            insert(_JOURNAL_LEGS), [insert_params(leg, _LEG_COLUMNS) for leg in legs]
+        await insert_rows(
+            self.session, _JOURNAL_LEGS, [insert_params(leg, _LEG_COLUMNS) for leg in legs]
         )

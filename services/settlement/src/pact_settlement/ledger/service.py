@@ -32,6 +32,7 @@ __all__ = [
     "EXTERNAL_ACCOUNT",
     "BalanceLimitExceededError",
     "Bucket",
+    "CheckedPosting",
     "InsufficientFundsError",
     "LedgerError",
     "LedgerService",
@@ -96,6 +97,19 @@ class Posting:
     asset: str
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedPosting:
+    """A posting :meth:`LedgerService.check` accepted: its accounts are row-locked in the
+    caller's transaction, nothing is written yet. ``transaction_id`` is the id
+    :meth:`LedgerService.write` will give the journal transaction (known before it exists, so
+    rows written first can refer to it)."""
+
+    transaction_id: str
+    postings: list[Posting]
+    accounts: dict[AccountKey, LedgerAccount]
+    balances: dict[AccountKey, tuple[Decimal, Decimal]]
+
+
 class LedgerService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -115,6 +129,22 @@ class LedgerService:
         existing = await self.journal.get_by_key(idempotency_key)
         if existing is not None:
             return existing, False
+        checked = await self.check(postings)
+        transaction = await self.write(
+            checked,
+            kind=kind,
+            idempotency_key=idempotency_key,
+            settlement_id=settlement_id,
+            memo=memo,
+        )
+        return transaction, True
+
+    async def check(self, postings: list[Posting]) -> CheckedPosting:
+        """The first half of :meth:`post`, for a key that cannot have been used (the caller
+        knows it is new): the postings validated, every touched account row-locked (opened
+        first if it is the owner's first movement of that asset) and the new balances
+        computed. Raises :class:`InsufficientFundsError` or
+        :class:`BalanceLimitExceededError` with nothing written; :meth:`write` writes it."""
         postings = [
             Posting(p.owner, p.bucket, to_money(p.amount), check_ledger_asset(p.asset))
             for p in postings
@@ -170,15 +200,29 @@ class LedgerService:
             if not fits(held):
                 raise BalanceLimitExceededError(owner, Bucket.LOCKED)
             new_balances[key] = (available, held)
+        return CheckedPosting(new_id("jtx"), postings, locked, new_balances)
 
+    async def write(
+        self,
+        checked: CheckedPosting,
+        *,
+        kind: str,
+        idempotency_key: str,
+        settlement_id: str | None = None,
+        memo: str | None = None,
+    ) -> JournalTransaction:
+        """The second half of :meth:`post`: the journal transaction (id
+        ``checked.transaction_id``), its legs and the new balances, in the caller's
+        transaction (three statements; the deferred trigger checks the legs at commit)."""
         transaction = JournalTransaction(
-            id=new_id("jtx"),
+            id=checked.transaction_id,
             kind=kind,
             idempotency_key=idempotency_key,
             settlement_id=settlement_id,
             memo=memo,
             created_at=session_now(self.session),
         )
+        locked = checked.accounts
         legs = [
             JournalLeg(
                 transaction_id=transaction.id,
@@ -187,12 +231,13 @@ class LedgerService:
                 amount=p.amount,
                 asset=p.asset,
             )
-            for p in postings
+            for p in checked.postings
         ]
         await self.journal.insert(transaction, legs)
-        for key, (available, held) in new_balances.items():
-            await self.accounts.set_balances(locked[key], available, held)
-        return transaction, True
+        await self.accounts.set_many_balances(
+            [(locked[key], available, held) for key, (available, held) in checked.balances.items()]
+        )
+        return transaction
 
     async def deposit(
         self, owner: str, amount: Decimal, *, asset: str, idempotency_key: str

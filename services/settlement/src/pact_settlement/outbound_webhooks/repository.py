@@ -19,12 +19,18 @@ __all__ = ["WebhookDeliveryRepository", "WebhookEndpointRepository"]
 _PENDING = DeliveryStatus.PENDING.value
 
 
+_ENABLED = select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))
+
+
 class WebhookEndpointRepository(RepositoryBase[WebhookEndpoint]):
     model = WebhookEndpoint
 
     async def subscribed(self, event_type: str) -> list[WebhookEndpoint]:
-        rows = await self.get_all(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)))
+        rows = await self.enabled()
         return [e for e in rows if not e.event_types or event_type in e.event_types]
+
+    async def enabled(self) -> list[WebhookEndpoint]:
+        return await self.get_all(_ENABLED)
 
     async def listed(self) -> list[WebhookEndpoint]:
         return await self.get_all(

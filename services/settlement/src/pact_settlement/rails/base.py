@@ -39,6 +39,8 @@ from typing import Any, Protocol, runtime_checkable
 from pact_schema import FailureCode
 
 __all__ = [
+    "CheckedMovement",
+    "CheckingRail",
     "CreditPayoutRail",
     "PartialReleaseRail",
     "PartyProfile",
@@ -246,4 +248,32 @@ class PartialReleaseRail(Protocol):
         """Pay the seller ``amount`` (0 < amount <= ``s.amount``) of the held amount, refund
         the buyer the remainder and return the seller's bond, as ONE operation, idempotent on
         ``key`` (a repeat returns the first call's result and moves nothing)."""
+        ...
+
+
+@runtime_checkable
+class CheckedMovement(Protocol):
+    """A movement a :class:`CheckingRail` accepted and has not written yet."""
+
+    @property
+    def reference(self) -> str:
+        """The rail's reference for the movement once written (known before it is)."""
+        ...
+
+    async def write(self) -> RailResult:
+        """Write the movement in the caller's transaction; it cannot be refused any more."""
+        ...
+
+
+@runtime_checkable
+class CheckingRail(Protocol):
+    """A ``transactional`` rail that can check a lock before writing anything: the settlement
+    executor's one-go create (``RailStepExecutor.run_on_new``) writes the settlement in its
+    locked state with the lock, never as ``pending`` first."""
+
+    async def check_lock(
+        self, settlement: RailSettlement, *, idempotency_key: str
+    ) -> CheckedMovement:
+        """The lock checked (its accounts row-locked in the caller's transaction), nothing
+        written; :class:`RailError` when the rail refuses it."""
         ...

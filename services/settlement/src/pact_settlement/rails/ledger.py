@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from pact_schema import FailureCode
@@ -9,9 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pact_settlement.kit.money import add, decimal_text, neg
-from pact_settlement.ledger.service import Bucket, InsufficientFundsError, LedgerService, Posting
+from pact_settlement.ledger.service import (
+    Bucket,
+    CheckedPosting,
+    InsufficientFundsError,
+    LedgerService,
+    Posting,
+)
 from pact_settlement.rails.assets import check_asset
 from pact_settlement.rails.base import (
+    CheckedMovement,
     RailError,
     RailInsufficientFundsError,
     RailOpStatus,
@@ -44,6 +52,36 @@ class LedgerSettings(BaseModel):
         return check_asset(value)
 
 
+@dataclass(frozen=True, slots=True)
+class _LedgerMovement:
+    """A ledger posting checked by :meth:`LedgerRail.check_lock`, written by :meth:`write`."""
+
+    ledger: LedgerService
+    step: RailStep
+    settlement: RailSettlement
+    idempotency_key: str
+    checked: CheckedPosting
+
+    @property
+    def reference(self) -> str:
+        return self.checked.transaction_id
+
+    async def write(self) -> RailResult:
+        transaction = await self.ledger.write(
+            self.checked,
+            kind=self.step.value,
+            idempotency_key=self.idempotency_key,
+            settlement_id=self.settlement.id,
+            memo=f"{self.step.value} {self.settlement.intent_id}",
+        )
+        return RailResult(
+            step=self.step,
+            status=RailOpStatus.SUCCEEDED,
+            reference=transaction.id,
+            detail={"replayed": False},
+        )
+
+
 class LedgerRail:
     """Lock = available → locked on the same account; release/refund/slash unwind it. Every
     leg is in the settlement's asset."""
@@ -73,8 +111,8 @@ class LedgerRail:
             detail={"replayed": not created},
         )
 
-    async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
-        s = settlement
+    @staticmethod
+    def _lock_postings(s: RailSettlement) -> list[Posting]:
         postings = [
             Posting(s.buyer, A, neg(s.amount), s.asset),
             Posting(s.buyer, L, s.amount, s.asset),
@@ -84,19 +122,39 @@ class LedgerRail:
                 Posting(s.seller, A, neg(s.bond), s.asset),
                 Posting(s.seller, L, s.bond, s.asset),
             ]
+        return postings
+
+    @staticmethod
+    def _lock_refused(s: RailSettlement, exc: InsufficientFundsError) -> RailError:
+        if exc.owner == s.buyer:
+            return RailInsufficientFundsError(
+                f"buyer {s.buyer}: {decimal_text(s.amount)} {s.asset} needed, "
+                f"{decimal_text(exc.has)} available"
+            )
+        return RailInsufficientFundsError(
+            f"seller {s.seller}: a bond of {decimal_text(s.bond)} {s.asset} needed, "
+            f"{decimal_text(exc.has)} available",
+            code=FailureCode.BOND_INSUFFICIENT,
+        )
+
+    async def lock(self, settlement: RailSettlement, *, idempotency_key: str) -> RailResult:
+        s = settlement
         try:
-            return await self._post(RailStep.LOCK, s, idempotency_key, postings)
+            return await self._post(RailStep.LOCK, s, idempotency_key, self._lock_postings(s))
         except InsufficientFundsError as exc:
-            if exc.owner == s.buyer:
-                raise RailInsufficientFundsError(
-                    f"buyer {s.buyer}: {decimal_text(s.amount)} {s.asset} needed, "
-                    f"{decimal_text(exc.has)} available"
-                ) from exc
-            raise RailInsufficientFundsError(
-                f"seller {s.seller}: a bond of {decimal_text(s.bond)} {s.asset} needed, "
-                f"{decimal_text(exc.has)} available",
-                code=FailureCode.BOND_INSUFFICIENT,
-            ) from exc
+            raise self._lock_refused(s, exc) from exc
+
+    async def check_lock(
+        self, settlement: RailSettlement, *, idempotency_key: str
+    ) -> CheckedMovement:
+        """The lock of a settlement new in this transaction (its key cannot have been used):
+        checked, accounts row-locked, nothing written (:class:`CheckingRail`)."""
+        s = settlement
+        try:
+            checked = await self.ledger.check(self._lock_postings(s))
+        except InsufficientFundsError as exc:
+            raise self._lock_refused(s, exc) from exc
+        return _LedgerMovement(self.ledger, RailStep.LOCK, s, idempotency_key, checked)
 
     def _bond_back_to(self, s: RailSettlement, owner: str) -> list[Posting]:
         if s.bond <= 0:

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import Table, or_, select
 
 from pact_settlement.kit.ids import new_id
-from pact_settlement.kit.repository import RepositoryBase
+from pact_settlement.kit.repository import (
+    RepositoryBase,
+    insert_columns,
+    insert_params,
+    insert_rows,
+)
 from pact_settlement.kit.time import session_now
 from pact_settlement.rails.base import RailOpStatus, RailStep
 from pact_settlement.rails.models import RailOperation
 
 __all__ = ["RailOperationRepository", "rail_idempotency_key"]
+
+_RAIL_OPERATIONS = cast(Table, RailOperation.__table__)
+_OP_COLUMNS = insert_columns(RailOperation)
 
 
 def rail_idempotency_key(settlement_id: str, step: RailStep) -> str:
@@ -56,6 +64,43 @@ class RailOperationRepository(RepositoryBase[RailOperation]):
         # Not flushed here: the executor's next step is a SAVEPOINT or a COMMIT, and both flush
         # first, together with whatever the caller added (one round of INSERTs, not several).
         return await self.add(op, flush=False)
+
+    async def insert_resolved(
+        self,
+        *,
+        settlement_id: str,
+        rail: str,
+        step: RailStep,
+        amount: Decimal,
+        bond: Decimal,
+        plan: dict[str, Any] | None,
+        reference: str | None,
+    ) -> RailOperation:
+        """The record of a step that was made and resolved in this very transaction (a
+        transactional rail's movement, written with it): inserted ``succeeded`` by one INSERT,
+        never ``pending`` first, since a pending row here could never be seen by anyone."""
+        now = session_now(self.session)
+        op = RailOperation(
+            id=new_id("rop"),
+            settlement_id=settlement_id,
+            rail=rail,
+            step=step.value,
+            idempotency_key=rail_idempotency_key(settlement_id, step),
+            status=RailOpStatus.SUCCEEDED.value,
+            amount=amount,
+            bond=bond,
+            external_ref=reference,
+            error_code=None,
+            error_detail=None,
+            attempts=1,
+            plan=plan,
+            lease_until=None,
+            created_at=now,
+            updated_at=now,
+            resolved_at=now,
+        )
+        await insert_rows(self.session, _RAIL_OPERATIONS, [insert_params(op, _OP_COLUMNS)])
+        return op
 
     async def reopen(
         self, op: RailOperation, *, plan: dict[str, Any] | None, lease_until: datetime | None

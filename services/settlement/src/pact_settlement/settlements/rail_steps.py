@@ -83,6 +83,7 @@ from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.observability import Metrics
 from pact_settlement.kit.time import session_now
 from pact_settlement.rails.base import (
+    CheckingRail,
     PartialReleaseRail,
     Rail,
     RailError,
@@ -94,9 +95,9 @@ from pact_settlement.rails.base import (
 from pact_settlement.rails.clients import RailClients
 from pact_settlement.rails.models import RailOperation
 from pact_settlement.rails.registry import get_rail
-from pact_settlement.rails.repository import RailOperationRepository
+from pact_settlement.rails.repository import RailOperationRepository, rail_idempotency_key
 from pact_settlement.settlements import state_machine
-from pact_settlement.settlements.models import Settlement
+from pact_settlement.settlements.models import Settlement, SettlementEvent
 from pact_settlement.settlements.repository import SettlementRepository
 from pact_settlement.settlements.state_machine import SettlementEventType
 
@@ -365,6 +366,70 @@ class RailStepExecutor:
             return await self._still_pending(settlement, op, error)
         # Phase 3: resolve and transition in a new transaction (the caller commits it).
         return await self._finish(settlement.id, op.id, result=answer, error=error)
+
+    async def run_on_new(
+        self, settlement: Settlement, plan: StepPlan, *, created: dict[str, Any]
+    ) -> tuple[StepOutcome, list[SettlementEvent]] | None:
+        """The lock of a settlement not written yet, in one go, when its rail can check the
+        movement before anything is written (:class:`~pact_settlement.rails.base.CheckingRail`,
+        the ledger): the movement is checked (its accounts row-locked); the settlement is
+        inserted directly in the state the plan's success leads to, with both events
+        (:func:`.state_machine.start_resolved`, ``created`` the first event's data); the
+        movement is written; the operation is inserted already ``succeeded``. All in the
+        caller's transaction, plain INSERTs: nothing is ever visible ``pending``, nothing is
+        left for the reconciler, and a refusal has written nothing.
+
+        ``None`` when this does not apply (an external rail, which keeps its write-ahead
+        pending step; a non-checking rail; a terminal success transition, which needs the
+        applier's RECEIPT) or the rail refuses: the caller then takes the general path
+        (:func:`.state_machine.start`, then :meth:`run`), which records the refusal."""
+        rail = self.rail_for(settlement.rail)
+        planned = plan.on_succeeded
+        target = state_machine.TRANSITIONS.get(
+            (state_machine.SettlementState.PENDING, planned.event)
+        )
+        if (
+            not rail.transactional
+            or not isinstance(rail, CheckingRail)
+            or plan.step is not RailStep.LOCK
+            or target is None
+            or target in state_machine.TERMINAL_STATES
+        ):
+            return None
+        key = rail_idempotency_key(settlement.id, plan.step)
+        try:
+            movement = await rail.check_lock(rail_view(settlement), idempotency_key=key)
+        except RailError:
+            return None
+        now = session_now(self.session)
+        events = await state_machine.start_resolved(
+            self.session,
+            settlement,
+            planned.event,
+            actor=plan.actor,
+            request_id=plan.request_id,
+            data=created,
+            reason=planned.reason,
+            event_data={
+                **planned.data,
+                "rail_step": plan.step.value,
+                "rail_reference": movement.reference,
+            },
+            values=self.applier.values(settlement, planned, None, now=now),
+        )
+        result = await movement.write()
+        op = await self.ops.insert_resolved(
+            settlement_id=settlement.id,
+            rail=settlement.rail,
+            step=plan.step,
+            amount=plan.amount if plan.amount is not None else settlement.amount,
+            bond=settlement.bond_locked,
+            plan=plan.to_json(),
+            reference=result.reference,
+        )
+        self.metrics.rail_operations.labels(op.rail, op.step, "succeeded").inc()
+        self.metrics.transitions.labels(planned.event.value, settlement.state).inc()
+        return StepOutcome(StepStatus.SUCCEEDED, op, result=result, applied=True), events
 
     async def _open(
         self, settlement: Settlement, plan: StepPlan, rail: Rail, *, new_settlement: bool

@@ -8,12 +8,18 @@ import functools
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, func, insert, literal, or_, select, tuple_, update
 
+from pact_settlement.idempotency.models import IdempotencyKey
 from pact_settlement.kit.ids import is_our_id
-from pact_settlement.kit.repository import RepositoryBase
+from pact_settlement.kit.repository import (
+    RepositoryBase,
+    insert_columns,
+    insert_params,
+    insert_rows,
+)
 from pact_settlement.rails.models import RailOperation
 from pact_settlement.settlements.models import Settlement, SettlementEvent
 
@@ -46,6 +52,23 @@ _BY_BUYER_INTENT = select(Settlement).where(
 )
 _BY_ID = select(Settlement).where(Settlement.id == bindparam("settlement_id"))
 _BY_ID_FOR_UPDATE = _BY_ID.with_for_update().execution_options(populate_existing=True)
+# A create's two lookups in one round trip: the record of its Idempotency-Key and the buyer's
+# settlement for its intent id (each unique, so one row, NULLs where there is none).
+_ONE = select(literal(1).label("one")).subquery("one")
+_REQUEST_AND_INTENT = (
+    select(IdempotencyKey, Settlement)
+    .select_from(_ONE)
+    .outerjoin(
+        IdempotencyKey,
+        and_(IdempotencyKey.scope == bindparam("scope"), IdempotencyKey.key == bindparam("key")),
+    )
+    .outerjoin(
+        Settlement,
+        and_(
+            Settlement.buyer == bindparam("buyer"), Settlement.intent_id == bindparam("intent_id")
+        ),
+    )
+)
 _EVENTS_OF = (
     select(SettlementEvent)
     .where(SettlementEvent.settlement_id == bindparam("settlement_id"))
@@ -91,14 +114,40 @@ _APPEND_EVENT = (
 )
 
 
+_SETTLEMENTS = cast(Table, Settlement.__table__)
+_SETTLEMENT_COLUMNS = insert_columns(Settlement)
+_EVENTS = cast(Table, SettlementEvent.__table__)
+_EVENT_INSERT_COLUMNS = insert_columns(SettlementEvent)
+
+
 class SettlementRepository(RepositoryBase[Settlement]):
     model = Settlement
+
+    async def insert_now(self, settlement: Settlement) -> None:
+        """One INSERT of every column, outside the unit of work: ``settlement`` stays a plain
+        object the session does not track (the create writes it once, in its final state)."""
+        await insert_rows(
+            self.session, _SETTLEMENTS, [insert_params(settlement, _SETTLEMENT_COLUMNS)]
+        )
 
     async def get_by_buyer_intent(self, buyer: str, intent_id: str) -> Settlement | None:
         """The buyer's settlement for ``intent_id`` (unique per buyer)."""
         return await self.get_one_or_none(
             _BY_BUYER_INTENT, {"buyer": buyer, "intent_id": intent_id}
         )
+
+    async def request_and_intent(
+        self, scope: str, key: str, buyer: str, intent_id: str
+    ) -> tuple[IdempotencyKey | None, Settlement | None]:
+        """The idempotency record ``(scope, key)`` and the buyer's settlement for
+        ``intent_id``, each ``None`` when there is none, in one statement."""
+        row = (
+            await self.session.execute(
+                _REQUEST_AND_INTENT,
+                {"scope": scope, "key": key, "buyer": buyer, "intent_id": intent_id},
+            )
+        ).one()
+        return row[0], row[1]
 
     async def find_by_intent(
         self, intent_id: str, *, buyer: str | None = None, seller: str | None = None, limit: int = 2
@@ -268,6 +317,13 @@ class SettlementEventRepository(RepositoryBase[SettlementEvent]):
         params["p_settlement_id"] = settlement_id
         params["p_data"] = values.get("data") or {}
         return (await self.session.scalars(_APPEND_EVENT, params)).one()
+
+    async def insert_now(self, events: list[SettlementEvent]) -> None:
+        """The events, numbered by the caller, in one INSERT outside the unit of work (a new
+        settlement's first events: nobody else can append to it yet)."""
+        await insert_rows(
+            self.session, _EVENTS, [insert_params(e, _EVENT_INSERT_COLUMNS) for e in events]
+        )
 
     async def for_settlement(self, settlement_id: str) -> list[SettlementEvent]:
         return await self.get_all(_EVENTS_OF, {"settlement_id": settlement_id})

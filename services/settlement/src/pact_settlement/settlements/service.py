@@ -19,7 +19,9 @@ Create, in one transaction owned by the request:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import builtins
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeGuard
@@ -45,6 +47,7 @@ from pact_settlement.kit.errors import (
 from pact_settlement.kit.ids import new_id
 from pact_settlement.kit.money import decimal_text
 from pact_settlement.kit.observability import Metrics
+from pact_settlement.kit.repository import batched_writes
 from pact_settlement.kit.time import from_ms
 from pact_settlement.rails.base import (
     PartialReleaseRail,
@@ -59,7 +62,7 @@ from pact_settlement.rails.repository import RailOperationRepository
 from pact_settlement.settlements import state_machine
 from pact_settlement.settlements.funding import fund_with_permit
 from pact_settlement.settlements.lookup import find_settlement
-from pact_settlement.settlements.models import Settlement
+from pact_settlement.settlements.models import Settlement, SettlementEvent
 from pact_settlement.settlements.rail_steps import (
     PlannedTransition,
     RailStepExecutor,
@@ -84,6 +87,7 @@ from pact_settlement.settlements.verification import (
     is_streaming,
     verify_accept,
 )
+from pact_settlement.transcripts.models import Transcript
 from pact_settlement.transcripts.repository import TranscriptRepository
 
 __all__ = ["CreateResult", "EscrowRefusedError", "SettlementService", "complete_create_record"]
@@ -282,18 +286,62 @@ class SettlementService:
                 extra={"settlement_id": existing.id},
             )
 
-        settlement = await self._record(
+        settlement = self._build(
             verified,
             rail_name,
             rail_impl.asset,
             request_fp,
-            actor,
-            request_id,
             # A stream has no fault to slash for: the buyer pays what it signed for, no more.
             hold_bond=self.settings.require_seller_bond
             and rail_impl.supports_bond
             and not streaming,
         )
+        created = {
+            "amount": decimal_text(verified.amount),
+            "bond": decimal_text(verified.bond),
+            "rail": rail_name,
+            "asset": rail_impl.asset,
+        }
+        plan = StepPlan(
+            step=RailStep.LOCK,
+            on_succeeded=PlannedTransition(
+                SettlementEventType.STREAM_OPENED if streaming else SettlementEventType.LOCKED
+            ),
+            on_failed=PlannedTransition(SettlementEventType.LOCK_FAILED),
+            actor=actor,
+            request_id=request_id,
+            request_key=idempotency_key,  # completed by the reconciler if in flight
+        )
+        executor = RailStepExecutor(
+            self.session,
+            settings=self.settings,
+            metrics=self.metrics,
+            applier=self.applier,
+            rail=rail_impl,
+        )
+        if not isinstance(rail_impl, PreparingRail):
+            # The ledger: settlement, lock and answer written at once, in their final state,
+            # as one statement (batched_writes) after the checks and reads.
+            view: SettlementRead | None = None
+            with _duplicate_intent(verified):
+                async with batched_writes(self.session):
+                    done = await executor.run_on_new(settlement, plan, created=created)
+                    if done is not None:
+                        view = await self._answer_at_once(
+                            settlement, done[1], verified, idempotency_key, request_fp
+                        )
+            if view is not None:
+                self.metrics.settlements.labels("created", settlement.rail).inc()
+                log.info(
+                    "settlement.locked",
+                    intent_id=settlement.intent_id,
+                    settlement_id=settlement.id,
+                    rail=settlement.rail,
+                    amount=decimal_text(settlement.amount),
+                    bond_locked=decimal_text(settlement.bond_locked),
+                )
+                return CreateResult(view, created=True)
+        await self._record(settlement, verified, created, actor, request_id)
         if isinstance(rail_impl, PreparingRail):
             # In the recording transaction, before anything is committed or sent: a refusal
             # leaves nothing behind (the request's transaction rolls back).
@@ -310,26 +358,7 @@ class SettlementService:
         idem_row = await self.idempotency.record(
             CREATE_SCOPE, idempotency_key, request_fp, settlement.id, flush=False
         )
-        outcome = await RailStepExecutor(
-            self.session,
-            settings=self.settings,
-            metrics=self.metrics,
-            applier=self.applier,
-            rail=rail_impl,
-        ).run(
-            settlement,
-            StepPlan(
-                step=RailStep.LOCK,
-                on_succeeded=PlannedTransition(
-                    SettlementEventType.STREAM_OPENED if streaming else SettlementEventType.LOCKED
-                ),
-                on_failed=PlannedTransition(SettlementEventType.LOCK_FAILED),
-                actor=actor,
-                request_id=request_id,
-                request_key=idempotency_key,  # completed by the reconciler if in flight
-            ),
-            new_settlement=True,
-        )
+        outcome = await executor.run(settlement, plan, new_settlement=True)
         if outcome.status is StepStatus.FAILED:
             self.metrics.settlements.labels("failed", rail_name).inc()
             error = self._failure_error(settlement, persist=True)
@@ -373,14 +402,25 @@ class SettlementService:
         """``(replay, existing)``: the settlement an identical earlier request made (answer it
         again), else the settlement the same buyer already has for the intent id, made by a
         different request (a 409 once the new request is verified), else ``(None, None)``."""
-        row = await self.idempotency.lookup(CREATE_SCOPE, idempotency_key, request_fp)
+        by_intent: Settlement | None = None
+        if hint is None:
+            row = await self.idempotency.lookup(CREATE_SCOPE, idempotency_key, request_fp)
+        else:  # both lookups in one round trip
+            row, by_intent = await self.settlements.request_and_intent(
+                CREATE_SCOPE, idempotency_key, *hint
+            )
+            IdempotencyService.check(row, request_fp)
         settlement: Settlement | None = None
         existing: Settlement | None = None
         if row is not None and row.resource_id is not None:
-            settlement = await self.settlements.get_by_id(row.resource_id)
-        elif hint is not None:
-            existing = await self.settlements.get_by_buyer_intent(*hint)
-            if existing is not None and existing.request_fingerprint == request_fp:
+            settlement = (
+                by_intent
+                if by_intent is not None and by_intent.id == row.resource_id
+                else await self.settlements.get_by_id(row.resource_id)
+            )
+        elif by_intent is not None:
+            existing = by_intent
+            if existing.request_fingerprint == request_fp:
                 settlement, existing = existing, None
         if settlement is None:
             return None, existing
@@ -399,22 +439,64 @@ class SettlementService:
         }
         return EscrowRefusedError(detail, code=code, extra=extra, persist=persist)
 
-    async def _record(
+    async def _answer_at_once(
+        self,
+        settlement: Settlement,
+        events: builtins.list[SettlementEvent],
+        verified: VerifiedAccept,
+        idempotency_key: str,
+        request_fp: str,
+    ) -> SettlementRead:
+        """The rest of a create whose lock was made with the settlement
+        (:meth:`RailStepExecutor.run_on_new`): the transcripts, and the idempotency record
+        written once with its 201 answer."""
+        await self.transcripts.insert_now(self._transcripts(settlement, verified))
+        view = SettlementRead.of(settlement, events)
+        await self.idempotency.record_answered(
+            CREATE_SCOPE,
+            idempotency_key,
+            request_fp,
+            settlement.id,
+            201,
+            view.model_dump(mode="json"),
+        )
+        return view
+
+    def _transcripts(
+        self, settlement: Settlement, verified: VerifiedAccept
+    ) -> builtins.list[Transcript]:
+        """The ACCEPT and the ASK it carries, as transcript entries."""
+        return [
+            self.transcripts.entry(
+                settlement_id=settlement.id,
+                kind="ACCEPT",
+                envelope=verified.envelope.raw,
+                message_hash_hex=verified.envelope.envelope.message_hash_hex,
+                signer=verified.buyer,
+            ),
+            self.transcripts.entry(
+                settlement_id=settlement.id,
+                kind="ASK",
+                envelope=verified.terms.envelope,
+                message_hash_hex=str(verified.terms.envelope["message_hash_hex"]),
+                signer=verified.seller,
+            ),
+        ]
+
+    def _build(
         self,
         verified: VerifiedAccept,
         rail_name: str,
         asset: str,
         request_fp: str,
-        actor: str,
-        request_id: str | None,
         *,
         hold_bond: bool,
     ) -> Settlement:
-        """Record the verified ACCEPT; the quote's bond is held when ``hold_bond`` (the setting
-        asks for it and the rail can hold one)."""
+        """The settlement the verified ACCEPT makes, not written yet; the quote's bond is
+        held when ``hold_bond`` (the setting asks for it and the rail can hold one)."""
         accept = verified.accept
         bond_locked = verified.bond if hold_bond else Decimal(0)
-        settlement = Settlement(
+        return Settlement(
             id=new_id("st"),
             intent_id=accept.intent_id,
             rail=rail_name,
@@ -442,41 +524,39 @@ class SettlementService:
             accept_hash=verified.envelope.envelope.message_hash_hex.lower(),
             request_fingerprint=request_fp,
         )
-        try:
-            # No SAVEPOINT: on a unique violation the whole request rolls back (the 409 below
-            # is not persisted), so there is nothing to keep.
+
+    async def _record(
+        self,
+        settlement: Settlement,
+        verified: VerifiedAccept,
+        created: dict[str, Any],
+        actor: str,
+        request_id: str | None,
+    ) -> None:
+        """Record the settlement ``pending`` with its transcripts (the general path: the lock
+        is made afterwards by the rail-step executor)."""
+        # No SAVEPOINT: on a unique violation the whole request rolls back (the 409 below is
+        # not persisted), so there is nothing to keep.
+        with _duplicate_intent(verified):
             await state_machine.start(
-                self.session,
-                settlement,
-                actor=actor,
-                request_id=request_id,
-                data={
-                    "amount": decimal_text(verified.amount),
-                    "bond": decimal_text(verified.bond),
-                    "rail": rail_name,
-                    "asset": asset,
-                },
+                self.session, settlement, actor=actor, request_id=request_id, data=created
             )
-        except IntegrityError as exc:  # a concurrent writer won despite the named lock
-            raise ConflictError(
-                f"this buyer already has a settlement for intent_id {accept.intent_id!r}",
-                code=ProblemCode.DUPLICATE_INTENT,
-            ) from exc
-        await self.transcripts.store(
-            settlement_id=settlement.id,
-            kind="ACCEPT",
-            envelope=verified.envelope.raw,
-            message_hash_hex=verified.envelope.envelope.message_hash_hex,
-            signer=verified.buyer,
-        )
-        await self.transcripts.store(
-            settlement_id=settlement.id,
-            kind="ASK",
-            envelope=verified.terms.envelope,
-            message_hash_hex=str(verified.terms.envelope["message_hash_hex"]),
-            signer=verified.seller,
-        )  # flushed with the idempotency record and the rail operation, before the rail call
-        return settlement
+        for row in self._transcripts(settlement, verified):
+            # flushed with the idempotency record and the rail operation, before the rail call
+            self.session.add(row)
+
+
+@contextmanager
+def _duplicate_intent(verified: VerifiedAccept) -> Iterator[None]:
+    """A unique violation on the settlement's insert: a concurrent writer won despite the
+    named lock (409)."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise ConflictError(
+            f"this buyer already has a settlement for intent_id {verified.accept.intent_id!r}",
+            code=ProblemCode.DUPLICATE_INTENT,
+        ) from exc
 
 
 async def complete_create_record(

@@ -64,6 +64,7 @@ __all__ = [
     "checkpoint",
     "note",
     "start",
+    "start_resolved",
     "target_of",
     "transition",
 ]
@@ -196,6 +197,78 @@ async def start(
     return await SettlementEventRepository.from_session(session).add(event)
 
 
+async def start_resolved(
+    session: AsyncSession,
+    settlement: Settlement,
+    event: SettlementEventType,
+    *,
+    actor: str,
+    request_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    reason: str | None = None,
+    event_data: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
+) -> list[SettlementEvent]:
+    """:func:`start` and :func:`transition` along ``event`` in one write, for a settlement
+    whose first transition happens in the transaction that records it (a lock made inside
+    it): the row is inserted directly in the state ``event`` leads to from ``pending``, with
+    both events (``settlement.created``, then ``event``) and both outbox entries. The
+    ``pending`` row would never be visible outside the transaction, so it is never written;
+    what commits is exactly what :func:`start` then :func:`transition` would have left.
+    ``settlement`` is not added to the session (Core INSERTs, no unit of work)."""
+    target = TRANSITIONS.get((S.PENDING, event))
+    if target is None:
+        raise InvalidTransitionError(
+            f"a new settlement cannot start with {event}",
+            extra={"state": S.PENDING.value},
+        )
+    values = dict(values or {})
+    unknown = set(values) - _TRANSITION_COLUMNS
+    if unknown:
+        raise ValueError(f"a transition cannot set {sorted(unknown)}")
+    now = session_now(session)
+    settlement.state = target.value
+    settlement.created_at = now
+    settlement.updated_at = now
+    for key, value in values.items():
+        setattr(settlement, key, value)
+    if target in TERMINAL_STATES:
+        settlement.closed_at = now
+    base = {"settlement_id": settlement.id, "actor": actor, "request_id": request_id}
+    events = [
+        SettlementEvent(
+            **base,
+            seq=1,
+            event=E.CREATED.value,
+            from_state=None,
+            to_state=S.PENDING.value,
+            reason=None,
+            data=data or {},
+            created_at=now,
+        ),
+        SettlementEvent(
+            **base,
+            seq=2,
+            event=event.value,
+            from_state=S.PENDING.value,
+            to_state=target.value,
+            reason=reason,
+            data=event_data or {},
+            created_at=now,
+        ),
+    ]
+    await SettlementRepository.from_session(session).insert_now(settlement)
+    await SettlementEventRepository.from_session(session).insert_now(events)
+    await outbox.enqueue_many(
+        session,
+        [
+            (E.CREATED.value, _payload(settlement, S.PENDING, None, failure_code=None)),
+            (event.value, _payload(settlement, target, S.PENDING)),
+        ],
+    )
+    return events
+
+
 async def transition(
     session: AsyncSession,
     settlement: Settlement,
@@ -324,18 +397,30 @@ async def _publish(
     previous: SettlementState | None,
 ) -> None:
     await outbox.enqueue(
-        session,
-        event.value,
-        {
-            "object": "settlement",
-            "id": settlement.id,
-            "intent_id": settlement.intent_id,
-            "state": settlement.state,
-            "previous_state": previous.value if previous is not None else None,
-            "rail": settlement.rail,
-            "amount": decimal_text(settlement.amount),
-            "buyer": settlement.buyer,
-            "seller": settlement.seller,
-            "failure_code": settlement.failure_code,
-        },
+        session, event.value, _payload(settlement, SettlementState(settlement.state), previous)
     )
+
+
+_UNSET: Any = object()
+
+
+def _payload(
+    settlement: Settlement,
+    state: SettlementState,
+    previous: SettlementState | None,
+    *,
+    failure_code: str | None = _UNSET,
+) -> dict[str, Any]:
+    """The outbound webhook's settlement object, as of the change to ``state``."""
+    return {
+        "object": "settlement",
+        "id": settlement.id,
+        "intent_id": settlement.intent_id,
+        "state": state.value,
+        "previous_state": previous.value if previous is not None else None,
+        "rail": settlement.rail,
+        "amount": decimal_text(settlement.amount),
+        "buyer": settlement.buyer,
+        "seller": settlement.seller,
+        "failure_code": settlement.failure_code if failure_code is _UNSET else failure_code,
+    }
