@@ -1,6 +1,7 @@
 """The ERC-20 escrow rail (``evm-erc20``) end to end through the settlement API on anvil: the
 app builds its token gateway from settings alone, as in production, and a USDC-like token
-(6 decimals) moves on chain for lock, release, refund, slash and partial release; a price the
+(6 decimals) moves on chain for lock, release, refund, slash and partial release (also as a
+stream through a real provider server); a price the
 token cannot represent is refused with a problem document before anything is recorded."""
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from typing import Any
 
 import pytest
 from fixtures.rails import ANVIL_CHAIN_ID, Chain, put_profile
+from fixtures.streams import provider_server
+from pact_schema.stream_client import StreamBuyer
+from pact_schema.streaming import amount_for_ticks
 from pact_settlement.rails.evm.rail import PARTIAL_RELEASE_KEY_SUFFIX
 from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.rails.evm.token_rail import EvmTokenEscrowRail
@@ -154,6 +158,52 @@ async def test_partial_release_of_a_settlement_recorded_by_the_api(
     assert again.detail["already_done"] is True
     assert await chain.token_balance(chain.seller) == seller_before + 300_000 + USDC  # + bond
     assert await chain.token_balance(chain.buyer) == buyer_before + 700_000
+    assert (await gateway.get_escrow(eid)).status is EscrowStatus.PARTIALLY_RELEASED
+
+
+async def test_a_stream_through_the_provider_releases_exactly_the_highest_voucher_on_chain(
+    api: Any, pact: Any, anvil_chain: Chain, app: Any
+) -> None:
+    """Partial release through both services: the buyer streams from a real provider server,
+    paying each tick with a voucher; at its stop settlement's close runs ``releasePartial``,
+    so the seller's tokens grow by exactly the highest voucher and the buyer gets the rest."""
+    chain = anvil_chain
+    await _profiles(api, pact, chain)
+    budget, planned, ticks = Decimal("0.5"), 100, 37
+    accept = pact.accept(
+        price=budget, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
+    )
+    created = await api.create(accept)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["rail"], body["state"]) == ("evm-erc20", "streaming")
+    buyer_before = await chain.token_balance(chain.buyer)  # the budget is in escrow already
+    seller_before = await chain.token_balance(chain.seller)
+    async with provider_server(app, pact.provider, stream_checkpoint_ticks=10) as (url, calls):
+        buyer = StreamBuyer(
+            url,
+            pact.buyer,
+            seller=pact.provider.public_key_b58,
+            intent_id=body["intent_id"],
+            budget=budget,
+            tick_ms=1,
+            planned_ticks=planned,
+            max_ticks=ticks,
+        )
+        try:
+            result = await buyer.run()
+        finally:
+            await buyer.aclose()
+    paid = amount_for_ticks(budget, planned, ticks)
+    assert (result.code, result.ticks, result.paid_amount) == ("BUYER_STOPPED", ticks, paid)
+    assert result.settlement is not None
+    assert result.settlement["state"] == "released"
+    assert calls.calls["POST close"] == 1
+    assert await chain.token_balance(chain.seller) == seller_before + int(paid * USDC)
+    assert await chain.token_balance(chain.buyer) == buyer_before + int((budget - paid) * USDC)
+    chain_buyer, chain_seller = await _addresses(app, body["intent_id"])
+    gateway = app.state.settlement.rail_clients.evm_erc20()
+    eid = gateway.escrow_id(body["intent_id"], chain_buyer, chain_seller)
     assert (await gateway.get_escrow(eid)).status is EscrowStatus.PARTIALLY_RELEASED
 
 

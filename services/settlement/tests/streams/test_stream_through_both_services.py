@@ -7,16 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
-import uvicorn
-from pact_provider.app import create_app as create_provider
-from pact_provider.config import ProviderSettings
-from pact_provider.streaming.service import StreamRequest
+from fixtures.streams import CHECKPOINT_EVERY, provider_server
 from pact_schema import parse_message
 from pact_schema.stream_client import StreamBuyer
 from pact_schema.streaming import amount_for_ticks
@@ -26,58 +21,6 @@ from sqlalchemy import text
 BUDGET = Decimal("0.05")
 PLANNED = 2_000
 TICKS = 1_000
-CHECKPOINT_EVERY = 100
-
-
-class CountingTransport(httpx.AsyncBaseTransport):
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
-        self.dead = False  # the provider process is gone: nothing it sends arrives
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.dead:
-            raise httpx.ConnectError("the provider process is gone", request=request)
-        self.calls[f"{request.method} {request.url.path.rsplit('/', 1)[-1]}"] += 1
-        return await self.inner.handle_async_request(request)
-
-
-async def ticks(request: StreamRequest) -> AsyncIterator[bytes]:
-    for n in range(PLANNED * 2):
-        yield f"{request.intent_id}:{n}".encode()
-
-
-@contextlib.asynccontextmanager
-async def provider_server(settlement_app: Any, keypair: Any, **overrides: Any) -> Any:
-    counting = CountingTransport(httpx.ASGITransport(app=settlement_app))
-    app = create_provider(
-        ProviderSettings(
-            settlement_url="http://settlement",
-            settlement_token="test-provider-token-0123456789abcdef",
-            settlement_backoff_s=0.0,
-            settlement_modes=["hash_reveal", "streaming"],
-            stream_checkpoint_ticks=CHECKPOINT_EVERY,
-            **overrides,
-        ),
-        keypair=keypair,
-        settlement_transport=counting,
-        stream_handler=ticks,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(3_000):  # bounded: a cold start on a loaded machine takes seconds
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "the provider did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", counting
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_a_thousand_tick_stream_through_both_services_settles_exactly(
@@ -91,7 +34,10 @@ async def test_a_thousand_tick_stream_through_both_services_settles_exactly(
     created = await api.create(accept)
     assert created.status_code == 201, created.text
     intent_id = created.json()["intent_id"]
-    async with provider_server(app, pact.provider) as (url, counting):
+    async with provider_server(app, pact.provider) as (
+        url,
+        counting,
+    ):
         buyer = StreamBuyer(
             url,
             pact.buyer,
@@ -177,7 +123,10 @@ async def test_a_buyer_that_vanishes_mid_stream_pays_only_what_it_signed(
         if len(seen) == 51:  # the 51st chunk arrives, is never paid, and the buyer is gone
             raise _VanishedError
 
-    async with provider_server(app, pact.provider) as (url, _counting):
+    async with provider_server(app, pact.provider) as (
+        url,
+        _counting,
+    ):
         buyer = StreamBuyer(
             url,
             pact.buyer,
@@ -260,7 +209,10 @@ async def test_pact_stream_cli_pays_a_stream_and_prints_the_receipt(
     intent_id = (await api.create(accept)).json()["intent_id"]
     key_file = tmp_path / "buyer.json"
     pact.buyer.save(key_file)
-    async with provider_server(app, pact.provider) as (url, _counting):
+    async with provider_server(app, pact.provider) as (
+        url,
+        _counting,
+    ):
         code = await asyncio.to_thread(
             main,
             [
@@ -303,7 +255,10 @@ async def test_the_spend_cap_stops_the_stream_with_the_reference_code(
     )
     intent_id = (await api.create(accept)).json()["intent_id"]
     cap = amount_for_ticks(BUDGET, PLANNED, 40)  # 40 ticks a minute, no more
-    async with provider_server(app, pact.provider) as (url, _counting):
+    async with provider_server(app, pact.provider) as (
+        url,
+        _counting,
+    ):
         buyer = StreamBuyer(
             url,
             pact.buyer,
@@ -347,7 +302,10 @@ async def test_a_provider_that_dies_mid_stream_loses_at_most_the_ticks_since_a_c
         if len(seen) == 250:
             died.set()
 
-    async with provider_server(app, pact.provider) as (url, counting):
+    async with provider_server(app, pact.provider) as (
+        url,
+        counting,
+    ):
         buyer = StreamBuyer(
             url,
             pact.buyer,
@@ -412,8 +370,14 @@ async def test_two_replicas_sharing_a_store_take_each_others_vouchers_and_stop(
     intent_id = (await api.create(accept)).json()["intent_id"]
     shared = {"quote_store_url": url, "quote_store_prefix": prefix}
     async with (
-        provider_server(app, pact.provider, **shared) as (serving, _a),
-        provider_server(app, pact.provider, **shared) as (other, _b),
+        provider_server(app, pact.provider, **shared) as (
+            serving,
+            _a,
+        ),
+        provider_server(app, pact.provider, **shared) as (
+            other,
+            _b,
+        ),
     ):
         buyer = _ElsewhereBuyer(
             serving,
