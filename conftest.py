@@ -13,9 +13,16 @@ spread freely, the longest kinds first, so that no long test starts last and run
 from __future__ import annotations
 
 import pytest
-from hypothesis import is_hypothesis_test
+from hypothesis import HealthCheck, is_hypothesis_test, settings
 
 pytest_plugins = ("fixtures.rails", "fixtures.faults")
+
+# Hypothesis's default 200 ms deadline and its "too slow" health check time each example by
+# the wall clock: on a loaded machine a stalled worker failed a signature property with
+# "took 266 ms". How fast the machine is is `make bench`'s business, never a test's; a test
+# that sets these itself keeps its own values.
+settings.register_profile("pact", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("pact")
 
 #: A session-scoped fixture that starts a server, cluster or chain -> the xdist group of its
 #: tests (each worker would otherwise start, or deploy to, its own).
