@@ -2,12 +2,12 @@
 
 ``make test`` runs with ``-n <workers> --dist loadgroup``. Tests that share a server the
 session starts once (the `make run` stack, anvil, localstripe, the eth-tester chain, the
-throw-away Postgres cluster) are kept
-on one worker, so each worker does not start its own copy; so are the tests of a module that
-share a module-scoped fixture (a server, a built wheel, a browser): spread over the workers,
-each worker that ran one of them built its own copy (seconds of CPU each). Everything else is
-spread freely, the longest kinds first, so that no long test starts last and runs alone
-(bench/results/findings.md, "Test suite time").
+throw-away Postgres cluster) are kept on one worker, so each worker does not start its own
+copy; so are the tests of a module that share a module-scoped fixture (a server, a built
+wheel, a browser): spread over the workers, each worker that ran one of them built its own
+copy (seconds of CPU each). Everything else is spread freely, the longest kinds first, so
+that no long test starts last and runs alone (bench/results/findings.md, "Test suite time").
+Grouping needs pytest < 9.2 (pyproject.toml): on 9.2, xdist 3.8 silently ignores the groups.
 """
 
 from __future__ import annotations
