@@ -124,25 +124,28 @@ async def test_accept_is_refused_in_time_and_intents_flow_meanwhile(mode: str) -
         assert reply_of(ask)["type"] == "ASK"
         accept = signed(accept_message(ask.json(), clock.now))
 
+        accept_answered = asyncio.Event()
+
         async def timed_accept() -> tuple[httpx.Response, float]:
             started = time.monotonic()
             r = await _post(http, accept)
+            accept_answered.set()
             return r, time.monotonic() - started
 
-        async def intents() -> list[float]:
-            took = []
+        async def intents() -> list[bool]:
+            """For each INTENT: was it answered while the ACCEPT was still waiting?"""
+            answered_first = []
             for i in range(10):
-                started = time.monotonic()
                 r = await _post(
                     http, signed(intent_message(clock.now, intent_id=f"intent-side-{i}"))
                 )
-                took.append(time.monotonic() - started)
+                answered_first.append(not accept_answered.is_set())
                 assert r.status_code == 200, r.text
                 assert reply_of(r)["type"] == "ASK"
                 await asyncio.sleep(TIMEOUT_S / 20)
-            return took
+            return answered_first
 
-        (response, elapsed), intent_times = await asyncio.gather(timed_accept(), intents())
+        (response, elapsed), answered_first = await asyncio.gather(timed_accept(), intents())
 
     assert elapsed < LATE_S, elapsed
     if response.status_code == 503:
@@ -153,7 +156,9 @@ async def test_accept_is_refused_in_time_and_intents_flow_meanwhile(mode: str) -
         reply = reply_of(response)
         assert reply["type"] == "REJECT"
         assert reply["code"] == "SETTLEMENT_FAILED"
-    assert max(intent_times) < TIMEOUT_S, intent_times  # none waited behind the ACCEPT
+    # None waited behind the ACCEPT: the first INTENT, sent with it, was answered before it.
+    # (Ordered by events, not timed: a stalled worker on a loaded machine delays both alike.)
+    assert answered_first[0], answered_first
 
 
 @asynccontextmanager
