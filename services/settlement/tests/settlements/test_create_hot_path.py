@@ -11,15 +11,19 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pact_settlement.idempotency.models import IdempotencyKey
+from pact_settlement.kit.errors import ConflictError, ProblemCode
 from pact_settlement.ledger.models import JournalTransaction
 from pact_settlement.rails.models import RailOperation
 from pact_settlement.runtime import runtime_of
 from pact_settlement.settlements.models import Settlement, SettlementEvent
-from sqlalchemy import event, select
+from pact_settlement.settlements.service import _duplicate_intent
+from sqlalchemy import event, insert, select
+from sqlalchemy.exc import IntegrityError
 
 #: What a ledger create sends on Postgres: the named locks, the idempotency and intent
 #: lookups (one statement), the accounts row-locked, the webhook endpoints, then ONE statement
@@ -172,3 +176,32 @@ async def test_a_dead_pooled_connection_is_replaced_without_a_pre_ping(
     assert response.status_code == 201, response.text
     assert not [s for s in seen if s.strip() in (";", "SELECT 1")]  # no pre-ping
     assert await api.balances(pact.buyer.public_key_b58) == (Decimal("0.99992"), Decimal("0.00008"))
+
+
+async def _insert_guarded(engine: Any, verified: Any, values: dict[str, Any]) -> None:
+    async with engine.begin() as conn:
+        with _duplicate_intent(verified):
+            await conn.execute(insert(Settlement.__table__).values(values))
+
+
+async def test_only_a_buyer_intent_violation_reads_as_a_duplicate_intent(
+    app: Any, api: Any, pact: Any
+) -> None:
+    """The create's one write statement is wrapped to answer 409 DUPLICATE_INTENT when a
+    concurrent writer won the (buyer, intent id) race; any other integrity error there (here
+    a second row under an existing primary key) is a defect and is not disguised as one."""
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    created = await api.create(pact.accept(price=Decimal("0.01"), bond=Decimal(0)))
+    assert created.status_code == 201, created.text
+    table = Settlement.__table__
+    engine = runtime_of(app).engine
+    async with engine.connect() as conn:
+        row = dict((await conn.execute(select(table))).mappings().one())
+    verified = SimpleNamespace(accept=SimpleNamespace(intent_id=row["intent_id"]))
+    same_intent = row | {"id": "st_01kb0ybq0g7m4n6p8r0s2t4v6w"}
+    with pytest.raises(ConflictError) as conflict:
+        await _insert_guarded(engine, verified, same_intent)
+    assert conflict.value.code == ProblemCode.DUPLICATE_INTENT
+    same_id = row | {"intent_id": "intent-another-one"}
+    with pytest.raises(IntegrityError):
+        await _insert_guarded(engine, verified, same_id)

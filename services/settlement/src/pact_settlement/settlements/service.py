@@ -546,13 +546,25 @@ class SettlementService:
             self.session.add(row)
 
 
+#: How the databases name a violation of ``uq_settlements_buyer_intent_id`` (Postgres names
+#: the constraint, SQLite its columns).
+_DUPLICATE_INTENT_MARKS = (
+    "uq_settlements_buyer_intent_id",
+    "settlements.buyer, settlements.intent_id",
+)
+
+
 @contextmanager
 def _duplicate_intent(verified: VerifiedAccept) -> Iterator[None]:
-    """A unique violation on the settlement's insert: a concurrent writer won despite the
-    named lock (409)."""
+    """A unique violation of (buyer, intent id) on the settlement's insert: a concurrent
+    writer won despite the named lock (409). Any other integrity error in the create's writes
+    (the double-entry check, an asset mismatch) is a defect, never a buyer's duplicate, and
+    is not disguised as one."""
     try:
         yield
     except IntegrityError as exc:
+        if not any(mark in str(exc.orig) for mark in _DUPLICATE_INTENT_MARKS):
+            raise
         raise ConflictError(
             f"this buyer already has a settlement for intent_id {verified.accept.intent_id!r}",
             code=ProblemCode.DUPLICATE_INTENT,
