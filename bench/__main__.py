@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "suites",
         nargs="*",
-        default=["all"],
+        # A string, not ["all"]: Python 3.11's argparse checks an empty '*' positional's
+        # default against the choices as one value (a list is never among them).
+        default="all",
         choices=[*SUITES, "all", "report"],
         help="what to run (default all); 'report' only re-renders latest.md",
     )
@@ -98,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    wanted = list(SUITES) if "all" in args.suites else [s for s in args.suites if s != "report"]
+    suites = [args.suites] if isinstance(args.suites, str) else args.suites
+    wanted = list(SUITES) if "all" in suites else [s for s in suites if s != "report"]
     for suite in wanted:
         log(f"suite {suite}")
         if suite == "provider":
