@@ -242,7 +242,7 @@ async def explain_hot_queries(env: dict[str, str], rows: list[Any]) -> list[dict
             cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
                 (
                     "lookup by intent_id (GET /v1/settlements/{intent_id}, create's replay check)",
-                    lambda: settlements.get_by_intent(row["intent_id"]),
+                    lambda: settlements.find_by_intent(row["intent_id"]),
                 ),
                 ("events of a settlement (every read)", lambda: events.for_settlement(row["id"])),
                 (
