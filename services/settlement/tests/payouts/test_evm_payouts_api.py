@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures.rails import ANVIL_CHAIN_ID, Chain, put_profile
+from fixtures.rails import ANVIL_CHAIN_ID, Chain, anvil_rail_settings, put_profile
 from pact_schema import Keypair
 from pact_settlement.kit.ids import new_id
 from pact_settlement.ledger.models import JournalTransaction
@@ -36,19 +36,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings_overrides(anvil_url: str, anvil_chain: Chain) -> dict[str, Any]:
-    return {
-        "enabled_rails": ["ledger", "evm", "evm-erc20"],
-        "evm_rpc_url": anvil_url,
-        "evm_operator_key": anvil_chain.operator.key.hex(),
-        "evm_contract_address": anvil_chain.escrow,
-        "evm_token_escrow_address": anvil_chain.token_escrow,
-        "evm_token_address": anvil_chain.token,
-        "evm_token_decimals": 6,
-        "evm_token_symbol": "USDT6",
-        "evm_chain_id": ANVIL_CHAIN_ID,
-        "evm_poll_interval_s": 0.05,
-        "workers_enabled": False,
-    }
+    return anvil_rail_settings(
+        anvil_url,
+        anvil_chain,
+        evm_chain_id=ANVIL_CHAIN_ID,
+        evm_poll_interval_s=0.05,
+        workers_enabled=False,
+    )
 
 
 RAILS = {"evm": ("ETH", 10**18), "evm-erc20": ("USDT6", 10**6)}

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from fixtures.rails import ANVIL_CHAIN_ID, Chain, put_profile
+from fixtures.rails import ANVIL_CHAIN_ID, Chain, anvil_rail_settings, put_profile
 from fixtures.streams import provider_server
 from pact_schema.stream_client import StreamBuyer
 from pact_schema.streaming import amount_for_ticks
@@ -35,22 +35,16 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings_overrides(anvil_url: str, anvil_chain: Chain) -> dict[str, Any]:
-    return {
-        "enabled_rails": ["ledger", "evm", "evm-erc20"],
-        "default_rail": "evm-erc20",
-        "evm_rpc_url": anvil_url,
-        "evm_operator_key": anvil_chain.operator.key.hex(),
-        "evm_contract_address": anvil_chain.escrow,
-        "evm_token_escrow_address": anvil_chain.token_escrow,
-        "evm_token_address": anvil_chain.token,
-        "evm_token_decimals": 6,
-        "evm_token_symbol": "USDT6",
-        "evm_chain_id": ANVIL_CHAIN_ID,
-        "evm_confirmations": 1,
-        "evm_poll_interval_s": 0.05,
-        "require_seller_bond": True,
-        "workers_enabled": False,
-    }
+    return anvil_rail_settings(
+        anvil_url,
+        anvil_chain,
+        default_rail="evm-erc20",
+        evm_chain_id=ANVIL_CHAIN_ID,
+        evm_confirmations=1,
+        evm_poll_interval_s=0.05,
+        require_seller_bond=True,
+        workers_enabled=False,
+    )
 
 
 async def _profiles(api: Any, pact: Any, chain: Chain) -> None:

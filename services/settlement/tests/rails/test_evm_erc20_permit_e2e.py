@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from fixtures.rails import ANVIL_CHAIN_ID, Chain, put_profile
+from fixtures.rails import ANVIL_CHAIN_ID, Chain, anvil_rail_settings, put_profile
 from pact_settlement.rails.bindings import RailBinding
 from pact_settlement.rails.evm.results import EscrowStatus
 from pact_settlement.settlements.lookup import find_settlement
@@ -36,21 +36,15 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings_overrides(anvil_url: str, anvil_chain: Chain) -> dict[str, Any]:
-    return {
-        "enabled_rails": ["ledger", "evm", "evm-erc20"],
-        "default_rail": "evm-erc20",
-        "evm_rpc_url": anvil_url,
-        "evm_operator_key": anvil_chain.operator.key.hex(),
-        "evm_contract_address": anvil_chain.escrow,
-        "evm_token_escrow_address": anvil_chain.token_escrow,
-        "evm_token_address": anvil_chain.token,
-        "evm_token_decimals": 6,
-        "evm_token_symbol": "USDT6",
-        "evm_chain_id": ANVIL_CHAIN_ID,
-        "evm_poll_interval_s": 0.05,
-        "require_seller_bond": True,
-        "workers_enabled": False,
-    }
+    return anvil_rail_settings(
+        anvil_url,
+        anvil_chain,
+        default_rail="evm-erc20",
+        evm_chain_id=ANVIL_CHAIN_ID,
+        evm_poll_interval_s=0.05,
+        require_seller_bond=True,
+        workers_enabled=False,
+    )
 
 
 async def signed_permit(

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from fixtures.rails import Chain
+from fixtures.rails import Chain, anvil_rail_settings
 from pact_settlement.config import SettlementSettings
 from pact_settlement.kit.errors import ProblemCode
 from pact_settlement.kit.ids import new_id
@@ -45,16 +45,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings_overrides(anvil_url: str, anvil_chain: Chain) -> dict[str, Any]:
-    return {
-        "enabled_rails": ["ledger", "evm", "evm-erc20"],
-        "evm_rpc_url": anvil_url,
-        "evm_operator_key": anvil_chain.operator.key.hex(),
-        "evm_contract_address": anvil_chain.escrow,
-        "evm_token_escrow_address": anvil_chain.token_escrow,
-        "evm_token_address": anvil_chain.token,
-        "evm_token_decimals": 6,
-        "evm_token_symbol": "USDT6",
-    }
+    return anvil_rail_settings(anvil_url, anvil_chain)
 
 
 class Credit:
