@@ -205,11 +205,11 @@ def fund_buyers(server: Server, amount: str = DEPOSIT) -> None:
 # --- signed ACCEPTs ------------------------------------------------------------------------
 
 
-def accept_request(i: int, *, run: str, now: int) -> dict[str, Any]:
-    """One ``POST /v1/settlements`` (loadgen spec): an ACCEPT carrying a provider-signed ASK."""
-    buyer = BUYERS[i % len(BUYERS)]
-    price = Decimal(PRICES[i % len(PRICES)])
-    intent_id = f"sb-{run}-{i:07d}"
+def signed_accept(
+    buyer: Keypair, intent_id: str, *, price: Decimal, bond: Decimal, mode: str, now: int
+) -> dict[str, Any]:
+    """A buyer-signed ACCEPT of ``price`` in settlement ``mode``, carrying the provider-signed
+    ASK it binds to (``bond`` is the ASK's bond_required)."""
     ask = {
         "protocol_version": "pact/1.0",
         "type": "ASK",
@@ -218,14 +218,14 @@ def accept_request(i: int, *, run: str, now: int) -> dict[str, Any]:
         "unit": "request",
         "latency_ms": 100,
         "valid_for_ms": VALID_MS,
-        "bond_required": price * 2,
+        "bond_required": bond,
         "sent_at_ms": now,
         "expires_at_ms": now + VALID_MS,
         **quote_binding_fields(
             buyer_key=buyer.public_key_b58,
             round_number=1,
             intent_type="weather.data",
-            settlement_mode="hash_reveal",
+            settlement_mode=mode,
             list_price=price,
         ),
     }
@@ -235,15 +235,28 @@ def accept_request(i: int, *, run: str, now: int) -> dict[str, Any]:
         "type": "ACCEPT",
         "intent_id": intent_id,
         "agreed_price": quote["message"]["price"],
-        "settlement_mode": "hash_reveal",
-        "proof_type": "hash_reveal",
+        "settlement_mode": mode,
+        "proof_type": mode,
         "challenge_window_ms": 60_000,
         "delivery_deadline_ms": now + 2 * VALID_MS,
         "sent_at_ms": now,
         "expires_at_ms": now + VALID_MS,
         "quote": quote,
     }
-    envelope = sign_message(accept, buyer, signed_at_ms=now)
+    return sign_message(accept, buyer, signed_at_ms=now)
+
+
+def accept_request(i: int, *, run: str, now: int) -> dict[str, Any]:
+    """One ``POST /v1/settlements`` (loadgen spec): an ACCEPT carrying a provider-signed ASK."""
+    price = Decimal(PRICES[i % len(PRICES)])
+    envelope = signed_accept(
+        BUYERS[i % len(BUYERS)],
+        f"sb-{run}-{i:07d}",
+        price=price,
+        bond=price * 2,
+        mode="hash_reveal",
+        now=now,
+    )
     return {
         "method": "POST",
         "path": "/v1/settlements",

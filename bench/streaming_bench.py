@@ -35,8 +35,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from pact_schema import message_to_wire, now_ms, parse_message, sign_message
-from pact_schema.quote import quote_binding_fields
+from pact_schema import now_ms
 from pact_schema.stream_client import StreamBuyer
 from pact_schema.streaming import amount_for_ticks, sign_voucher
 
@@ -55,12 +54,12 @@ from bench.settlement_bench import (
     API_TOKEN,
     BUYERS,
     PROVIDER,
-    VALID_MS,
     fund_buyers,
     migrate,
     settlement_env,
     settlement_server,
     shown_env,
+    signed_accept,
     wait_ready,
 )
 
@@ -73,42 +72,14 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 def _accept(i: int, *, run: str, budget: Decimal, now: int) -> dict[str, Any]:
     """A buyer-signed streaming ACCEPT (with the provider-signed ASK) locking ``budget``."""
-    buyer = BUYERS[i % len(BUYERS)]
-    intent_id = f"stream-{run}-{i:07d}"
-    ask = {
-        "protocol_version": "pact/1.0",
-        "type": "ASK",
-        "intent_id": intent_id,
-        "price": budget,
-        "unit": "request",
-        "latency_ms": 100,
-        "valid_for_ms": VALID_MS,
-        "bond_required": Decimal(0),
-        "sent_at_ms": now,
-        "expires_at_ms": now + VALID_MS,
-        **quote_binding_fields(
-            buyer_key=buyer.public_key_b58,
-            round_number=1,
-            intent_type="weather.data",
-            settlement_mode="streaming",
-            list_price=budget,
-        ),
-    }
-    quote = sign_message(message_to_wire(parse_message(ask)), PROVIDER, signed_at_ms=now)
-    accept = {
-        "protocol_version": "pact/1.0",
-        "type": "ACCEPT",
-        "intent_id": intent_id,
-        "agreed_price": quote["message"]["price"],
-        "settlement_mode": "streaming",
-        "proof_type": "streaming",
-        "challenge_window_ms": 60_000,
-        "delivery_deadline_ms": now + 2 * VALID_MS,
-        "sent_at_ms": now,
-        "expires_at_ms": now + VALID_MS,
-        "quote": quote,
-    }
-    return sign_message(accept, buyer, signed_at_ms=now)
+    return signed_accept(
+        BUYERS[i % len(BUYERS)],
+        f"stream-{run}-{i:07d}",
+        price=budget,
+        bond=Decimal(0),
+        mode="streaming",
+        now=now,
+    )
 
 
 async def _create(http: httpx.AsyncClient, accept: dict[str, Any]) -> dict[str, Any]:
