@@ -23,31 +23,48 @@ PLANNED = 2_000
 TICKS = 1_000
 
 
+async def _open_stream(api: Any, pact: Any, *, delivery_in_ms: int = 300_000) -> str:
+    """A funded buyer's streaming ACCEPT of BUDGET, created at settlement: its intent id."""
+    await api.deposit(pact.buyer.public_key_b58, "1")
+    accept = pact.accept(
+        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=delivery_in_ms
+    )
+    created = await api.create(accept)
+    assert created.status_code == 201, created.text
+    intent_id: str = created.json()["intent_id"]
+    return intent_id
+
+
+def _buyer(
+    url: str,
+    pact: Any,
+    intent_id: str,
+    *,
+    kind: type[StreamBuyer] = StreamBuyer,
+    tick_ms: int = 1,
+    **options: Any,
+) -> StreamBuyer:
+    """The test buyer streaming ``intent_id`` from the provider at ``url``: BUDGET over
+    PLANNED ticks, ``tick_ms`` apart."""
+    return kind(
+        url,
+        pact.buyer,
+        seller=pact.provider.public_key_b58,
+        intent_id=intent_id,
+        budget=BUDGET,
+        tick_ms=tick_ms,
+        planned_ticks=PLANNED,
+        **options,
+    )
+
+
 async def test_a_thousand_tick_stream_through_both_services_settles_exactly(
     app: Any, api: Any, pact: Any, engine: Any
 ) -> None:
     buyer_key, seller_key = pact.buyer.public_key_b58, pact.provider.public_key_b58
-    await api.deposit(buyer_key, "1")
-    accept = pact.accept(
-        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
-    )
-    created = await api.create(accept)
-    assert created.status_code == 201, created.text
-    intent_id = created.json()["intent_id"]
-    async with provider_server(app, pact.provider) as (
-        url,
-        counting,
-    ):
-        buyer = StreamBuyer(
-            url,
-            pact.buyer,
-            seller=seller_key,
-            intent_id=intent_id,
-            budget=BUDGET,
-            tick_ms=1,
-            planned_ticks=PLANNED,
-            max_ticks=TICKS,
-        )
+    intent_id = await _open_stream(api, pact)
+    async with provider_server(app, pact.provider) as (url, counting):
+        buyer = _buyer(url, pact, intent_id, max_ticks=TICKS)
         try:
             result = await buyer.run()
         finally:
@@ -111,11 +128,7 @@ async def _wait_for_state(api: Any, intent_id: str, state: str) -> dict[str, Any
 async def test_a_buyer_that_vanishes_mid_stream_pays_only_what_it_signed(
     app: Any, api: Any, pact: Any
 ) -> None:
-    await api.deposit(pact.buyer.public_key_b58, "1")
-    accept = pact.accept(
-        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
-    )
-    intent_id = (await api.create(accept)).json()["intent_id"]
+    intent_id = await _open_stream(api, pact)
     seen: list[bytes] = []
 
     def read(chunk: bytes) -> None:
@@ -123,20 +136,8 @@ async def test_a_buyer_that_vanishes_mid_stream_pays_only_what_it_signed(
         if len(seen) == 51:  # the 51st chunk arrives, is never paid, and the buyer is gone
             raise _VanishedError
 
-    async with provider_server(app, pact.provider) as (
-        url,
-        _counting,
-    ):
-        buyer = StreamBuyer(
-            url,
-            pact.buyer,
-            seller=pact.provider.public_key_b58,
-            intent_id=intent_id,
-            budget=BUDGET,
-            tick_ms=1,
-            planned_ticks=PLANNED,
-            on_chunk=read,
-        )
+    async with provider_server(app, pact.provider) as (url, _counting):
+        buyer = _buyer(url, pact, intent_id, on_chunk=read)
         with contextlib.suppress(_VanishedError):
             await buyer.run()
         await buyer.aclose()
@@ -153,11 +154,7 @@ async def test_the_reference_stream_chunk_shape_serves_a_running_streams_chunks(
 ) -> None:
     from pact_schema import verify_envelope
 
-    await api.deposit(pact.buyer.public_key_b58, "1")
-    accept = pact.accept(
-        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
-    )
-    intent_id = (await api.create(accept)).json()["intent_id"]
+    intent_id = await _open_stream(api, pact)
     fetched: list[dict[str, Any]] = []
     async with (
         provider_server(app, pact.provider) as (url, _counting),
@@ -171,14 +168,11 @@ async def test_the_reference_stream_chunk_shape_serves_a_running_streams_chunks(
             fetched.append(answer.json())
 
         pending: list[asyncio.Task[None]] = []
-        buyer = StreamBuyer(
+        buyer = _buyer(
             url,
-            pact.buyer,
-            seller=pact.provider.public_key_b58,
-            intent_id=intent_id,
-            budget=BUDGET,
+            pact,
+            intent_id,
             tick_ms=5,
-            planned_ticks=PLANNED,
             max_ticks=20,
             on_chunk=lambda c: (
                 pending.append(asyncio.create_task(fetch_while_running(c)))
@@ -202,17 +196,10 @@ async def test_pact_stream_cli_pays_a_stream_and_prints_the_receipt(
 ) -> None:
     from pact_schema.cli import main
 
-    await api.deposit(pact.buyer.public_key_b58, "1")
-    accept = pact.accept(
-        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
-    )
-    intent_id = (await api.create(accept)).json()["intent_id"]
+    intent_id = await _open_stream(api, pact)
     key_file = tmp_path / "buyer.json"
     pact.buyer.save(key_file)
-    async with provider_server(app, pact.provider) as (
-        url,
-        _counting,
-    ):
+    async with provider_server(app, pact.provider) as (url, _counting):
         code = await asyncio.to_thread(
             main,
             [
@@ -249,26 +236,10 @@ async def test_pact_stream_cli_pays_a_stream_and_prints_the_receipt(
 async def test_the_spend_cap_stops_the_stream_with_the_reference_code(
     app: Any, api: Any, pact: Any
 ) -> None:
-    await api.deposit(pact.buyer.public_key_b58, "1")
-    accept = pact.accept(
-        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
-    )
-    intent_id = (await api.create(accept)).json()["intent_id"]
+    intent_id = await _open_stream(api, pact)
     cap = amount_for_ticks(BUDGET, PLANNED, 40)  # 40 ticks a minute, no more
-    async with provider_server(app, pact.provider) as (
-        url,
-        _counting,
-    ):
-        buyer = StreamBuyer(
-            url,
-            pact.buyer,
-            seller=pact.provider.public_key_b58,
-            intent_id=intent_id,
-            budget=BUDGET,
-            tick_ms=1,
-            planned_ticks=PLANNED,
-            max_spend_per_minute=cap,
-        )
+    async with provider_server(app, pact.provider) as (url, _counting):
+        buyer = _buyer(url, pact, intent_id, max_spend_per_minute=cap)
         result = await buyer.run()
         await buyer.aclose()
     assert result.code == "STREAMING_SPEND_CAP_EXCEEDED"
@@ -289,11 +260,7 @@ async def test_a_provider_that_dies_mid_stream_loses_at_most_the_ticks_since_a_c
     is bounded by STREAM_CHECKPOINT_TICKS."""
     from pact_settlement.workers.sweeper import Sweeper
 
-    await api.deposit(pact.buyer.public_key_b58, "1")
-    accept = pact.accept(
-        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=60_000
-    )
-    intent_id = (await api.create(accept)).json()["intent_id"]
+    intent_id = await _open_stream(api, pact, delivery_in_ms=60_000)
     died = asyncio.Event()
     seen: list[bytes] = []
 
@@ -302,20 +269,8 @@ async def test_a_provider_that_dies_mid_stream_loses_at_most_the_ticks_since_a_c
         if len(seen) == 250:
             died.set()
 
-    async with provider_server(app, pact.provider) as (
-        url,
-        counting,
-    ):
-        buyer = StreamBuyer(
-            url,
-            pact.buyer,
-            seller=pact.provider.public_key_b58,
-            intent_id=intent_id,
-            budget=BUDGET,
-            tick_ms=1,
-            planned_ticks=PLANNED,
-            on_chunk=read,
-        )
+    async with provider_server(app, pact.provider) as (url, counting):
+        buyer = _buyer(url, pact, intent_id, on_chunk=read)
         run = asyncio.create_task(buyer.run())
         await asyncio.wait_for(died.wait(), 60)
         # From here on the provider reaches settlement no more, as if killed: its in-memory
@@ -363,32 +318,13 @@ async def test_two_replicas_sharing_a_store_take_each_others_vouchers_and_stop(
     """With the quote store shared, a stream served by one replica is paid and stopped
     through the other (decision 19), and settles exactly; without it the other answers 404."""
     url, prefix = redis_prefix
-    await api.deposit(pact.buyer.public_key_b58, "1")
-    accept = pact.accept(
-        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
-    )
-    intent_id = (await api.create(accept)).json()["intent_id"]
+    intent_id = await _open_stream(api, pact)
     shared = {"quote_store_url": url, "quote_store_prefix": prefix}
     async with (
-        provider_server(app, pact.provider, **shared) as (
-            serving,
-            _a,
-        ),
-        provider_server(app, pact.provider, **shared) as (
-            other,
-            _b,
-        ),
+        provider_server(app, pact.provider, **shared) as (serving, _a),
+        provider_server(app, pact.provider, **shared) as (other, _b),
     ):
-        buyer = _ElsewhereBuyer(
-            serving,
-            pact.buyer,
-            seller=pact.provider.public_key_b58,
-            intent_id=intent_id,
-            budget=BUDGET,
-            tick_ms=1,
-            planned_ticks=PLANNED,
-            max_ticks=120,
-        )
+        buyer = _buyer(serving, pact, intent_id, kind=_ElsewhereBuyer, max_ticks=120)
         buyer.control_url = other
         try:
             result = await buyer.run()
@@ -405,25 +341,12 @@ async def test_two_replicas_sharing_a_store_take_each_others_vouchers_and_stop(
 async def test_without_a_shared_store_another_replica_does_not_know_the_stream(
     app: Any, api: Any, pact: Any
 ) -> None:
-    await api.deposit(pact.buyer.public_key_b58, "1")
-    accept = pact.accept(
-        price=BUDGET, bond=Decimal(0), settlement_mode="streaming", delivery_in_ms=300_000
-    )
-    intent_id = (await api.create(accept)).json()["intent_id"]
+    intent_id = await _open_stream(api, pact)
     async with (
         provider_server(app, pact.provider) as (serving, _a),
         provider_server(app, pact.provider) as (other, _b),
     ):
-        buyer = _ElsewhereBuyer(
-            serving,
-            pact.buyer,
-            seller=pact.provider.public_key_b58,
-            intent_id=intent_id,
-            budget=BUDGET,
-            tick_ms=1,
-            planned_ticks=PLANNED,
-            max_ticks=10,
-        )
+        buyer = _buyer(serving, pact, intent_id, kind=_ElsewhereBuyer, max_ticks=10)
         buyer.control_url = other
         try:
             with contextlib.suppress(Exception):
