@@ -28,6 +28,7 @@ from fixtures.faults import (
     ledger_problems,
     running_stack,
 )
+from fixtures.streams import ElsewhereBuyer
 from fixtures.waits import HANG_GUARD_S
 from pact_schema.stream_client import StreamBuyer, StreamResult
 from pact_schema.streaming import amount_for_ticks
@@ -319,18 +320,8 @@ async def test_a_vanished_seller_cannot_hold_the_stream_open(
         await _assert_money_right(stack, pact, result.settlement, at_least=40, at_most=40)
 
 
-class ElsewhereBuyer(Buyer):
-    """Reads the stream from one replica, sends its vouchers and stops to another (a load
-    balancer that routes each request anywhere)."""
-
-    def __init__(self, *args: Any, control_url: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.control_url = control_url
-
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return await self._http.post(
-            f"{self.control_url}/pact/stream/{self.intent_id}/{path}", json=body
-        )
+class CountingElsewhereBuyer(ElsewhereBuyer, Buyer):
+    """A :class:`Buyer` whose vouchers and stops go to another replica than its stream."""
 
 
 async def test_two_replicas_vouchers_and_stop_to_the_other_one_then_a_replica_dies(
@@ -355,7 +346,7 @@ async def test_two_replicas_vouchers_and_stop_to_the_other_one_then_a_replica_di
     ) as stack:
         first, second = stack.providers
         intent_id = await _open_stream(stack, pact)
-        buyer = ElsewhereBuyer(
+        buyer = CountingElsewhereBuyer(
             first.url,
             pact.buyer,
             seller=pact.provider.public_key_b58,

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from fixtures.streams import CHECKPOINT_EVERY, provider_server
+from fixtures.streams import CHECKPOINT_EVERY, ElsewhereBuyer, provider_server
 from pact_schema import parse_message
 from pact_schema.stream_client import StreamBuyer
 from pact_schema.streaming import amount_for_ticks
@@ -301,17 +301,6 @@ async def test_a_provider_that_dies_mid_stream_loses_at_most_the_ticks_since_a_c
     assert await api.balances(pact.buyer.public_key_b58) == (Decimal(1) - paid, Decimal(0))
 
 
-class _ElsewhereBuyer(StreamBuyer):
-    """Reads the stream from one replica and sends vouchers and stops to another."""
-
-    control_url = ""
-
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return await self._http.post(
-            f"{self.control_url}/pact/stream/{self.intent_id}/{path}", json=body
-        )
-
-
 async def test_two_replicas_sharing_a_store_take_each_others_vouchers_and_stop(
     app: Any, api: Any, pact: Any, redis_prefix: tuple[str, str]
 ) -> None:
@@ -324,8 +313,9 @@ async def test_two_replicas_sharing_a_store_take_each_others_vouchers_and_stop(
         provider_server(app, pact.provider, **shared) as (serving, _a),
         provider_server(app, pact.provider, **shared) as (other, _b),
     ):
-        buyer = _buyer(serving, pact, intent_id, kind=_ElsewhereBuyer, max_ticks=120)
-        buyer.control_url = other
+        buyer = _buyer(
+            serving, pact, intent_id, kind=ElsewhereBuyer, control_url=other, max_ticks=120
+        )
         try:
             result = await buyer.run()
         finally:
@@ -346,8 +336,9 @@ async def test_without_a_shared_store_another_replica_does_not_know_the_stream(
         provider_server(app, pact.provider) as (serving, _a),
         provider_server(app, pact.provider) as (other, _b),
     ):
-        buyer = _buyer(serving, pact, intent_id, kind=_ElsewhereBuyer, max_ticks=10)
-        buyer.control_url = other
+        buyer = _buyer(
+            serving, pact, intent_id, kind=ElsewhereBuyer, control_url=other, max_ticks=10
+        )
         try:
             with contextlib.suppress(Exception):
                 await buyer.run()
