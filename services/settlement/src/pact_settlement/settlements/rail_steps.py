@@ -377,7 +377,8 @@ class RailStepExecutor:
         (:func:`.state_machine.start_resolved`, ``created`` the first event's data); the
         movement is written; the operation is inserted already ``succeeded``. All in the
         caller's transaction, plain INSERTs: nothing is ever visible ``pending``, nothing is
-        left for the reconciler, and a refusal has written nothing.
+        left for the reconciler, and a refusal has written nothing. The caller counts the
+        metrics with :meth:`count_new` once the writes ran.
 
         ``None`` when this does not apply (an external rail, which keeps its write-ahead
         pending step; a non-checking rail; a terminal success transition, which needs the
@@ -427,9 +428,14 @@ class RailStepExecutor:
             plan=plan.to_json(),
             reference=result.reference,
         )
-        self.metrics.rail_operations.labels(op.rail, op.step, "succeeded").inc()
-        self.metrics.transitions.labels(planned.event.value, settlement.state).inc()
         return StepOutcome(StepStatus.SUCCEEDED, op, result=result, applied=True), events
+
+    def count_new(self, settlement: Settlement, plan: StepPlan, outcome: StepOutcome) -> None:
+        """The metrics of a :meth:`run_on_new` lock, counted by the caller once its batched
+        write ran: a write that fails (a duplicate intent) moved nothing and counts nothing."""
+        op = outcome.operation
+        self.metrics.rail_operations.labels(op.rail, op.step, "succeeded").inc()
+        self.metrics.transitions.labels(plan.on_succeeded.event.value, settlement.state).inc()
 
     async def _open(
         self, settlement: Settlement, plan: StepPlan, rail: Rail, *, new_settlement: bool

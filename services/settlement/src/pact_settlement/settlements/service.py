@@ -330,6 +330,8 @@ class SettlementService:
                         view = await self._answer_at_once(
                             settlement, done[1], verified, idempotency_key, request_fp
                         )
+            if done is not None:
+                executor.count_new(settlement, plan, done[0])
             if view is not None:
                 self.metrics.settlements.labels("created", settlement.rail).inc()
                 log.info(
